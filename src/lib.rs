@@ -1,0 +1,2 @@
+//! jitsi-scaler: autoscaler for Jitsi video-sip-gateway pools.
+#![forbid(unsafe_code)]
