@@ -104,14 +104,19 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/ready", get(ready).options(options))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(svc)
 }
 
 fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
     get(move |State(svc): State<Shared>| async move { get_setting(&svc, name).await })
         .post(
-            move |State(svc): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Result<Bytes, BytesRejection>| async move {
+            move |State(svc): State<Shared>,
+                  ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                  body: Result<Bytes, BytesRejection>| async move {
                 post_setting(&svc, name, Caller::from_peer(peer), body).await
             },
         )
@@ -136,8 +141,10 @@ async fn fallback(method: Method) -> Response {
 
 fn integer_body(value: i64) -> Response {
     let mut r = value.to_string().into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -153,7 +160,8 @@ async fn get_setting(svc: &Service, name: &str) -> Response {
 /// Parses a JSON body, with a short reason when it is not JSON.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))
 }
 
 async fn post_setting(
@@ -163,11 +171,13 @@ async fn post_setting(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let value = json_body(body)?;
-    let n = value
-        .as_i64()
-        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}")))?;
+    let n = value.as_i64().ok_or_else(|| {
+        ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}"))
+    })?;
     let n = Settings::check(name, n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    svc.set_setting(name, n, &caller.name).await.map_err(conflict)?;
+    svc.set_setting(name, n, &caller.name)
+        .await
+        .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -191,7 +201,9 @@ async fn add_instance(
             svc.cfg.instance_type
         )));
     }
-    svc.external_add(&Caller::from_peer(peer).name).await.map_err(conflict)?;
+    svc.external_add(&Caller::from_peer(peer).name)
+        .await
+        .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -208,15 +220,17 @@ pub fn valid_host(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
 /// Reads `{"host"|"ip": ..., "reason": ...}`.
 fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reason>), ApiError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::BadRequest("expected a JSON object {\"host\": ..., \"reason\": ...}".into()))?;
+    let obj = value.as_object().ok_or_else(|| {
+        ApiError::BadRequest("expected a JSON object {\"host\": ..., \"reason\": ...}".into())
+    })?;
     let host = match (obj.get("host"), obj.get("ip")) {
         (Some(h), _) | (None, Some(h)) => h
             .as_str()
@@ -225,11 +239,15 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
     };
     let host = host.trim();
     if !valid_host(host) {
-        return Err(ApiError::BadRequest(format!("host {host:?} is not a host name or IP address")));
+        return Err(ApiError::BadRequest(format!(
+            "host {host:?} is not a host name or IP address"
+        )));
     }
     let reason = match obj.get("reason") {
         Some(Value::String(r)) => Some(Reason::parse(r).ok_or_else(|| {
-            ApiError::BadRequest(format!("reason {r:?} is not one of idle, expired, unhealthy"))
+            ApiError::BadRequest(format!(
+                "reason {r:?} is not one of idle, expired, unhealthy"
+            ))
         })?),
         Some(_) => return Err(ApiError::BadRequest("reason must be a string".into())),
         None if need_reason => return Err(ApiError::BadRequest("missing reason".into())),
@@ -264,7 +282,9 @@ async fn drained(
     let caller = Caller::from_peer(peer);
     match svc.drained(&host, &caller.name).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Ok(false) => Err(ApiError::Conflict(format!("no approved removal for {host}"))),
+        Ok(false) => Err(ApiError::Conflict(format!(
+            "no approved removal for {host}"
+        ))),
         Err(e) => Err(conflict(e)),
     }
 }
@@ -281,7 +301,11 @@ async fn ready(State(svc): State<Shared>) -> Response {
     if svc.is_ready() {
         "ready".into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no Jicofo reading attempted yet").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no Jicofo reading attempted yet",
+        )
+            .into_response()
     }
 }
 
@@ -300,7 +324,14 @@ mod tests {
 
     #[test]
     fn host_validation() {
-        for ok in ["vsg-1", "vsg-1.example.org", "vsg-1.example.org.", "10.0.0.1", "::1", "ip-10-0-0-1"] {
+        for ok in [
+            "vsg-1",
+            "vsg-1.example.org",
+            "vsg-1.example.org.",
+            "10.0.0.1",
+            "::1",
+            "ip-10-0-0-1",
+        ] {
             assert!(valid_host(ok), "{ok}");
         }
         for bad in ["", "a b", "-x", "x..y", "a/b", &"x".repeat(300), "ä"] {
@@ -311,9 +342,15 @@ mod tests {
     #[test]
     fn remove_bodies() {
         let v: Value = serde_json::json!({"ip": "10.1.2.3", "reason": "unhealty"});
-        assert_eq!(remove_body(&v, true).ok(), Some(("10.1.2.3".into(), Some(Reason::Unhealthy))));
+        assert_eq!(
+            remove_body(&v, true).ok(),
+            Some(("10.1.2.3".into(), Some(Reason::Unhealthy)))
+        );
         let v: Value = serde_json::json!({"host": "GW.example.org", "reason": "idle"});
-        assert_eq!(remove_body(&v, true).ok(), Some(("gw.example.org".into(), Some(Reason::Idle))));
+        assert_eq!(
+            remove_body(&v, true).ok(),
+            Some(("gw.example.org".into(), Some(Reason::Idle)))
+        );
         for bad in [
             serde_json::json!({"host": "gw"}),
             serde_json::json!({"reason": "idle"}),

@@ -242,7 +242,10 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads defaults, then `file` (if any), then the `JITSI_SCALER_*` variables in `env`.
-    pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
         let text = match file {
             Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
@@ -250,12 +253,18 @@ impl Config {
             })?,
             None => String::new(),
         };
-        let origin = file.map(|p| format!(" in {}", p.display())).unwrap_or_default();
+        let origin = file
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
         Self::from_toml(&text, &origin, env)
     }
 
     /// Parses TOML text (empty = defaults) and applies environment overrides.
-    pub fn from_toml(text: &str, origin: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
         let parse_err = |e: toml::de::Error| ConfigError::Parse {
             origin: origin.to_string(),
             message: e.to_string(),
@@ -269,9 +278,11 @@ impl Config {
                 continue;
             };
             let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
-            set_path(&mut table, &keys, parse_env_value(value)).map_err(|message| ConfigError::Env {
-                var: var.clone(),
-                message,
+            set_path(&mut table, &keys, parse_env_value(value)).map_err(|message| {
+                ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                }
             })?;
             overridden = true;
         }
@@ -292,9 +303,13 @@ impl Config {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.listen.parse::<SocketAddr>().is_err() {
-            p.push(format!("listen: {:?} is not an address like 127.0.0.1:9000", self.listen));
+            p.push(format!(
+                "listen: {:?} is not an address like 127.0.0.1:9000",
+                self.listen
+            ));
         }
-        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') || self.prefix.contains("//") {
+        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') || self.prefix.contains("//")
+        {
             p.push(format!(
                 "prefix: {:?} must start with '/' and not end with '/' (e.g. /scaler)",
                 self.prefix
@@ -304,7 +319,10 @@ impl Config {
             p.push("data_dir: must not be empty".into());
         }
         if !(64..=1 << 20).contains(&self.body_limit) {
-            p.push(format!("body_limit: {} must be in 64..=1048576", self.body_limit));
+            p.push(format!(
+                "body_limit: {} must be in 64..=1048576",
+                self.body_limit
+            ));
         }
         if self.instance_type.trim().is_empty() {
             p.push("instance_type: must not be empty".into());
@@ -337,7 +355,9 @@ impl Config {
         if !(1..=100_000).contains(&pol.recent_decisions) {
             p.push("policy.recent_decisions: must be in 1..=100000".into());
         }
-        if !["sip_jibri_detector", "jibri_detector", "jigasi_detector"].contains(&self.jicofo.component.as_str()) {
+        if !["sip_jibri_detector", "jibri_detector", "jigasi_detector"]
+            .contains(&self.jicofo.component.as_str())
+        {
             p.push(format!(
                 "jicofo.component: {:?} is not one of sip_jibri_detector, jibri_detector, jigasi_detector",
                 self.jicofo.component
@@ -354,10 +374,16 @@ impl Config {
             if s.name.trim().is_empty() {
                 p.push(format!("jicofo.shards[{n}].name: must not be empty"));
             } else if !names.insert(s.name.as_str()) {
-                p.push(format!("jicofo.shards[{n}].name: {:?} is used twice", s.name));
+                p.push(format!(
+                    "jicofo.shards[{n}].name: {:?} is used twice",
+                    s.name
+                ));
             }
             if !is_http_url(&s.url) {
-                p.push(format!("jicofo.shards[{n}].url: {:?} is not an http(s) URL", s.url));
+                p.push(format!(
+                    "jicofo.shards[{n}].url: {:?} is not an http(s) URL",
+                    s.url
+                ));
             }
         }
         let lc = &self.lifecycle;
@@ -379,7 +405,9 @@ impl Config {
                 }
                 for (n, u) in lc.foreman.nodes.iter().enumerate() {
                     if !is_http_url(u) {
-                        p.push(format!("lifecycle.foreman.nodes[{n}]: {u:?} is not an http(s) URL"));
+                        p.push(format!(
+                            "lifecycle.foreman.nodes[{n}]: {u:?} is not an http(s) URL"
+                        ));
                     }
                 }
                 if lc.foreman.token.is_some() && lc.foreman.token_file.is_some() {
@@ -388,22 +416,31 @@ impl Config {
                 if let Some(f) = &lc.foreman.token_file
                     && std::fs::metadata(f).is_err()
                 {
-                    p.push(format!("lifecycle.foreman.token_file: {} cannot be read", f.display()));
+                    p.push(format!(
+                        "lifecycle.foreman.token_file: {} cannot be read",
+                        f.display()
+                    ));
                 }
                 if lc.foreman.attempts == 0 {
                     p.push("lifecycle.foreman.attempts: must be at least 1".into());
                 }
             }
             Backend::Command => match &lc.command.program {
-                None => p.push("lifecycle.command.program: required with backend = \"command\"".into()),
-                Some(prog) if std::fs::metadata(prog).is_err() => {
-                    p.push(format!("lifecycle.command.program: {} does not exist", prog.display()))
+                None => {
+                    p.push("lifecycle.command.program: required with backend = \"command\"".into())
                 }
+                Some(prog) if std::fs::metadata(prog).is_err() => p.push(format!(
+                    "lifecycle.command.program: {} does not exist",
+                    prog.display()
+                )),
                 Some(_) => {}
             },
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
-            p.push(format!("log.format: {:?} must be text or json", self.log.format));
+            p.push(format!(
+                "log.format: {:?} must be text or json",
+                self.log.format
+            ));
         }
         p
     }
@@ -411,7 +448,11 @@ impl Config {
     /// Fails with every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let p = self.problems();
-        if p.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(p)) }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p))
+        }
     }
 
     /// The effective config as TOML, with secrets replaced by `***`.
@@ -425,9 +466,9 @@ impl Config {
 
     /// The address to listen on (valid after [`Config::validate`]).
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| ConfigError::Invalid(vec![format!("listen: {:?} is not an address", self.listen)]))
+        self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(vec![format!("listen: {:?} is not an address", self.listen)])
+        })
     }
 }
 
@@ -450,7 +491,9 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
         return Err("empty key".into());
     };
     if keys.iter().any(|k| k.is_empty()) {
-        return Err("empty key segment (use __ between sections, e.g. JITSI_SCALER_POLICY__TICK)".into());
+        return Err(
+            "empty key segment (use __ between sections, e.g. JITSI_SCALER_POLICY__TICK)".into(),
+        );
     }
     let mut cur = table;
     for k in parents {
@@ -470,7 +513,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -503,9 +549,11 @@ mod tests {
         assert!(c.policy.drain_confirm);
         let e = Config::from_toml("[settings]\nmni = 3\n", "", &BTreeMap::new()).expect_err("typo");
         assert!(e.to_string().contains("mni"), "{e}");
-        let e = Config::from_toml("", "", &env(&[("JITSI_SCALER_SETTINGS__MNI", "3")])).expect_err("typo");
+        let e = Config::from_toml("", "", &env(&[("JITSI_SCALER_SETTINGS__MNI", "3")]))
+            .expect_err("typo");
         assert!(e.to_string().contains("mni"), "{e}");
-        let e = Config::from_toml("[policy]\ntick = \"soon\"\n", "", &BTreeMap::new()).expect_err("bad duration");
+        let e = Config::from_toml("[policy]\ntick = \"soon\"\n", "", &BTreeMap::new())
+            .expect_err("bad duration");
         assert!(e.to_string().contains("tick"), "{e}");
     }
 
@@ -519,7 +567,12 @@ mod tests {
             url: "ftp://x".into(),
         });
         let p = c.problems().join("\n");
-        for key in ["settings.min", "prefix", "jicofo.shards[1].name", "jicofo.shards[1].url"] {
+        for key in [
+            "settings.min",
+            "prefix",
+            "jicofo.shards[1].name",
+            "jicofo.shards[1].url",
+        ] {
             assert!(p.contains(key), "{key} missing in {p}");
         }
     }

@@ -104,7 +104,9 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         ));
     } else if previous.map(|p| p.hold) != Some(d.hold) && d.hold != Some(LaunchHold::NoDeficit) {
         let why = match d.hold {
-            Some(LaunchHold::StatsMissing) => "no fresh Jicofo stats: launching nothing".to_string(),
+            Some(LaunchHold::StatsMissing) => {
+                "no fresh Jicofo stats: launching nothing".to_string()
+            }
             _ => format!("at max: {numbers}"),
         };
         svc.record(Service::decision("launch", None, "hold", why, None));
@@ -125,12 +127,25 @@ fn log_event(svc: &Service, e: &Event) {
             "seen",
             Some(host),
             "ready",
-            format!("counted by Jicofo {:.0}s after launch", *boot_ms as f64 / 1000.0),
+            format!(
+                "counted by Jicofo {:.0}s after launch",
+                *boot_ms as f64 / 1000.0
+            ),
             None,
         ),
-        Event::Left { host } => Service::decision("left", Some(host), "left", "no longer counted by Jicofo".into(), None),
+        Event::Left { host } => Service::decision(
+            "left",
+            Some(host),
+            "left",
+            "no longer counted by Jicofo".into(),
+            None,
+        ),
         Event::Unexplained { delta, offset } => {
-            tracing::info!(delta, unmanaged = offset, "Jicofo count changed outside the ledger");
+            tracing::info!(
+                delta,
+                unmanaged = offset,
+                "Jicofo count changed outside the ledger"
+            );
             return;
         }
         Event::BootTimeout { host } => Service::decision(
@@ -202,10 +217,17 @@ async fn create(svc: &Arc<Service>, host: &str) {
             if let Some(ip) = &created.ip {
                 next.ledger.set_ip(host, ip);
             }
-            ("created", format!("lifecycle manager created it in {} ms", started.elapsed().as_millis()))
+            (
+                "created",
+                format!(
+                    "lifecycle manager created it in {} ms",
+                    started.elapsed().as_millis()
+                ),
+            )
         }
         Err(e) => {
-            next.ledger.launch_error(host, now, &e.to_string(), e.is_definitive());
+            next.ledger
+                .launch_error(host, now, &e.to_string(), e.is_definitive());
             if e.is_definitive() {
                 ("launch_failed", format!("create refused: {e}"))
             } else {
@@ -235,7 +257,11 @@ async fn lifecycle_name(svc: &Service, host: &str) -> Result<Option<String>, Lif
 
 async fn delete(svc: &Arc<Service>, host: &str) {
     let result = match lifecycle_name(svc, host).await {
-        Ok(Some(name)) => svc.lifecycle.delete(&name).await.map(|()| format!("deleted {name}")),
+        Ok(Some(name)) => svc
+            .lifecycle
+            .delete(&name)
+            .await
+            .map(|()| format!("deleted {name}")),
         Ok(None) => Ok("the lifecycle manager has no host with this address".into()),
         Err(e) => Err(e),
     };
@@ -284,13 +310,19 @@ pub async fn reconcile(svc: &Arc<Service>) {
         let ours = i.origin != Origin::Adopted;
         let live = matches!(
             i.state,
-            policy::State::Booting | policy::State::Ready | policy::State::Draining | policy::State::Deleting
+            policy::State::Booting
+                | policy::State::Ready
+                | policy::State::Draining
+                | policy::State::Deleting
         );
         if ours && live && i.state_since < asked_at && !listed_short.contains(&short(&i.host)) {
             vanished.push(i.host.clone());
         }
     }
-    let orphans: Vec<&String> = listed.iter().filter(|h| next.ledger.find(h).is_none()).collect();
+    let orphans: Vec<&String> = listed
+        .iter()
+        .filter(|h| next.ledger.find(h).is_none())
+        .collect();
     for h in &vanished {
         next.ledger.vanished(h, now);
     }

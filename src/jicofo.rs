@@ -76,7 +76,10 @@ pub fn merge(shards: &[ShardState], now: Millis, max_age_ms: u64) -> Merged {
     let mut stale = Vec::new();
     let mut readings = Vec::new();
     for s in shards {
-        match s.last.filter(|r| now.saturating_sub(r.taken_at) <= max_age_ms) {
+        match s
+            .last
+            .filter(|r| now.saturating_sub(r.taken_at) <= max_age_ms)
+        {
             Some(r) => {
                 fresh.push(s.name.clone());
                 readings.push(r);
@@ -103,8 +106,11 @@ pub fn merge(shards: &[ShardState], now: Millis, max_age_ms: u64) -> Merged {
 
 /// Extracts (total, available) of `component` from a Jicofo `/stats` body.
 pub fn parse_stats(body: &[u8], component: &str) -> Result<(u32, u32), JicofoError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| JicofoError::Json(e.to_string()))?;
-    let obj = v.as_object().ok_or_else(|| JicofoError::Json("not an object".into()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| JicofoError::Json(e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| JicofoError::Json("not an object".into()))?;
     let c = obj
         .get(component)
         .and_then(|c| c.as_object())
@@ -178,7 +184,10 @@ impl JicofoClient {
         if !resp.status().is_success() {
             return Err(JicofoError::Http(format!("status {}", resp.status())));
         }
-        let body = resp.bytes().await.map_err(|e| JicofoError::Http(without_url(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| JicofoError::Http(without_url(&e)))?;
         parse_stats(&body, &self.component)
     }
 
@@ -191,7 +200,8 @@ impl JicofoClient {
             let url = shard.url.clone();
             set.spawn(async move { (n, client.read(&url).await) });
         }
-        let mut results: Vec<Option<Result<(u32, u32), JicofoError>>> = vec![None; self.shards.len()];
+        let mut results: Vec<Option<Result<(u32, u32), JicofoError>>> =
+            vec![None; self.shards.len()];
         while let Some(joined) = set.join_next().await {
             if let Ok((n, r)) = joined
                 && let Some(slot) = results.get_mut(n)
@@ -237,7 +247,11 @@ fn without_url(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }
 
 #[cfg(test)]
@@ -251,12 +265,21 @@ mod tests {
         assert_eq!(parse_stats(body, "sip_jibri_detector"), Ok((4, 1)));
         assert_eq!(parse_stats(body, "jibri_detector"), Ok((2, 2)));
         assert_eq!(parse_stats(body, "jigasi_detector"), Ok((5, 3)));
-        assert!(matches!(parse_stats(br#"{"jibri_detector":{}}"#, "sip_jibri_detector"), Err(JicofoError::NotConfigured(_))));
         assert!(matches!(
-            parse_stats(br#"{"sip_jibri_detector":{"count":"4"}}"#, "sip_jibri_detector"),
+            parse_stats(br#"{"jibri_detector":{}}"#, "sip_jibri_detector"),
+            Err(JicofoError::NotConfigured(_))
+        ));
+        assert!(matches!(
+            parse_stats(
+                br#"{"sip_jibri_detector":{"count":"4"}}"#,
+                "sip_jibri_detector"
+            ),
             Err(JicofoError::Field { .. })
         ));
-        assert!(matches!(parse_stats(b"<html>", "sip_jibri_detector"), Err(JicofoError::Json(_))));
+        assert!(matches!(
+            parse_stats(b"<html>", "sip_jibri_detector"),
+            Err(JicofoError::Json(_))
+        ));
     }
 
     #[test]
@@ -273,11 +296,18 @@ mod tests {
             last_attempt: None,
             errors: 0,
         };
-        let shards = [s("a", Some((5, 3, 100))), s("b", Some((4, 1, 90))), s("c", Some((9, 0, 1)))];
+        let shards = [
+            s("a", Some((5, 3, 100))),
+            s("b", Some((4, 1, 90))),
+            s("c", Some((9, 0, 1))),
+        ];
         let m = merge(&shards, 100, 20);
         let o = m.observation.expect("fresh");
         assert_eq!((o.total, o.available, o.taken_at), (5, 1, 90));
-        assert_eq!((m.fresh.len(), m.stale, m.disagreement), (2, vec!["c".to_string()], true));
+        assert_eq!(
+            (m.fresh.len(), m.stale, m.disagreement),
+            (2, vec!["c".to_string()], true)
+        );
         let m = merge(&shards, 1_000, 20);
         assert_eq!(m.observation, None);
     }

@@ -46,7 +46,9 @@ enum ConfigCommand {
 
 fn env_map() -> BTreeMap<String, String> {
     std::env::vars()
-        .filter(|(k, _)| k.starts_with(jitsi_scaler::config::ENV_PREFIX) && k != "JITSI_SCALER_CONFIG")
+        .filter(|(k, _)| {
+            k.starts_with(jitsi_scaler::config::ENV_PREFIX) && k != "JITSI_SCALER_CONFIG"
+        })
         .collect()
 }
 
@@ -86,7 +88,9 @@ fn main() -> anyhow::Result<ExitCode> {
 fn init_tracing(level: &str, format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -117,7 +121,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let loop_handle = tokio::spawn(controller::run(svc.clone(), shutdown.clone(), tasks.clone()));
+    let loop_handle = tokio::spawn(controller::run(
+        svc.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    ));
     let app = api::router(svc.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -131,7 +139,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("HTTP server failed")?;
     let _ = loop_handle.await;
     controller::drain_tasks(&tasks, Duration::from_secs(5)).await;
-    svc.persist().await.context("cannot store the final state")?;
+    svc.persist()
+        .await
+        .context("cannot store the final state")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use policy::{
-    AddRefusal, Counts, LaunchDecision, Millis, Origin, Reason, RemovalDecision, Settings, State, Timing,
-    decide_external_add, decide_removal,
+    AddRefusal, Counts, LaunchDecision, Millis, Origin, Reason, RemovalDecision, Settings, State,
+    Timing, decide_external_add, decide_removal,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -43,7 +43,11 @@ pub enum ServiceError {
 fn refusal_text(r: &AddRefusal) -> String {
     match r {
         AddRefusal::StatsMissing => "refused: no fresh Jicofo stats, the total is unknown".into(),
-        AddRefusal::AtMax { total, in_flight, max } => {
+        AddRefusal::AtMax {
+            total,
+            in_flight,
+            max,
+        } => {
             format!("refused: total {total} + in flight {in_flight} + 1 would pass max {max}")
         }
     }
@@ -159,7 +163,13 @@ impl Service {
     }
 
     /// A decision made now.
-    pub fn decision(kind: &'static str, host: Option<&str>, outcome: &str, why: String, by: Option<&str>) -> Decision {
+    pub fn decision(
+        kind: &'static str,
+        host: Option<&str>,
+        outcome: &str,
+        why: String,
+        by: Option<&str>,
+    ) -> Decision {
         Decision {
             at: now_ms(),
             kind,
@@ -176,7 +186,12 @@ impl Service {
     }
 
     /// Changes one setting (`min`, `max`, `bulk-max`) and stores it before returning.
-    pub async fn set_setting(&self, name: &'static str, value: u32, by: &str) -> Result<(), ServiceError> {
+    pub async fn set_setting(
+        &self,
+        name: &'static str,
+        value: u32,
+        by: &str,
+    ) -> Result<(), ServiceError> {
         let mut core = self.core.lock().await;
         let old = core.snap.settings;
         let mut next = core.snap.clone();
@@ -211,7 +226,12 @@ impl Service {
     }
 
     /// Answers a remove-me request: the one serialised place where removals are approved.
-    pub async fn remove_me(&self, host: &str, reason: Reason, by: &str) -> Result<RemovalDecision, ServiceError> {
+    pub async fn remove_me(
+        &self,
+        host: &str,
+        reason: Reason,
+        by: &str,
+    ) -> Result<RemovalDecision, ServiceError> {
         let now = now_ms();
         let mut core = self.core.lock().await;
         let merged = self.merged(&core, now);
@@ -228,10 +248,9 @@ impl Service {
         );
         let min = core.snap.settings.min_available;
         let (outcome, why) = match decision {
-            RemovalDecision::Accept {
-                repeat: true,
-                ..
-            } => ("accepted", "already approved (no budget spent)".to_string()),
+            RemovalDecision::Accept { repeat: true, .. } => {
+                ("accepted", "already approved (no budget spent)".to_string())
+            }
             RemovalDecision::Accept {
                 available,
                 pending_removal,
@@ -256,8 +275,12 @@ impl Service {
                 pending_removal,
             } => {
                 let why = match cause {
-                    policy::KeepCause::StatsMissing => "no fresh Jicofo stats: fail safe".to_string(),
-                    policy::KeepCause::LifecycleDown => "lifecycle manager unreachable (all breakers open)".into(),
+                    policy::KeepCause::StatsMissing => {
+                        "no fresh Jicofo stats: fail safe".to_string()
+                    }
+                    policy::KeepCause::LifecycleDown => {
+                        "lifecycle manager unreachable (all breakers open)".into()
+                    }
                     policy::KeepCause::StoreDown => "store unreachable".into(),
                     policy::KeepCause::Floor => format!(
                         "available {available} - pending {pending_removal} - 1 < min {min}: at the spare floor"
@@ -313,10 +336,21 @@ impl Service {
         let mut core = self.core.lock().await;
         let merged = self.merged(&core, now);
         let counts = Counts::of(&core.snap.ledger);
-        if let Err(r) = decide_external_add(counts, &core.snap.settings, merged.observation.as_ref(), now, &self.timing)
-        {
+        if let Err(r) = decide_external_add(
+            counts,
+            &core.snap.settings,
+            merged.observation.as_ref(),
+            now,
+            &self.timing,
+        ) {
             drop(core);
-            self.record(Self::decision("add", None, "refused", refusal_text(&r), Some(by)));
+            self.record(Self::decision(
+                "add",
+                None,
+                "refused",
+                refusal_text(&r),
+                Some(by),
+            ));
             return Err(ServiceError::AddRefused(r));
         }
         let mut next = core.snap.clone();

@@ -861,8 +861,12 @@ async fn config_is_validated_at_construction() {
     };
     let good = foreman_config(vec!["http://127.0.0.1:3000".into()]);
 
+    // No credentials at all is allowed (serve starts on the embedded defaults); an empty
+    // token is a mistake.
     let mut c = good.clone();
     c.foreman.token = None;
+    assert!(Lifecycle::from_config(&c).is_ok());
+    c.foreman.token = Some("  ".into());
     assert!(config_err(&c).contains("token"));
 
     let mut c = good.clone();

@@ -10,8 +10,10 @@ use support::{FakeForeman, FakeJicofo, Scaler, count, dead_addr, fast_config};
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn fresh(s: &Scaler) {
-    s.eventually("a fresh reading", WAIT, |st| st["jicofo"]["merged"].is_object())
-        .await;
+    s.eventually("a fresh reading", WAIT, |st| {
+        st["jicofo"]["merged"].is_object()
+    })
+    .await;
 }
 
 /// Flaw 1: while launches boot (not yet in Jicofo), repeated ticks launch the deficit once.
@@ -24,7 +26,8 @@ async fn booting_instances_are_not_launched_again() {
         fast_config(&jicofo.url, &[&foreman.url])
     ))
     .await;
-    s.eventually("3 launches", WAIT, |_| foreman.creates() == 3).await;
+    s.eventually("3 launches", WAIT, |_| foreman.creates() == 3)
+        .await;
     // Many ticks later (tick = 200 ms), still exactly the deficit.
     let before = jicofo.requests();
     while jicofo.requests() < before + 10 {
@@ -35,7 +38,8 @@ async fn booting_instances_are_not_launched_again() {
     assert_eq!(st["ledger"]["in_flight"], 3);
     // Two of them boot: Jicofo sees them; nothing new is launched (2 seen + 1 in flight).
     jicofo.set(2, 2);
-    s.eventually("two seen", WAIT, |st| count(st, "ready") == 2).await;
+    s.eventually("two seen", WAIT, |st| count(st, "ready") == 2)
+        .await;
     let before = jicofo.requests();
     while jicofo.requests() < before + 5 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -43,7 +47,8 @@ async fn booting_instances_are_not_launched_again() {
     assert_eq!(foreman.creates(), 3);
     // A call takes one: available 1 + in flight 1 < 3, so exactly one more.
     jicofo.set(2, 1);
-    s.eventually("one more launch", WAIT, |_| foreman.creates() == 4).await;
+    s.eventually("one more launch", WAIT, |_| foreman.creates() == 4)
+        .await;
     let before = jicofo.requests();
     while jicofo.requests() < before + 5 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -63,7 +68,8 @@ async fn max_is_never_passed() {
     .await;
     fresh(&s).await;
     // Deficit 10, but max 8 - total 4 = 4 launches.
-    s.eventually("launches up to max", WAIT, |_| foreman.creates() == 4).await;
+    s.eventually("launches up to max", WAIT, |_| foreman.creates() == 4)
+        .await;
     let mut handles = Vec::new();
     for _ in 0..20 {
         let http = s.http.clone();
@@ -81,7 +87,10 @@ async fn max_is_never_passed() {
     for h in handles {
         codes.push(h.await.unwrap_or(0));
     }
-    assert!(codes.iter().all(|c| *c == 409), "all refused at max: {codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == 409),
+        "all refused at max: {codes:?}"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(foreman.creates(), 4, "{}", s.log());
     let st = s.status().await;
@@ -110,7 +119,8 @@ async fn max_is_never_passed() {
         }
     }
     assert_eq!(ok, 3);
-    s.eventually("7 hosts", WAIT, |_| foreman.creates() == 7).await;
+    s.eventually("7 hosts", WAIT, |_| foreman.creates() == 7)
+        .await;
 }
 
 /// Flaw 3: 50 concurrent idle remove-me with available = min + 3 give exactly 3 `accepted`;
@@ -164,19 +174,43 @@ async fn jicofo_down_fails_safe() {
     jicofo.set_down(true);
     let foreman = FakeForeman::start().await;
     let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
-    s.eventually("a failed reading", WAIT, |st| st["jicofo"]["shards"][0]["last_error"].is_string())
+    s.eventually("a failed reading", WAIT, |st| {
+        st["jicofo"]["shards"][0]["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "keep"
+    );
+    let (code, body) = s
+        .post(
+            "/scaler/instance",
+            r#"{"instance_type":"video-sip-gateway"}"#,
+        )
         .await;
-    assert_eq!(s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#).await.1, "keep");
-    let (code, body) = s.post("/scaler/instance", r#"{"instance_type":"video-sip-gateway"}"#).await;
     assert_eq!(code, 409, "{body}");
-    assert_eq!(s.post("/scaler/remove", r#"{"host":"gw-2","reason":"expired"}"#).await.1, "accepted");
-    assert_eq!(s.post("/scaler/remove", r#"{"host":"gw-3","reason":"unhealthy"}"#).await.1, "accepted");
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-2","reason":"expired"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-3","reason":"unhealthy"}"#)
+            .await
+            .1,
+        "accepted"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(foreman.creates(), 0, "no launch while blind");
     // A reading that is not JSON or lacks the brewery is missing too, never zero.
     jicofo.set_down(false);
-    s.eventually("fresh again", WAIT, |st| st["jicofo"]["merged"].is_object()).await;
-    s.eventually("launches resume", WAIT, |_| foreman.creates() >= 2).await;
+    s.eventually("fresh again", WAIT, |st| st["jicofo"]["merged"].is_object())
+        .await;
+    s.eventually("launches resume", WAIT, |_| foreman.creates() >= 2)
+        .await;
 }
 
 /// Flaw 5: Foreman node 1 down, node 2 is used; all down: the breakers open and idle
@@ -187,7 +221,8 @@ async fn foreman_failover_and_breaker() {
     let dead = format!("http://{}", dead_addr());
     let foreman = FakeForeman::start().await;
     let s = Scaler::start(&fast_config(&jicofo.url, &[&dead, &foreman.url])).await;
-    s.eventually("launches on node 2", WAIT, |_| foreman.creates() == 2).await;
+    s.eventually("launches on node 2", WAIT, |_| foreman.creates() == 2)
+        .await;
     let st = s.status().await;
     assert_eq!(st["lifecycle"]["up"], true);
 
@@ -197,12 +232,26 @@ async fn foreman_failover_and_breaker() {
     let s2 = Scaler::start(&fast_config(&jicofo2.url, &[&dead, &dead2])).await;
     fresh(&s2).await;
     // Expired removals are accepted and their deletes fail, opening the breakers.
-    assert_eq!(s2.post("/scaler/remove", r#"{"host":"gw-9","reason":"expired"}"#).await.1, "accepted");
-    s2.eventually("breakers open", WAIT, |st| st["lifecycle"]["up"] == false).await;
-    assert_eq!(s2.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#).await.1, "keep");
+    assert_eq!(
+        s2.post("/scaler/remove", r#"{"host":"gw-9","reason":"expired"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    s2.eventually("breakers open", WAIT, |st| st["lifecycle"]["up"] == false)
+        .await;
+    assert_eq!(
+        s2.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "keep"
+    );
     let st = s2.status().await;
     let last = &st["recent_decisions"][0];
-    assert!(last["why"].as_str().unwrap_or("").contains("lifecycle"), "{last}");
+    assert!(
+        last["why"].as_str().unwrap_or("").contains("lifecycle"),
+        "{last}"
+    );
 }
 
 /// Flaw 6: a lost create response followed by a retry leaves exactly one host.
@@ -233,9 +282,11 @@ async fn lost_create_response_makes_one_host() {
 async fn launch_that_never_shows_up_is_deleted() {
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
-    let cfg = fast_config(&jicofo.url, &[&foreman.url]).replace("boot_timeout = \"30s\"", "boot_timeout = \"1500ms\"");
+    let cfg = fast_config(&jicofo.url, &[&foreman.url])
+        .replace("boot_timeout = \"30s\"", "boot_timeout = \"1500ms\"");
     let s = Scaler::start(&format!("[settings]\nmin = 1\nbulk_max = 1\n{cfg}")).await;
-    s.eventually("a launch", WAIT, |_| foreman.creates() >= 1).await;
+    s.eventually("a launch", WAIT, |_| foreman.creates() >= 1)
+        .await;
     let first = foreman.hosts().first().cloned().unwrap_or_default();
     s.eventually("the launch failed and was deleted", WAIT, |_| {
         foreman.deletes().contains(&first)
@@ -244,11 +295,16 @@ async fn launch_that_never_shows_up_is_deleted() {
     let st = s.status().await;
     let failed: Vec<String> = st["ledger"]["hosts"]["launch_failed"]
         .as_array()
-        .map(|a| a.iter().filter_map(|h| h["host"].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h["host"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(failed.contains(&first), "{st:#}");
     // It stopped counting: a replacement was launched.
-    s.eventually("a replacement", WAIT, |_| foreman.creates() >= 2).await;
+    s.eventually("a replacement", WAIT, |_| foreman.creates() >= 2)
+        .await;
 }
 
 /// An accepted removal is deleted in Foreman (drain_confirm = false, as the legacy scaler).
@@ -261,16 +317,21 @@ async fn accepted_removal_is_deleted_in_foreman() {
         fast_config(&jicofo.url, &[&foreman.url])
     ))
     .await;
-    s.eventually("a launch", WAIT, |st| count(st, "booting") == 1).await;
+    s.eventually("a launch", WAIT, |st| count(st, "booting") == 1)
+        .await;
     let host = foreman.hosts().first().cloned().unwrap_or_default();
     // It boots; a second idle one exists outside the ledger.
     jicofo.set(2, 2);
-    s.eventually("seen", WAIT, |st| count(st, "ready") == 1).await;
+    s.eventually("seen", WAIT, |st| count(st, "ready") == 1)
+        .await;
     let body = format!(r#"{{"host":"{host}","reason":"idle"}}"#);
     assert_eq!(s.post("/scaler/remove", &body).await.1, "accepted");
-    s.eventually("deleted", WAIT, |_| foreman.deletes().contains(&host)).await;
+    s.eventually("deleted", WAIT, |_| foreman.deletes().contains(&host))
+        .await;
     // Jicofo stops counting it: it leaves pending_removal; no replacement is needed.
     jicofo.set(1, 1);
-    s.eventually("left", WAIT, |st| st["ledger"]["pending_removal"] == 0).await;
-    s.eventually("gone", WAIT, |st| count(st, "gone") == 1).await;
+    s.eventually("left", WAIT, |st| st["ledger"]["pending_removal"] == 0)
+        .await;
+    s.eventually("gone", WAIT, |st| count(st, "gone") == 1)
+        .await;
 }

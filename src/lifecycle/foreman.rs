@@ -105,8 +105,9 @@ pub struct ForemanClient {
     http: reqwest::Client,
     nodes: Vec<Node>,
     user: String,
-    /// Never logged; `Debug` leaves it out.
-    token: String,
+    /// Never logged; `Debug` leaves it out. `None`: no credentials configured (a Foreman
+    /// that needs them answers 401, a definitive refusal shown in status and logs).
+    token: Option<String>,
     /// `host_parameters` of the config as JSON, without `name`.
     host_parameters: Map<String, Value>,
     domain: Option<String>,
@@ -156,11 +157,18 @@ impl ForemanClient {
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map_err(|e| config(format!("cannot read token_file {}: {e}", path.display())))?,
             (Some(_), Some(_)) => return Err(config("set token or token_file, not both".into())),
-            (None, None) => return Err(config("token or token_file is required".into())),
+            (None, None) => String::new(),
         };
         let token = token.trim().to_string();
-        if token.is_empty() {
+        if token.is_empty() && (cfg.token.is_some() || cfg.token_file.is_some()) {
             return Err(config("the token is empty".into()));
+        }
+        // Unset credentials are allowed so `serve` starts on the embedded defaults.
+        let token = (!token.is_empty()).then_some(token);
+        if token.is_none() {
+            tracing::warn!(
+                "lifecycle.foreman: no token or token_file set; calls carry no credentials"
+            );
         }
         if cfg.attempts == 0 {
             return Err(config("attempts must be at least 1".into()));
@@ -444,11 +452,15 @@ impl ForemanClient {
         path: &str,
         timeout: Duration,
     ) -> reqwest::RequestBuilder {
-        self.http
+        let req = self
+            .http
             .request(method, format!("{}{path}", self.nodes[index].url))
-            .basic_auth(&self.user, Some(&self.token))
             .header(ACCEPT, "application/json")
-            .timeout(timeout)
+            .timeout(timeout);
+        match &self.token {
+            Some(token) => req.basic_auth(&self.user, Some(token)),
+            None => req,
+        }
     }
 
     /// The name Foreman knows the host by: `<name>.<domain>` when a domain is configured.

@@ -125,7 +125,10 @@ mod tests {
         snap.ledger.record_launch("vsg-1", Origin::Scaler, 5);
         store.save(&snap).await.expect("save");
         assert_eq!(store.load().await.expect("load"), Some(snap));
-        assert!(matches!(EmbeddedStore::open(dir.path()), Err(StoreError::Locked(_))));
+        assert!(matches!(
+            EmbeddedStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
         drop(store);
         std::fs::write(dir.path().join(STATE_FILE), b"{\"version\":1,").expect("write");
         let store = EmbeddedStore::open(dir.path()).expect("reopen");

@@ -54,7 +54,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The stored data cannot be read: never silently replaced by defaults.
-    #[error("store {path} is corrupt ({message}); move it away to start empty, or restore a backup")]
+    #[error(
+        "store {path} is corrupt ({message}); move it away to start empty, or restore a backup"
+    )]
     Corrupt {
         /// The path.
         path: String,

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 /// Binds a listener on a free loopback port and serves `app` on it.
 pub async fn serve_on_loopback(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -155,7 +157,13 @@ impl FakeForeman {
     }
 
     pub fn hosts(&self) -> Vec<String> {
-        self.state.lock().expect("lock").hosts.keys().cloned().collect()
+        self.state
+            .lock()
+            .expect("lock")
+            .hosts
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn creates(&self) -> u64 {
@@ -204,14 +212,20 @@ async fn fm_create(State(state): Fm, headers: HeaderMap, body: axum::body::Bytes
         let Ok(v) = serde_json::from_slice::<Value>(&body) else {
             return (StatusCode::BAD_REQUEST, "bad json").into_response();
         };
-        let Some(name) = v.pointer("/host/name").and_then(Value::as_str).map(str::to_string) else {
+        let Some(name) = v
+            .pointer("/host/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return (StatusCode::UNPROCESSABLE_ENTITY, "no name").into_response();
         };
         if s.hosts.contains_key(&name) {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(json!({"error": {"id": null, "errors": {"name": ["has already been taken"]},
-                    "full_messages": ["Name has already been taken"]}})),
+                axum::Json(
+                    json!({"error": {"id": null, "errors": {"name": ["has already been taken"]},
+                    "full_messages": ["Name has already been taken"]}}),
+                ),
             )
                 .into_response();
         }
@@ -229,7 +243,14 @@ async fn fm_create(State(state): Fm, headers: HeaderMap, body: axum::body::Bytes
     if let Some(d) = slow {
         tokio::time::sleep(d).await;
     }
-    let last = state.lock().expect("lock").hosts.values().last().cloned().unwrap_or(Value::Null);
+    let last = state
+        .lock()
+        .expect("lock")
+        .hosts
+        .values()
+        .last()
+        .cloned()
+        .unwrap_or(Value::Null);
     (StatusCode::CREATED, axum::Json(last)).into_response()
 }
 
@@ -248,7 +269,9 @@ async fn fm_get(State(state): Fm, Path(name): Path<String>) -> Response {
 fn not_found(name: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": {"message": format!("Resource host not found by id '{name}'")}})),
+        axum::Json(
+            json!({"error": {"message": format!("Resource host not found by id '{name}'")}}),
+        ),
     )
         .into_response()
 }
@@ -285,15 +308,19 @@ async fn fm_search(
             if let Some(ip) = search.strip_prefix("ip = ") {
                 h["ip"] == ip.trim()
             } else if let Some(prefix) = search.split('~').nth(1) {
-                h["name"].as_str().is_some_and(|n| n.contains(prefix.trim().trim_end_matches('%')))
+                h["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(prefix.trim().trim_end_matches('%')))
             } else {
                 true
             }
         })
         .cloned()
         .collect();
-    axum::Json(json!({"total": results.len(), "subtotal": results.len(), "page": 1,
-        "per_page": 1000, "search": search, "results": results}))
+    axum::Json(
+        json!({"total": results.len(), "subtotal": results.len(), "page": 1,
+        "per_page": 1000, "search": search, "results": results}),
+    )
     .into_response()
 }
 
@@ -411,7 +438,11 @@ impl Scaler {
             {
                 panic!("jitsi-scaler exited with {status}:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "jitsi-scaler did not start:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "jitsi-scaler did not start:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -419,7 +450,10 @@ impl Scaler {
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(s)) = child.try_wait() {
@@ -448,7 +482,12 @@ impl Scaler {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.url)).send().await.expect("GET");
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
@@ -474,7 +513,12 @@ impl Scaler {
     }
 
     /// Waits until `check(status)` holds, or fails with the last status and the log.
-    pub async fn eventually(&self, what: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn eventually(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status().await;
@@ -482,7 +526,10 @@ impl Scaler {
                 return s;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; status: {s:#}\nlog:\n{}", self.log());
+                panic!(
+                    "timed out waiting for {what}; status: {s:#}\nlog:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
