@@ -12,9 +12,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
+    Token(jitsi_scaler::auth::TokenArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Token(args) => {
+            // The token alone on stdout, so $(jitsi-scaler token ...) works.
+            println!("{}", jitsi_scaler::auth::run_token(&args)?);
+            Ok(())
+        }
+    }
 }
