@@ -266,7 +266,9 @@ impl KeyStore {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
+                    // Not cached: a permission fix takes effect at once.
                     tracing::warn!(path = %path.display(), error = %e, "cannot read key_dir key");
+                    return Err(AuthError::InvalidToken("key for kid is unusable"));
                 }
             }
         }
