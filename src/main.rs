@@ -32,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
+    Token(jitsi_scaler::auth::TokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -52,9 +54,25 @@ fn env_map() -> BTreeMap<String, String> {
         .collect()
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One readable line (with causes), no backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Token(args) => {
+            // The token alone on stdout, so $(jitsi-scaler token ...) works.
+            println!("{}", jitsi_scaler::auth::run_token(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref(), &env_map())?;
             cfg.validate()?;
