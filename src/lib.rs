@@ -1,2 +1,4 @@
 //! jitsi-scaler: autoscaler for Jitsi video-sip-gateway pools.
 #![forbid(unsafe_code)]
+
+pub mod jibri_conf;
