@@ -1,6 +1,8 @@
 //! The `jitsi-scaler` binary: thin CLI over the library.
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// Autoscaler for Jitsi video-sip-gateway (SIP-Jibri) pools.
@@ -12,9 +14,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Generate or check the multi-shard xmpp.environments block of jibri.conf.
+    JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::JibriConfig(args) => Ok(jitsi_scaler::jibri_conf::run(args)?),
+    }
 }
