@@ -374,7 +374,14 @@ impl Parser<'_> {
             return Ok(Item::Include(include));
         }
         let (path, key_span) = self.parse_path("a key")?;
-        self.skip_inline_ws();
+        self.skip_inline();
+        // Like Typesafe config, allow new lines and comments before the separator; if none
+        // follows, report the error where the key's line ends.
+        let after_key = self.pos;
+        self.skip_all();
+        if !matches!(self.peek(), Some('=' | ':' | '{')) && !self.rest().starts_with("+=") {
+            self.pos = after_key;
+        }
         let mut append = false;
         match self.peek() {
             Some('=') | Some(':') => {
@@ -846,10 +853,21 @@ mod tests {
         assert_eq!((e.line, e.column), (1, 9));
         let e = parse("x\n").unwrap_err();
         assert_eq!((e.line, e.column), (1, 2));
+        let e = parse("x // c\ny = 1\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 7));
+        assert!(e.message.ends_with("found end of line"), "{}", e.message);
         let e = parse("a.  = 1").unwrap_err();
         assert_eq!(e.line, 1);
         let e = parse("a = b }").unwrap_err();
         assert_eq!((e.line, e.column), (1, 7));
+    }
+
+    #[test]
+    fn separator_may_follow_new_lines_and_comments() {
+        let doc = parse("jibri\n{\n a = 1\n}\nb // c\n\n= 2\n").unwrap();
+        let o = root(&doc);
+        assert!(matches!(field(o, "jibri").value.value, Value::Object(_)));
+        assert!(matches!(field(o, "b").value.value, Value::Scalar(Scalar::Num(ref n)) if n == "2"));
     }
 
     #[test]

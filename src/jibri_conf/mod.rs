@@ -265,11 +265,10 @@ fn run_check(args: &CheckArgs) -> ExitCode {
                         .unwrap_or_default();
                     let _ = writeln!(out, "{place}: {}{env}: {}", f.code.as_str(), f.message);
                 }
-                let envs = format!(
-                    "{} environment(s): {}",
-                    report.environments.len(),
-                    report.environments.join(", ")
-                );
+                let mut envs = format!("{} environment(s)", report.environments.len());
+                if !report.environments.is_empty() {
+                    envs = format!("{envs}: {}", report.environments.join(", "));
+                }
                 let _ = if ok {
                     writeln!(out, "{file}: OK, {envs}")
                 } else {
