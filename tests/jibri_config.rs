@@ -830,3 +830,73 @@ fn write_through_a_symlink_replaces_the_target() {
     assert!(fs::read_to_string(&real).unwrap().contains("shard-1"));
     assert!(dir.path().join("real.conf.bak").exists());
 }
+
+// ---------------------------------------------------------------- cross-check
+
+/// What Jibri's own config library (Typesafe config) reads from our output and from the
+/// SPEC-shaped fixture. Opt-in: needs `java` (11+) and Debian's libtypesafe-config-java.
+#[test]
+#[ignore = "needs java and libtypesafe-config-java (apt-get install libtypesafe-config-java)"]
+fn typesafe_config_reads_generated_and_written_files_like_we_do() {
+    const JAR: &str = "/usr/share/java/typesafe-config.jar";
+    const DUMP: &str = r#"
+import com.typesafe.config.*;
+import java.util.concurrent.TimeUnit;
+public class Dump {
+  public static void main(String[] a) {
+    Config c = ConfigFactory.parseFile(new java.io.File(a[0])).resolve();
+    for (Config e : c.getConfigList("jibri.api.xmpp.environments"))
+      System.out.println(e.getString("name") + " " + e.getStringList("xmpp-server-hosts")
+        + " " + e.getString("control-muc.nickname") + " " + e.getString("call-login.password")
+        + " " + e.getDuration("usage-timeout", TimeUnit.MILLISECONDS)
+        + " " + e.getBoolean("trust-all-xmpp-certs"));
+  }
+}
+"#;
+    let (dir, shards) = setup(2);
+    let dump = dir.path().join("Dump.java");
+    fs::write(&dump, DUMP).unwrap();
+    let java = |conf: &Path| {
+        let o = Command::new("java")
+            .args(["-cp", JAR, p(&dump), p(conf)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let generated = dir.path().join("generated.conf");
+    let o = run(
+        &[
+            "jibri-config",
+            "generate",
+            "--shards",
+            p(&shards),
+            "--nickname",
+            "gw-x",
+        ],
+        ENV,
+    );
+    fs::write(&generated, stdout(&o)).unwrap();
+    assert_eq!(
+        java(&generated),
+        "shard-1 [10.0.1.10] gw-x test-only-call 0 true\nshard-2 [10.0.2.10] gw-x test-only-call 0 true\n"
+    );
+    let spec = dir.path().join("spec.conf");
+    fs::write(&spec, SPEC_CONF).unwrap();
+    let nick = "2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1";
+    assert_eq!(
+        java(&spec),
+        format!(
+            "shard-1 [10.0.1.10] {nick} test-only-call 0 true\nshard-2 [10.0.2.10] {nick} test-only-call 0 true\n"
+        )
+    );
+    // After --write, both the replaced and the inserted forms.
+    let o = write_with(&shards, &spec, &["--nickname", "gw-y"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(java(&spec).starts_with("shard-1 [10.0.1.10] gw-y test-only-call 0 true\n"));
+    let one_line = dir.path().join("one.conf");
+    fs::write(&one_line, "jibri { api { xmpp { } } }").unwrap();
+    let o = write_with(&shards, &one_line, &["--nickname", "gw-z"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(java(&one_line).contains("shard-2 [10.0.2.10] gw-z"));
+}
