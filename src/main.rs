@@ -34,6 +34,8 @@ enum Command {
     },
     /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
     Token(jitsi_scaler::auth::TokenArgs),
+    /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
+    JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::JibriConfig(args) => Ok(jitsi_scaler::jibri_conf::run(args)?),
         Command::Token(args) => {
             // The token alone on stdout, so $(jitsi-scaler token ...) works.
             println!("{}", jitsi_scaler::auth::run_token(&args)?);
