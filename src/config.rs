@@ -35,6 +35,8 @@ pub struct Config {
     pub jicofo: JicofoConfig,
     /// The lifecycle manager.
     pub lifecycle: LifecycleConfig,
+    /// API authentication (ASAP tokens).
+    pub auth: crate::auth::AuthConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -51,6 +53,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             jicofo: JicofoConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -436,6 +439,7 @@ impl Config {
                 Some(_) => {}
             },
         }
+        p.extend(self.auth.validate());
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!(
                 "log.format: {:?} must be text or json",
@@ -443,6 +447,18 @@ impl Config {
             ));
         }
         p
+    }
+
+    /// Settings that work but are probably not intended (logged at start, shown by `config check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = self.auth.warnings();
+        if self.lifecycle.backend == Backend::Foreman
+            && self.lifecycle.foreman.token.is_none()
+            && self.lifecycle.foreman.token_file.is_none()
+        {
+            w.push("lifecycle.foreman: no token or token_file: calls carry no credentials".into());
+        }
+        w
     }
 
     /// Fails with every problem at once.

@@ -92,6 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = Config::load(config.as_deref(), &env_map())?;
             print!("{}", cfg.masked_toml());
+            for w in cfg.warnings() {
+                eprintln!("warning: {w}");
+            }
             let problems = cfg.problems();
             if problems.is_empty() {
                 eprintln!("config OK");
@@ -128,6 +131,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = store::Store::Embedded(store::EmbeddedStore::open(&cfg.data_dir)?);
     let lifecycle = lifecycle::Lifecycle::from_config(&cfg.lifecycle)?;
     let jicofo = jicofo::JicofoClient::new(&cfg.jicofo)?;
+    let auth = std::sync::Arc::new(jitsi_scaler::auth::Authenticator::from_config(&cfg.auth)?);
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -147,7 +154,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         tasks.clone(),
     ));
-    let app = api::router(svc.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

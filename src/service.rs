@@ -220,6 +220,18 @@ impl Service {
         Ok(())
     }
 
+    /// Addresses the ledger knows for `host` (for binding a remove-me to its caller).
+    pub async fn known_ips(&self, host: &str) -> Vec<std::net::IpAddr> {
+        let core = self.core.lock().await;
+        core.snap
+            .ledger
+            .find(host)
+            .and_then(|i| i.ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .into_iter()
+            .collect()
+    }
+
     /// The merged Jicofo view now.
     fn merged(&self, core: &Core, now: Millis) -> Merged {
         jicofo::merge(&core.shards, now, self.timing.stats_max_age_ms)
