@@ -16,6 +16,7 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use policy::{Reason, Settings};
 use serde_json::Value;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{AuthError, Authenticator, Caller};
@@ -36,10 +37,6 @@ pub enum ApiError {
     /// The request is valid but refused (at max, no fresh stats, ...).
     #[error("{0}")]
     Conflict(String),
-    /// A remove-me that cannot be recorded: refused with the body `keep`, so that legacy
-    /// clients, which compare the body with `keep`, stay up.
-    #[error("keep")]
-    KeepRefused(String),
     /// Authentication or authorisation failed (401, 403, 429).
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -53,16 +50,10 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Conflict(_) | ApiError::KeepRefused(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Auth(e) => e.status(),
         };
-        let mut resp = (status, self.to_string()).into_response();
-        if let ApiError::KeepRefused(why) = &self
-            && let Ok(v) = HeaderValue::from_str(why.chars().take(200).collect::<String>().as_str())
-        {
-            resp.headers_mut().insert("x-scaler-reason", v);
-        }
-        resp
+        (status, self.to_string()).into_response()
     }
 }
 
@@ -121,6 +112,8 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route("/ready", get(ready).options(options))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
+        // Refuses an announced oversize body at once, before reading it.
+        .layer(RequestBodyLimitLayer::new(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -314,9 +307,8 @@ async fn remove_me(
     let (caller, host, reason) = instance_request(&st, &headers, peer, body, true).await?;
     let reason = reason.unwrap_or(Reason::Idle);
     match st.svc.remove_me(&host, reason, &who(&caller)).await {
-        Ok(d) if d.accepted() => Ok("accepted".into_response()),
-        Ok(_) => Ok("keep".into_response()),
-        Err(e) => Err(ApiError::KeepRefused(e.to_string())),
+        d if d.accepted() => Ok("accepted".into_response()),
+        _ => Ok("keep".into_response()),
     }
 }
 

@@ -32,10 +32,43 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Move the stored state between backends.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
     Token(jitsi_scaler::auth::TokenArgs),
     /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
     JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy settings and ledger from one backend to another (e.g. before going multi-replica).
+    Migrate {
+        /// TOML config file (data_dir and store.redis_url are taken from it).
+        #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Source backend.
+        #[arg(long, value_enum)]
+        from: BackendArg,
+        /// Target backend.
+        #[arg(long, value_enum)]
+        to: BackendArg,
+        /// Overwrite state already in the target.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A store backend on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    /// `state.json` in data_dir.
+    Embedded,
+    /// Redis or Valkey at store.redis_url.
+    Redis,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +120,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Store {
+            command:
+                StoreCommand::Migrate {
+                    config,
+                    from,
+                    to,
+                    force,
+                },
+        } => {
+            let cfg = Config::load(config.as_deref(), &env_map())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(migrate(&cfg, from, to, force))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check { config },
         } => {
@@ -123,12 +173,12 @@ fn init_tracing(level: &str, format: &str) {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    use jitsi_scaler::{api, controller, jicofo, lifecycle, service, store};
+    use jitsi_scaler::{api, controller, jicofo, lifecycle, service};
     use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
 
     let addr: SocketAddr = cfg.listen_addr()?;
-    let store = store::Store::Embedded(store::EmbeddedStore::open(&cfg.data_dir)?);
+    let store = open_store(&cfg, cfg.store.backend)?;
     let lifecycle = lifecycle::Lifecycle::from_config(&cfg.lifecycle)?;
     let jicofo = jicofo::JicofoClient::new(&cfg.jicofo)?;
     let auth = std::sync::Arc::new(jitsi_scaler::auth::Authenticator::from_config(&cfg.auth)?);
@@ -171,6 +221,64 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("cannot store the final state")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn backend(b: BackendArg) -> jitsi_scaler::config::StoreBackend {
+    match b {
+        BackendArg::Embedded => jitsi_scaler::config::StoreBackend::Embedded,
+        BackendArg::Redis => jitsi_scaler::config::StoreBackend::Redis,
+    }
+}
+
+fn open_store(
+    cfg: &Config,
+    backend: jitsi_scaler::config::StoreBackend,
+) -> anyhow::Result<jitsi_scaler::store::Store> {
+    use jitsi_scaler::store::{EmbeddedStore, RedisStore, Store};
+    Ok(match backend {
+        jitsi_scaler::config::StoreBackend::Embedded => {
+            Store::Embedded(EmbeddedStore::open(&cfg.data_dir)?)
+        }
+        jitsi_scaler::config::StoreBackend::Redis => Store::Redis(RedisStore::open(
+            &cfg.store.redis_url,
+            &cfg.store.key_prefix,
+            cfg.store.timeout,
+        )?),
+    })
+}
+
+async fn migrate(
+    cfg: &Config,
+    from: BackendArg,
+    to: BackendArg,
+    force: bool,
+) -> anyhow::Result<()> {
+    let source = open_store(cfg, backend(from))?;
+    let target = open_store(cfg, backend(to))?;
+    if source.describe() == target.describe() {
+        anyhow::bail!("source and target are the same store");
+    }
+    let snap = source
+        .load()
+        .await?
+        .with_context(|| format!("{} holds no state to copy", source.describe()))?;
+    if !force && target.load().await?.is_some() {
+        anyhow::bail!(
+            "{} already holds state; pass --force to overwrite it",
+            target.describe()
+        );
+    }
+    target.save(&snap).await?;
+    println!(
+        "copied settings (min {}, max {}, bulk-max {}) and {} ledger entries from {} to {}",
+        snap.settings.min_available,
+        snap.settings.max_total,
+        snap.settings.bulk_max,
+        snap.ledger.instances().count(),
+        source.describe(),
+        target.describe()
+    );
     Ok(())
 }
 
