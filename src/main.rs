@@ -240,11 +240,11 @@ fn open_store(
         jitsi_scaler::config::StoreBackend::Embedded => {
             Store::Embedded(EmbeddedStore::open(&cfg.data_dir)?)
         }
-        jitsi_scaler::config::StoreBackend::Redis => Store::Redis(RedisStore::open(
+        jitsi_scaler::config::StoreBackend::Redis => Store::Redis(Box::new(RedisStore::open(
             &cfg.store.redis_url,
             &cfg.store.key_prefix,
             cfg.store.timeout,
-        )?),
+        )?)),
     })
 }
 

@@ -116,7 +116,7 @@ pub enum Store {
     /// One JSON file in the data directory (single replica).
     Embedded(EmbeddedStore),
     /// Redis or Valkey, shared by several replicas.
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 impl Store {
