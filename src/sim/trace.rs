@@ -218,7 +218,9 @@ pub fn parse_csv(text: &str, path: &Path) -> Result<Trace, SimError> {
         };
         let secs = |f: &str| -> Option<u64> {
             let v: f64 = f.parse().ok()?;
-            (0.0..1e12).contains(&v).then(|| (v * 1000.0).round() as u64)
+            (0.0..1e12)
+                .contains(&v)
+                .then(|| (v * 1000.0).round() as u64)
         };
         let arrival_ms = secs(a).ok_or_else(|| bad(i + 1, "arrival_s is not a number >= 0"))?;
         let duration_ms = secs(d).ok_or_else(|| bad(i + 1, "duration_s is not a number >= 0"))?;

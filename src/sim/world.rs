@@ -708,3 +708,143 @@ impl World {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::trace::Call;
+
+    /// Records readings every `period`; accepts every request (or none), citing its last reading.
+    struct Probe {
+        period: u64,
+        accept: bool,
+        last: Option<Reading>,
+        seen: Vec<(u64, Option<Reading>)>,
+    }
+
+    impl Controller for Probe {
+        fn period_ms(&self) -> u64 {
+            self.period
+        }
+        fn tick(&mut self, w: &mut World) {
+            self.last = w.reading();
+            self.seen.push((w.now(), self.last));
+        }
+        fn ask(&mut self, _w: &mut World, _host: &str, _reason: Reason) -> Answer {
+            Answer {
+                accept: self.accept,
+                reading: self.last,
+            }
+        }
+    }
+
+    fn cfg(initial: u32, min: u32) -> WorldConfig {
+        WorldConfig {
+            boot_ms: 60_000,
+            boot_cv: 0.0,
+            reuse: false,
+            idle_time_ms: 60_000,
+            ask_every_ms: 60_000,
+            drain_ms: 10_000,
+            stats_delay_ms: 0,
+            lifecycle_fail: 0.0,
+            lifecycle_down: vec![],
+            jicofo_down: vec![],
+            initial,
+            min,
+            max: 80,
+            sample_ms: 60_000,
+        }
+    }
+
+    fn probe(period: u64, accept: bool) -> Probe {
+        Probe {
+            period,
+            accept,
+            last: None,
+            seen: vec![],
+        }
+    }
+
+    fn trace(calls: &[(u64, u64)], horizon_ms: u64) -> Trace {
+        Trace {
+            calls: calls
+                .iter()
+                .map(|&(arrival_ms, duration_ms)| Call {
+                    arrival_ms,
+                    duration_ms,
+                })
+                .collect(),
+            horizon_ms,
+        }
+    }
+
+    fn at(p: &Probe, t: u64) -> Option<(u32, u32)> {
+        p.seen
+            .iter()
+            .find(|(now, _)| *now == t)
+            .and_then(|(_, r)| r.map(|r| (r.total, r.available)))
+    }
+
+    #[test]
+    fn readings_lag_by_the_stats_delay_and_vanish_in_outages() {
+        let mut c = cfg(1, 1);
+        c.stats_delay_ms = 10_000;
+        c.jicofo_down = vec![Window {
+            start_ms: 100_000,
+            end_ms: 110_000,
+        }];
+        let mut p = probe(5_000, false);
+        // One call at 20 s for 30 s: the single-use gateway is then expired (busy in Jicofo).
+        World::run(&c, &trace(&[(20_000, 30_000)], 200_000), &mut p, 1);
+        assert_eq!(at(&p, 25_000), Some((1, 1)), "content of 15 s");
+        assert_eq!(at(&p, 30_000), Some((1, 0)), "content of 20 s");
+        assert_eq!(at(&p, 65_000), Some((1, 0)), "expired counts as busy");
+        assert_eq!(at(&p, 100_000), None);
+        assert_eq!(at(&p, 105_000), None);
+        assert!(at(&p, 110_000).is_some());
+    }
+
+    #[test]
+    fn draining_idle_gateways_stay_available_in_jicofo_until_they_exit() {
+        let mut p = probe(5_000, true);
+        // Two idle gateways ask at 60 s and are accepted; Jibri exits 10 s later.
+        let t = World::run(&cfg(2, 1), &trace(&[], 120_000), &mut p, 1);
+        assert_eq!(at(&p, 60_000), Some((2, 2)));
+        assert_eq!(at(&p, 65_000), Some((2, 2)));
+        assert_eq!(at(&p, 70_000), Some((0, 0)));
+        assert_eq!(t.removals_idle, 2);
+        // Both judged against the reading of 55 s (2 available): the second leaves 0 < min 1.
+        assert_eq!(t.floor_breaks, 1);
+        // They are never deleted (the probe does not call the lifecycle manager): they cost
+        // until the end, as leaving workers.
+        assert!((t.gw_ms[3] - 2.0 * 60_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_call_takes_the_oldest_idle_gateway_or_is_rejected() {
+        let mut p = probe(60_000, false);
+        let mut c = cfg(2, 1);
+        c.reuse = true;
+        let t = World::run(
+            &c,
+            &trace(
+                &[
+                    (1_000, 10_000),
+                    (2_000, 10_000),
+                    (3_000, 10_000),
+                    (20_000, 5_000),
+                ],
+                60_000,
+            ),
+            &mut p,
+            1,
+        );
+        assert_eq!((t.calls, t.rejected), (4, 1));
+        assert_eq!(t.hour_rejected[0], 1);
+        // Busy: 10 s + 10 s + 5 s.
+        assert!((t.gw_ms[2] - 25_000.0).abs() < 1e-6);
+        // Below the floor (1 idle) while both were busy: 2 s to 11 s.
+        assert_eq!(t.below_floor_ms, 9_000);
+    }
+}
