@@ -12,12 +12,14 @@ use std::path::PathBuf;
 use jitsi_scaler::plan::spare_needed;
 use jitsi_scaler::sim::{self, Report, SimulateArgs};
 
-/// One scenario: `simulate` flags, and the peak rate and boot time that size `min`.
+/// One scenario: `simulate` flags, the peak rate and boot time that size `min`, and (for the
+/// diurnal profile) the mean rate that sizes an hourly `min` schedule.
 struct Scenario {
     name: &'static str,
     args: &'static str,
     peak_per_hour: f64,
     boot_s: f64,
+    diurnal_mean_per_hour: Option<f64>,
 }
 
 /// Common to every scenario: SIP calls of 20 min on average (cv 1), single-use gateways.
@@ -29,50 +31,74 @@ const SCENARIOS: &[Scenario] = &[
         args: "--profile flat --rate 60/h --days 2",
         peak_per_hour: 60.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: None,
     },
     Scenario {
         name: "diurnal weekday",
         args: "--profile diurnal --rate 60/h --days 5",
         peak_per_hour: 144.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: Some(60.0),
     },
     Scenario {
         name: "step x3",
         args: "--profile flat --rate 30/h --step 3@12h --days 1",
         peak_per_hour: 90.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: None,
     },
     Scenario {
         name: "burst of 20",
         args: "--profile flat --rate 60/h --burst 20@12h --days 1",
         peak_per_hour: 60.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: None,
     },
     Scenario {
         name: "lifecycle outage 10 min",
         args: "--profile diurnal --rate 60/h --days 1 --lifecycle-down 10h+10m",
         peak_per_hour: 144.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: Some(60.0),
     },
     Scenario {
         name: "Jicofo outage 5 min",
         args: "--profile diurnal --rate 60/h --days 1 --jicofo-down 10h+5m",
         peak_per_hour: 144.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: Some(60.0),
     },
     Scenario {
         name: "slow lognormal boots",
         args: "--profile diurnal --rate 60/h --days 2 --boot 5m --boot-cv 0.5",
         peak_per_hour: 144.0,
         boot_s: 300.0,
+        diurnal_mean_per_hour: Some(60.0),
     },
     Scenario {
         name: "diurnal, reusable gateways",
         args: "--profile diurnal --rate 60/h --days 5 --reuse",
         peak_per_hour: 144.0,
         boot_s: 90.0,
+        diurnal_mean_per_hour: Some(60.0),
     },
 ];
+
+/// `min` for every hour of the diurnal profile at this mean rate: Erlang B at that hour's rate.
+fn hourly_min(mean_per_hour: f64, lead_s: f64) -> String {
+    let profile = jitsi_scaler::sim::trace::parse_profile("diurnal").unwrap_or([1.0; 24]);
+    profile
+        .iter()
+        .map(|w| {
+            let a = mean_per_hour * w / 3600.0 * lead_s;
+            spare_needed(a, TARGET_REJECTION)
+                .unwrap_or(100)
+                .clamp(1, 100)
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Decision and poll delay added to the boot time for the lead time (one 15 s tick each).
 const LEAD_EXTRA_S: f64 = 30.0;
@@ -252,13 +278,22 @@ fn main() {
         }
         let lead_s = sc.boot_s + LEAD_EXTRA_S;
         let sized = spare_needed(sc.peak_per_hour / 3600.0 * lead_s, TARGET_REJECTION).unwrap_or(1);
-        for (variant, min_flag) in [
-            ("service defaults (min 2)", String::new()),
+        let mut variants = vec![
+            ("service defaults (min 2)".to_string(), String::new()),
             (
-                "min sized by Erlang B",
+                "min sized by Erlang B".to_string(),
                 format!("--min {}", sized.clamp(1, 100)),
             ),
-        ] {
+        ];
+        if let Some(mean) = sc.diurnal_mean_per_hour {
+            let schedule = hourly_min(mean, lead_s);
+            variants.push((
+                "min per hour by Erlang B".to_string(),
+                format!("--min-schedule {schedule}"),
+            ));
+        }
+        for (variant, min_flag) in variants {
+            let variant = variant.as_str();
             let flags = format!("{} {BASE} {min_flag} {extra}", sc.args);
             let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
             let reports = match run_seeds(&args, o.seeds) {
@@ -271,7 +306,11 @@ fn main() {
             let oracle: Vec<f64> = reports.iter().map(|r| r.oracle_worker_hours).collect();
             let rs = rows(&reports);
             let _ = writeln!(md, "### {}: {variant}\n", sc.name);
-            let _ = writeln!(md, "`{}`\n", flags.split_whitespace().collect::<Vec<_>>().join(" "));
+            let _ = writeln!(
+                md,
+                "`{}`\n",
+                flags.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
             let _ = writeln!(
                 md,
                 "| policy | rejected % | worst hour % | worker-hours | x oracle | below floor % | launches/h | floor breaks | past max | calls cut |"
@@ -293,7 +332,11 @@ fn main() {
                     r.cut
                 );
             }
-            let _ = writeln!(md, "| oracle | 0 | 0 | {} | 1.00 | | | | | |\n", ci(&oracle, 0));
+            let _ = writeln!(
+                md,
+                "| oracle | 0 | 0 | {} | 1.00 | | | | | |\n",
+                ci(&oracle, 0)
+            );
             let find = |n: &str| rs.iter().find(|r| r.policy == n);
             if let Some(ours) = find("ours") {
                 ours_violations += ours.floor_breaks + ours.past_max;
@@ -327,7 +370,10 @@ fn main() {
          oracle's worker-hours; ours shows 0 floor-breaking removals and 0 launches past max \
          everywhere.\n"
     );
-    let _ = writeln!(md, "| scenario | settings | rejected: ours vs legacy | worker-hours ours / legacy | target |");
+    let _ = writeln!(
+        md,
+        "| scenario | settings | rejected: ours vs legacy | worker-hours ours / legacy | target |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|");
     for c in &checks {
         let _ = writeln!(md, "{c}");

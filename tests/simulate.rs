@@ -412,3 +412,33 @@ fn the_plot_is_an_svg_with_a_panel_per_policy() {
     }
     assert_eq!(text.matches("<polyline").count(), 3 * 4);
 }
+
+/// An operator's hourly `min` (as a cron job would set it through the API): when `min` rises
+/// on the hour, ours launches the difference once.
+#[test]
+fn a_min_schedule_changes_the_floor_on_the_hour() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trace = write(dir.path(), "none.csv", "arrival_s,duration_s\n");
+    let mut schedule = vec!["1"; 24];
+    schedule[1] = "4";
+    let schedule = schedule.join(",");
+    let r = json(&[
+        "simulate",
+        "--trace",
+        &trace,
+        "--horizon",
+        "115m",
+        "--min-schedule",
+        &schedule,
+    ]);
+    assert_eq!(r["min_schedule"][1], 4);
+    let ours = policy(&r, "ours");
+    assert_eq!(u(&ours["launches"]), 3);
+    assert_eq!(u(&ours["removals"]), 0);
+    // Below the floor only while the three boot: the 3600 s tick launches, up at 3690 s.
+    let below_s = f(&ours["below_floor_pct"]) / 100.0 * 6900.0;
+    assert!((89.9..90.1).contains(&below_s), "{below_s}");
+    // Legacy launches again at the next poll (flaw 1), then removes the surplus all at once
+    // (flaw 3) and has to launch again.
+    assert!(u(&policy(&r, "legacy")["launches"]) > 6);
+}

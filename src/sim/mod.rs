@@ -121,6 +121,30 @@ fn parse_factors(s: &str) -> Result<Factors, SimError> {
     }
 }
 
+/// `min` for each hour of the day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinSchedule(pub [u32; 24]);
+
+fn parse_schedule(s: &str) -> Result<MinSchedule, SimError> {
+    let bad = || SimError::Arg {
+        flag: "--min-schedule",
+        value: s.to_string(),
+        why: "expected 24 comma-separated integers in 1..=100, one per hour".into(),
+    };
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let a: [u32; 24] = v.try_into().map_err(|_| bad())?;
+    if a.iter()
+        .any(|&m| Settings::check("min", i64::from(m)).is_err())
+    {
+        return Err(bad());
+    }
+    Ok(MinSchedule(a))
+}
+
 /// How the simulated gateways, Jicofo and the lifecycle manager behave.
 #[derive(clap::Args, Clone, Debug)]
 pub struct WorldArgs {
@@ -165,6 +189,10 @@ pub struct PolicyArgs {
     /// Minimum available gateways (the spare floor); also the initial idle pool.
     #[arg(long, default_value_t = Settings::default().min_available)]
     pub min: u32,
+    /// `min` per hour of the day instead of --min: 24 comma-separated integers (hour 0 to 23),
+    /// as an operator (or a cron job) would set it through the API; see `plan`.
+    #[arg(long, value_name = "LIST", value_parser = parse_schedule, conflicts_with = "min")]
+    pub min_schedule: Option<MinSchedule>,
     /// Maximum gateways in total.
     #[arg(long, default_value_t = Settings::default().max_total)]
     pub max: u32,
@@ -351,6 +379,10 @@ impl SimulateArgs {
 
     fn world(&self, horizon_ms: u64) -> WorldConfig {
         let w = &self.world;
+        let min_by_hour = self
+            .policy
+            .min_schedule
+            .map_or([self.policy.min; 24], |s| s.0);
         WorldConfig {
             boot_ms: w.boot,
             boot_cv: w.boot_cv,
@@ -362,8 +394,8 @@ impl SimulateArgs {
             lifecycle_fail: w.lifecycle_fail,
             lifecycle_down: w.lifecycle_down.clone(),
             jicofo_down: w.jicofo_down.clone(),
-            initial: self.policy.min,
-            min: self.policy.min,
+            initial: min_by_hour[0],
+            min_by_hour,
             max: self.policy.max,
             // About 1500 points per series, never finer than a minute.
             sample_ms: (horizon_ms / 1500).max(60_000),
@@ -403,7 +435,8 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
         trace: what.to_string(),
         hours: trace.horizon_ms as f64 / 3_600_000.0,
         calls: trace.calls.len() as u64,
-        min: settings.min_available,
+        min: cfg.min_by_hour[0],
+        min_schedule: args.policy.min_schedule.map(|s| s.0.to_vec()),
         oracle_worker_hours: oracle,
         policies,
     })

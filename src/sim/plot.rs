@@ -20,9 +20,9 @@ const SERIES: [(&str, &str); 4] = [
     ("booting", "#ff7f0e"),
 ];
 
-fn value(s: &Sample, i: usize, min: u32) -> u32 {
+fn value(s: &Sample, i: usize) -> u32 {
     match i {
-        0 => s.offered + min,
+        0 => s.demand,
         1 => s.ready,
         2 => s.idle,
         _ => s.booting,
@@ -49,7 +49,7 @@ pub fn svg(report: &Report) -> String {
         .policies
         .iter()
         .flat_map(|p| p.samples.iter())
-        .flat_map(|s| (0..4).map(move |i| value(s, i, report.min)))
+        .flat_map(|s| (0..4).map(move |i| value(s, i)))
         .max()
         .unwrap_or(1)
         .max(1) as f64;
@@ -126,12 +126,7 @@ pub fn svg(report: &Report) -> String {
         for (i, (_, colour)) in SERIES.iter().enumerate() {
             let mut pts = String::new();
             for s in &p.samples {
-                let _ = write!(
-                    pts,
-                    "{:.1},{:.1} ",
-                    x_of(s.t_ms),
-                    y_of(value(s, i, report.min))
-                );
+                let _ = write!(pts, "{:.1},{:.1} ", x_of(s.t_ms), y_of(value(s, i)));
             }
             let _ = writeln!(
                 o,

@@ -77,6 +77,7 @@ impl Controller for Ours {
     /// observe -> `policy::tick` -> record launches -> creates owed -> deletes owed.
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
+        self.settings.min_available = w.min_setting();
         // A failed read keeps the previous reading, which then ages until it is stale.
         if let Some(r) = w.reading() {
             self.obs = Some(Observation {
@@ -116,6 +117,7 @@ impl Controller for Ours {
 
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
+        self.settings.min_available = w.min_setting();
         let d = policy::decide_removal(
             &self.ledger,
             &self.settings,
@@ -164,6 +166,7 @@ impl Controller for Legacy {
     }
 
     fn tick(&mut self, w: &mut World) {
+        self.settings.min_available = w.min_setting();
         let Some(r) = w.reading() else {
             return;
         };
@@ -180,6 +183,7 @@ impl Controller for Legacy {
     }
 
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
+        self.settings.min_available = w.min_setting();
         let reading = w.reading();
         let accept = reason != Reason::Idle
             || reading.is_none_or(|r| r.available > self.settings.min_available);
@@ -236,6 +240,7 @@ impl Controller for AutoscalerStyle {
 
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
+        self.settings.min_available = w.min_setting();
         let (min, max) = (self.settings.min_available, self.settings.max_total);
         let reading = w.reading();
         if let Some(r) = reading {

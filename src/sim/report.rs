@@ -107,8 +107,10 @@ pub struct Report {
     pub hours: f64,
     /// Calls in the trace.
     pub calls: u64,
-    /// The spare floor (`min`).
+    /// The spare floor (`min`) at the start.
     pub min: u32,
+    /// `min` per hour of the day, when a schedule was given.
+    pub min_schedule: Option<Vec<u32>>,
     /// The clairvoyant oracle's worker-hours.
     pub oracle_worker_hours: f64,
     /// One entry per policy.
@@ -251,7 +253,17 @@ impl Report {
         let _ = writeln!(
             out,
             "trace: {} ({} calls over {:.1} h), seed {}, min {}",
-            self.trace, self.calls, self.hours, self.seed, self.min
+            self.trace,
+            self.calls,
+            self.hours,
+            self.seed,
+            match &self.min_schedule {
+                Some(s) => format!(
+                    "by hour {}",
+                    s.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                ),
+                None => self.min.to_string(),
+            }
         );
         let _ = writeln!(
             out,

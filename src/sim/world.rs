@@ -41,12 +41,20 @@ pub struct WorldConfig {
     pub jicofo_down: Vec<Window>,
     /// Idle ready gateways at time 0.
     pub initial: u32,
-    /// The spare floor the metrics judge against (the `min` setting).
-    pub min: u32,
+    /// The `min` setting per hour of the day (the same 24 times without a schedule): what the
+    /// operator sets through the API, and the spare floor the metrics judge against.
+    pub min_by_hour: [u32; 24],
     /// The total the metrics judge against (the `max` setting).
     pub max: u32,
     /// Plot sampling interval.
     pub sample_ms: u64,
+}
+
+impl WorldConfig {
+    /// The `min` setting in force at `t`.
+    pub fn min_at(&self, t: u64) -> u32 {
+        self.min_by_hour[((t / HOUR_MS) % 24) as usize]
+    }
 }
 
 /// A Jicofo reading as a scaler receives it.
@@ -193,8 +201,8 @@ impl Census {
 pub struct Sample {
     /// World time.
     pub t_ms: u64,
-    /// Calls in progress in the trace (accepted or not).
-    pub offered: u32,
+    /// Demand: calls in progress in the trace (accepted or not) plus `min`.
+    pub demand: u32,
     /// Idle plus busy gateways.
     pub ready: u32,
     /// Idle gateways.
@@ -358,6 +366,11 @@ impl World {
         })
     }
 
+    /// The `min` setting now (an operator's schedule may change it by the hour).
+    pub fn min_setting(&self) -> u32 {
+        self.cfg.min_at(self.now)
+    }
+
     /// Whether the lifecycle manager is reachable now (no outage window).
     pub fn lifecycle_up(&self) -> bool {
         !self.cfg.lifecycle_down.iter().any(|w| w.contains(self.now))
@@ -515,7 +528,7 @@ impl World {
         }
         self.tally.removals_idle += 1;
         self.gws[g].approved_at = Some(self.now);
-        let min = i64::from(self.cfg.min);
+        let min = i64::from(self.cfg.min_at(self.now));
         let broke = match reading {
             // The reading counted as available every gateway idle (or draining after an idle
             // approval) at `content_at`; of those, subtract every one approved by now, this
@@ -674,18 +687,23 @@ impl World {
             let c = self.census;
             self.tally.samples.push(Sample {
                 t_ms: self.next_sample,
-                offered: self.offered,
+                demand: self.offered + self.cfg.min_at(self.next_sample),
                 ready: c.idle + c.busy,
                 idle: c.idle,
                 booting: c.booting,
             });
             self.next_sample += self.cfg.sample_ms.max(1);
         }
-        let dt = t.saturating_sub(self.last_t);
-        if dt == 0 {
-            return;
+        // Integrate hour by hour: `min` may change on the hour.
+        while self.last_t < t {
+            let end = t.min((self.last_t / HOUR_MS + 1) * HOUR_MS);
+            self.integrate(end - self.last_t, self.cfg.min_at(self.last_t));
+            self.last_t = end;
         }
-        self.last_t = t;
+    }
+
+    /// Adds `dt` ms of the current state to the time-weighted metrics.
+    fn integrate(&mut self, dt: u64, min: u32) {
         let c = self.census;
         let f = dt as f64;
         let tl = &mut self.tally;
@@ -693,10 +711,10 @@ impl World {
         tl.gw_ms[1] += f * f64::from(c.idle);
         tl.gw_ms[2] += f * f64::from(c.busy);
         tl.gw_ms[3] += f64::from(c.expired + c.draining_idle + c.draining_expired + c.exited) * f;
-        if c.idle < self.cfg.min {
+        if c.idle < min {
             tl.below_floor_ms += dt;
         }
-        let demand = f64::from(self.offered + self.cfg.min);
+        let demand = f64::from(self.offered + min);
         let supply = f64::from(c.idle + c.busy);
         let norm = demand.max(1.0);
         tl.under_acc_ms += f * (demand - supply).max(0.0) / norm;
@@ -751,7 +769,7 @@ mod tests {
             lifecycle_down: vec![],
             jicofo_down: vec![],
             initial,
-            min,
+            min_by_hour: [min; 24],
             max: 80,
             sample_ms: 60_000,
         }
