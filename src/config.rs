@@ -120,6 +120,9 @@ pub struct PolicyConfig {
     /// How long finished entries stay in the ledger (for status and repeated requests).
     #[serde(with = "crate::duration")]
     pub retention: Duration,
+    /// After a host has drained or been deleted, assume Jicofo stopped counting it after this.
+    #[serde(with = "crate::duration")]
+    pub stop_grace: Duration,
     /// Interval of reconciliation with the lifecycle manager's host list.
     #[serde(with = "crate::duration")]
     pub reconcile_interval: Duration,
@@ -135,9 +138,13 @@ impl Default for PolicyConfig {
             boot_timeout: Duration::from_millis(t.boot_timeout_ms),
             stats_max_age: Duration::from_millis(t.stats_max_age_ms),
             pending_ttl: Duration::from_millis(t.pending_ttl_ms),
-            drain_confirm: t.drain_confirm,
-            drain_timeout: Duration::from_millis(t.drain_timeout_ms),
+            // Our agent confirms the drain, so wait for it: an approved gateway takes no new
+            // call and keeps its current one (flaw 11). Legacy scripts never confirm: false.
+            drain_confirm: true,
+            // Longer than the agent's drain deadline (3 h), so a long call is never cut.
+            drain_timeout: Duration::from_secs(3 * 3600 + 15 * 60),
             retention: Duration::from_millis(t.retention_ms),
+            stop_grace: Duration::from_millis(t.stop_grace_ms),
             reconcile_interval: Duration::from_secs(300),
             recent_decisions: 200,
         }
@@ -155,6 +162,7 @@ impl PolicyConfig {
             drain_timeout_ms: millis(self.drain_timeout),
             drain_confirm: self.drain_confirm,
             retention_ms: millis(self.retention),
+            stop_grace_ms: millis(self.stop_grace),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use policy::{
     AddRefusal, Counts, KeepCause, LaunchDecision, Millis, Origin, Reason, RemovalDecision,
-    Settings, State, Timing, decide_external_add, decide_removal,
+    Settings, State, Timing, decide_external_add,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -367,8 +367,8 @@ impl Service {
         let result = self
             .mutate(None, |snap, core| {
                 let merged = self.merged(core, now);
-                let d = decide_removal(
-                    &snap.ledger,
+                let d = policy::remove_request(
+                    &mut snap.ledger,
                     &snap.settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
@@ -377,9 +377,6 @@ impl Service {
                     host,
                     reason,
                 );
-                if let RemovalDecision::Accept { repeat: false, .. } = d {
-                    snap.ledger.approve(host, reason, now, &self.timing);
-                }
                 (d, snap.settings.min_available)
             })
             .await;

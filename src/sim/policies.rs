@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use policy::{Ledger, Observation, Origin, Reason, RemovalDecision, Settings, Timing};
+use policy::{Ledger, Observation, Origin, Reason, Settings, Timing};
 
 use super::world::{Answer, Controller, Reading, World};
 
@@ -118,8 +118,9 @@ impl Controller for Ours {
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
         self.settings.min_available = w.min_setting();
-        let d = policy::decide_removal(
-            &self.ledger,
+        // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
+        let d = policy::remove_request(
+            &mut self.ledger,
             &self.settings,
             self.obs.as_ref(),
             w.lifecycle_up(),
@@ -128,10 +129,6 @@ impl Controller for Ours {
             host,
             reason,
         );
-        // A repeat is answered `accepted` again without touching the ledger.
-        if let RemovalDecision::Accept { repeat: false, .. } = d {
-            self.ledger.approve(host, reason, now, &self.timing);
-        }
         Answer {
             accept: d.accepted(),
             reading: self.reading,

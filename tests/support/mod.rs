@@ -342,6 +342,8 @@ pub fn fast_config(jicofo_url: &str, foreman_urls: &[&str]) -> String {
     format!(
         r#"
 [policy]
+# The legacy gateways these tests play never confirm a drain: delete at once.
+drain_confirm = false
 tick = "200ms"
 stats_max_age = "1500ms"
 boot_timeout = "30s"

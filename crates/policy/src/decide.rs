@@ -9,8 +9,17 @@ use crate::{Ledger, Millis, Observation, Reason, Settings, State, Timing};
 pub struct Counts {
     /// Launches asked for and not yet seen in Jicofo (and not timed out).
     pub in_flight: u32,
-    /// Approved removals Jicofo still counts (idle or expired: possibly counted as available).
+    /// Approved removals Jicofo still counts (idle or expired: possibly counted as available);
+    /// reserved by idle approvals.
     pub pending_removal: u32,
+    /// Approved idle removals Jicofo still counts as available; subtracted by the launch rule.
+    pub pending_idle: u32,
+    /// Hosts out of Jicofo's count but not yet deleted: they still count against `max`.
+    pub leftover: u32,
+    /// Every host of the ledger that may exist (launched or approved, delete not confirmed),
+    /// plus the gateways outside the ledger: a bound on `max` that does not depend on
+    /// attributing Jicofo's counts to hosts.
+    pub existing: u32,
 }
 
 impl Counts {
@@ -24,7 +33,17 @@ impl Counts {
             if i.pending_removal() {
                 c.pending_removal += 1;
             }
+            if i.pending_idle_removal() {
+                c.pending_idle += 1;
+            }
+            if i.undeleted_leftover() {
+                c.leftover += 1;
+            }
+            if i.deleted_at.is_none() && i.state != State::Gone {
+                c.existing += 1;
+            }
         }
+        c.existing += u32::try_from(ledger.offset().max(0)).unwrap_or(u32::MAX);
         c
     }
 }
@@ -46,9 +65,9 @@ pub enum LaunchHold {
 pub struct LaunchDecision {
     /// Gateways to launch now.
     pub launch: u32,
-    /// `min - (available + in_flight - pending_removal)`.
+    /// `min - (available + in_flight - pending idle removals)`.
     pub deficit: i64,
-    /// `max - (total + in_flight)`: launches `max` still allows.
+    /// `max - max(total + in_flight + leftover, existing)`: launches `max` still allows.
     pub room: i64,
     /// Jicofo's available (0 when missing).
     pub available: u32,
@@ -56,14 +75,16 @@ pub struct LaunchDecision {
     pub total: u32,
     /// Launches in flight.
     pub in_flight: u32,
-    /// Approved removals still counted.
+    /// Approved idle removals still counted as available.
     pub pending_removal: u32,
     /// Why nothing is launched, when `launch` is 0.
     pub hold: Option<LaunchHold>,
 }
 
 /// The launch rule (SPEC §5):
-/// `launch = clamp(min - (available + in_flight - pending), 0, min(bulk_max, max - (total + in_flight)))`.
+/// `launch = clamp(min - (available + in_flight - pending), 0, min(bulk_max, max - (total + in_flight)))`,
+/// where `pending` counts approved idle removals Jicofo still counts, and the `max` term also
+/// counts hosts that left Jicofo but are not deleted yet (they still exist).
 pub fn decide_launch(
     counts: Counts,
     settings: &Settings,
@@ -78,7 +99,7 @@ pub fn decide_launch(
         available: 0,
         total: 0,
         in_flight: counts.in_flight,
-        pending_removal: counts.pending_removal,
+        pending_removal: counts.pending_idle,
         hold: Some(LaunchHold::StatsMissing),
     };
     let Some(obs) = Observation::fresh(obs, now, timing.stats_max_age_ms) else {
@@ -87,9 +108,9 @@ pub fn decide_launch(
     d.available = obs.available;
     d.total = obs.total;
     d.deficit = i64::from(settings.min_available)
-        - (i64::from(obs.available) + i64::from(counts.in_flight)
-            - i64::from(counts.pending_removal));
-    d.room = i64::from(settings.max_total) - (i64::from(obs.total) + i64::from(counts.in_flight));
+        - (i64::from(obs.available) + i64::from(counts.in_flight) - i64::from(counts.pending_idle));
+    let counted = i64::from(obs.total) + i64::from(counts.in_flight) + i64::from(counts.leftover);
+    d.room = i64::from(settings.max_total) - counted.max(i64::from(counts.existing));
     let cap = d.room.min(i64::from(settings.bulk_max)).max(0);
     d.launch = d.deficit.clamp(0, cap) as u32;
     d.hold = if d.launch > 0 {
@@ -225,7 +246,8 @@ pub fn decide_external_add(
 ) -> Result<(), AddRefusal> {
     let obs =
         Observation::fresh(obs, now, timing.stats_max_age_ms).ok_or(AddRefusal::StatsMissing)?;
-    if u64::from(obs.total) + u64::from(counts.in_flight) + 1 > u64::from(settings.max_total) {
+    let counted = u64::from(obs.total) + u64::from(counts.in_flight) + u64::from(counts.leftover);
+    if counted.max(u64::from(counts.existing)) + 1 > u64::from(settings.max_total) {
         return Err(AddRefusal::AtMax {
             total: obs.total,
             in_flight: counts.in_flight,
@@ -238,7 +260,7 @@ pub fn decide_external_add(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Origin;
+    use crate::{Event, Origin, State};
     use proptest::prelude::*;
 
     fn obs(total: u32, available: u32) -> Observation {
@@ -254,13 +276,13 @@ mod tests {
         let s = Settings::default();
         let t = Timing::default();
         let mut l = Ledger::new();
-        l.absorb(&obs(0, 0));
+        l.absorb(&obs(0, 0), &Timing::default());
         let d = decide_launch(Counts::of(&l), &s, Some(&obs(0, 0)), 1_000, &t);
         assert_eq!(d.launch, 2);
         l.record_launch("a", Origin::Scaler, 1_000);
         l.record_launch("b", Origin::Scaler, 1_000);
         for _ in 0..10 {
-            l.absorb(&obs(0, 0));
+            l.absorb(&obs(0, 0), &Timing::default());
             let d = decide_launch(Counts::of(&l), &s, Some(&obs(0, 0)), 1_000, &t);
             assert_eq!((d.launch, d.hold), (0, Some(LaunchHold::NoDeficit)));
         }
@@ -313,6 +335,47 @@ mod tests {
         assert!(r.accepted());
     }
 
+    #[test]
+    fn a_launch_joining_as_a_removed_host_leaves_is_seen() {
+        // Single-use churn: X finishes its call, expires, is deleted; Y joins meanwhile.
+        let s = Settings {
+            min_available: 1,
+            ..Settings::default()
+        };
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("x", Origin::Scaler, 0);
+        l.launch_confirmed("x", 0);
+        l.absorb(&obs_at(1, 1, 1_000), &t);
+        assert_eq!(l.get("x").map(|i| i.state), Some(State::Ready));
+        l.record_launch("y", Origin::Scaler, 2_000);
+        l.launch_confirmed("y", 2_000);
+        l.approve("x", Reason::Expired, 60_000, &t);
+        // An expired (busy) host does not make the launch rule launch one more.
+        let d = decide_launch(Counts::of(&l), &s, Some(&obs_at(1, 0, 60_000)), 60_000, &t);
+        assert_eq!((d.in_flight, d.pending_removal, d.launch), (1, 0, 0));
+        l.delete_done("x", 61_000);
+        // X gone, Y joined: the total is still 1.
+        l.absorb(&obs_at(1, 1, 70_000), &t);
+        l.absorb(&obs_at(1, 1, 61_000 + t.stop_grace_ms), &t);
+        assert_eq!(l.get("y").map(|i| i.state), Some(State::Ready), "{l:?}");
+        assert_eq!(Counts::of(&l).in_flight, 0);
+        // and Y is never failed at the boot timeout.
+        assert!(
+            !l.expire(&t, t.boot_timeout_ms + 2_000)
+                .iter()
+                .any(|e| matches!(e, Event::BootTimeout { .. }))
+        );
+    }
+
+    fn obs_at(total: u32, available: u32, taken_at: Millis) -> Observation {
+        Observation {
+            total,
+            available,
+            taken_at,
+        }
+    }
+
     proptest! {
         /// `max` is never passed and at most `bulk_max` is launched, counting in-flight launches.
         #[test]
@@ -322,7 +385,7 @@ mod tests {
         ) {
             let s = Settings { min_available: min, max_total: max, bulk_max: bulk };
             let available = total * avail_frac / 100;
-            let c = Counts { in_flight, pending_removal: pending.min(available) };
+            let c = Counts { in_flight, pending_removal: pending.min(available), pending_idle: pending.min(available), leftover: 0, existing: 0 };
             let d = decide_launch(c, &s, Some(&obs(total, available)), 1_000, &Timing::default());
             prop_assert!(d.launch <= bulk);
             if d.launch > 0 {
@@ -342,7 +405,7 @@ mod tests {
             let t = Timing::default();
             let o = obs(available, available);
             let mut l = Ledger::new();
-            l.absorb(&o);
+            l.absorb(&o, &t);
             let mut accepted = std::collections::BTreeSet::new();
             for round in 0..=repeats {
                 for h in 0..hosts {
@@ -357,7 +420,7 @@ mod tests {
             }
             let budget = (i64::from(available) - i64::from(min)).max(0) as usize;
             prop_assert_eq!(accepted.len(), budget.min(hosts));
-            prop_assert_eq!(l.absorb(&o), vec![], "approvals keep the ledger balanced");
+            prop_assert_eq!(l.absorb(&o, &t), vec![], "approvals keep the ledger balanced");
         }
 
         /// Launch, boot, and lose foreign gateways in any order: the ledger's attribution never counts a
@@ -370,7 +433,7 @@ mod tests {
             let mut launched = 0u32;
             let mut booting: Vec<String> = Vec::new();
             let mut now = 0;
-            l.absorb(&obs(up, up));
+            l.absorb(&obs(up, up), &Timing::default());
             for s in steps {
                 now += 1;
                 match s {
@@ -381,7 +444,7 @@ mod tests {
                     2 if external > 0 => { external -= 1; up -= 1; }
                     _ => {}
                 }
-                l.absorb(&obs(up, up));
+                l.absorb(&obs(up, up), &Timing::default());
                 let c = Counts::of(&l);
                 prop_assert_eq!(c.in_flight as usize, booting.len());
             }

@@ -109,6 +109,10 @@ pub struct Instance {
     /// When the lifecycle manager confirmed the delete.
     #[serde(default)]
     pub deleted_at: Option<Millis>,
+    /// When the host was known to stop (drained, or deleted): Jicofo stops counting it
+    /// shortly after, whatever the totals say.
+    #[serde(default)]
+    pub stopped_at: Option<Millis>,
     /// IPv4/IPv6 address, when known (gateways may identify themselves by address).
     #[serde(default)]
     pub ip: Option<String>,
@@ -133,6 +137,7 @@ impl Instance {
             reason: None,
             approved_at: None,
             deleted_at: None,
+            stopped_at: None,
             ip: None,
             attempts: 0,
             last_error: None,
@@ -148,9 +153,27 @@ impl Instance {
         }
     }
 
-    /// Still counted by Jicofo although a removal was approved (removal not yet visible).
+    /// Still counted by Jicofo although a removal was approved, and possibly counted as
+    /// available (idle, or expired by lifetime while idle): what an idle approval must
+    /// reserve so that concurrent removals never break the floor.
     pub fn pending_removal(&self) -> bool {
         self.counted && self.state.approved() && self.reason != Some(Reason::Unhealthy)
+    }
+
+    /// Left Jicofo (or never joined) but not yet deleted in the lifecycle manager: the host
+    /// still exists and counts against `max`.
+    pub fn undeleted_leftover(&self) -> bool {
+        !self.counted
+            && self.deleted_at.is_none()
+            && (self.state.approved() || self.state == State::LaunchFailed)
+    }
+
+    /// An approved *idle* removal Jicofo still counts as available: what the launch rule
+    /// subtracts. Expired hosts are mostly busy (EXPIRED counts as busy), so subtracting them
+    /// would launch one extra gateway per expiry; an idle-expired host is replaced once it
+    /// leaves.
+    pub fn pending_idle_removal(&self) -> bool {
+        self.counted && self.state.approved() && self.reason == Some(Reason::Idle)
     }
 
     /// Whether `name` names this instance: the same name, the same short name (an FQDN and its
@@ -317,6 +340,7 @@ impl Ledger {
     pub fn delete_done(&mut self, host: &str, now: Millis) {
         if let Some(i) = self.instances.get_mut(&key_of(host)) {
             i.deleted_at = Some(now);
+            i.stopped_at.get_or_insert(now);
             if i.state != State::LaunchFailed {
                 i.set_state(State::Gone, now);
             } else {
@@ -336,6 +360,29 @@ impl Ledger {
                 i.set_state(State::Gone, now);
             }
         }
+    }
+
+    /// A gateway the ledger has as in flight has spoken to the scaler (a remove-me, even one
+    /// answered `keep`): it runs, so it is ready and counted, whatever the totals said.
+    /// Returns whether anything changed.
+    pub fn seen_alive(&mut self, name: &str, now: Millis) -> bool {
+        let Some(key) = self.find(name).map(|i| key_of(&i.host)) else {
+            return false;
+        };
+        if !self
+            .instances
+            .get(&key)
+            .is_some_and(|i| i.state.in_flight())
+        {
+            return false;
+        }
+        // It asks after minutes of idleness, so Jicofo has long counted it: compensate.
+        self.set_counted(&key, true);
+        if let Some(i) = self.instances.get_mut(&key) {
+            i.seen_at.get_or_insert(now);
+            i.set_state(State::Ready, now);
+        }
+        true
     }
 
     /// Applies an approved removal for `name`, adopting the host if the ledger does not know it.
@@ -386,6 +433,8 @@ impl Ledger {
         match self.instances.get_mut(&key) {
             Some(i) if i.state == State::Draining => {
                 i.set_state(State::Deleting, now);
+                // Jibri has exited: it leaves Jicofo now.
+                i.stopped_at.get_or_insert(now);
                 true
             }
             Some(i) => i.state.approved(),
@@ -404,8 +453,22 @@ impl Ledger {
     }
 
     /// Attributes a new Jicofo reading to ledger entries (see the module doc).
-    pub fn absorb(&mut self, obs: &Observation) -> Vec<Event> {
+    ///
+    /// Hosts known to have stopped (drained or deleted) more than `timing.stop_grace_ms` ago are
+    /// taken out of the count first, by that evidence rather than by the totals: a gateway
+    /// leaving while a launch joins leaves the total unchanged, and counting alone would take
+    /// the launch for still booting (and fail it at the boot timeout although it runs).
+    pub fn absorb(&mut self, obs: &Observation, timing: &Timing) -> Vec<Event> {
         let mut events = Vec::new();
+        for (key, i) in self.instances.iter_mut() {
+            let stopped_long_ago = i
+                .stopped_at
+                .is_some_and(|t| obs.taken_at.saturating_sub(t) >= timing.stop_grace_ms);
+            if i.counted && stopped_long_ago {
+                i.counted = false;
+                events.push(Event::Left { host: key.clone() });
+            }
+        }
         let counted = self.instances.values().filter(|i| i.counted).count() as i64;
         let mut diff = i64::from(obs.total) - counted - self.offset;
         if diff > 0 {
@@ -425,8 +488,13 @@ impl Ledger {
                 }
             }
         } else if diff < 0 {
-            let approved_at = |i: &Instance| i.approved_at.unwrap_or(i.state_since);
-            for key in self.oldest(|i| i.counted && i.state.approved(), approved_at) {
+            // Hosts known to have stopped go first (they are the ones leaving), then the
+            // oldest approvals; a wrong pick here would later be counted out twice.
+            let order = |i: &Instance| match i.stopped_at {
+                Some(t) => t,
+                None => u64::MAX / 2 + i.approved_at.unwrap_or(i.state_since) / 2,
+            };
+            for key in self.oldest(|i| i.counted && i.state.approved(), order) {
                 if diff == 0 {
                     break;
                 }
@@ -548,17 +616,23 @@ mod tests {
         }
     }
 
+    impl Ledger {
+        fn absorb_t(&mut self, o: &Observation) -> Vec<Event> {
+            self.absorb(o, &Timing::default())
+        }
+    }
+
     #[test]
     fn launches_show_up_oldest_first_and_externals_go_to_offset() {
         let mut l = Ledger::new();
-        l.absorb(&obs(2, 0)); // two gateways we did not launch
+        l.absorb_t(&obs(2, 0)); // two gateways we did not launch
         assert_eq!(l.offset(), 2);
         l.record_launch("a", Origin::Scaler, 10);
         l.record_launch("b", Origin::Scaler, 20);
         l.launch_confirmed("a", 11);
         l.launch_confirmed("b", 21);
-        assert!(l.absorb(&obs(2, 30)).is_empty());
-        let ev = l.absorb(&obs(3, 40));
+        assert!(l.absorb_t(&obs(2, 30)).is_empty());
+        let ev = l.absorb_t(&obs(3, 40));
         assert_eq!(
             ev,
             vec![Event::Seen {
@@ -574,15 +648,15 @@ mod tests {
     fn approved_hosts_leave_when_the_count_drops() {
         let t = Timing::default();
         let mut l = Ledger::new();
-        l.absorb(&obs(3, 0));
+        l.absorb_t(&obs(3, 0));
         let k = l.approve("gw-1.example.org", Reason::Idle, 5, &t);
         assert_eq!(k, "gw-1.example.org");
         assert!(l.get(&k).is_some_and(|i| i.pending_removal()));
         assert!(
-            l.absorb(&obs(3, 10)).is_empty(),
+            l.absorb_t(&obs(3, 10)).is_empty(),
             "adoption keeps the balance"
         );
-        l.absorb(&obs(2, 20));
+        l.absorb_t(&obs(2, 20));
         assert!(l.get(&k).is_some_and(|i| !i.pending_removal()));
         assert_eq!(l.offset(), 2);
     }

@@ -94,8 +94,39 @@ pub fn tick(
     now: Millis,
 ) -> Tick {
     let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
-    let mut events = fresh.map(|o| ledger.absorb(o)).unwrap_or_default();
+    let mut events = fresh.map(|o| ledger.absorb(o, timing)).unwrap_or_default();
     events.extend(ledger.expire(timing, now));
     let launch = decide_launch(Counts::of(ledger), settings, fresh, now, timing);
     Tick { events, launch }
+}
+
+/// A remove-me request, end to end on the ledger (shared by `serve` and `simulate`): note that
+/// the host runs, decide, and record a new approval (a repeat spends nothing).
+#[allow(clippy::too_many_arguments)]
+pub fn remove_request(
+    ledger: &mut Ledger,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    lifecycle_up: bool,
+    timing: &Timing,
+    now: Millis,
+    host: &str,
+    reason: Reason,
+) -> RemovalDecision {
+    // Whatever the answer, the host runs: it must never be failed at the boot timeout.
+    ledger.seen_alive(host, now);
+    let d = decide_removal(
+        ledger,
+        settings,
+        obs,
+        lifecycle_up,
+        timing,
+        now,
+        host,
+        reason,
+    );
+    if let RemovalDecision::Accept { repeat: false, .. } = d {
+        ledger.approve(host, reason, now, timing);
+    }
+    d
 }

@@ -96,6 +96,14 @@ pub struct Timing {
     pub drain_confirm: bool,
     /// Finished entries (gone, launch_failed and deleted) are forgotten after this long.
     pub retention_ms: u64,
+    /// After a host is known to have stopped (drained, or deleted), assume Jicofo no longer
+    /// counts it after this long: longer than Jicofo's own lag in noticing a dead gateway.
+    #[serde(default = "default_stop_grace")]
+    pub stop_grace_ms: u64,
+}
+
+fn default_stop_grace() -> u64 {
+    90_000
 }
 
 impl Default for Timing {
@@ -107,6 +115,7 @@ impl Default for Timing {
             drain_timeout_ms: 30 * 60_000,
             drain_confirm: false,
             retention_ms: 60 * 60_000,
+            stop_grace_ms: default_stop_grace(),
         }
     }
 }
