@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod duration;
+pub mod lifecycle;

@@ -1,1 +1,101 @@
-pub fn x(){}
+//! The scaling policy of jitsi-scaler, as pure code.
+//!
+//! Every function here maps (observation, settings, ledger, time) to a decision or a ledger
+//! change. There is no I/O, no clock read and no randomness, so the live service, the simulator
+//! and the tests run exactly the same logic. Time is passed in as milliseconds since the Unix
+//! epoch ([`Millis`]).
+#![forbid(unsafe_code)]
+
+mod decide;
+mod ledger;
+mod settings;
+
+pub use decide::{
+    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
+    decide_external_add, decide_launch, decide_removal,
+};
+pub use ledger::{Event, Instance, Ledger, Origin, State};
+pub use settings::{Settings, SettingsError, Timing};
+
+/// Milliseconds since the Unix epoch: the only notion of time the policy knows.
+pub type Millis = u64;
+
+/// Why a gateway asks to be removed (the `reason` of a remove-me request).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// Idle long enough: removal must respect the spare floor.
+    Idle,
+    /// Past its lifetime (or Jibri says EXPIRED): removed at once, replaced by the launch rule.
+    Expired,
+    /// Unhealthy or unreachable Jibri: removed at once, replaced by the launch rule.
+    Unhealthy,
+}
+
+impl Reason {
+    /// Parses a reason as clients send it; `unhealty` is the existing script's spelling.
+    pub fn parse(s: &str) -> Option<Reason> {
+        match s {
+            "idle" => Some(Reason::Idle),
+            "expired" => Some(Reason::Expired),
+            "unhealthy" | "unhealty" => Some(Reason::Unhealthy),
+            _ => None,
+        }
+    }
+
+    /// The canonical lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Idle => "idle",
+            Reason::Expired => "expired",
+            Reason::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// One merged Jicofo reading: how many gateways exist and how many are free, at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Observation {
+    /// Gateways Jicofo knows (idle, busy, unhealthy).
+    pub total: u32,
+    /// Gateways that are healthy and idle.
+    pub available: u32,
+    /// When the reading was taken.
+    pub taken_at: Millis,
+}
+
+impl Observation {
+    /// The reading if it is younger than `max_age` at `now`, else `None` (stale = missing).
+    pub fn fresh(obs: Option<&Observation>, now: Millis, max_age_ms: u64) -> Option<&Observation> {
+        obs.filter(|o| now.saturating_sub(o.taken_at) <= max_age_ms)
+    }
+}
+
+/// What one control-loop tick decided.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Tick {
+    /// Ledger changes from the reading and the timeouts.
+    pub events: Vec<Event>,
+    /// The launch rule's result (the caller records and performs the launches).
+    pub launch: LaunchDecision,
+}
+
+/// One tick of the control loop, shared by `serve` and `simulate`: attribute the reading (if
+/// fresh), apply the timeouts, then run the launch rule. The caller then records
+/// `launch.launch` new entries with [`Ledger::record_launch`] before calling the lifecycle
+/// manager, and performs [`Ledger::deletes_owed`].
+pub fn tick(
+    ledger: &mut Ledger,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    timing: &Timing,
+    now: Millis,
+) -> Tick {
+    let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
+    let mut events = fresh.map(|o| ledger.absorb(o)).unwrap_or_default();
+    events.extend(ledger.expire(timing, now));
+    let launch = decide_launch(Counts::of(ledger), settings, fresh, now, timing);
+    Tick { events, launch }
+}

@@ -1,0 +1,390 @@
+//! The decisions: how many gateways to launch, whether a gateway may go, whether an add fits.
+
+use serde::Serialize;
+
+use crate::{Ledger, Millis, Observation, Reason, Settings, State, Timing};
+
+/// The ledger numbers the decisions use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Launches asked for and not yet seen in Jicofo (and not timed out).
+    pub in_flight: u32,
+    /// Approved removals Jicofo still counts (idle or expired: possibly counted as available).
+    pub pending_removal: u32,
+}
+
+impl Counts {
+    /// Counts the ledger.
+    pub fn of(ledger: &Ledger) -> Counts {
+        let mut c = Counts::default();
+        for i in ledger.instances() {
+            if i.state.in_flight() {
+                c.in_flight += 1;
+            }
+            if i.pending_removal() {
+                c.pending_removal += 1;
+            }
+        }
+        c
+    }
+}
+
+/// Why the launch rule launched nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchHold {
+    /// No fresh Jicofo reading: never launch blind.
+    StatsMissing,
+    /// Enough gateways available or on their way.
+    NoDeficit,
+    /// Total plus in-flight has reached `max`.
+    AtMax,
+}
+
+/// The launch rule's result with every number that went into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LaunchDecision {
+    /// Gateways to launch now.
+    pub launch: u32,
+    /// `min - (available + in_flight - pending_removal)`.
+    pub deficit: i64,
+    /// `max - (total + in_flight)`: launches `max` still allows.
+    pub room: i64,
+    /// Jicofo's available (0 when missing).
+    pub available: u32,
+    /// Jicofo's total (0 when missing).
+    pub total: u32,
+    /// Launches in flight.
+    pub in_flight: u32,
+    /// Approved removals still counted.
+    pub pending_removal: u32,
+    /// Why nothing is launched, when `launch` is 0.
+    pub hold: Option<LaunchHold>,
+}
+
+/// The launch rule (SPEC §5):
+/// `launch = clamp(min - (available + in_flight - pending), 0, min(bulk_max, max - (total + in_flight)))`.
+pub fn decide_launch(
+    counts: Counts,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    now: Millis,
+    timing: &Timing,
+) -> LaunchDecision {
+    let mut d = LaunchDecision {
+        launch: 0,
+        deficit: 0,
+        room: 0,
+        available: 0,
+        total: 0,
+        in_flight: counts.in_flight,
+        pending_removal: counts.pending_removal,
+        hold: Some(LaunchHold::StatsMissing),
+    };
+    let Some(obs) = Observation::fresh(obs, now, timing.stats_max_age_ms) else {
+        return d;
+    };
+    d.available = obs.available;
+    d.total = obs.total;
+    d.deficit = i64::from(settings.min_available)
+        - (i64::from(obs.available) + i64::from(counts.in_flight)
+            - i64::from(counts.pending_removal));
+    d.room = i64::from(settings.max_total) - (i64::from(obs.total) + i64::from(counts.in_flight));
+    let cap = d.room.min(i64::from(settings.bulk_max)).max(0);
+    d.launch = d.deficit.clamp(0, cap) as u32;
+    d.hold = if d.launch > 0 {
+        None
+    } else if d.deficit <= 0 {
+        Some(LaunchHold::NoDeficit)
+    } else {
+        Some(LaunchHold::AtMax)
+    };
+    d
+}
+
+/// Why a removal request was answered `keep`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepCause {
+    /// No fresh Jicofo reading: fail safe.
+    StatsMissing,
+    /// The lifecycle manager is not reachable: a removal could not be carried out.
+    LifecycleDown,
+    /// The shared store is not reachable: the budget cannot be reserved safely.
+    StoreDown,
+    /// Removing one more would take available below `min`.
+    Floor,
+}
+
+/// The answer to a remove-me request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RemovalDecision {
+    /// Remove it. `repeat` is true when it was already approved (no budget spent again).
+    Accept {
+        /// Already approved before.
+        repeat: bool,
+        /// Jicofo's available (0 when missing).
+        available: u32,
+        /// Pending removals before this one.
+        pending_removal: u32,
+    },
+    /// Keep it, for `cause`.
+    Keep {
+        /// Why.
+        cause: KeepCause,
+        /// Jicofo's available (0 when missing).
+        available: u32,
+        /// Pending removals.
+        pending_removal: u32,
+    },
+}
+
+impl RemovalDecision {
+    /// Whether the gateway may go.
+    pub fn accepted(&self) -> bool {
+        matches!(self, RemovalDecision::Accept { .. })
+    }
+}
+
+/// Removal approval (SPEC §5): expired/unhealthy at once; idle only when
+/// `available - pending_removal - 1 >= min`, stats are fresh and the lifecycle manager is up.
+/// A host already approved is accepted again without spending budget.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_removal(
+    ledger: &Ledger,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    lifecycle_up: bool,
+    timing: &Timing,
+    now: Millis,
+    host: &str,
+    reason: Reason,
+) -> RemovalDecision {
+    let counts = Counts::of(ledger);
+    let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
+    let available = fresh.map_or(0, |o| o.available);
+    let pending_removal = counts.pending_removal;
+    let accept = |repeat| RemovalDecision::Accept {
+        repeat,
+        available,
+        pending_removal,
+    };
+    let keep = |cause| RemovalDecision::Keep {
+        cause,
+        available,
+        pending_removal,
+    };
+    if ledger
+        .find(host)
+        .is_some_and(|i| i.state.approved() || i.state == State::LaunchFailed)
+    {
+        return accept(true);
+    }
+    if reason != Reason::Idle {
+        return accept(false);
+    }
+    if fresh.is_none() {
+        return keep(KeepCause::StatsMissing);
+    }
+    if !lifecycle_up {
+        return keep(KeepCause::LifecycleDown);
+    }
+    let spare_after = i64::from(available) - i64::from(pending_removal) - 1;
+    if spare_after >= i64::from(settings.min_available) {
+        accept(false)
+    } else {
+        keep(KeepCause::Floor)
+    }
+}
+
+/// Why `POST /scaler/instance` was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum AddRefusal {
+    /// No fresh Jicofo reading: the total is unknown, so `max` cannot be checked.
+    StatsMissing,
+    /// One more would pass `max` (in-flight launches counted).
+    AtMax {
+        /// Jicofo's total.
+        total: u32,
+        /// Launches in flight.
+        in_flight: u32,
+        /// The `max` setting.
+        max: u32,
+    },
+}
+
+/// Whether one more launch on request fits under `max`, counting launches in flight.
+pub fn decide_external_add(
+    counts: Counts,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    now: Millis,
+    timing: &Timing,
+) -> Result<(), AddRefusal> {
+    let obs =
+        Observation::fresh(obs, now, timing.stats_max_age_ms).ok_or(AddRefusal::StatsMissing)?;
+    if u64::from(obs.total) + u64::from(counts.in_flight) + 1 > u64::from(settings.max_total) {
+        return Err(AddRefusal::AtMax {
+            total: obs.total,
+            in_flight: counts.in_flight,
+            max: settings.max_total,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Origin;
+    use proptest::prelude::*;
+
+    fn obs(total: u32, available: u32) -> Observation {
+        Observation {
+            total,
+            available,
+            taken_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn in_flight_launches_are_not_launched_again() {
+        let s = Settings::default();
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb(&obs(0, 0));
+        let d = decide_launch(Counts::of(&l), &s, Some(&obs(0, 0)), 1_000, &t);
+        assert_eq!(d.launch, 2);
+        l.record_launch("a", Origin::Scaler, 1_000);
+        l.record_launch("b", Origin::Scaler, 1_000);
+        for _ in 0..10 {
+            l.absorb(&obs(0, 0));
+            let d = decide_launch(Counts::of(&l), &s, Some(&obs(0, 0)), 1_000, &t);
+            assert_eq!((d.launch, d.hold), (0, Some(LaunchHold::NoDeficit)));
+        }
+    }
+
+    #[test]
+    fn stale_stats_launch_nothing_and_keep_idle_gateways() {
+        let s = Settings::default();
+        let t = Timing::default();
+        let l = Ledger::new();
+        let old = Observation {
+            total: 0,
+            available: 0,
+            taken_at: 0,
+        };
+        let now = t.stats_max_age_ms + 1;
+        let d = decide_launch(Counts::of(&l), &s, Some(&old), now, &t);
+        assert_eq!((d.launch, d.hold), (0, Some(LaunchHold::StatsMissing)));
+        let r = decide_removal(&l, &s, None, true, &t, now, "h", Reason::Idle);
+        assert!(matches!(
+            r,
+            RemovalDecision::Keep {
+                cause: KeepCause::StatsMissing,
+                ..
+            }
+        ));
+        let r = decide_removal(&l, &s, None, true, &t, now, "h", Reason::Unhealthy);
+        assert!(r.accepted());
+        assert_eq!(
+            decide_external_add(Counts::of(&l), &s, None, now, &t),
+            Err(AddRefusal::StatsMissing)
+        );
+    }
+
+    #[test]
+    fn lifecycle_down_keeps_idle_only() {
+        let s = Settings::default();
+        let t = Timing::default();
+        let l = Ledger::new();
+        let o = obs(10, 10);
+        let r = decide_removal(&l, &s, Some(&o), false, &t, 1_000, "h", Reason::Idle);
+        assert!(matches!(
+            r,
+            RemovalDecision::Keep {
+                cause: KeepCause::LifecycleDown,
+                ..
+            }
+        ));
+        let r = decide_removal(&l, &s, Some(&o), false, &t, 1_000, "h", Reason::Expired);
+        assert!(r.accepted());
+    }
+
+    proptest! {
+        /// `max` is never passed and at most `bulk_max` is launched, counting in-flight launches.
+        #[test]
+        fn launch_respects_max_and_bulk(
+            min in 1u32..=100, max in 1u32..=1000, bulk in 1u32..=100,
+            total in 0u32..1200, avail_frac in 0u32..=100, in_flight in 0u32..200, pending in 0u32..50,
+        ) {
+            let s = Settings { min_available: min, max_total: max, bulk_max: bulk };
+            let available = total * avail_frac / 100;
+            let c = Counts { in_flight, pending_removal: pending.min(available) };
+            let d = decide_launch(c, &s, Some(&obs(total, available)), 1_000, &Timing::default());
+            prop_assert!(d.launch <= bulk);
+            if d.launch > 0 {
+                prop_assert!(u64::from(total) + u64::from(in_flight) + u64::from(d.launch) <= u64::from(max));
+                prop_assert!(i64::from(d.launch) <= d.deficit);
+            }
+        }
+
+        /// Any number of idle remove-me requests, applied one by one as the service serialises
+        /// them, accepts exactly `available - min` (when positive) and never breaks the floor;
+        /// repeats never spend budget twice.
+        #[test]
+        fn idle_removals_stop_at_the_floor(
+            min in 1u32..=20, available in 0u32..60, hosts in 1usize..80, repeats in 0usize..3,
+        ) {
+            let s = Settings { min_available: min, ..Settings::default() };
+            let t = Timing::default();
+            let o = obs(available, available);
+            let mut l = Ledger::new();
+            l.absorb(&o);
+            let mut accepted = std::collections::BTreeSet::new();
+            for round in 0..=repeats {
+                for h in 0..hosts {
+                    let host = format!("gw-{h}");
+                    let d = decide_removal(&l, &s, Some(&o), true, &t, 1_000, &host, Reason::Idle);
+                    if d.accepted() {
+                        if round > 0 { prop_assert!(accepted.contains(&host)); }
+                        l.approve(&host, Reason::Idle, 1_000, &t);
+                        accepted.insert(host);
+                    }
+                }
+            }
+            let budget = (i64::from(available) - i64::from(min)).max(0) as usize;
+            prop_assert_eq!(accepted.len(), budget.min(hosts));
+            prop_assert_eq!(l.absorb(&o), vec![], "approvals keep the ledger balanced");
+        }
+
+        /// Launch, boot, and lose foreign gateways in any order: the ledger's attribution never counts a
+        /// launch both as seen and as in flight, and in-flight plus seen equals what was launched.
+        #[test]
+        fn attribution_never_double_counts(steps in proptest::collection::vec(0u8..4, 1..60)) {
+            let mut l = Ledger::new();
+            let mut up: u32 = 3; // gateways really running (3 external at start)
+            let mut external: u32 = 3;
+            let mut launched = 0u32;
+            let mut booting: Vec<String> = Vec::new();
+            let mut now = 0;
+            l.absorb(&obs(up, up));
+            for s in steps {
+                now += 1;
+                match s {
+                    0 => { let h = format!("n{launched}"); launched += 1;
+                           l.record_launch(&h, Origin::Scaler, now); l.launch_confirmed(&h, now); booting.push(h); }
+                    1 if !booting.is_empty() => { booting.remove(0); up += 1; }
+                    // A gateway we did not launch dies (or is removed by hand).
+                    2 if external > 0 => { external -= 1; up -= 1; }
+                    _ => {}
+                }
+                l.absorb(&obs(up, up));
+                let c = Counts::of(&l);
+                prop_assert_eq!(c.in_flight as usize, booting.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! The ledger: every gateway the scaler launched or approved for removal, by host name.
+//!
+//! Jicofo reports only counts, never names, so the ledger attributes changes of Jicofo's total
+//! to its own entries: a rise is taken as the oldest in-flight launches showing up, a drop as
+//! the oldest approved removals leaving. What cannot be attributed (gateways started or lost
+//! outside the scaler) goes into `offset`, the number of gateways Jicofo counts beyond the
+//! ledger's own. Every change to an entry's `counted` flag that is *not* driven by a reading
+//! moves `offset` the other way, so the next reading is attributed correctly.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Millis, Observation, Reason, Timing};
+
+/// Lifecycle state of one gateway in the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Recorded before the create call; the call may still be in progress or be retried.
+    Requested,
+    /// The lifecycle manager confirmed the create; not yet seen in Jicofo.
+    Booting,
+    /// Seen in Jicofo's count.
+    Ready,
+    /// Removal approved; the gateway is draining (Jibri graceful shutdown).
+    Draining,
+    /// Drained or timed out: the delete call is owed or in progress.
+    Deleting,
+    /// Deleted in the lifecycle manager.
+    Gone,
+    /// Never showed up within the boot timeout (or the create was refused): deleted, not counted.
+    LaunchFailed,
+}
+
+impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 7] = [
+        State::Requested,
+        State::Booting,
+        State::Ready,
+        State::Draining,
+        State::Deleting,
+        State::Gone,
+        State::LaunchFailed,
+    ];
+
+    /// The state's snake_case name, as in the API and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Requested => "requested",
+            State::Booting => "booting",
+            State::Ready => "ready",
+            State::Draining => "draining",
+            State::Deleting => "deleting",
+            State::Gone => "gone",
+            State::LaunchFailed => "launch_failed",
+        }
+    }
+
+    /// A launch that was asked for and has not shown up yet.
+    pub fn in_flight(self) -> bool {
+        matches!(self, State::Requested | State::Booting)
+    }
+
+    /// A removal was approved for the host.
+    pub fn approved(self) -> bool {
+        matches!(self, State::Draining | State::Deleting | State::Gone)
+    }
+}
+
+/// How an entry came into the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Launched by the scale-up loop.
+    Scaler,
+    /// Launched on request (`POST /scaler/instance`).
+    Api,
+    /// Not launched by us: recorded when its removal was approved.
+    Adopted,
+}
+
+/// One gateway in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Host name in the lifecycle manager (or the identifier the gateway gave, when adopted).
+    pub host: String,
+    /// Current state.
+    pub state: State,
+    /// Who created the entry.
+    pub origin: Origin,
+    /// When the entry was created.
+    pub created_at: Millis,
+    /// When the entry entered its current state.
+    pub state_since: Millis,
+    /// When Jicofo's count first included it.
+    #[serde(default)]
+    pub seen_at: Option<Millis>,
+    /// Whether Jicofo is believed to count this gateway now.
+    #[serde(default)]
+    pub counted: bool,
+    /// Reason of the approved removal.
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    /// When the removal was approved.
+    #[serde(default)]
+    pub approved_at: Option<Millis>,
+    /// When the lifecycle manager confirmed the delete.
+    #[serde(default)]
+    pub deleted_at: Option<Millis>,
+    /// IPv4/IPv6 address, when known (gateways may identify themselves by address).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Failed lifecycle calls for the current step.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last lifecycle error, for the status page.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Instance {
+    fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
+        Instance {
+            host: host.to_string(),
+            state,
+            origin,
+            created_at: now,
+            state_since: now,
+            seen_at: None,
+            counted: false,
+            reason: None,
+            approved_at: None,
+            deleted_at: None,
+            ip: None,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    fn set_state(&mut self, state: State, now: Millis) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = now;
+            self.attempts = 0;
+            self.last_error = None;
+        }
+    }
+
+    /// Still counted by Jicofo although a removal was approved (removal not yet visible).
+    pub fn pending_removal(&self) -> bool {
+        self.counted && self.state.approved() && self.reason != Some(Reason::Unhealthy)
+    }
+
+    /// Whether `name` names this instance: the same name, the same short name (an FQDN and its
+    /// first label), or its address.
+    pub fn answers_to(&self, name: &str) -> bool {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            return false;
+        }
+        if self.host == name || self.ip.as_deref() == Some(name.as_str()) {
+            return true;
+        }
+        // Short-name match only for names, never for dotted IPv4 addresses.
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return false;
+        }
+        let short = |s: &str| s.split('.').next().unwrap_or(s).to_string();
+        (self.host.contains('.') != name.contains('.')) && short(&self.host) == short(&name)
+    }
+}
+
+/// What happened to the ledger while absorbing a reading or expiring entries (for the logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A launch showed up in Jicofo's count.
+    Seen {
+        /// The host.
+        host: String,
+        /// Time from launch to first seen.
+        boot_ms: u64,
+    },
+    /// An approved host left Jicofo's count.
+    Left {
+        /// The host.
+        host: String,
+    },
+    /// Jicofo's count changed in a way no ledger entry explains.
+    Unexplained {
+        /// The change (positive: more gateways than the ledger explains).
+        delta: i64,
+        /// The new number of gateways outside the ledger.
+        offset: i64,
+    },
+    /// A launch did not show up within the boot timeout.
+    BootTimeout {
+        /// The host.
+        host: String,
+    },
+    /// A draining host did not confirm within the drain timeout.
+    DrainTimeout {
+        /// The host.
+        host: String,
+    },
+    /// An approved host stayed counted past the pending-removal TTL.
+    PendingExpired {
+        /// The host.
+        host: String,
+    },
+    /// A finished entry was dropped after the retention period.
+    Forgotten {
+        /// The host.
+        host: String,
+    },
+}
+
+/// The persistent record of gateways, keyed by lower-case host name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    instances: BTreeMap<String, Instance>,
+    /// Gateways Jicofo counts beyond the ledger's counted entries (may be negative briefly).
+    #[serde(default)]
+    offset: i64,
+}
+
+/// Normalises a host name to its ledger key.
+pub(crate) fn key_of(host: &str) -> String {
+    host.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds a ledger from stored parts.
+    pub fn from_parts(instances: impl IntoIterator<Item = Instance>, offset: i64) -> Self {
+        let instances = instances
+            .into_iter()
+            .map(|i| (key_of(&i.host), i))
+            .collect();
+        Ledger { instances, offset }
+    }
+
+    /// Every entry, ordered by host name.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.values()
+    }
+
+    /// Gateways Jicofo counts beyond the ledger's own.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// The entry stored under exactly this host name.
+    pub fn get(&self, host: &str) -> Option<&Instance> {
+        self.instances.get(&key_of(host))
+    }
+
+    /// The entry a gateway means by `name` (host name, short name or address).
+    pub fn find(&self, name: &str) -> Option<&Instance> {
+        self.get(name)
+            .or_else(|| self.instances.values().find(|i| i.answers_to(name)))
+    }
+
+    /// Records the address of a host (learned from the lifecycle manager).
+    pub fn set_ip(&mut self, host: &str, ip: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.ip = Some(ip.to_ascii_lowercase());
+        }
+    }
+
+    /// Records a launch *before* the create call, so a crash or retry never launches twice.
+    pub fn record_launch(&mut self, host: &str, origin: Origin, now: Millis) {
+        let key = key_of(host);
+        self.instances
+            .entry(key.clone())
+            .or_insert_with(|| Instance::new(&key, State::Requested, origin, now));
+    }
+
+    /// The lifecycle manager confirmed the create.
+    pub fn launch_confirmed(&mut self, host: &str, now: Millis) {
+        if let Some(i) = self.instances.get_mut(&key_of(host))
+            && i.state == State::Requested
+        {
+            i.set_state(State::Booting, now);
+        }
+    }
+
+    /// A create call failed. A definitive refusal ends the launch (`launch_failed`, a delete is
+    /// still owed in case it half-happened); a transient error keeps it for a retry.
+    pub fn launch_error(&mut self, host: &str, now: Millis, error: &str, definitive: bool) {
+        if let Some(i) = self.instances.get_mut(&key_of(host))
+            && i.state.in_flight()
+        {
+            if definitive {
+                i.set_state(State::LaunchFailed, now);
+            }
+            i.attempts += 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
+    /// A delete call failed; it is retried on the next tick.
+    pub fn delete_error(&mut self, host: &str, error: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.attempts += 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
+    /// The lifecycle manager confirmed the delete (or said the host was already gone).
+    pub fn delete_done(&mut self, host: &str, now: Millis) {
+        if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.deleted_at = Some(now);
+            if i.state != State::LaunchFailed {
+                i.set_state(State::Gone, now);
+            } else {
+                i.attempts = 0;
+                i.last_error = None;
+            }
+        }
+    }
+
+    /// The host is missing from the lifecycle manager (found by reconciliation).
+    pub fn vanished(&mut self, host: &str, now: Millis) {
+        let key = key_of(host);
+        self.set_counted(&key, false);
+        if let Some(i) = self.instances.get_mut(&key) {
+            i.deleted_at.get_or_insert(now);
+            if i.state != State::LaunchFailed {
+                i.set_state(State::Gone, now);
+            }
+        }
+    }
+
+    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it.
+    /// Returns the ledger key of the host.
+    pub fn approve(&mut self, name: &str, reason: Reason, now: Millis, timing: &Timing) -> String {
+        let key = match self.find(name) {
+            Some(i) => key_of(&i.host),
+            None => {
+                let key = key_of(name);
+                self.instances.insert(
+                    key.clone(),
+                    Instance::new(&key, State::Ready, Origin::Adopted, now),
+                );
+                key
+            }
+        };
+        // It asks, so it runs and Jicofo counts it; attribute it now rather than by a count.
+        if self
+            .instances
+            .get(&key)
+            .is_some_and(|i| i.state != State::LaunchFailed)
+        {
+            self.set_counted(&key, true);
+        }
+        if let Some(i) = self.instances.get_mut(&key)
+            && !i.state.approved()
+            && i.state != State::LaunchFailed
+        {
+            i.seen_at.get_or_insert(now);
+            let next = if timing.drain_confirm {
+                State::Draining
+            } else {
+                State::Deleting
+            };
+            i.set_state(next, now);
+            i.reason = Some(reason);
+            i.approved_at = Some(now);
+        }
+        key
+    }
+
+    /// The agent confirmed that the host has drained: delete it now.
+    /// Returns false when the host is not draining.
+    pub fn drained(&mut self, name: &str, now: Millis) -> bool {
+        let Some(key) = self.find(name).map(|i| key_of(&i.host)) else {
+            return false;
+        };
+        match self.instances.get_mut(&key) {
+            Some(i) if i.state == State::Draining => {
+                i.set_state(State::Deleting, now);
+                true
+            }
+            Some(i) => i.state.approved(),
+            None => false,
+        }
+    }
+
+    /// Sets `counted` outside of a reading, moving `offset` so the next reading still balances.
+    fn set_counted(&mut self, key: &str, counted: bool) {
+        if let Some(i) = self.instances.get_mut(key)
+            && i.counted != counted
+        {
+            i.counted = counted;
+            self.offset += if counted { -1 } else { 1 };
+        }
+    }
+
+    /// Attributes a new Jicofo reading to ledger entries (see the module doc).
+    pub fn absorb(&mut self, obs: &Observation) -> Vec<Event> {
+        let mut events = Vec::new();
+        let counted = self.instances.values().filter(|i| i.counted).count() as i64;
+        let mut diff = i64::from(obs.total) - counted - self.offset;
+        if diff > 0 {
+            for key in self.oldest(|i| i.state.in_flight(), |i| i.created_at) {
+                if diff == 0 {
+                    break;
+                }
+                if let Some(i) = self.instances.get_mut(&key) {
+                    i.counted = true;
+                    i.seen_at = Some(obs.taken_at);
+                    i.set_state(State::Ready, obs.taken_at);
+                    events.push(Event::Seen {
+                        host: key.clone(),
+                        boot_ms: obs.taken_at.saturating_sub(i.created_at),
+                    });
+                    diff -= 1;
+                }
+            }
+        } else if diff < 0 {
+            let approved_at = |i: &Instance| i.approved_at.unwrap_or(i.state_since);
+            for key in self.oldest(|i| i.counted && i.state.approved(), approved_at) {
+                if diff == 0 {
+                    break;
+                }
+                if let Some(i) = self.instances.get_mut(&key) {
+                    i.counted = false;
+                    events.push(Event::Left { host: key.clone() });
+                    diff += 1;
+                }
+            }
+        }
+        if diff != 0 {
+            self.offset += diff;
+            events.push(Event::Unexplained {
+                delta: diff,
+                offset: self.offset,
+            });
+        }
+        events
+    }
+
+    /// Keys of the entries matching `pick`, oldest first by `age`.
+    fn oldest(
+        &self,
+        pick: impl Fn(&Instance) -> bool,
+        age: impl Fn(&Instance) -> Millis,
+    ) -> Vec<String> {
+        let mut keys: Vec<(Millis, &String)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| pick(i))
+            .map(|(k, i)| (age(i), k))
+            .collect();
+        keys.sort();
+        keys.into_iter().map(|(_, k)| k.clone()).collect()
+    }
+
+    /// Applies the timeouts: boot timeout, drain timeout, pending-removal TTL, retention.
+    pub fn expire(&mut self, timing: &Timing, now: Millis) -> Vec<Event> {
+        let mut events = Vec::new();
+        let keys: Vec<String> = self.instances.keys().cloned().collect();
+        for key in keys {
+            let Some(i) = self.instances.get(&key) else {
+                continue;
+            };
+            let since = now.saturating_sub(i.state_since);
+            let created = now.saturating_sub(i.created_at);
+            let approved = i.approved_at.map(|t| now.saturating_sub(t));
+            let (state, counted) = (i.state, i.counted);
+            if state.in_flight() && created >= timing.boot_timeout_ms {
+                if let Some(i) = self.instances.get_mut(&key) {
+                    i.set_state(State::LaunchFailed, now);
+                }
+                events.push(Event::BootTimeout { host: key });
+                continue;
+            }
+            if state == State::Draining && since >= timing.drain_timeout_ms {
+                if let Some(i) = self.instances.get_mut(&key) {
+                    i.set_state(State::Deleting, now);
+                }
+                events.push(Event::DrainTimeout { host: key.clone() });
+            }
+            if counted && state.approved() && approved.is_some_and(|a| a >= timing.pending_ttl_ms) {
+                self.set_counted(&key, false);
+                events.push(Event::PendingExpired { host: key.clone() });
+            }
+            let Some(i) = self.instances.get(&key) else {
+                continue;
+            };
+            let finished = i
+                .deleted_at
+                .is_some_and(|d| now.saturating_sub(d) >= timing.retention_ms);
+            if finished && !i.counted && matches!(i.state, State::Gone | State::LaunchFailed) {
+                self.instances.remove(&key);
+                events.push(Event::Forgotten { host: key });
+            }
+        }
+        events
+    }
+
+    /// Hosts whose create call is owed (recorded but not confirmed).
+    pub fn creates_owed(&self) -> Vec<String> {
+        self.instances
+            .values()
+            .filter(|i| i.state == State::Requested)
+            .map(|i| i.host.clone())
+            .collect()
+    }
+
+    /// Hosts whose delete call is owed.
+    pub fn deletes_owed(&self) -> Vec<String> {
+        self.instances
+            .values()
+            .filter(|i| {
+                i.deleted_at.is_none() && matches!(i.state, State::Deleting | State::LaunchFailed)
+            })
+            .map(|i| i.host.clone())
+            .collect()
+    }
+
+    /// Number of entries in each state.
+    pub fn count_by_state(&self) -> BTreeMap<State, u32> {
+        let mut map: BTreeMap<State, u32> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        for i in self.instances.values() {
+            *map.entry(i.state).or_default() += 1;
+        }
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(total: u32, at: Millis) -> Observation {
+        Observation {
+            total,
+            available: total,
+            taken_at: at,
+        }
+    }
+
+    #[test]
+    fn launches_show_up_oldest_first_and_externals_go_to_offset() {
+        let mut l = Ledger::new();
+        l.absorb(&obs(2, 0)); // two gateways we did not launch
+        assert_eq!(l.offset(), 2);
+        l.record_launch("a", Origin::Scaler, 10);
+        l.record_launch("b", Origin::Scaler, 20);
+        l.launch_confirmed("a", 11);
+        l.launch_confirmed("b", 21);
+        assert!(l.absorb(&obs(2, 30)).is_empty());
+        let ev = l.absorb(&obs(3, 40));
+        assert_eq!(
+            ev,
+            vec![Event::Seen {
+                host: "a".into(),
+                boot_ms: 30
+            }]
+        );
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::Ready));
+        assert_eq!(l.get("b").map(|i| i.state), Some(State::Booting));
+    }
+
+    #[test]
+    fn approved_hosts_leave_when_the_count_drops() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb(&obs(3, 0));
+        let k = l.approve("gw-1.example.org", Reason::Idle, 5, &t);
+        assert_eq!(k, "gw-1.example.org");
+        assert!(l.get(&k).is_some_and(|i| i.pending_removal()));
+        assert!(
+            l.absorb(&obs(3, 10)).is_empty(),
+            "adoption keeps the balance"
+        );
+        l.absorb(&obs(2, 20));
+        assert!(l.get(&k).is_some_and(|i| !i.pending_removal()));
+        assert_eq!(l.offset(), 2);
+    }
+
+    #[test]
+    fn short_names_and_addresses_match() {
+        let mut l = Ledger::new();
+        l.record_launch("vsg-abc.example.org", Origin::Scaler, 0);
+        l.set_ip("vsg-abc.example.org", "10.0.0.7");
+        assert!(l.find("vsg-abc").is_some());
+        assert!(l.find("VSG-ABC.example.org.").is_some());
+        assert!(l.find("10.0.0.7").is_some());
+        assert!(l.find("10.0.0.8").is_none());
+        assert!(l.find("vsg-abd").is_none());
+    }
+
+    #[test]
+    fn boot_timeout_fails_the_launch_and_owes_a_delete() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        assert!(l.expire(&t, t.boot_timeout_ms - 1).is_empty());
+        let ev = l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(ev, vec![Event::BootTimeout { host: "a".into() }]);
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        l.delete_done("a", t.boot_timeout_ms + 1);
+        assert!(l.deletes_owed().is_empty());
+        let ev = l.expire(&t, t.boot_timeout_ms + 1 + t.retention_ms);
+        assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
+    }
+
+    #[test]
+    fn drain_confirm_waits_for_drained_or_timeout() {
+        let t = Timing {
+            drain_confirm: true,
+            ..Timing::default()
+        };
+        let mut l = Ledger::new();
+        l.approve("a", Reason::Idle, 0, &t);
+        assert!(l.deletes_owed().is_empty());
+        assert!(l.drained("a", 5));
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        l.approve("b", Reason::Idle, 0, &t);
+        l.expire(&t, t.drain_timeout_ms);
+        assert_eq!(l.deletes_owed().len(), 2);
+    }
+}

@@ -1,0 +1,112 @@
+//! Operator settings (changed through the API) and timing knobs (from the config file).
+
+use serde::{Deserialize, Serialize};
+
+/// The three settings of the legacy API: shared by every replica and persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Minimum number of *available* (idle, healthy) gateways to keep.
+    pub min_available: u32,
+    /// Maximum number of gateways in total, counting launches in flight.
+    pub max_total: u32,
+    /// Most launches requested from the lifecycle manager in one go.
+    pub bulk_max: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_available: 2,
+            max_total: 80,
+            bulk_max: 5,
+        }
+    }
+}
+
+/// A setting value outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    /// The setting's API name (`min`, `max`, `bulk-max`).
+    pub name: &'static str,
+    /// Lowest allowed value.
+    pub low: u32,
+    /// Highest allowed value.
+    pub high: u32,
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} must be an integer in {}..={}",
+            self.name, self.low, self.high
+        )
+    }
+}
+
+// Written by hand so the pure crate needs no dependency beyond serde.
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Allowed range of `min` (as the legacy API).
+    pub const MIN_RANGE: (u32, u32) = (1, 100);
+    /// Allowed range of `max`.
+    pub const MAX_RANGE: (u32, u32) = (1, 1000);
+    /// Allowed range of `bulk-max`.
+    pub const BULK_RANGE: (u32, u32) = (1, 100);
+
+    /// Checks a value for the named setting (`min`, `max`, `bulk-max`).
+    pub fn check(name: &'static str, value: i64) -> Result<u32, SettingsError> {
+        let (low, high) = match name {
+            "min" => Self::MIN_RANGE,
+            "max" => Self::MAX_RANGE,
+            _ => Self::BULK_RANGE,
+        };
+        if value < i64::from(low) || value > i64::from(high) {
+            return Err(SettingsError { name, low, high });
+        }
+        Ok(value as u32)
+    }
+
+    /// Every problem with these settings (empty when valid).
+    pub fn problems(&self) -> Vec<SettingsError> {
+        [
+            ("min", self.min_available),
+            ("max", self.max_total),
+            ("bulk-max", self.bulk_max),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| Self::check(n, i64::from(v)).err())
+        .collect()
+    }
+}
+
+/// Timing knobs of the policy, all in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// A launch not seen in Jicofo after this long is `launch_failed` and deleted.
+    pub boot_timeout_ms: u64,
+    /// A Jicofo reading older than this is treated as missing.
+    pub stats_max_age_ms: u64,
+    /// An approved host stops counting as pending removal after this long.
+    pub pending_ttl_ms: u64,
+    /// A draining host is deleted after this long even without a `drained` confirmation.
+    pub drain_timeout_ms: u64,
+    /// Wait for the agent's `drained` confirmation before deleting (false: delete at once).
+    pub drain_confirm: bool,
+    /// Finished entries (gone, launch_failed and deleted) are forgotten after this long.
+    pub retention_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            boot_timeout_ms: 15 * 60_000,
+            stats_max_age_ms: 45_000,
+            pending_ttl_ms: 10 * 60_000,
+            drain_timeout_ms: 30 * 60_000,
+            drain_confirm: false,
+            retention_ms: 60 * 60_000,
+        }
+    }
+}
