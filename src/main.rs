@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
     Token(jitsi_scaler::auth::TokenArgs),
+    /// Scale-down agent on a gateway: watch Jibri, ask for removal, drain.
+    Agent(jitsi_scaler::agent::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -23,6 +25,10 @@ fn main() -> anyhow::Result<()> {
         Command::Token(args) => {
             // The token alone on stdout, so $(jitsi-scaler token ...) works.
             println!("{}", jitsi_scaler::auth::run_token(&args)?);
+            Ok(())
+        }
+        Command::Agent(args) => {
+            jitsi_scaler::agent::main(args)?;
             Ok(())
         }
     }
