@@ -1,7 +1,16 @@
 //! jitsi-scaler: autoscaler for Jitsi video-sip-gateway pools.
+//!
+//! The pure policy lives in the `policy` crate; this crate holds the edges: configuration,
+//! the Jicofo and lifecycle-manager clients, the store, the control loop and the HTTP API.
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 pub mod auth;
+pub mod config;
+pub mod controller;
 pub mod duration;
+pub mod jicofo;
 pub mod lifecycle;
+pub mod service;
+pub mod store;

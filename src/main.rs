@@ -1,11 +1,19 @@
 //! The `jitsi-scaler` binary: thin CLI over the library.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use jitsi_scaler::config::Config;
 
 /// Autoscaler for Jitsi video-sip-gateway (SIP-Jibri) pools.
 #[derive(Parser)]
-#[command(name = "jitsi-scaler", version, about)]
+#[command(name = "jitsi-scaler", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,23 +21,162 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the scaler service: HTTP API, scale-up loop, removal approvals, reconciliation.
+    Serve {
+        /// TOML config file (defaults apply to every key it omits; JITSI_SCALER_* overrides).
+        #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
     Token(jitsi_scaler::auth::TokenArgs),
     /// Scale-down agent on a gateway: watch Jibri, ask for removal, drain.
     Agent(jitsi_scaler::agent::AgentArgs),
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective config (secrets masked) and every problem; exit 1 on problems.
+    Check {
+        /// TOML config file.
+        #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn env_map() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with(jitsi_scaler::config::ENV_PREFIX) && k != "JITSI_SCALER_CONFIG"
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config } => {
+            let cfg = Config::load(config.as_deref(), &env_map())?;
+            cfg.validate()?;
+            init_tracing(&cfg.log.level, &cfg.log.format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token(args) => {
             // The token alone on stdout, so $(jitsi-scaler token ...) works.
             println!("{}", jitsi_scaler::auth::run_token(&args)?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Agent(args) => {
             jitsi_scaler::agent::main(args)?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => {
+            let cfg = Config::load(config.as_deref(), &env_map())?;
+            print!("{}", cfg.masked_toml());
+            let problems = cfg.problems();
+            if problems.is_empty() {
+                eprintln!("config OK");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    eprintln!("problem: {p}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+fn init_tracing(level: &str, format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    use jitsi_scaler::{api, controller, jicofo, lifecycle, service, store};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    let addr: SocketAddr = cfg.listen_addr()?;
+    let store = store::Store::Embedded(store::EmbeddedStore::open(&cfg.data_dir)?);
+    let lifecycle = lifecycle::Lifecycle::from_config(&cfg.lifecycle)?;
+    let jicofo = jicofo::JicofoClient::new(&cfg.jicofo)?;
+    let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(
+        listen = %listener.local_addr().unwrap_or(addr),
+        prefix = %svc.cfg.prefix,
+        shards = svc.cfg.jicofo.shards.len(),
+        lifecycle = ?svc.cfg.lifecycle.backend,
+        "jitsi-scaler serving"
+    );
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let loop_handle = tokio::spawn(controller::run(
+        svc.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    ));
+    let app = api::router(svc.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        signal.cancel();
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("HTTP server failed")?;
+    let _ = loop_handle.await;
+    controller::drain_tasks(&tasks, Duration::from_secs(5)).await;
+    svc.persist()
+        .await
+        .context("cannot store the final state")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

@@ -1,12 +1,15 @@
 //! Lifecycle manager clients: create and delete gateway hosts (Foreman API v2, or a command).
 //!
-//! SEAM (to be implemented in this module): an enum `Lifecycle { Foreman(..), Command(..) }` built
-//! by `Lifecycle::from_config(&LifecycleConfig)`, with
-//! `async fn create(&self, name: &str, instance_type: &str) -> Result<Created, LifecycleError>`,
-//! `async fn delete(&self, name: &str) -> Result<(), LifecycleError>` (404 = Ok),
-//! `async fn find_by_ip(&self, ip: &str) -> Result<Option<String>, LifecycleError>`,
-//! `async fn list(&self, prefix: &str) -> Result<Vec<String>, LifecycleError>`,
-//! `fn is_up(&self) -> bool`, `fn nodes(&self) -> Vec<NodeStatus>`.
+//! [`Lifecycle::from_config`] builds the backend named by `[lifecycle] backend`. Every method takes
+//! `&self` and may be called concurrently (hold it in an `Arc`). Names passed in and returned are
+//! the scaler's own host names (`<name_prefix>-<id>`); see `docs/lifecycle.md`.
+
+mod breaker;
+mod command;
+mod foreman;
+
+pub use command::CommandRunner;
+pub use foreman::ForemanClient;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,7 +52,9 @@ pub enum Backend {
 }
 
 /// Foreman API v2 client settings (`[lifecycle.foreman]`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+///
+/// `Debug` is written by hand so the token never reaches a log.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForemanConfig {
     /// Base URLs of the Foreman nodes, tried round-robin with failover.
@@ -78,6 +83,9 @@ pub struct ForemanConfig {
     /// First backoff between attempts (doubles, with jitter).
     #[serde(with = "crate::duration")]
     pub backoff: Duration,
+    /// Cap of the backoff between attempts.
+    #[serde(with = "crate::duration")]
+    pub backoff_max: Duration,
     /// Consecutive failures that open a node's circuit breaker.
     pub breaker_threshold: u32,
     /// How long an open breaker stays open before one trial call.
@@ -101,6 +109,7 @@ impl Default for ForemanConfig {
             timeout: Duration::from_secs(20),
             attempts: 3,
             backoff: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(30),
             ca_file: None,
@@ -108,11 +117,34 @@ impl Default for ForemanConfig {
     }
 }
 
+impl std::fmt::Debug for ForemanConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForemanConfig")
+            .field("nodes", &self.nodes)
+            .field("user", &self.user)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("host_parameters", &self.host_parameters)
+            .field("domain", &self.domain)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("create_timeout", &self.create_timeout)
+            .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .field("backoff_max", &self.backoff_max)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
 /// Command backend settings (`[lifecycle.command]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommandConfig {
-    /// Program to run; it gets `add <type> <name>` or `remove <name>`; exit 0 = success.
+    /// Program to run; it gets `add <type> <name>`, `remove <name>`, `list <prefix>` or
+    /// `find-ip <ip>`; exit 0 = success (see `docs/lifecycle.md`).
     pub program: Option<PathBuf>,
     /// Timeout of one run (the program is killed after it).
     #[serde(with = "crate::duration")]
@@ -125,5 +157,176 @@ impl Default for CommandConfig {
             program: None,
             timeout: Duration::from_secs(120),
         }
+    }
+}
+
+/// A lifecycle manager client: the backend chosen by the config.
+#[derive(Debug)]
+pub enum Lifecycle {
+    /// Foreman API v2 over HTTP, several nodes with failover.
+    Foreman(ForemanClient),
+    /// A local program.
+    Command(CommandRunner),
+}
+
+/// What a successful create tells us.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The new host's address, when the manager already knows it.
+    pub ip: Option<String>,
+}
+
+/// Errors of lifecycle calls.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    /// Timeout, connect error, 429, 5xx, all nodes failed or open: the outcome is unknown, retry later.
+    #[error("lifecycle manager unavailable: {0}")]
+    Transient(String),
+    /// A definitive refusal (401, 403, 415, a validation 422, ...): do not retry the same call.
+    #[error("lifecycle manager refused: {0}")]
+    Refused(String),
+    /// Bad configuration, found at construction.
+    #[error("lifecycle config: {0}")]
+    Config(String),
+    /// The backend cannot do this (e.g. a command without `list`).
+    #[error("unsupported by the lifecycle backend: {0}")]
+    Unsupported(String),
+}
+
+impl LifecycleError {
+    /// True when retrying the same call cannot help (everything but `Transient`).
+    pub fn is_definitive(&self) -> bool {
+        !matches!(self, LifecycleError::Transient(_))
+    }
+}
+
+/// Circuit breaker state of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// The node is skipped until the cooldown passes.
+    Open,
+    /// The cooldown passed: the next call is a trial.
+    HalfOpen,
+}
+
+/// Per-node state for `/scaler/status` and metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node base URL (never with credentials), or `command:<program>`.
+    pub url: String,
+    /// Circuit breaker state.
+    pub breaker: BreakerState,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// The most recent failure (kept after a success).
+    pub last_error: Option<String>,
+    /// Calls (attempts) that succeeded.
+    pub calls_ok: u64,
+    /// Calls (attempts) that failed, refusals included.
+    pub calls_failed: u64,
+}
+
+impl Lifecycle {
+    /// Builds the configured backend: reads `token_file` and `ca_file`, validates node URLs.
+    pub fn from_config(cfg: &LifecycleConfig) -> Result<Self, LifecycleError> {
+        match cfg.backend {
+            Backend::Foreman => ForemanClient::new(&cfg.foreman).map(Lifecycle::Foreman),
+            Backend::Command => CommandRunner::new(&cfg.command).map(Lifecycle::Command),
+        }
+    }
+
+    /// Creates host `name` (the scaler chose the name and recorded it before this call).
+    pub async fn create(&self, name: &str, instance_type: &str) -> Result<Created, LifecycleError> {
+        validate_name(name)?;
+        match self {
+            Lifecycle::Foreman(c) => c.create(name, instance_type).await,
+            Lifecycle::Command(c) => c.create(name, instance_type).await,
+        }
+    }
+
+    /// Deletes host `name`; "already gone" (404) is success.
+    pub async fn delete(&self, name: &str) -> Result<(), LifecycleError> {
+        validate_name(name)?;
+        match self {
+            Lifecycle::Foreman(c) => c.delete(name).await,
+            Lifecycle::Command(c) => c.delete(name).await,
+        }
+    }
+
+    /// Finds the host name of an address; `Ok(None)` when no host has it.
+    pub async fn find_by_ip(&self, ip: &str) -> Result<Option<String>, LifecycleError> {
+        let ip: std::net::IpAddr = ip.trim().parse().map_err(|_| {
+            LifecycleError::Refused(format!("not an IP address: {:?}", bounded(ip)))
+        })?;
+        let ip = ip.to_string();
+        match self {
+            Lifecycle::Foreman(c) => c.find_by_ip(&ip).await,
+            Lifecycle::Command(c) => c.find_by_ip(&ip).await,
+        }
+    }
+
+    /// Host names starting with `<prefix>-`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, LifecycleError> {
+        validate_name(prefix)?;
+        match self {
+            Lifecycle::Foreman(c) => c.list(prefix).await,
+            Lifecycle::Command(c) => c.list(prefix).await,
+        }
+    }
+
+    /// False when every node's breaker is open (the manager is known to be down).
+    pub fn is_up(&self) -> bool {
+        match self {
+            Lifecycle::Foreman(c) => c.is_up(),
+            Lifecycle::Command(c) => c.is_up(),
+        }
+    }
+
+    /// Per-node state for `/scaler/status` and metrics.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        match self {
+            Lifecycle::Foreman(c) => c.nodes(),
+            Lifecycle::Command(c) => c.nodes(),
+        }
+    }
+
+    /// `"foreman"` or `"command"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Lifecycle::Foreman(_) => "foreman",
+            Lifecycle::Command(_) => "command",
+        }
+    }
+}
+
+/// Host names and prefixes go into URL paths and argv: allow only DNS characters, and no leading
+/// `-` (a program would read it as an option) or `.`.
+fn validate_name(name: &str) -> Result<(), LifecycleError> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(LifecycleError::Refused(format!(
+            "invalid host name {:?}",
+            bounded(name)
+        )))
+    }
+}
+
+/// At most 200 characters of a text from outside, for error messages and logs.
+fn bounded(text: &str) -> String {
+    const MAX: usize = 200;
+    let text = text.trim();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
     }
 }

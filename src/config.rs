@@ -1,0 +1,587 @@
+//! Configuration of `serve`: embedded defaults, an optional TOML file, then `JITSI_SCALER_*`
+//! environment overrides, validated as a whole before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::{Backend, LifecycleConfig};
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "JITSI_SCALER_";
+
+/// The whole configuration of `serve`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Path prefix of the API (the legacy scaler's is `/scaler`).
+    pub prefix: String,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub body_limit: usize,
+    /// The instance type this scaler manages (`POST /scaler/instance` accepts only it).
+    pub instance_type: String,
+    /// Initial settings; values changed through the API are stored and win over these.
+    pub settings: SettingsConfig,
+    /// Control loop and policy timing.
+    pub policy: PolicyConfig,
+    /// Where the gateway counts come from.
+    pub jicofo: JicofoConfig,
+    /// The lifecycle manager.
+    pub lifecycle: LifecycleConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9000".into(),
+            prefix: "/scaler".into(),
+            data_dir: PathBuf::from("jitsi-scaler-data"),
+            body_limit: 4096,
+            instance_type: "video-sip-gateway".into(),
+            settings: SettingsConfig::default(),
+            policy: PolicyConfig::default(),
+            jicofo: JicofoConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Initial values of the three API settings (`[settings]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettingsConfig {
+    /// Minimum available gateways (1..=100).
+    pub min: u32,
+    /// Maximum total gateways (1..=1000).
+    pub max: u32,
+    /// Most launches per tick (1..=100).
+    pub bulk_max: u32,
+}
+
+impl Default for SettingsConfig {
+    fn default() -> Self {
+        let s = policy::Settings::default();
+        SettingsConfig {
+            min: s.min_available,
+            max: s.max_total,
+            bulk_max: s.bulk_max,
+        }
+    }
+}
+
+impl SettingsConfig {
+    /// As policy settings.
+    pub fn to_settings(&self) -> policy::Settings {
+        policy::Settings {
+            min_available: self.min,
+            max_total: self.max,
+            bulk_max: self.bulk_max,
+        }
+    }
+}
+
+/// Control loop timing (`[policy]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Interval of the scale-up loop (also the Jicofo poll interval).
+    #[serde(with = "crate::duration")]
+    pub tick: Duration,
+    /// A launch not seen in Jicofo by then is `launch_failed` and deleted.
+    #[serde(with = "crate::duration")]
+    pub boot_timeout: Duration,
+    /// A Jicofo reading older than this counts as missing (default: 3 ticks).
+    #[serde(with = "crate::duration")]
+    pub stats_max_age: Duration,
+    /// An approved host stops counting as pending removal after this long.
+    #[serde(with = "crate::duration")]
+    pub pending_ttl: Duration,
+    /// Wait for the agent's `drained` confirmation before deleting a host.
+    pub drain_confirm: bool,
+    /// Delete a draining host after this long even without confirmation.
+    #[serde(with = "crate::duration")]
+    pub drain_timeout: Duration,
+    /// How long finished entries stay in the ledger (for status and repeated requests).
+    #[serde(with = "crate::duration")]
+    pub retention: Duration,
+    /// Interval of reconciliation with the lifecycle manager's host list.
+    #[serde(with = "crate::duration")]
+    pub reconcile_interval: Duration,
+    /// How many recent decisions `/scaler/status` keeps.
+    pub recent_decisions: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let t = policy::Timing::default();
+        PolicyConfig {
+            tick: Duration::from_secs(15),
+            boot_timeout: Duration::from_millis(t.boot_timeout_ms),
+            stats_max_age: Duration::from_millis(t.stats_max_age_ms),
+            pending_ttl: Duration::from_millis(t.pending_ttl_ms),
+            drain_confirm: t.drain_confirm,
+            drain_timeout: Duration::from_millis(t.drain_timeout_ms),
+            retention: Duration::from_millis(t.retention_ms),
+            reconcile_interval: Duration::from_secs(300),
+            recent_decisions: 200,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// As policy timing.
+    pub fn to_timing(&self) -> policy::Timing {
+        use crate::duration::millis;
+        policy::Timing {
+            boot_timeout_ms: millis(self.boot_timeout),
+            stats_max_age_ms: millis(self.stats_max_age),
+            pending_ttl_ms: millis(self.pending_ttl),
+            drain_timeout_ms: millis(self.drain_timeout),
+            drain_confirm: self.drain_confirm,
+            retention_ms: millis(self.retention),
+        }
+    }
+}
+
+/// Jicofo statistics sources (`[jicofo]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JicofoConfig {
+    /// Which brewery to read: `sip_jibri_detector`, `jibri_detector` or `jigasi_detector`.
+    pub component: String,
+    /// Timeout of one stats request.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+    /// The shards; every gateway joins all of them.
+    pub shards: Vec<ShardConfig>,
+}
+
+impl Default for JicofoConfig {
+    fn default() -> Self {
+        JicofoConfig {
+            component: "sip_jibri_detector".into(),
+            timeout: Duration::from_secs(5),
+            shards: vec![ShardConfig {
+                name: "default".into(),
+                url: "http://127.0.0.1:8888/stats".into(),
+            }],
+        }
+    }
+}
+
+/// One shard's Jicofo.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// Shard name (for status and logs).
+    pub name: String,
+    /// URL of its Jicofo `/stats`.
+    pub url: String,
+}
+
+/// Logging (`[log]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `RUST_LOG` syntax (the `RUST_LOG` variable wins when set).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML (file and overrides) does not parse or does not fit the schema.
+    #[error("invalid config{origin}: {message}")]
+    Parse {
+        /// Where it came from.
+        origin: String,
+        /// The parser's message (names the key).
+        message: String,
+    },
+    /// An environment override has a name that is not a config key.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Why.
+        message: String,
+    },
+    /// The values parse but are not usable.
+    #[error("invalid config:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the `JITSI_SCALER_*` variables in `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = file
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+        Self::from_toml(&text, &origin, env)
+    }
+
+    /// Parses TOML text (empty = defaults) and applies environment overrides.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        // Catch schema errors in the file itself first, so the message points at its line.
+        toml::from_str::<Config>(text).map_err(parse_err)?;
+        let mut overridden = false;
+        for (var, value) in env {
+            let Some(path) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            set_path(&mut table, &keys, parse_env_value(value)).map_err(|message| {
+                ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                }
+            })?;
+            overridden = true;
+        }
+        if !overridden {
+            return toml::from_str(text).map_err(parse_err);
+        }
+        let merged = toml::to_string(&table).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&merged).map_err(|e| ConfigError::Parse {
+            origin: " (after JITSI_SCALER_* overrides)".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Every problem that would stop `serve`, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.listen.parse::<SocketAddr>().is_err() {
+            p.push(format!(
+                "listen: {:?} is not an address like 127.0.0.1:9000",
+                self.listen
+            ));
+        }
+        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') || self.prefix.contains("//")
+        {
+            p.push(format!(
+                "prefix: {:?} must start with '/' and not end with '/' (e.g. /scaler)",
+                self.prefix
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            p.push("data_dir: must not be empty".into());
+        }
+        if !(64..=1 << 20).contains(&self.body_limit) {
+            p.push(format!(
+                "body_limit: {} must be in 64..=1048576",
+                self.body_limit
+            ));
+        }
+        if self.instance_type.trim().is_empty() {
+            p.push("instance_type: must not be empty".into());
+        }
+        for e in self.settings.to_settings().problems() {
+            let key = match e.name {
+                "min" => "min",
+                "max" => "max",
+                _ => "bulk_max",
+            };
+            p.push(format!("settings.{key}: {e}"));
+        }
+        let pol = &self.policy;
+        if pol.tick < Duration::from_millis(100) {
+            p.push("policy.tick: must be at least 100ms".into());
+        }
+        if pol.stats_max_age < pol.tick {
+            p.push("policy.stats_max_age: must be at least policy.tick".into());
+        }
+        for (key, d) in [
+            ("policy.boot_timeout", pol.boot_timeout),
+            ("policy.pending_ttl", pol.pending_ttl),
+            ("policy.drain_timeout", pol.drain_timeout),
+            ("policy.reconcile_interval", pol.reconcile_interval),
+        ] {
+            if d.is_zero() {
+                p.push(format!("{key}: must be more than 0"));
+            }
+        }
+        if !(1..=100_000).contains(&pol.recent_decisions) {
+            p.push("policy.recent_decisions: must be in 1..=100000".into());
+        }
+        if !["sip_jibri_detector", "jibri_detector", "jigasi_detector"]
+            .contains(&self.jicofo.component.as_str())
+        {
+            p.push(format!(
+                "jicofo.component: {:?} is not one of sip_jibri_detector, jibri_detector, jigasi_detector",
+                self.jicofo.component
+            ));
+        }
+        if self.jicofo.timeout.is_zero() {
+            p.push("jicofo.timeout: must be more than 0".into());
+        }
+        if self.jicofo.shards.is_empty() {
+            p.push("jicofo.shards: at least one shard is needed".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (n, s) in self.jicofo.shards.iter().enumerate() {
+            if s.name.trim().is_empty() {
+                p.push(format!("jicofo.shards[{n}].name: must not be empty"));
+            } else if !names.insert(s.name.as_str()) {
+                p.push(format!(
+                    "jicofo.shards[{n}].name: {:?} is used twice",
+                    s.name
+                ));
+            }
+            if !is_http_url(&s.url) {
+                p.push(format!(
+                    "jicofo.shards[{n}].url: {:?} is not an http(s) URL",
+                    s.url
+                ));
+            }
+        }
+        let lc = &self.lifecycle;
+        if lc.name_prefix.is_empty()
+            || !lc
+                .name_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            p.push(format!(
+                "lifecycle.name_prefix: {:?} must be lower-case letters, digits and '-'",
+                lc.name_prefix
+            ));
+        }
+        match lc.backend {
+            Backend::Foreman => {
+                if lc.foreman.nodes.is_empty() {
+                    p.push("lifecycle.foreman.nodes: at least one node URL is needed".into());
+                }
+                for (n, u) in lc.foreman.nodes.iter().enumerate() {
+                    if !is_http_url(u) {
+                        p.push(format!(
+                            "lifecycle.foreman.nodes[{n}]: {u:?} is not an http(s) URL"
+                        ));
+                    }
+                }
+                if lc.foreman.token.is_some() && lc.foreman.token_file.is_some() {
+                    p.push("lifecycle.foreman.token: set token or token_file, not both".into());
+                }
+                if let Some(f) = &lc.foreman.token_file
+                    && std::fs::metadata(f).is_err()
+                {
+                    p.push(format!(
+                        "lifecycle.foreman.token_file: {} cannot be read",
+                        f.display()
+                    ));
+                }
+                if lc.foreman.attempts == 0 {
+                    p.push("lifecycle.foreman.attempts: must be at least 1".into());
+                }
+            }
+            Backend::Command => match &lc.command.program {
+                None => {
+                    p.push("lifecycle.command.program: required with backend = \"command\"".into())
+                }
+                Some(prog) if std::fs::metadata(prog).is_err() => p.push(format!(
+                    "lifecycle.command.program: {} does not exist",
+                    prog.display()
+                )),
+                Some(_) => {}
+            },
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            p.push(format!(
+                "log.format: {:?} must be text or json",
+                self.log.format
+            ));
+        }
+        p
+    }
+
+    /// Fails with every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = self.problems();
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p))
+        }
+    }
+
+    /// The effective config as TOML, with secrets replaced by `***`.
+    pub fn masked_toml(&self) -> String {
+        let mut c = self.clone();
+        if c.lifecycle.foreman.token.is_some() {
+            c.lifecycle.foreman.token = Some("***".into());
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// The address to listen on (valid after [`Config::validate`]).
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(vec![format!("listen: {:?} is not an address", self.listen)])
+        })
+    }
+}
+
+fn is_http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok()
+}
+
+/// Reads an override as a TOML value when it is one (numbers, booleans, arrays, inline
+/// tables), else as a plain string, so `JITSI_SCALER_SETTINGS__MIN=3` is a number and
+/// `JITSI_SCALER_LISTEN=0.0.0.0:9000` a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((last, parents)) = keys.split_last() else {
+        return Err("empty key".into());
+    };
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(
+            "empty key segment (use __ between sections, e.g. JITSI_SCALER_POLICY__TICK)".into(),
+        );
+    }
+    let mut cur = table;
+    for k in parents {
+        let entry = cur
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{k} is not a section"))?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_spec() {
+        let c = Config::from_toml("", "", &BTreeMap::new()).expect("defaults parse");
+        assert_eq!(c, Config::default());
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.prefix, "/scaler");
+        assert_eq!(c.jicofo.shards[0].url, "http://127.0.0.1:8888/stats");
+    }
+
+    #[test]
+    fn env_overrides_file_and_typos_name_the_key() {
+        let text = "[settings]\nmin = 4\n[policy]\ntick = \"10s\"\n";
+        let c = Config::from_toml(
+            text,
+            "",
+            &env(&[
+                ("JITSI_SCALER_SETTINGS__MAX", "12"),
+                ("JITSI_SCALER_LISTEN", "0.0.0.0:9100"),
+                ("JITSI_SCALER_POLICY__DRAIN_CONFIRM", "true"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .expect("parses");
+        assert_eq!((c.settings.min, c.settings.max), (4, 12));
+        assert_eq!(c.policy.tick, Duration::from_secs(10));
+        assert_eq!(c.listen, "0.0.0.0:9100");
+        assert!(c.policy.drain_confirm);
+        let e = Config::from_toml("[settings]\nmni = 3\n", "", &BTreeMap::new()).expect_err("typo");
+        assert!(e.to_string().contains("mni"), "{e}");
+        let e = Config::from_toml("", "", &env(&[("JITSI_SCALER_SETTINGS__MNI", "3")]))
+            .expect_err("typo");
+        assert!(e.to_string().contains("mni"), "{e}");
+        let e = Config::from_toml("[policy]\ntick = \"soon\"\n", "", &BTreeMap::new())
+            .expect_err("bad duration");
+        assert!(e.to_string().contains("tick"), "{e}");
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let mut c = Config::default();
+        c.settings.min = 0;
+        c.prefix = "scaler/".into();
+        c.jicofo.shards.push(ShardConfig {
+            name: "default".into(),
+            url: "ftp://x".into(),
+        });
+        let p = c.problems().join("\n");
+        for key in [
+            "settings.min",
+            "prefix",
+            "jicofo.shards[1].name",
+            "jicofo.shards[1].url",
+        ] {
+            assert!(p.contains(key), "{key} missing in {p}");
+        }
+    }
+
+    #[test]
+    fn masked_config_hides_the_token() {
+        let mut c = Config::default();
+        c.lifecycle.foreman.token = Some("s3cret".into());
+        let t = c.masked_toml();
+        assert!(!t.contains("s3cret") && t.contains("***"));
+    }
+}

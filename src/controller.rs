@@ -1,0 +1,357 @@
+//! The control loop: observe (Jicofo) -> decide (policy) -> record (store) -> act (lifecycle).
+//!
+//! Intent is recorded in the ledger before any lifecycle call, and results after it, so a
+//! call that is cancelled, times out or dies with the process is retried, never forgotten.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use policy::{Event, LaunchHold, Ledger, Origin};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::lifecycle::LifecycleError;
+use crate::service::{Service, now_ms};
+
+/// A fresh host name `<prefix>-<12 hex digits>` not used in the ledger.
+pub fn new_host_name(prefix: &str, ledger: &Ledger) -> String {
+    let mut rng = rand::rng();
+    loop {
+        let name = format!("{prefix}-{:012x}", rng.random::<u64>() & 0xffff_ffff_ffff);
+        if ledger.get(&name).is_none() {
+            return name;
+        }
+    }
+}
+
+/// Runs the loop until `shutdown`; lifecycle calls in progress are tracked by `tasks`.
+pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTracker) {
+    let mut interval = tokio::time::interval(svc.cfg.policy.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reconcile = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+            _ = svc.wake.notified() => {}
+        }
+        step(&svc, &tasks).await;
+        if last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
+            last_reconcile = Instant::now();
+            reconcile(&svc).await;
+        }
+    }
+}
+
+/// One tick: read every shard, run the policy, record the launches, start the owed calls.
+pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
+    let mut shards = svc.core.lock().await.shards.clone();
+    svc.jicofo.poll(&mut shards, now_ms).await;
+    svc.mark_stats_attempted();
+    let now = now_ms();
+    let mut core = svc.core.lock().await;
+    core.shards = shards;
+    let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
+    let mut next = core.snap.clone();
+    let tick = policy::tick(
+        &mut next.ledger,
+        &next.settings,
+        merged.observation.as_ref(),
+        &svc.timing,
+        now,
+    );
+    let mut launched = Vec::new();
+    for _ in 0..tick.launch.launch {
+        let host = new_host_name(&svc.cfg.lifecycle.name_prefix, &next.ledger);
+        next.ledger.record_launch(&host, Origin::Scaler, now);
+        launched.push(host);
+    }
+    if next != core.snap {
+        if let Err(e) = svc.store.save(&next).await {
+            // Nothing recorded means nothing launched: try again next tick.
+            tracing::error!(error = %e, "cannot store the tick's changes; launching nothing");
+            return;
+        }
+        core.snap = next;
+    }
+    let previous = core.last_launch.replace(tick.launch);
+    let creates = core.snap.ledger.creates_owed();
+    let deletes = core.snap.ledger.deletes_owed();
+    drop(core);
+
+    for e in &tick.events {
+        log_event(svc, e);
+    }
+    if !merged.stale.is_empty() && !merged.fresh.is_empty() {
+        tracing::warn!(stale = ?merged.stale, fresh = ?merged.fresh, "some shards have no fresh stats; using the fresh ones");
+    }
+    if merged.disagreement {
+        tracing::warn!(shards = ?merged.fresh, "shards disagree on the gateway counts; using highest total, lowest available");
+    }
+    let d = tick.launch;
+    let numbers = format!(
+        "deficit {} = min - (available {} + in flight {} - pending {}); room under max {} (total {})",
+        d.deficit, d.available, d.in_flight, d.pending_removal, d.room, d.total
+    );
+    if d.launch > 0 {
+        svc.record(Service::decision(
+            "launch",
+            None,
+            &format!("launch {}", d.launch),
+            format!("{numbers}; hosts {}", launched.join(", ")),
+            None,
+        ));
+    } else if previous.map(|p| p.hold) != Some(d.hold) && d.hold != Some(LaunchHold::NoDeficit) {
+        let why = match d.hold {
+            Some(LaunchHold::StatsMissing) => {
+                "no fresh Jicofo stats: launching nothing".to_string()
+            }
+            _ => format!("at max: {numbers}"),
+        };
+        svc.record(Service::decision("launch", None, "hold", why, None));
+    } else {
+        tracing::debug!("launch 0: {numbers}");
+    }
+    for host in creates {
+        spawn_call(svc, tasks, host, Call::Create);
+    }
+    for host in deletes {
+        spawn_call(svc, tasks, host, Call::Delete);
+    }
+}
+
+fn log_event(svc: &Service, e: &Event) {
+    let d = match e {
+        Event::Seen { host, boot_ms } => Service::decision(
+            "seen",
+            Some(host),
+            "ready",
+            format!(
+                "counted by Jicofo {:.0}s after launch",
+                *boot_ms as f64 / 1000.0
+            ),
+            None,
+        ),
+        Event::Left { host } => Service::decision(
+            "left",
+            Some(host),
+            "left",
+            "no longer counted by Jicofo".into(),
+            None,
+        ),
+        Event::Unexplained { delta, offset } => {
+            tracing::info!(
+                delta,
+                unmanaged = offset,
+                "Jicofo count changed outside the ledger"
+            );
+            return;
+        }
+        Event::BootTimeout { host } => Service::decision(
+            "timeout",
+            Some(host),
+            "launch_failed",
+            "not seen in Jicofo within the boot timeout: deleting it".into(),
+            None,
+        ),
+        Event::DrainTimeout { host } => Service::decision(
+            "timeout",
+            Some(host),
+            "deleting",
+            "no drain confirmation within the drain timeout: deleting it".into(),
+            None,
+        ),
+        Event::PendingExpired { host } => Service::decision(
+            "timeout",
+            Some(host),
+            "not_pending",
+            "still counted by Jicofo after the pending-removal TTL".into(),
+            None,
+        ),
+        Event::Forgotten { host } => {
+            tracing::debug!(host, "forgotten after the retention period");
+            return;
+        }
+    };
+    svc.record(d);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Call {
+    Create,
+    Delete,
+}
+
+/// Starts a lifecycle call for `host` unless one is already in progress.
+fn spawn_call(svc: &Arc<Service>, tasks: &TaskTracker, host: String, call: Call) {
+    {
+        let Ok(mut calls) = svc.calls.lock() else {
+            return;
+        };
+        if !calls.insert(host.clone()) {
+            return;
+        }
+    }
+    let svc = Arc::clone(svc);
+    tasks.spawn(async move {
+        match call {
+            Call::Create => create(&svc, &host).await,
+            Call::Delete => delete(&svc, &host).await,
+        }
+        if let Ok(mut calls) = svc.calls.lock() {
+            calls.remove(&host);
+        }
+    });
+}
+
+async fn create(svc: &Arc<Service>, host: &str) {
+    let started = Instant::now();
+    let result = svc.lifecycle.create(host, &svc.cfg.instance_type).await;
+    let now = now_ms();
+    let mut core = svc.core.lock().await;
+    let mut next = core.snap.clone();
+    let (outcome, why) = match &result {
+        Ok(created) => {
+            next.ledger.launch_confirmed(host, now);
+            if let Some(ip) = &created.ip {
+                next.ledger.set_ip(host, ip);
+            }
+            (
+                "created",
+                format!(
+                    "lifecycle manager created it in {} ms",
+                    started.elapsed().as_millis()
+                ),
+            )
+        }
+        Err(e) => {
+            next.ledger
+                .launch_error(host, now, &e.to_string(), e.is_definitive());
+            if e.is_definitive() {
+                ("launch_failed", format!("create refused: {e}"))
+            } else {
+                ("retry", format!("create failed, retrying next tick: {e}"))
+            }
+        }
+    };
+    if let Err(e) = svc.store.save(&next).await {
+        tracing::error!(host, error = %e, "cannot store the create result; it is retried (idempotent by name)");
+        return;
+    }
+    core.snap = next;
+    drop(core);
+    svc.record(Service::decision("create", Some(host), outcome, why, None));
+}
+
+/// The name the lifecycle manager knows `host` by (`None`: it does not know it).
+async fn lifecycle_name(svc: &Service, host: &str) -> Result<Option<String>, LifecycleError> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return svc.lifecycle.find_by_ip(host).await;
+    }
+    match &svc.cfg.lifecycle.foreman.domain {
+        Some(domain) if !host.contains('.') => Ok(Some(format!("{host}.{domain}"))),
+        _ => Ok(Some(host.to_string())),
+    }
+}
+
+async fn delete(svc: &Arc<Service>, host: &str) {
+    let result = match lifecycle_name(svc, host).await {
+        Ok(Some(name)) => svc
+            .lifecycle
+            .delete(&name)
+            .await
+            .map(|()| format!("deleted {name}")),
+        Ok(None) => Ok("the lifecycle manager has no host with this address".into()),
+        Err(e) => Err(e),
+    };
+    let now = now_ms();
+    let mut core = svc.core.lock().await;
+    let mut next = core.snap.clone();
+    let (outcome, why) = match result {
+        Ok(why) => {
+            next.ledger.delete_done(host, now);
+            ("deleted", why)
+        }
+        Err(e) => {
+            next.ledger.delete_error(host, &e.to_string());
+            ("retry", format!("delete failed, retrying next tick: {e}"))
+        }
+    };
+    if let Err(e) = svc.store.save(&next).await {
+        tracing::error!(host, error = %e, "cannot store the delete result; it is retried (404 = gone)");
+        return;
+    }
+    core.snap = next;
+    drop(core);
+    svc.record(Service::decision("delete", Some(host), outcome, why, None));
+}
+
+/// Compares the lifecycle manager's hosts with our prefix against the ledger.
+pub async fn reconcile(svc: &Arc<Service>) {
+    let prefix = svc.cfg.lifecycle.name_prefix.clone();
+    // Entries that changed after the list was asked for may legitimately be missing from it.
+    let asked_at = now_ms();
+    let listed = match svc.lifecycle.list(&prefix).await {
+        Ok(l) => l,
+        Err(LifecycleError::Unsupported(_)) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reconciliation skipped: cannot list hosts");
+            return;
+        }
+    };
+    let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+    let listed_short: std::collections::HashSet<String> = listed.iter().map(|h| short(h)).collect();
+    let now = now_ms();
+    let mut core = svc.core.lock().await;
+    let mut next = core.snap.clone();
+    let mut vanished = Vec::new();
+    for i in next.ledger.instances() {
+        let ours = i.origin != Origin::Adopted;
+        let live = matches!(
+            i.state,
+            policy::State::Booting
+                | policy::State::Ready
+                | policy::State::Draining
+                | policy::State::Deleting
+        );
+        if ours && live && i.state_since < asked_at && !listed_short.contains(&short(&i.host)) {
+            vanished.push(i.host.clone());
+        }
+    }
+    let orphans: Vec<&String> = listed
+        .iter()
+        .filter(|h| next.ledger.find(h).is_none())
+        .collect();
+    for h in &vanished {
+        next.ledger.vanished(h, now);
+    }
+    if !vanished.is_empty() {
+        if let Err(e) = svc.store.save(&next).await {
+            tracing::error!(error = %e, "cannot store reconciliation");
+            return;
+        }
+        core.snap = next;
+    }
+    drop(core);
+    for h in vanished {
+        svc.record(Service::decision(
+            "reconcile",
+            Some(&h),
+            "gone",
+            "missing from the lifecycle manager".into(),
+            None,
+        ));
+    }
+    if !orphans.is_empty() {
+        tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
+    }
+}
+
+/// Waits for lifecycle calls in progress, at most `grace`.
+pub async fn drain_tasks(tasks: &TaskTracker, grace: Duration) {
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("lifecycle calls still running at shutdown; they are retried after restart");
+    }
+}

@@ -1,0 +1,308 @@
+//! Command backend: runs a local program per call (`add`, `remove`, `list`, `find-ip`).
+//!
+//! Protocol (see `docs/lifecycle.md`): exit 0 = success, exit 2 from `list`/`find-ip` =
+//! unsupported, any other exit = transient failure whose message is stderr's last line. The
+//! program runs in its own process group, which is killed when it overruns the timeout.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{BreakerState, CommandConfig, Created, LifecycleError, NodeStatus, bounded};
+use crate::duration::millis;
+
+/// Consecutive failed runs after which the backend reports itself down.
+const DOWN_AFTER: u32 = 3;
+/// Output kept per stream; the rest is read and dropped so the program never blocks on a pipe.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+/// Exit code meaning "this subcommand is not implemented".
+const EXIT_UNSUPPORTED: i32 = 2;
+
+/// Health counters of the program.
+#[derive(Debug, Default)]
+struct Health {
+    consecutive_failures: u32,
+    last_error: Option<String>,
+    calls_ok: u64,
+    calls_failed: u64,
+}
+
+/// Runs the configured lifecycle program.
+#[derive(Debug)]
+pub struct CommandRunner {
+    program: PathBuf,
+    timeout: Duration,
+    health: Mutex<Health>,
+}
+
+/// A finished run.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl CommandRunner {
+    /// Checks that the program is set, exists and is executable.
+    pub fn new(cfg: &CommandConfig) -> Result<Self, LifecycleError> {
+        let config = |msg: String| LifecycleError::Config(format!("lifecycle.command: {msg}"));
+        let Some(program) = &cfg.program else {
+            return Err(config("program is required".into()));
+        };
+        let meta = std::fs::metadata(program)
+            .map_err(|e| config(format!("program {}: {e}", program.display())))?;
+        if !meta.is_file() {
+            return Err(config(format!(
+                "program {} is not a file",
+                program.display()
+            )));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o111 == 0 {
+                return Err(config(format!(
+                    "program {} is not executable",
+                    program.display()
+                )));
+            }
+        }
+        if cfg.timeout.is_zero() {
+            return Err(config("timeout must be positive".into()));
+        }
+        Ok(CommandRunner {
+            program: program.clone(),
+            timeout: cfg.timeout,
+            health: Mutex::new(Health::default()),
+        })
+    }
+
+    /// `<program> add <instance_type> <name>`; a last stdout line holding an IP address is the
+    /// new host's address.
+    pub async fn create(&self, name: &str, instance_type: &str) -> Result<Created, LifecycleError> {
+        let out = self
+            .run_checked(&["add", instance_type, name], false)
+            .await?;
+        let ip = out
+            .stdout
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .and_then(|l| l.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_string());
+        Ok(Created { ip })
+    }
+
+    /// `<program> remove <name>`; the program must exit 0 when the host is already gone.
+    pub async fn delete(&self, name: &str) -> Result<(), LifecycleError> {
+        self.run_checked(&["remove", name], false).await.map(|_| ())
+    }
+
+    /// `<program> find-ip <ip>`: the first non-empty stdout line is the host name; none = unknown.
+    pub async fn find_by_ip(&self, ip: &str) -> Result<Option<String>, LifecycleError> {
+        let out = self.run_checked(&["find-ip", ip], true).await?;
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string))
+    }
+
+    /// `<program> list <prefix>`: one host name per stdout line; only `<prefix>-*` names are kept.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, LifecycleError> {
+        let out = self.run_checked(&["list", prefix], true).await?;
+        let wanted = format!("{prefix}-");
+        let mut names: Vec<String> = out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(&wanted))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// False after `DOWN_AFTER` consecutive failed runs (calls still run: the next success heals).
+    pub fn is_up(&self) -> bool {
+        self.health().consecutive_failures < DOWN_AFTER
+    }
+
+    /// One pseudo-node, `command:<program>`.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        let h = self.health();
+        vec![NodeStatus {
+            url: format!("command:{}", self.program.display()),
+            breaker: if h.consecutive_failures >= DOWN_AFTER {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            },
+            consecutive_failures: h.consecutive_failures,
+            last_error: h.last_error.clone(),
+            calls_ok: h.calls_ok,
+            calls_failed: h.calls_failed,
+        }]
+    }
+
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the program, records the outcome, maps the exit code to a result.
+    async fn run_checked(&self, args: &[&str], optional: bool) -> Result<Finished, LifecycleError> {
+        let sub = args.first().copied().unwrap_or_default();
+        let subject = args.last().copied().unwrap_or_default();
+        let started = Instant::now();
+        let result = match self.run(args).await {
+            Err(msg) => Err(LifecycleError::Transient(msg)),
+            Ok(out) if out.status.success() => Ok(out),
+            Ok(out) if optional && out.status.code() == Some(EXIT_UNSUPPORTED) => {
+                Err(LifecycleError::Unsupported(format!(
+                    "{} does not implement {sub}",
+                    self.program.display()
+                )))
+            }
+            Ok(out) => {
+                let exit = match out.status.code() {
+                    Some(code) => format!("exit {code}"),
+                    None => "killed by a signal".to_string(),
+                };
+                let line = out
+                    .stderr
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map_or_else(|| "no message on stderr".to_string(), bounded);
+                Err(LifecycleError::Transient(format!(
+                    "{} {sub} {subject}: {exit}: {line}",
+                    self.program.display()
+                )))
+            }
+        };
+        let elapsed_ms = millis(started.elapsed());
+        let loud = !optional;
+        match &result {
+            Ok(_) => {
+                let mut h = self.health();
+                h.consecutive_failures = 0;
+                h.calls_ok = h.calls_ok.saturating_add(1);
+                drop(h);
+                if loud {
+                    tracing::info!(op = sub, name = subject, elapsed_ms, "lifecycle command ok");
+                } else {
+                    tracing::debug!(op = sub, name = subject, elapsed_ms, "lifecycle command ok");
+                }
+            }
+            // Not a failure of the program: it told us what it cannot do.
+            Err(LifecycleError::Unsupported(_)) => {
+                tracing::debug!(op = sub, "lifecycle command: unsupported");
+            }
+            Err(e) => {
+                let mut h = self.health();
+                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+                h.calls_failed = h.calls_failed.saturating_add(1);
+                h.last_error = Some(e.to_string());
+                drop(h);
+                if loud {
+                    tracing::warn!(op = sub, name = subject, elapsed_ms, error = %e, "lifecycle command failed");
+                } else {
+                    tracing::debug!(op = sub, name = subject, elapsed_ms, error = %e, "lifecycle command failed");
+                }
+            }
+        }
+        result
+    }
+
+    /// Spawns the program and waits at most `timeout`; `Err` = could not run it or timed out.
+    async fn run(&self, args: &[&str]) -> Result<Finished, String> {
+        let program = self.program.display();
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Its own process group, so a timeout kills what it started too (curl, ssh, ...).
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let waited = tokio::time::timeout(self.timeout, async {
+            tokio::join!(child.wait(), read_bounded(stdout), read_bounded(stderr))
+        })
+        .await;
+        match waited {
+            Ok((Ok(status), stdout, stderr)) => Ok(Finished {
+                status,
+                stdout,
+                stderr,
+            }),
+            Ok((Err(e), _, _)) => Err(format!("waiting for {program}: {e}")),
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid).await;
+                }
+                // The direct child at least, should `kill` be missing; kill_on_drop reaps it.
+                let _ = child.start_kill();
+                Err(format!(
+                    "{program} {}: timed out after {}, killed",
+                    args.first().copied().unwrap_or_default(),
+                    humantime::format_duration(self.timeout)
+                ))
+            }
+        }
+    }
+
+    /// The configured program.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+}
+
+/// Reads a stream to its end, keeping at most `OUTPUT_LIMIT` bytes.
+async fn read_bounded<R: AsyncRead + Unpin>(stream: Option<R>) -> String {
+    let Some(mut stream) = stream else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+                kept.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// SIGKILLs the process group led by `pid` (the program was started as its leader).
+#[cfg(unix)]
+async fn kill_group(pid: u32) {
+    let kill = tokio::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    // Best effort: the direct child is killed anyway.
+    let _ = tokio::time::timeout(Duration::from_secs(2), kill).await;
+}
+
+#[cfg(not(unix))]
+async fn kill_group(_pid: u32) {}

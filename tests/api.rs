@@ -1,0 +1,299 @@
+//! The legacy HTTP API, row by row (SPEC §3), against the real `serve` binary.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use support::{FakeForeman, FakeJicofo, Scaler, fast_config};
+
+async fn scaler_with(total: u32, available: u32) -> (Scaler, FakeJicofo, FakeForeman) {
+    let jicofo = FakeJicofo::start(total, available).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
+    // Wait for a first reading so decisions have fresh stats.
+    s.eventually("a fresh reading", Duration::from_secs(10), |st| {
+        st["jicofo"]["merged"].is_object()
+    })
+    .await;
+    (s, jicofo, foreman)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_rows() {
+    let (s, _j, _f) = scaler_with(5, 5).await;
+    assert_eq!(s.get("/scaler/min").await, (200, "2".into()));
+    assert_eq!(s.get("/scaler/max").await, (200, "80".into()));
+    assert_eq!(s.get("/scaler/bulk-max").await, (200, "5".into()));
+    let r = s
+        .http
+        .get(format!("{}/scaler/min", s.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+
+    assert_eq!(s.post("/scaler/min", "3").await.0, 204);
+    assert_eq!(s.post("/scaler/max", "1000").await.0, 204);
+    assert_eq!(s.post("/scaler/bulk-max", "1").await.0, 204);
+    assert_eq!(s.get("/scaler/min").await.1, "3");
+    assert_eq!(s.get("/scaler/max").await.1, "1000");
+    assert_eq!(s.get("/scaler/bulk-max").await.1, "1");
+
+    for (path, bad) in [
+        ("/scaler/min", "0"),
+        ("/scaler/min", "101"),
+        ("/scaler/max", "1001"),
+        ("/scaler/bulk-max", "0"),
+        ("/scaler/min", "2.5"),
+        ("/scaler/min", "\"3\""),
+        ("/scaler/min", "{\"min\":3}"),
+        ("/scaler/min", "three"),
+        ("/scaler/min", ""),
+        ("/scaler/max", "-5"),
+    ] {
+        let (code, body) = s.post(path, bad).await;
+        assert_eq!(code, 400, "{path} {bad:?} -> {body}");
+        assert!(!body.is_empty(), "a 400 says why");
+    }
+    // Refused values changed nothing.
+    assert_eq!(s.get("/scaler/min").await.1, "3");
+    assert_eq!(s.get("/scaler/max").await.1, "1000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_and_remove_rows() {
+    let (s, _j, foreman) = scaler_with(10, 10).await;
+    // Add: 204, bad body 400, unknown type 400.
+    assert_eq!(
+        s.post(
+            "/scaler/instance",
+            r#"{"instance_type":"video-sip-gateway"}"#
+        )
+        .await
+        .0,
+        204
+    );
+    for bad in [
+        r#"{"instance_type":"jigasi"}"#,
+        r#"{}"#,
+        "[]",
+        "{",
+        r#"{"instance_type":5}"#,
+    ] {
+        assert_eq!(s.post("/scaler/instance", bad).await.0, 400, "{bad}");
+    }
+    s.eventually("the add reaches Foreman", Duration::from_secs(10), |_| {
+        foreman.creates() == 1
+    })
+    .await;
+
+    // Remove-me through both paths and the legacy body shapes.
+    let del = |body: &'static str| s.send(Method::DELETE, "/scaler/instance", body);
+    assert_eq!(
+        del(r#"{"host":"gw-a","reason":"idle"}"#).await,
+        (200, "accepted".into())
+    );
+    assert_eq!(
+        s.post(
+            "/scaler/remove",
+            r#"{"host":"gw-b.example.org","reason":"expired"}"#
+        )
+        .await,
+        (200, "accepted".into())
+    );
+    assert_eq!(
+        del(r#"{"ip":"10.1.2.3","reason":"unhealty"}"#).await,
+        (200, "accepted".into())
+    );
+    assert_eq!(
+        del(r#"{"host":"gw-c","reason":"unhealthy"}"#).await,
+        (200, "accepted".into())
+    );
+    for bad in [
+        r#"{"host":"gw-a"}"#,
+        r#"{"host":"gw-a","reason":"bored"}"#,
+        r#"{"reason":"idle"}"#,
+        r#"{"host":"a b","reason":"idle"}"#,
+        r#"{"host":7,"reason":"idle"}"#,
+        "not json",
+    ] {
+        let (code, body) = del(bad).await;
+        assert_eq!(code, 400, "{bad} -> {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_unknown_paths_methods_and_limits() {
+    let (s, _j, _f) = scaler_with(3, 3).await;
+    for path in [
+        "/scaler/min",
+        "/scaler/instance",
+        "/scaler/remove",
+        "/anything/else",
+    ] {
+        assert_eq!(s.send(Method::OPTIONS, path, "").await.0, 204, "{path}");
+    }
+    assert_eq!(s.get("/scaler/nope").await.0, 404);
+    assert_eq!(s.get("/").await.0, 404);
+    assert_eq!(s.send(Method::PUT, "/scaler/min", "3").await.0, 405);
+    assert_eq!(s.send(Method::DELETE, "/scaler/min", "").await.0, 405);
+    assert_eq!(s.get("/scaler/instance").await.0, 405);
+    assert_eq!(s.get("/scaler/remove").await.0, 405);
+
+    let huge = format!(
+        r#"{{"host":"gw","reason":"idle","pad":"{}"}}"#,
+        "x".repeat(100_000)
+    );
+    assert_eq!(s.post("/scaler/remove", &huge).await.0, 413);
+    assert_eq!(s.post("/scaler/min", &"1".repeat(10_000)).await.0, 413);
+    assert_eq!(s.get("/scaler/min").await.1, "2", "nothing changed");
+
+    assert_eq!(s.get("/health").await, (200, "ok".into()));
+    assert_eq!(s.get("/ready").await, (200, "ready".into()));
+    let st = s.status().await;
+    for key in [
+        "settings",
+        "jicofo",
+        "ledger",
+        "recent_decisions",
+        "lifecycle",
+    ] {
+        assert!(st.get(key).is_some(), "status has {key}: {st}");
+    }
+    assert_eq!(st["jicofo"]["merged"]["total"], 3);
+    assert!(st["jicofo"]["shards"][0]["age_s"].as_f64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_ledger_survive_a_restart() {
+    let (mut s, jicofo, _f) = scaler_with(10, 10).await;
+    assert_eq!(s.post("/scaler/min", "7").await.0, 204);
+    assert_eq!(s.post("/scaler/max", "55").await.0, 204);
+    assert_eq!(s.post("/scaler/bulk-max", "3").await.0, 204);
+    // available 10 - pending 0 - 1 >= 7: accepted, and it must stay approved after a restart.
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    s.restart().await;
+    assert_eq!(s.get("/scaler/min").await.1, "7");
+    assert_eq!(s.get("/scaler/max").await.1, "55");
+    assert_eq!(s.get("/scaler/bulk-max").await.1, "3");
+    let st = s.status().await;
+    let approved = support::count(&st, "draining")
+        + support::count(&st, "deleting")
+        + support::count(&st, "gone");
+    assert_eq!(approved, 1, "{st:#}");
+    // The pending removal still counts after the restart: with available 10 and min 7 the
+    // budget is 3, of which gw-1 spent one.
+    jicofo.set(10, 10);
+    s.eventually("fresh stats", Duration::from_secs(10), |st| {
+        st["jicofo"]["merged"].is_object()
+    })
+    .await;
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-2","reason":"idle"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-3","reason":"idle"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-4","reason":"idle"}"#)
+            .await
+            .1,
+        "keep"
+    );
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_store_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("state.json"), b"{not json").expect("write");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{}\"\ndata_dir = \"{}\"\n",
+            support::dead_addr(),
+            data.display()
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt"), "{err}");
+    assert_eq!(
+        std::fs::read(data.join("state.json")).expect("kept"),
+        b"{not json",
+        "not replaced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_names_bad_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[settings]\nmin = 0\n[lifecycle.foreman]\ntoken = \"sekrit\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("settings.min"), "{stderr}");
+    assert!(
+        !stdout.contains("sekrit") && stdout.contains("***"),
+        "{stdout}"
+    );
+    // serve refuses the same file, naming the key.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("settings.min"));
+    // An unknown key in the file or in the environment is named too.
+    std::fs::write(&cfg, "[policy]\ntickk = \"1s\"\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .env("JITSI_SCALER_SETTINGS__MIN", "4")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tickk"));
+}

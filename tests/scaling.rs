@@ -1,0 +1,337 @@
+//! The policy end to end: the real `serve` against a fake Jicofo and fake Foreman nodes,
+//! one test per flaw of the legacy design (SPEC §4).
+
+mod support;
+
+use std::time::Duration;
+
+use support::{FakeForeman, FakeJicofo, Scaler, count, dead_addr, fast_config};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn fresh(s: &Scaler) {
+    s.eventually("a fresh reading", WAIT, |st| {
+        st["jicofo"]["merged"].is_object()
+    })
+    .await;
+}
+
+/// Flaw 1: while launches boot (not yet in Jicofo), repeated ticks launch the deficit once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booting_instances_are_not_launched_again() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 3\n{}",
+        fast_config(&jicofo.url, &[&foreman.url])
+    ))
+    .await;
+    s.eventually("3 launches", WAIT, |_| foreman.creates() == 3)
+        .await;
+    // Many ticks later (tick = 200 ms), still exactly the deficit.
+    let before = jicofo.requests();
+    while jicofo.requests() < before + 10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(foreman.creates(), 3, "{}", s.log());
+    let st = s.status().await;
+    assert_eq!(st["ledger"]["in_flight"], 3);
+    // Two of them boot: Jicofo sees them; nothing new is launched (2 seen + 1 in flight).
+    jicofo.set(2, 2);
+    s.eventually("two seen", WAIT, |st| count(st, "ready") == 2)
+        .await;
+    let before = jicofo.requests();
+    while jicofo.requests() < before + 5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(foreman.creates(), 3);
+    // A call takes one: available 1 + in flight 1 < 3, so exactly one more.
+    jicofo.set(2, 1);
+    s.eventually("one more launch", WAIT, |_| foreman.creates() == 4)
+        .await;
+    let before = jicofo.requests();
+    while jicofo.requests() < before + 5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(foreman.creates(), 4);
+}
+
+/// Flaw 2: max counts launches in flight, also with concurrent `POST /scaler/instance`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_is_never_passed() {
+    let jicofo = FakeJicofo::start(4, 0).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 10\nmax = 8\nbulk_max = 100\n{}",
+        fast_config(&jicofo.url, &[&foreman.url])
+    ))
+    .await;
+    fresh(&s).await;
+    // Deficit 10, but max 8 - total 4 = 4 launches.
+    s.eventually("launches up to max", WAIT, |_| foreman.creates() == 4)
+        .await;
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let http = s.http.clone();
+        let url = format!("{}/scaler/instance", s.url);
+        handles.push(tokio::spawn(async move {
+            http.post(url)
+                .body(r#"{"instance_type":"video-sip-gateway"}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut codes = Vec::new();
+    for h in handles {
+        codes.push(h.await.unwrap_or(0));
+    }
+    assert!(
+        codes.iter().all(|c| *c == 409),
+        "all refused at max: {codes:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(foreman.creates(), 4, "{}", s.log());
+    let st = s.status().await;
+    assert_eq!(st["ledger"]["in_flight"], 4);
+
+    // With room for 3 more, 20 concurrent adds get exactly 3 accepted.
+    assert_eq!(s.post("/scaler/min", "1").await.0, 204);
+    assert_eq!(s.post("/scaler/max", "11").await.0, 204);
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let http = s.http.clone();
+        let url = format!("{}/scaler/instance", s.url);
+        handles.push(tokio::spawn(async move {
+            http.post(url)
+                .body(r#"{"instance_type":"video-sip-gateway"}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        if h.await.unwrap_or(0) == 204 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 3);
+    s.eventually("7 hosts", WAIT, |_| foreman.creates() == 7)
+        .await;
+}
+
+/// Flaw 3: 50 concurrent idle remove-me with available = min + 3 give exactly 3 `accepted`;
+/// the same host asking again spends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_idle_removals_stop_at_the_floor() {
+    let jicofo = FakeJicofo::start(5, 5).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
+    fresh(&s).await;
+    let mut handles = Vec::new();
+    for n in 0..50 {
+        let http = s.http.clone();
+        let url = format!("{}/scaler/remove", s.url);
+        handles.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .body(format!(r#"{{"host":"gw-{n}","reason":"idle"}}"#))
+                .send()
+                .await
+                .ok()?;
+            r.text().await.ok()
+        }));
+    }
+    let mut accepted = Vec::new();
+    for (n, h) in handles.into_iter().enumerate() {
+        match h.await.ok().flatten().as_deref() {
+            Some("accepted") => accepted.push(n),
+            Some("keep") => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 3, "available 5 = min 2 + 3");
+    // Repeats answer accepted again without spending budget; others still keep.
+    for n in &accepted {
+        let body = format!(r#"{{"host":"gw-{n}","reason":"idle"}}"#);
+        assert_eq!(s.post("/scaler/remove", &body).await.1, "accepted");
+    }
+    let other = (0..50).find(|n| !accepted.contains(n)).unwrap_or(0);
+    let body = format!(r#"{{"host":"gw-{other}","reason":"idle"}}"#);
+    assert_eq!(s.post("/scaler/remove", &body).await.1, "keep");
+    let st = s.status().await;
+    assert_eq!(st["ledger"]["pending_removal"], 3);
+}
+
+/// Flaw 4: without Jicofo, idle removals keep, adds are refused and nothing is launched;
+/// expired and unhealthy hosts still go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jicofo_down_fails_safe() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    jicofo.set_down(true);
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
+    s.eventually("a failed reading", WAIT, |st| {
+        st["jicofo"]["shards"][0]["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "keep"
+    );
+    let (code, body) = s
+        .post(
+            "/scaler/instance",
+            r#"{"instance_type":"video-sip-gateway"}"#,
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-2","reason":"expired"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-3","reason":"unhealthy"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(foreman.creates(), 0, "no launch while blind");
+    // A reading that is not JSON or lacks the brewery is missing too, never zero.
+    jicofo.set_down(false);
+    s.eventually("fresh again", WAIT, |st| st["jicofo"]["merged"].is_object())
+        .await;
+    s.eventually("launches resume", WAIT, |_| foreman.creates() >= 2)
+        .await;
+}
+
+/// Flaw 5: Foreman node 1 down, node 2 is used; all down: the breakers open and idle
+/// removals keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreman_failover_and_breaker() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let dead = format!("http://{}", dead_addr());
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&fast_config(&jicofo.url, &[&dead, &foreman.url])).await;
+    s.eventually("launches on node 2", WAIT, |_| foreman.creates() == 2)
+        .await;
+    let st = s.status().await;
+    assert_eq!(st["lifecycle"]["up"], true);
+
+    // All nodes down.
+    let dead2 = format!("http://{}", dead_addr());
+    let jicofo2 = FakeJicofo::start(10, 10).await;
+    let s2 = Scaler::start(&fast_config(&jicofo2.url, &[&dead, &dead2])).await;
+    fresh(&s2).await;
+    // Expired removals are accepted and their deletes fail, opening the breakers.
+    assert_eq!(
+        s2.post("/scaler/remove", r#"{"host":"gw-9","reason":"expired"}"#)
+            .await
+            .1,
+        "accepted"
+    );
+    s2.eventually("breakers open", WAIT, |st| st["lifecycle"]["up"] == false)
+        .await;
+    assert_eq!(
+        s2.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "keep"
+    );
+    let st = s2.status().await;
+    let last = &st["recent_decisions"][0];
+    assert!(
+        last["why"].as_str().unwrap_or("").contains("lifecycle"),
+        "{last}"
+    );
+}
+
+/// Flaw 6: a lost create response followed by a retry leaves exactly one host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_create_response_makes_one_host() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    {
+        let mut st = foreman.state.lock().expect("lock");
+        st.lose_create_responses = 3;
+        st.slow = Duration::from_secs(3);
+    }
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}",
+        fast_config(&jicofo.url, &[&foreman.url])
+    ))
+    .await;
+    s.eventually("the launch confirmed", WAIT, |st| count(st, "booting") == 1)
+        .await;
+    assert_eq!(foreman.host_count(), 1, "{}", s.log());
+    assert_eq!(foreman.creates(), 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(foreman.host_count(), 1);
+}
+
+/// A launch that never shows up in Jicofo becomes launch_failed and is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_that_never_shows_up_is_deleted() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    let cfg = fast_config(&jicofo.url, &[&foreman.url])
+        .replace("boot_timeout = \"30s\"", "boot_timeout = \"1500ms\"");
+    let s = Scaler::start(&format!("[settings]\nmin = 1\nbulk_max = 1\n{cfg}")).await;
+    s.eventually("a launch", WAIT, |_| foreman.creates() >= 1)
+        .await;
+    let first = foreman.hosts().first().cloned().unwrap_or_default();
+    s.eventually("the launch failed and was deleted", WAIT, |_| {
+        foreman.deletes().contains(&first)
+    })
+    .await;
+    let st = s.status().await;
+    let failed: Vec<String> = st["ledger"]["hosts"]["launch_failed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h["host"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(failed.contains(&first), "{st:#}");
+    // It stopped counting: a replacement was launched.
+    s.eventually("a replacement", WAIT, |_| foreman.creates() >= 2)
+        .await;
+}
+
+/// An accepted removal is deleted in Foreman (drain_confirm = false, as the legacy scaler).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_removal_is_deleted_in_foreman() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}",
+        fast_config(&jicofo.url, &[&foreman.url])
+    ))
+    .await;
+    s.eventually("a launch", WAIT, |st| count(st, "booting") == 1)
+        .await;
+    let host = foreman.hosts().first().cloned().unwrap_or_default();
+    // It boots; a second idle one exists outside the ledger.
+    jicofo.set(2, 2);
+    s.eventually("seen", WAIT, |st| count(st, "ready") == 1)
+        .await;
+    let body = format!(r#"{{"host":"{host}","reason":"idle"}}"#);
+    assert_eq!(s.post("/scaler/remove", &body).await.1, "accepted");
+    s.eventually("deleted", WAIT, |_| foreman.deletes().contains(&host))
+        .await;
+    // Jicofo stops counting it: it leaves pending_removal; no replacement is needed.
+    jicofo.set(1, 1);
+    s.eventually("left", WAIT, |st| st["ledger"]["pending_removal"] == 0)
+        .await;
+    s.eventually("gone", WAIT, |st| count(st, "gone") == 1)
+        .await;
+}

@@ -1,0 +1,548 @@
+//! Test support: fake neighbours (Jicofo, Foreman) following SPEC §7, and the real `serve`
+//! binary started on loopback with a generated config.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+/// Binds a listener on a free loopback port and serves `app` on it.
+pub async fn serve_on_loopback(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// A loopback address where nothing listens.
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+/// What the fake Jicofo answers.
+#[derive(Clone, Debug)]
+pub struct JicofoState {
+    pub total: u32,
+    pub available: u32,
+    /// Answer 500 instead of stats.
+    pub down: bool,
+    /// Count Foreman's hosts as gateways (total = fixed + hosts, available = total - busy).
+    pub follow: Option<FakeForeman>,
+    pub busy: u32,
+    pub requests: u64,
+}
+
+/// A fake Jicofo `/stats` whose counts the test sets.
+#[derive(Clone)]
+pub struct FakeJicofo {
+    pub url: String,
+    pub state: Arc<Mutex<JicofoState>>,
+}
+
+impl FakeJicofo {
+    pub async fn start(total: u32, available: u32) -> FakeJicofo {
+        let state = Arc::new(Mutex::new(JicofoState {
+            total,
+            available,
+            down: false,
+            follow: None,
+            busy: 0,
+            requests: 0,
+        }));
+        let app = Router::new()
+            .route("/stats", get(jicofo_stats))
+            .with_state(state.clone());
+        let addr = serve_on_loopback(app).await;
+        FakeJicofo {
+            url: format!("http://{addr}/stats"),
+            state,
+        }
+    }
+
+    pub fn set(&self, total: u32, available: u32) {
+        let mut s = self.state.lock().expect("lock");
+        s.total = total;
+        s.available = available;
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().expect("lock").down = down;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state.lock().expect("lock").requests
+    }
+}
+
+async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response {
+    let (down, total, available, follow, busy) = {
+        let mut s = state.lock().expect("lock");
+        s.requests += 1;
+        (s.down, s.total, s.available, s.follow.clone(), s.busy)
+    };
+    if down {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    let (total, available) = match follow {
+        Some(f) => {
+            let t = total + f.host_count() as u32;
+            (t, t.saturating_sub(busy))
+        }
+        None => (total, available),
+    };
+    axum::Json(json!({
+        "conferences": 3,
+        "participants": 7,
+        "jibri_detector": {"count": 0, "available": 0},
+        "sip_jibri_detector": {"count": total, "available": available},
+        "threads": 90
+    }))
+    .into_response()
+}
+
+/// What the fake Foreman holds and how it misbehaves.
+#[derive(Default, Debug)]
+pub struct ForemanState {
+    pub hosts: BTreeMap<String, Value>,
+    pub creates: u64,
+    pub deletes: Vec<String>,
+    pub requests: u64,
+    /// Answer 500 to everything.
+    pub down: bool,
+    /// Store the next N creates but answer only after this delay (the client times out).
+    pub lose_create_responses: u32,
+    pub slow: Duration,
+}
+
+/// A fake Foreman API v2 (hosts create/get/delete/search) on loopback.
+#[derive(Clone, Debug)]
+pub struct FakeForeman {
+    pub url: String,
+    pub state: Arc<Mutex<ForemanState>>,
+}
+
+impl FakeForeman {
+    pub async fn start() -> FakeForeman {
+        let state = Arc::new(Mutex::new(ForemanState::default()));
+        let app = Router::new()
+            .route("/api/hosts", get(fm_search).post(fm_create))
+            .route("/api/hosts/{name}", get(fm_get).delete(fm_delete))
+            .with_state(state.clone());
+        let addr = serve_on_loopback(app).await;
+        FakeForeman {
+            url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.state.lock().expect("lock").hosts.len()
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("lock")
+            .hosts
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn creates(&self) -> u64 {
+        self.state.lock().expect("lock").creates
+    }
+
+    pub fn deletes(&self) -> Vec<String> {
+        self.state.lock().expect("lock").deletes.clone()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.state.lock().expect("lock").requests
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().expect("lock").down = down;
+    }
+}
+
+type Fm = State<Arc<Mutex<ForemanState>>>;
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Basic "))
+}
+
+async fn fm_create(State(state): Fm, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let slow = {
+        let mut s = state.lock().expect("lock");
+        s.requests += 1;
+        if s.down {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+        }
+        if !authorized(&headers) {
+            return (StatusCode::UNAUTHORIZED, "auth").into_response();
+        }
+        let json_ct = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json_ct {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "need json").into_response();
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+            return (StatusCode::BAD_REQUEST, "bad json").into_response();
+        };
+        let Some(name) = v
+            .pointer("/host/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return (StatusCode::UNPROCESSABLE_ENTITY, "no name").into_response();
+        };
+        if s.hosts.contains_key(&name) {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(
+                    json!({"error": {"id": null, "errors": {"name": ["has already been taken"]},
+                    "full_messages": ["Name has already been taken"]}}),
+                ),
+            )
+                .into_response();
+        }
+        s.creates += 1;
+        let n = s.hosts.len() + 10;
+        let host = json!({"name": name, "ip": format!("10.9.0.{n}"), "id": n});
+        s.hosts.insert(name, host);
+        if s.lose_create_responses > 0 {
+            s.lose_create_responses -= 1;
+            Some(s.slow)
+        } else {
+            None
+        }
+    };
+    if let Some(d) = slow {
+        tokio::time::sleep(d).await;
+    }
+    let last = state
+        .lock()
+        .expect("lock")
+        .hosts
+        .values()
+        .last()
+        .cloned()
+        .unwrap_or(Value::Null);
+    (StatusCode::CREATED, axum::Json(last)).into_response()
+}
+
+async fn fm_get(State(state): Fm, Path(name): Path<String>) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests += 1;
+    if s.down {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    match s.hosts.get(&name) {
+        Some(h) => axum::Json(h.clone()).into_response(),
+        None => not_found(&name),
+    }
+}
+
+fn not_found(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"error": {"message": format!("Resource host not found by id '{name}'")}}),
+        ),
+    )
+        .into_response()
+}
+
+async fn fm_delete(State(state): Fm, Path(name): Path<String>) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests += 1;
+    if s.down {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    match s.hosts.remove(&name) {
+        Some(h) => {
+            s.deletes.push(name);
+            axum::Json(h).into_response()
+        }
+        None => not_found(&name),
+    }
+}
+
+async fn fm_search(
+    State(state): Fm,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests += 1;
+    if s.down {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    let search = q.get("search").cloned().unwrap_or_default();
+    let results: Vec<Value> = s
+        .hosts
+        .values()
+        .filter(|h| {
+            if let Some(ip) = search.strip_prefix("ip = ") {
+                h["ip"] == ip.trim()
+            } else if let Some(prefix) = search.split('~').nth(1) {
+                h["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(prefix.trim().trim_end_matches('%')))
+            } else {
+                true
+            }
+        })
+        .cloned()
+        .collect();
+    axum::Json(
+        json!({"total": results.len(), "subtotal": results.len(), "page": 1,
+        "per_page": 1000, "search": search, "results": results}),
+    )
+    .into_response()
+}
+
+/// The real `jitsi-scaler serve`, on a free loopback port, with its own data directory.
+pub struct Scaler {
+    child: Option<Child>,
+    pub url: String,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    config: String,
+    pub http: reqwest::Client,
+}
+
+/// Config lines shared by the tests: fast ticks and short timeouts.
+pub fn fast_config(jicofo_url: &str, foreman_urls: &[&str]) -> String {
+    let nodes: Vec<String> = foreman_urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        r#"
+[policy]
+tick = "200ms"
+stats_max_age = "1500ms"
+boot_timeout = "30s"
+pending_ttl = "60s"
+reconcile_interval = "1h"
+
+[jicofo]
+timeout = "1s"
+[[jicofo.shards]]
+name = "shard1"
+url = "{jicofo_url}"
+
+[lifecycle]
+backend = "foreman"
+name_prefix = "vsg"
+[lifecycle.foreman]
+nodes = [{nodes}]
+user = "scaler"
+token = "test-token"
+connect_timeout = "300ms"
+timeout = "1s"
+create_timeout = "1s"
+attempts = 2
+backoff = "20ms"
+breaker_threshold = 2
+breaker_cooldown = "60s"
+"#,
+        nodes = nodes.join(", ")
+    )
+}
+
+impl Scaler {
+    /// Starts `serve` with `extra` TOML (appended after listen and data_dir).
+    pub async fn start(extra: &str) -> Scaler {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = dead_addr();
+        let config = format!(
+            "listen = \"{addr}\"\ndata_dir = \"{}\"\n{extra}",
+            dir.path().join("data").display()
+        );
+        let mut s = Scaler {
+            child: None,
+            url: format!("http://{addr}"),
+            addr,
+            dir,
+            config,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+        };
+        s.spawn().await;
+        s
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("scaler.toml")
+    }
+
+    /// Where the process writes its log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("scaler.log")
+    }
+
+    /// The log so far (for assertions and failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        std::fs::write(self.config_path(), &self.config).expect("write config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+            .args(["serve", "--config"])
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,jitsi_scaler=debug")
+            .env_remove("JITSI_SCALER_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn jitsi-scaler");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/health", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("jitsi-scaler exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jitsi-scaler did not start:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same port, config and data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    pub async fn status(&self) -> Value {
+        let (code, body) = self.get("/scaler/status").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status JSON")
+    }
+
+    /// Waits until `check(status)` holds, or fails with the last status and the log.
+    pub async fn eventually(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status().await;
+            if check(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; status: {s:#}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Scaler {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The number of ledger entries in `state` from a status document.
+pub fn count(status: &Value, state: &str) -> u64 {
+    status["ledger"]["counts"][state].as_u64().unwrap_or(0)
+}
