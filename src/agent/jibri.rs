@@ -86,9 +86,18 @@ impl JibriClient {
         let parse = |key: &str, u: &str| {
             reqwest::Url::parse(u).map_err(|e| AgentError::Config(format!("{key}: {u:?}: {e}")))
         };
-        let http = reqwest::Client::builder()
+        let health_url = parse("jibri_health_url", health_url)?;
+        let shutdown_url = parse("jibri_shutdown_url", shutdown_url)?;
+        let mut builder = reqwest::Client::builder();
+        if health_url.scheme() == "http" && shutdown_url.scheme() == "http" {
+            // Plain HTTP on loopback: skip loading and parsing the system CA store.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        let http = builder
             .connect_timeout(timeout)
             .timeout(timeout)
+            // A redirect is an answer to report, not to follow (it could turn POST into GET).
+            .redirect(reqwest::redirect::Policy::none())
             // No idle connections: each check connects afresh, so a refused
             // connection reliably means the Jibri process is gone.
             .pool_max_idle_per_host(0)
@@ -98,8 +107,8 @@ impl JibriClient {
             .map_err(|e| AgentError::Http(format!("cannot build the Jibri client: {e}")))?;
         Ok(JibriClient {
             http,
-            health_url: parse("jibri_health_url", health_url)?,
-            shutdown_url: parse("jibri_shutdown_url", shutdown_url)?,
+            health_url,
+            shutdown_url,
         })
     }
 
@@ -137,10 +146,7 @@ impl JibriClient {
 }
 
 fn transport(e: &reqwest::Error) -> Probe {
-    // Display of reqwest errors names the URL (no secrets here) but not the cause.
-    let cause = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
+    let cause = super::error_chain(e);
     if e.is_connect() && !e.is_timeout() {
         Probe::Down(cause)
     } else if e.is_timeout() {

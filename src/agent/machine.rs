@@ -238,7 +238,8 @@ impl Machine {
                 self.unhealthy_streak = 0;
                 let since = *self.unreachable_since.get_or_insert(now);
                 let down_for = now.saturating_sub(since);
-                return (down_for >= self.unreachable_time).then_some(Cause::UnreachableFor(down_for));
+                return (down_for >= self.unreachable_time)
+                    .then_some(Cause::UnreachableFor(down_for));
             }
             JibriReading::Status { busy, health } => (busy, health),
         };
@@ -371,7 +372,10 @@ mod tests {
     fn busy_never_asks_and_resets_idle() {
         let mut m = Machine::new(&th(), "gw-1");
         assert_eq!(feed(&mut m, BUSY, 0, 10 * 3_600_000), None);
-        assert_eq!(feed(&mut m, SICK_BUSY, 10 * 3_600_000, 11 * 3_600_000), None);
+        assert_eq!(
+            feed(&mut m, SICK_BUSY, 10 * 3_600_000, 11 * 3_600_000),
+            None
+        );
         // Idle 9 minutes, one busy reading, idle again: the clock starts over.
         let mut m = Machine::new(&th(), "gw-1");
         assert_eq!(feed(&mut m, IDLE, 0, 540_000), None);
@@ -409,7 +413,11 @@ mod tests {
         let mut m = Machine::new(&th(), "gw-1");
         assert_eq!(m.observe(SICK, 0), None);
         assert_eq!(m.observe(SICK, 5_000), None);
-        assert_eq!(m.observe(IDLE, 10_000), None, "a healthy check breaks the streak");
+        assert_eq!(
+            m.observe(IDLE, 10_000),
+            None,
+            "a healthy check breaks the streak"
+        );
         assert_eq!(m.observe(SICK, 15_000), None);
         assert_eq!(m.observe(SICK, 20_000), None);
         assert_eq!(m.observe(SICK, 25_000), Some(Cause::Unhealthy(3)));
@@ -424,13 +432,19 @@ mod tests {
     fn unreachable_for_unreachable_time_asks_unhealthy() {
         let mut m = Machine::new(&th(), "gw-1");
         assert_eq!(feed(&mut m, DOWN, 0, 115_000), None);
-        assert_eq!(m.observe(DOWN, 120_000), Some(Cause::UnreachableFor(120_000)));
+        assert_eq!(
+            m.observe(DOWN, 120_000),
+            Some(Cause::UnreachableFor(120_000))
+        );
         // Back for one check: the outage starts over.
         let mut m = Machine::new(&th(), "gw-1");
         assert_eq!(feed(&mut m, DOWN, 0, 100_000), None);
         assert_eq!(m.observe(BUSY, 105_000), None);
         assert_eq!(feed(&mut m, DOWN, 110_000, 225_000), None);
-        assert_eq!(m.observe(DOWN, 230_000), Some(Cause::UnreachableFor(120_000)));
+        assert_eq!(
+            m.observe(DOWN, 230_000),
+            Some(Cause::UnreachableFor(120_000))
+        );
         assert_eq!(m.idle_since(), None);
     }
 
@@ -445,7 +459,11 @@ mod tests {
         let mut m = Machine::new(&t, "gw-1");
         let lifetime = m.lifetime().map(|d| d.as_millis() as u64).unwrap_or(0);
         assert!((21 * hour..=27 * hour).contains(&lifetime));
-        assert_eq!(m.observe(BUSY, lifetime + 1), None, "busy past the lifetime");
+        assert_eq!(
+            m.observe(BUSY, lifetime + 1),
+            None,
+            "busy past the lifetime"
+        );
         assert_eq!(
             m.observe(IDLE, lifetime + 2),
             Some(Cause::Lifetime {
@@ -453,7 +471,14 @@ mod tests {
                 lifetime
             })
         );
-        assert_eq!(Cause::Lifetime { age: 2, lifetime: 1 }.reason(), Reason::Expired);
+        assert_eq!(
+            Cause::Lifetime {
+                age: 2,
+                lifetime: 1
+            }
+            .reason(),
+            Reason::Expired
+        );
         assert_eq!(m.observe(IDLE, 5), None, "young and idle: nothing yet");
     }
 
@@ -480,7 +505,10 @@ mod tests {
         for i in 0..1000 {
             let key = format!("10.0.{}.{}", i / 256, i % 256);
             let l = jittered_lifetime(base, &key);
-            assert!(l >= base.mul_f64(0.9) && l <= base.mul_f64(1.1), "{key}: {l:?}");
+            assert!(
+                l >= base.mul_f64(0.9) && l <= base.mul_f64(1.1),
+                "{key}: {l:?}"
+            );
             if l < base.mul_f64(0.97) {
                 below += 1;
             }
@@ -501,7 +529,10 @@ mod tests {
         }
         // Pinned values: a change here would move every fleet's expiry on upgrade.
         assert_eq!(stable_hash("10.0.0.5"), 0x0848_dabd_5d54_cad3);
-        assert_eq!(jittered_lifetime(base, "10.0.0.5"), Duration::from_secs(85_536));
+        assert_eq!(
+            jittered_lifetime(base, "10.0.0.5"),
+            Duration::from_secs(85_536)
+        );
         let m1 = Machine::new(
             &Thresholds {
                 max_lifetime: Some(base),

@@ -289,11 +289,18 @@ impl AgentConfig {
         if self.max_lifetime.is_some_and(|d| d.is_zero()) {
             p.push("max_lifetime: must be more than 0 (or left out)".into());
         }
-        if self.on_accepted.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        if self
+            .on_accepted
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
             p.push("on_accepted: empty command (leave it out instead)".into());
         }
         if !["text", "json"].contains(&self.log_format.as_str()) {
-            p.push(format!("log_format: {:?} is not text or json", self.log_format));
+            p.push(format!(
+                "log_format: {:?} is not text or json",
+                self.log_format
+            ));
         }
         p
     }
@@ -368,10 +375,7 @@ fn key_source(cfg: &AgentConfig) -> Result<(Option<PathBuf>, Option<String>), Ag
             });
         }
     }
-    Ok((
-        cfg.key_file.clone().or(key_file),
-        cfg.kid.clone().or(kid),
-    ))
+    Ok((cfg.key_file.clone().or(key_file), cfg.kid.clone().or(kid)))
 }
 
 /// Loads the signing key; `None` when no key is configured (tokens are then not sent).
@@ -554,7 +558,10 @@ impl Agent {
     async fn watch(&self, shutdown: &CancellationToken) -> Outcome {
         let mut machine = Machine::new(&self.cfg.thresholds(), &self.instance);
         if let Some(l) = machine.lifetime() {
-            info!(lifetime_s = l.as_secs(), "instance lifetime (jittered from max_lifetime)");
+            info!(
+                lifetime_s = l.as_secs(),
+                "instance lifetime (jittered from max_lifetime)"
+            );
         }
         let mut failures: u32 = 0;
         let mut last_shown: Option<Probe> = None;
@@ -615,7 +622,11 @@ impl Agent {
             Err(e) => {
                 *failures = failures.saturating_add(1);
                 let wait = jitter(
-                    backoff(self.cfg.retry_backoff, self.cfg.retry_backoff_max, *failures),
+                    backoff(
+                        self.cfg.retry_backoff,
+                        self.cfg.retry_backoff_max,
+                        *failures,
+                    ),
                     JITTER,
                     random_unit(),
                 );
@@ -694,7 +705,10 @@ impl Agent {
                 true
             }
             Ok(status) => {
-                warn!(status, "Jibri refused graceful shutdown; retrying at the next check");
+                warn!(
+                    status,
+                    "Jibri refused graceful shutdown; retrying at the next check"
+                );
                 false
             }
             Err(e) => {
@@ -715,7 +729,10 @@ impl Agent {
                 }
                 Err(e) if e.is_permanent() || attempt == self.cfg.drained_attempts => {
                     // The scaler deletes after its drain_timeout anyway.
-                    warn!(attempt, "drained confirmation not delivered ({e}); giving up");
+                    warn!(
+                        attempt,
+                        "drained confirmation not delivered ({e}); giving up"
+                    );
                     return true;
                 }
                 Err(e) => {
@@ -724,7 +741,11 @@ impl Agent {
                         JITTER,
                         random_unit(),
                     );
-                    warn!(attempt, "drained confirmation failed ({e}); retry in {} s", secs(wait));
+                    warn!(
+                        attempt,
+                        "drained confirmation failed ({e}); retry in {} s",
+                        secs(wait)
+                    );
                     if !Self::sleep(wait, shutdown).await {
                         return false;
                     }
@@ -752,7 +773,9 @@ impl Agent {
             }
         };
         match tokio::time::timeout(self.cfg.on_accepted_timeout, child.wait()).await {
-            Ok(Ok(status)) if status.success() => info!(command = cmd, %status, "on_accepted finished"),
+            Ok(Ok(status)) if status.success() => {
+                info!(command = cmd, %status, "on_accepted finished")
+            }
             Ok(Ok(status)) => warn!(command = cmd, %status, "on_accepted failed"),
             Ok(Err(e)) => error!(command = cmd, "on_accepted: cannot wait for it: {e}"),
             Err(_) => {
@@ -764,6 +787,24 @@ impl Agent {
                 );
             }
         }
+    }
+}
+
+/// The causes of an error, innermost last (reqwest's own text says only "error sending request").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
     }
 }
 
@@ -806,6 +847,7 @@ fn init_tracing(cfg: &AgentConfig) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // try_init: a second subscriber (tests, demo) is not an error.
     let _ = if cfg.log_format == "json" {
@@ -944,8 +986,11 @@ on_accepted = "systemctl poweroff"
     fn key_source_prefers_the_config_over_the_env_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = dir.path().join("env");
-        std::fs::write(&env, "ASAP_SIGNING_KEY_FILE=/k.pem\nASAP_JWT_KID='jitsi/default'\n")
-            .expect("write");
+        std::fs::write(
+            &env,
+            "ASAP_SIGNING_KEY_FILE=/k.pem\nASAP_JWT_KID='jitsi/default'\n",
+        )
+        .expect("write");
         let mut cfg = AgentConfig {
             sidecar_env_file: Some(env.clone()),
             ..AgentConfig::default()

@@ -160,11 +160,20 @@ impl ScalerClient {
                 )));
             }
         };
+        let remove_url = join_url(&ep.base_url, &ep.remove_path)
+            .map_err(|e| cfg(format!("scaler_url/remove_path: {e}")))?;
+        let drained_url = join_url(&ep.base_url, &ep.drained_path)
+            .map_err(|e| cfg(format!("scaler_url/drained_path: {e}")))?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(ep.connect_timeout)
             .timeout(ep.request_timeout)
+            // A redirect is an answer to report, not to follow (it could turn POST into GET).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("jitsi-scaler-agent/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &ep.extra_ca_pem {
+        if remove_url.scheme() == "http" && drained_url.scheme() == "http" {
+            // No TLS to do: skip loading the system CA store (memory on the gateway).
+            builder = builder.tls_certs_only(Vec::new());
+        } else if let Some(pem) = &ep.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| cfg(format!("ca_file: not a PEM certificate bundle: {e}")))?;
             if certs.is_empty() {
@@ -177,11 +186,9 @@ impl ScalerClient {
             .map_err(|e| AgentError::Http(format!("cannot build the scaler client: {e}")))?;
         Ok(ScalerClient {
             http,
-            remove_url: join_url(&ep.base_url, &ep.remove_path)
-                .map_err(|e| cfg(format!("scaler_url/remove_path: {e}")))?,
+            remove_url,
             remove_method,
-            drained_url: join_url(&ep.base_url, &ep.drained_path)
-                .map_err(|e| cfg(format!("scaler_url/drained_path: {e}")))?,
+            drained_url,
             signer,
         })
     }
@@ -236,9 +243,7 @@ impl ScalerClient {
             req = req.bearer_auth(signer.token_at(SystemTime::now())?);
         }
         let resp = req.send().await.map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| e.to_string());
+            let cause = super::error_chain(&e);
             ScalerError::Transport(if e.is_timeout() {
                 "timed out".into()
             } else {
