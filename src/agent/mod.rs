@@ -87,6 +87,8 @@ pub struct AgentConfig {
     pub remove_path: String,
     /// Method of the remove-me request: `POST` (for `/remove`) or `DELETE` (for `/instance`).
     pub remove_method: String,
+    /// Wire spelling of the unhealthy reason: `unhealthy`, or the legacy script's `unhealty`.
+    pub unhealthy_reason: String,
     /// Path of the drain confirmation under `scaler_url`.
     pub drained_path: String,
     /// Send `POST {scaler_url}{drained_path}` once Jibri has stopped.
@@ -172,6 +174,7 @@ impl Default for AgentConfig {
             instance: None,
             remove_path: "/remove".into(),
             remove_method: "POST".into(),
+            unhealthy_reason: "unhealthy".into(),
             drained_path: "/drained".into(),
             confirm_drained: true,
             jibri_health_url: "http://127.0.0.1:2222/jibri/api/v1.0/health".into(),
@@ -259,6 +262,12 @@ impl AgentConfig {
             if let Err(e) = reqwest::Url::parse(url) {
                 p.push(format!("{key}: {url:?}: {e}"));
             }
+        }
+        if !["unhealthy", "unhealty"].contains(&self.unhealthy_reason.as_str()) {
+            p.push(format!(
+                "unhealthy_reason: {:?} is not unhealthy or unhealty",
+                self.unhealthy_reason
+            ));
         }
         if let Some(i) = &self.instance
             && !valid_instance(i)
@@ -514,6 +523,7 @@ impl Agent {
                 remove_path: cfg.remove_path.clone(),
                 remove_method: cfg.remove_method.clone(),
                 drained_path: cfg.drained_path.clone(),
+                unhealthy_reason: cfg.unhealthy_reason.clone(),
                 connect_timeout: cfg.connect_timeout,
                 request_timeout: cfg.request_timeout,
                 extra_ca_pem,
@@ -936,6 +946,13 @@ on_accepted = "systemctl poweroff"
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c = AgentConfig::from_toml(include_str!("../../examples/agent.toml")).expect("parses");
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.on_accepted.as_deref(), Some("systemctl poweroff"));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(AgentConfig::from_toml("scaler_urll = \"x\"").is_err());
         assert!(AgentConfig::from_toml("idle_time = \"soon\"").is_err());
@@ -946,6 +963,7 @@ on_accepted = "systemctl poweroff"
             unhealthy_checks: 0,
             check_interval: Duration::ZERO,
             log_format: "xml".into(),
+            unhealthy_reason: "sick".into(),
             ..AgentConfig::default()
         };
         let problems = c.problems();
@@ -956,6 +974,7 @@ on_accepted = "systemctl poweroff"
             "unhealthy_checks:",
             "check_interval:",
             "log_format:",
+            "unhealthy_reason:",
         ] {
             assert!(
                 problems.iter().any(|p| p.starts_with(key)),

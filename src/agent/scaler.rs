@@ -111,6 +111,7 @@ pub struct ScalerClient {
     remove_url: reqwest::Url,
     remove_method: Method,
     drained_url: reqwest::Url,
+    unhealthy_reason: String,
     signer: Option<Signer>,
 }
 
@@ -125,6 +126,8 @@ pub struct ScalerEndpoint {
     pub remove_method: String,
     /// Path of the drain confirmation.
     pub drained_path: String,
+    /// Wire spelling of [`Reason::Unhealthy`].
+    pub unhealthy_reason: String,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Whole-request timeout.
@@ -189,6 +192,7 @@ impl ScalerClient {
             remove_url,
             remove_method,
             drained_url,
+            unhealthy_reason: ep.unhealthy_reason.clone(),
             signer,
         })
     }
@@ -200,7 +204,11 @@ impl ScalerClient {
 
     /// Asks the scaler to remove `host` for `reason`.
     pub async fn remove(&self, host: &str, reason: Reason) -> Result<Answer, ScalerError> {
-        let body = json!({"host": host, "reason": reason.as_str()});
+        let reason = match reason {
+            Reason::Unhealthy => self.unhealthy_reason.as_str(),
+            other => other.as_str(),
+        };
+        let body = json!({"host": host, "reason": reason});
         let (status, text) = self
             .send(self.remove_method.clone(), &self.remove_url, &body)
             .await?;
