@@ -16,8 +16,10 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use policy::{Reason, Settings};
 use serde_json::Value;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::{AuthError, Authenticator, Caller};
 use crate::service::{Service, ServiceError};
 
 /// How long one request may take before the service answers 408.
@@ -35,26 +37,23 @@ pub enum ApiError {
     /// The request is valid but refused (at max, no fresh stats, ...).
     #[error("{0}")]
     Conflict(String),
-    /// A remove-me that cannot be recorded: refused with the body `keep`, so that legacy
-    /// clients, which compare the body with `keep`, stay up.
-    #[error("keep")]
-    KeepRefused(String),
+    /// Authentication or authorisation failed (401, 403, 429).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Auth(e) = self {
+            return e.into_response();
+        }
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Conflict(_) | ApiError::KeepRefused(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Auth(e) => e.status(),
         };
-        let mut resp = (status, self.to_string()).into_response();
-        if let ApiError::KeepRefused(why) = &self
-            && let Ok(v) = HeaderValue::from_str(why.chars().take(200).collect::<String>().as_str())
-        {
-            resp.headers_mut().insert("x-scaler-reason", v);
-        }
-        resp
+        (status, self.to_string()).into_response()
     }
 }
 
@@ -68,25 +67,34 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-type Shared = Arc<Service>;
-
-/// Who made a request, for the audit trail. The auth layer fills in the token subject.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// Token subject or client address.
-    pub name: String,
+/// What every handler gets: the service and the authenticator.
+#[derive(Clone)]
+pub struct AppState {
+    svc: Arc<Service>,
+    auth: Arc<Authenticator>,
 }
 
-impl Caller {
-    fn from_peer(peer: SocketAddr) -> Self {
-        Caller {
-            name: peer.ip().to_string(),
-        }
+type Shared = AppState;
+
+/// Authenticates a request: the auth seam of every API route but health and readiness.
+async fn authenticate(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Caller, ApiError> {
+    Ok(st.auth.authenticate(headers, peer).await?)
+}
+
+/// The caller's name in logs and the audit trail: `subject@address`.
+fn who(c: &Caller) -> String {
+    match &c.subject {
+        Some(sub) => format!("{sub}@{}", c.client_ip),
+        None => c.client_ip.to_string(),
     }
 }
 
 /// The router, with routes under the configured prefix.
-pub fn router(svc: Arc<Service>) -> Router {
+pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
     let p = svc.cfg.prefix.clone();
     let limit = svc.cfg.body_limit;
     Router::new()
@@ -104,23 +112,35 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/ready", get(ready).options(options))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
+        // Refuses an announced oversize body at once, before reading it.
+        .layer(RequestBodyLimitLayer::new(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(svc)
+        .with_state(AppState { svc, auth })
 }
 
 fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
-    get(move |State(svc): State<Shared>| async move { get_setting(&svc, name).await })
-        .post(
-            move |State(svc): State<Shared>,
-                  ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                  body: Result<Bytes, BytesRejection>| async move {
-                post_setting(&svc, name, Caller::from_peer(peer), body).await
-            },
-        )
-        .options(options)
+    get(
+        move |State(st): State<Shared>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              headers: HeaderMap| async move {
+            authenticate(&st, &headers, peer).await?.require_admin()?;
+            Ok::<_, ApiError>(get_setting(&st.svc, name).await)
+        },
+    )
+    .post(
+        move |State(st): State<Shared>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              headers: HeaderMap,
+              body: Result<Bytes, BytesRejection>| async move {
+            let caller = authenticate(&st, &headers, peer).await?;
+            caller.require_admin()?;
+            post_setting(&st.svc, name, &caller, body).await
+        },
+    )
+    .options(options)
 }
 
 async fn options() -> Response {
@@ -167,7 +187,7 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 async fn post_setting(
     svc: &Service,
     name: &'static str,
-    caller: Caller,
+    caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let value = json_body(body)?;
@@ -175,7 +195,7 @@ async fn post_setting(
         ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}"))
     })?;
     let n = Settings::check(name, n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    svc.set_setting(name, n, &caller.name)
+    svc.set_setting(name, n, &who(caller))
         .await
         .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -186,10 +206,14 @@ fn conflict(e: ServiceError) -> ApiError {
 }
 
 async fn add_instance(
-    State(svc): State<Shared>,
+    State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let caller = authenticate(&st, &headers, peer).await?;
+    caller.require_admin()?;
+    let svc = &st.svc;
     let value = json_body(body)?;
     let kind = value
         .get("instance_type")
@@ -201,9 +225,7 @@ async fn add_instance(
             svc.cfg.instance_type
         )));
     }
-    svc.external_add(&Caller::from_peer(peer).name)
-        .await
-        .map_err(conflict)?;
+    svc.external_add(&who(&caller)).await.map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -256,31 +278,48 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
     Ok((host.to_ascii_lowercase(), reason))
 }
 
+/// Authenticates a remove-me or drained request and checks the host belongs to the caller.
+async fn instance_request(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: Result<Bytes, BytesRejection>,
+    need_reason: bool,
+) -> Result<(Caller, String, Option<Reason>), ApiError> {
+    let caller = authenticate(st, headers, peer).await?;
+    st.auth.check_remove_rate(caller.client_ip)?;
+    let value = json_body(body)?;
+    let (host, reason) = remove_body(&value, need_reason)?;
+    let known_ips = st.svc.known_ips(&host).await;
+    if let Err(e) = caller.may_remove(&host, &known_ips) {
+        tracing::warn!(host, by = %who(&caller), "refused: an instance may only name itself");
+        return Err(e.into());
+    }
+    Ok((caller, host, reason))
+}
+
 async fn remove_me(
-    State(svc): State<Shared>,
+    State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let value = json_body(body)?;
-    let (host, reason) = remove_body(&value, true)?;
+    let (caller, host, reason) = instance_request(&st, &headers, peer, body, true).await?;
     let reason = reason.unwrap_or(Reason::Idle);
-    let caller = Caller::from_peer(peer);
-    match svc.remove_me(&host, reason, &caller.name).await {
-        Ok(d) if d.accepted() => Ok("accepted".into_response()),
-        Ok(_) => Ok("keep".into_response()),
-        Err(e) => Err(ApiError::KeepRefused(e.to_string())),
+    match st.svc.remove_me(&host, reason, &who(&caller)).await {
+        d if d.accepted() => Ok("accepted".into_response()),
+        _ => Ok("keep".into_response()),
     }
 }
 
 async fn drained(
-    State(svc): State<Shared>,
+    State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let value = json_body(body)?;
-    let (host, _) = remove_body(&value, false)?;
-    let caller = Caller::from_peer(peer);
-    match svc.drained(&host, &caller.name).await {
+    let (caller, host, _) = instance_request(&st, &headers, peer, body, false).await?;
+    match st.svc.drained(&host, &who(&caller)).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(false) => Err(ApiError::Conflict(format!(
             "no approved removal for {host}"
@@ -289,16 +328,21 @@ async fn drained(
     }
 }
 
-async fn status(State(svc): State<Shared>) -> Json<Value> {
-    Json(svc.status().await)
+async fn status(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&st, &headers, peer).await?.require_admin()?;
+    Ok(Json(st.svc.status().await))
 }
 
 async fn health() -> &'static str {
     "ok"
 }
 
-async fn ready(State(svc): State<Shared>) -> Response {
-    if svc.is_ready() {
+async fn ready(State(st): State<Shared>) -> Response {
+    if st.svc.is_ready() {
         "ready".into_response()
     } else {
         (
@@ -307,15 +351,6 @@ async fn ready(State(svc): State<Shared>) -> Response {
         )
             .into_response()
     }
-}
-
-/// Headers are part of the seam for the auth layer; kept to one place.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
 }
 
 #[cfg(test)]

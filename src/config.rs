@@ -35,6 +35,10 @@ pub struct Config {
     pub jicofo: JicofoConfig,
     /// The lifecycle manager.
     pub lifecycle: LifecycleConfig,
+    /// API authentication (ASAP tokens).
+    pub auth: crate::auth::AuthConfig,
+    /// Where settings and the ledger are kept.
+    pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -51,6 +55,8 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             jicofo: JicofoConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
+            store: StoreConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -187,6 +193,50 @@ pub struct ShardConfig {
     pub name: String,
     /// URL of its Jicofo `/stats`.
     pub url: String,
+}
+
+/// The store (`[store]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (a file in `data_dir`, one replica) or `redis` (shared by several replicas).
+    pub backend: StoreBackend,
+    /// Redis or Valkey URL (`redis://[:password@]host:port/db`); a secret if it has a password.
+    pub redis_url: String,
+    /// Prefix of every Redis key, so several pools can share one Redis.
+    pub key_prefix: String,
+    /// Timeout of one Redis operation (and of connecting).
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+    /// Lifetime of the leader lease; renewed every third of it. A dead leader is replaced
+    /// within this plus one tick.
+    #[serde(with = "crate::duration")]
+    pub lease_ttl: Duration,
+    /// This replica's name in the lease (default: host name and process id).
+    pub replica: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Embedded,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "jitsi-scaler".into(),
+            timeout: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(15),
+            replica: None,
+        }
+    }
+}
+
+/// The store backends.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// `state.json` in `data_dir`.
+    Embedded,
+    /// Redis or Valkey.
+    Redis,
 }
 
 /// Logging (`[log]`).
@@ -436,6 +486,21 @@ impl Config {
                 Some(_) => {}
             },
         }
+        p.extend(self.auth.validate());
+        let st = &self.store;
+        if st.backend == StoreBackend::Redis && redis::Client::open(st.redis_url.as_str()).is_err()
+        {
+            p.push("store.redis_url: not a redis:// or rediss:// URL".into());
+        }
+        if st.key_prefix.is_empty() || st.key_prefix.contains(char::is_whitespace) {
+            p.push("store.key_prefix: must be non-empty without spaces".into());
+        }
+        if st.timeout.is_zero() {
+            p.push("store.timeout: must be more than 0".into());
+        }
+        if st.lease_ttl < Duration::from_millis(300) {
+            p.push("store.lease_ttl: must be at least 300ms".into());
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!(
                 "log.format: {:?} must be text or json",
@@ -443,6 +508,18 @@ impl Config {
             ));
         }
         p
+    }
+
+    /// Settings that work but are probably not intended (logged at start, shown by `config check`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = self.auth.warnings();
+        if self.lifecycle.backend == Backend::Foreman
+            && self.lifecycle.foreman.token.is_none()
+            && self.lifecycle.foreman.token_file.is_none()
+        {
+            w.push("lifecycle.foreman: no token or token_file: calls carry no credentials".into());
+        }
+        w
     }
 
     /// Fails with every problem at once.
@@ -461,6 +538,7 @@ impl Config {
         if c.lifecycle.foreman.token.is_some() {
             c.lifecycle.foreman.token = Some("***".into());
         }
+        c.store.redis_url = mask_url_password(&c.store.redis_url);
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }
 
@@ -469,6 +547,17 @@ impl Config {
         self.listen.parse().map_err(|_| {
             ConfigError::Invalid(vec![format!("listen: {:?} is not an address", self.listen)])
         })
+    }
+}
+
+/// `redis://user:secret@host` -> `redis://user:***@host`.
+fn mask_url_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -581,7 +670,9 @@ mod tests {
     fn masked_config_hides_the_token() {
         let mut c = Config::default();
         c.lifecycle.foreman.token = Some("s3cret".into());
+        c.store.redis_url = "redis://:hunter2@127.0.0.1:6379/0".into();
         let t = c.masked_toml();
         assert!(!t.contains("s3cret") && t.contains("***"));
+        assert!(!t.contains("hunter2"), "{t}");
     }
 }

@@ -26,22 +26,41 @@ pub fn new_host_name(prefix: &str, ledger: &Ledger) -> String {
 }
 
 /// Runs the loop until `shutdown`; lifecycle calls in progress are tracked by `tasks`.
+/// Every replica reads Jicofo (its approvals need a fresh view); only the leader launches,
+/// times out, deletes and reconciles.
 pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTracker) {
     let mut interval = tokio::time::interval(svc.cfg.policy.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lease_timer = tokio::time::interval(svc.cfg.store.lease_ttl / 3);
+    lease_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = Instant::now();
+    svc.renew_lease().await;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = lease_timer.tick() => {
+                svc.renew_lease().await;
+                continue;
+            }
             _ = interval.tick() => {}
             _ = svc.wake.notified() => {}
         }
         step(&svc, &tasks).await;
-        if last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
+        if svc.is_leader() && last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
             last_reconcile = Instant::now();
             reconcile(&svc).await;
         }
     }
+    svc.release_lease().await;
+}
+
+/// What the leader's tick decided, for logging and acting after the write.
+struct Planned {
+    tick: policy::Tick,
+    launched: Vec<String>,
+    merged: crate::jicofo::Merged,
+    creates: Vec<String>,
+    deletes: Vec<String>,
 }
 
 /// One tick: read every shard, run the policy, record the launches, start the owed calls.
@@ -49,36 +68,52 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
     let mut shards = svc.core.lock().await.shards.clone();
     svc.jicofo.poll(&mut shards, now_ms).await;
     svc.mark_stats_attempted();
+    svc.core.lock().await.shards = shards;
+    svc.flush_queued().await;
+    let Some(fence) = svc.lease() else {
+        return;
+    };
     let now = now_ms();
-    let mut core = svc.core.lock().await;
-    core.shards = shards;
-    let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
-    let mut next = core.snap.clone();
-    let tick = policy::tick(
-        &mut next.ledger,
-        &next.settings,
-        merged.observation.as_ref(),
-        &svc.timing,
-        now,
-    );
-    let mut launched = Vec::new();
-    for _ in 0..tick.launch.launch {
-        let host = new_host_name(&svc.cfg.lifecycle.name_prefix, &next.ledger);
-        next.ledger.record_launch(&host, Origin::Scaler, now);
-        launched.push(host);
-    }
-    if next != core.snap {
-        if let Err(e) = svc.store.save(&next).await {
+    let planned = svc
+        .mutate(Some(&fence), |snap, core| {
+            let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
+            let tick = policy::tick(
+                &mut snap.ledger,
+                &snap.settings,
+                merged.observation.as_ref(),
+                &svc.timing,
+                now,
+            );
+            let mut launched = Vec::new();
+            for _ in 0..tick.launch.launch {
+                let host = new_host_name(&svc.cfg.lifecycle.name_prefix, &snap.ledger);
+                snap.ledger.record_launch(&host, Origin::Scaler, now);
+                launched.push(host);
+            }
+            Planned {
+                tick,
+                launched,
+                merged,
+                creates: snap.ledger.creates_owed(),
+                deletes: snap.ledger.deletes_owed(),
+            }
+        })
+        .await;
+    let Planned {
+        tick,
+        launched,
+        merged,
+        creates,
+        deletes,
+    } = match planned {
+        Ok(p) => p,
+        Err(e) => {
             // Nothing recorded means nothing launched: try again next tick.
             tracing::error!(error = %e, "cannot store the tick's changes; launching nothing");
             return;
         }
-        core.snap = next;
-    }
-    let previous = core.last_launch.replace(tick.launch);
-    let creates = core.snap.ledger.creates_owed();
-    let deletes = core.snap.ledger.deletes_owed();
-    drop(core);
+    };
+    let previous = svc.core.lock().await.last_launch.replace(tick.launch);
 
     for e in &tick.events {
         log_event(svc, e);
@@ -208,40 +243,61 @@ fn spawn_call(svc: &Arc<Service>, tasks: &TaskTracker, host: String, call: Call)
 async fn create(svc: &Arc<Service>, host: &str) {
     let started = Instant::now();
     let result = svc.lifecycle.create(host, &svc.cfg.instance_type).await;
-    let now = now_ms();
-    let mut core = svc.core.lock().await;
-    let mut next = core.snap.clone();
+    let elapsed = started.elapsed().as_millis();
     let (outcome, why) = match &result {
-        Ok(created) => {
-            next.ledger.launch_confirmed(host, now);
-            if let Some(ip) = &created.ip {
-                next.ledger.set_ip(host, ip);
-            }
-            (
-                "created",
-                format!(
-                    "lifecycle manager created it in {} ms",
-                    started.elapsed().as_millis()
-                ),
-            )
-        }
-        Err(e) => {
-            next.ledger
-                .launch_error(host, now, &e.to_string(), e.is_definitive());
-            if e.is_definitive() {
-                ("launch_failed", format!("create refused: {e}"))
-            } else {
-                ("retry", format!("create failed, retrying next tick: {e}"))
-            }
-        }
+        Ok(_) => (
+            "created",
+            format!("lifecycle manager created it in {elapsed} ms"),
+        ),
+        Err(e) if e.is_definitive() => ("launch_failed", format!("create refused: {e}")),
+        Err(e) => ("retry", format!("create failed, retrying next tick: {e}")),
     };
-    if let Err(e) = svc.store.save(&next).await {
-        tracing::error!(host, error = %e, "cannot store the create result; it is retried (idempotent by name)");
+    record_outcome(
+        svc,
+        host,
+        "create",
+        outcome,
+        why,
+        |snap, now| match &result {
+            Ok(created) => {
+                snap.ledger.launch_confirmed(host, now);
+                if let Some(ip) = &created.ip {
+                    snap.ledger.set_ip(host, ip);
+                }
+            }
+            Err(e) => snap
+                .ledger
+                .launch_error(host, now, &e.to_string(), e.is_definitive()),
+        },
+    )
+    .await;
+}
+
+/// Stores a lifecycle call's outcome as leader and records the decision. A deposed leader
+/// drops it: the new leader repeats the call, which is idempotent (by name; 404 = gone).
+async fn record_outcome(
+    svc: &Arc<Service>,
+    host: &str,
+    kind: &'static str,
+    outcome: &str,
+    why: String,
+    apply: impl Fn(&mut crate::store::Snapshot, policy::Millis),
+) {
+    let Some(fence) = svc.lease() else {
+        tracing::info!(
+            host,
+            kind,
+            "not the leader any more; the new leader repeats the call"
+        );
         return;
+    };
+    let now = now_ms();
+    match svc.mutate(Some(&fence), |snap, _| apply(snap, now)).await {
+        Ok(()) => svc.record(Service::decision(kind, Some(host), outcome, why, None)),
+        Err(e) => {
+            tracing::error!(host, kind, error = %e, "cannot store the call's outcome; it is repeated (idempotent)")
+        }
     }
-    core.snap = next;
-    drop(core);
-    svc.record(Service::decision("create", Some(host), outcome, why, None));
 }
 
 /// The name the lifecycle manager knows `host` by (`None`: it does not know it).
@@ -265,26 +321,22 @@ async fn delete(svc: &Arc<Service>, host: &str) {
         Ok(None) => Ok("the lifecycle manager has no host with this address".into()),
         Err(e) => Err(e),
     };
-    let now = now_ms();
-    let mut core = svc.core.lock().await;
-    let mut next = core.snap.clone();
-    let (outcome, why) = match result {
-        Ok(why) => {
-            next.ledger.delete_done(host, now);
-            ("deleted", why)
-        }
-        Err(e) => {
-            next.ledger.delete_error(host, &e.to_string());
-            ("retry", format!("delete failed, retrying next tick: {e}"))
-        }
+    let (outcome, why) = match &result {
+        Ok(why) => ("deleted", why.clone()),
+        Err(e) => ("retry", format!("delete failed, retrying next tick: {e}")),
     };
-    if let Err(e) = svc.store.save(&next).await {
-        tracing::error!(host, error = %e, "cannot store the delete result; it is retried (404 = gone)");
-        return;
-    }
-    core.snap = next;
-    drop(core);
-    svc.record(Service::decision("delete", Some(host), outcome, why, None));
+    record_outcome(
+        svc,
+        host,
+        "delete",
+        outcome,
+        why,
+        |snap, now| match &result {
+            Ok(_) => snap.ledger.delete_done(host, now),
+            Err(e) => snap.ledger.delete_error(host, &e.to_string()),
+        },
+    )
+    .await;
 }
 
 /// Compares the lifecycle manager's hosts with our prefix against the ledger.
@@ -302,38 +354,48 @@ pub async fn reconcile(svc: &Arc<Service>) {
     };
     let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
     let listed_short: std::collections::HashSet<String> = listed.iter().map(|h| short(h)).collect();
+    let Some(fence) = svc.lease() else {
+        return;
+    };
     let now = now_ms();
-    let mut core = svc.core.lock().await;
-    let mut next = core.snap.clone();
-    let mut vanished = Vec::new();
-    for i in next.ledger.instances() {
-        let ours = i.origin != Origin::Adopted;
-        let live = matches!(
-            i.state,
-            policy::State::Booting
-                | policy::State::Ready
-                | policy::State::Draining
-                | policy::State::Deleting
-        );
-        if ours && live && i.state_since < asked_at && !listed_short.contains(&short(&i.host)) {
-            vanished.push(i.host.clone());
-        }
-    }
-    let orphans: Vec<&String> = listed
-        .iter()
-        .filter(|h| next.ledger.find(h).is_none())
-        .collect();
-    for h in &vanished {
-        next.ledger.vanished(h, now);
-    }
-    if !vanished.is_empty() {
-        if let Err(e) = svc.store.save(&next).await {
+    let result = svc
+        .mutate(Some(&fence), |snap, _| {
+            let vanished: Vec<String> = snap
+                .ledger
+                .instances()
+                .filter(|i| {
+                    let live = matches!(
+                        i.state,
+                        policy::State::Booting
+                            | policy::State::Ready
+                            | policy::State::Draining
+                            | policy::State::Deleting
+                    );
+                    i.origin != Origin::Adopted
+                        && live
+                        && i.state_since < asked_at
+                        && !listed_short.contains(&short(&i.host))
+                })
+                .map(|i| i.host.clone())
+                .collect();
+            for h in &vanished {
+                snap.ledger.vanished(h, now);
+            }
+            let orphans: Vec<String> = listed
+                .iter()
+                .filter(|h| snap.ledger.find(h).is_none())
+                .cloned()
+                .collect();
+            (vanished, orphans)
+        })
+        .await;
+    let (vanished, orphans) = match result {
+        Ok(r) => r,
+        Err(e) => {
             tracing::error!(error = %e, "cannot store reconciliation");
             return;
         }
-        core.snap = next;
-    }
-    drop(core);
+    };
     for h in vanished {
         svc.record(Service::decision(
             "reconcile",

@@ -1,39 +1,47 @@
-//! Serde helpers for human-readable durations in config files ("90s", "15m", "1h 30m").
+//! Serde helpers for durations in config files: humantime text ("90s", "15m", "1h 30m") or a
+//! bare integer number of seconds.
 
+use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::de::{self, Visitor};
+use serde::{Deserializer, Serializer};
 
-/// Serialises a duration as humantime text.
+/// Writes the duration as humantime text, e.g. "1h 30m".
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
-/// Parses humantime text ("15s", "2m", "1h").
+/// Reads "90s", "5m", "1h 30m" or an integer number of seconds.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?}: {e} (write e.g. \"15s\", \"5m\")"
-        ))
-    })
+    d.deserialize_any(DurationVisitor)
 }
 
-/// The same for `Option<Duration>`.
-pub mod option {
-    use super::*;
+struct DurationVisitor;
 
-    /// Serialises `Some` as humantime text (a `None` field is skipped by the caller).
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::serialize(d, s),
-            None => s.serialize_none(),
-        }
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a duration such as \"60s\", \"5m\" or \"1h\"")
     }
 
-    /// Parses optional humantime text.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        super::deserialize(d).map(Some)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        humantime::parse_duration(v.trim()).map_err(|e| {
+            E::custom(format_args!(
+                "invalid duration {v:?}: {e} (write e.g. \"15s\", \"5m\")"
+            ))
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        u64::try_from(v)
+            .map(Duration::from_secs)
+            .map_err(|_| E::custom("a duration cannot be negative"))
     }
 }
 

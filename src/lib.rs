@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod duration;
+pub mod jibri_conf;
 pub mod jicofo;
 pub mod lifecycle;
 pub mod service;

@@ -27,8 +27,6 @@ enum Command {
         #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
-    Token(jitsi_scaler::auth::TokenArgs),
     /// Scale-down agent on a gateway: watch Jibri, ask for removal, drain.
     Agent(jitsi_scaler::agent::AgentArgs),
     /// Inspect configuration.
@@ -36,6 +34,43 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Move the stored state between backends.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
+    Token(jitsi_scaler::auth::TokenArgs),
+    /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
+    JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy settings and ledger from one backend to another (e.g. before going multi-replica).
+    Migrate {
+        /// TOML config file (data_dir and store.redis_url are taken from it).
+        #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Source backend.
+        #[arg(long, value_enum)]
+        from: BackendArg,
+        /// Target backend.
+        #[arg(long, value_enum)]
+        to: BackendArg,
+        /// Overwrite state already in the target.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A store backend on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    /// `state.json` in data_dir.
+    Embedded,
+    /// Redis or Valkey at store.redis_url.
+    Redis,
 }
 
 #[derive(Subcommand)]
@@ -56,9 +91,26 @@ fn env_map() -> BTreeMap<String, String> {
         .collect()
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One readable line (with causes), no backtrace, whatever RUST_BACKTRACE says.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::JibriConfig(args) => Ok(jitsi_scaler::jibri_conf::run(args)?),
+        Command::Token(args) => {
+            // The token alone on stdout, so $(jitsi-scaler token ...) works.
+            println!("{}", jitsi_scaler::auth::run_token(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref(), &env_map())?;
             cfg.validate()?;
@@ -70,13 +122,25 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token(args) => {
-            // The token alone on stdout, so $(jitsi-scaler token ...) works.
-            println!("{}", jitsi_scaler::auth::run_token(&args)?);
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Agent(args) => {
             jitsi_scaler::agent::main(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command:
+                StoreCommand::Migrate {
+                    config,
+                    from,
+                    to,
+                    force,
+                },
+        } => {
+            let cfg = Config::load(config.as_deref(), &env_map())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(migrate(&cfg, from, to, force))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
@@ -84,6 +148,9 @@ fn main() -> anyhow::Result<ExitCode> {
         } => {
             let cfg = Config::load(config.as_deref(), &env_map())?;
             print!("{}", cfg.masked_toml());
+            for w in cfg.warnings() {
+                eprintln!("warning: {w}");
+            }
             let problems = cfg.problems();
             if problems.is_empty() {
                 eprintln!("config OK");
@@ -112,14 +179,18 @@ fn init_tracing(level: &str, format: &str) {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    use jitsi_scaler::{api, controller, jicofo, lifecycle, service, store};
+    use jitsi_scaler::{api, controller, jicofo, lifecycle, service};
     use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
 
     let addr: SocketAddr = cfg.listen_addr()?;
-    let store = store::Store::Embedded(store::EmbeddedStore::open(&cfg.data_dir)?);
+    let store = open_store(&cfg, cfg.store.backend)?;
     let lifecycle = lifecycle::Lifecycle::from_config(&cfg.lifecycle)?;
     let jicofo = jicofo::JicofoClient::new(&cfg.jicofo)?;
+    let auth = std::sync::Arc::new(jitsi_scaler::auth::Authenticator::from_config(&cfg.auth)?);
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -139,7 +210,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         tasks.clone(),
     ));
-    let app = api::router(svc.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -156,6 +227,64 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .context("cannot store the final state")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn backend(b: BackendArg) -> jitsi_scaler::config::StoreBackend {
+    match b {
+        BackendArg::Embedded => jitsi_scaler::config::StoreBackend::Embedded,
+        BackendArg::Redis => jitsi_scaler::config::StoreBackend::Redis,
+    }
+}
+
+fn open_store(
+    cfg: &Config,
+    backend: jitsi_scaler::config::StoreBackend,
+) -> anyhow::Result<jitsi_scaler::store::Store> {
+    use jitsi_scaler::store::{EmbeddedStore, RedisStore, Store};
+    Ok(match backend {
+        jitsi_scaler::config::StoreBackend::Embedded => {
+            Store::Embedded(EmbeddedStore::open(&cfg.data_dir)?)
+        }
+        jitsi_scaler::config::StoreBackend::Redis => Store::Redis(Box::new(RedisStore::open(
+            &cfg.store.redis_url,
+            &cfg.store.key_prefix,
+            cfg.store.timeout,
+        )?)),
+    })
+}
+
+async fn migrate(
+    cfg: &Config,
+    from: BackendArg,
+    to: BackendArg,
+    force: bool,
+) -> anyhow::Result<()> {
+    let source = open_store(cfg, backend(from))?;
+    let target = open_store(cfg, backend(to))?;
+    if source.describe() == target.describe() {
+        anyhow::bail!("source and target are the same store");
+    }
+    let snap = source
+        .load()
+        .await?
+        .with_context(|| format!("{} holds no state to copy", source.describe()))?;
+    if !force && target.load().await?.is_some() {
+        anyhow::bail!(
+            "{} already holds state; pass --force to overwrite it",
+            target.describe()
+        );
+    }
+    target.save(&snap).await?;
+    println!(
+        "copied settings (min {}, max {}, bulk-max {}) and {} ledger entries from {} to {}",
+        snap.settings.min_available,
+        snap.settings.max_total,
+        snap.settings.bulk_max,
+        snap.ledger.instances().count(),
+        source.describe(),
+        target.describe()
+    );
     Ok(())
 }
 

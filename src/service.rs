@@ -1,17 +1,19 @@
 //! The service's shared state and the operations the API performs on it.
 //!
-//! All changes to settings and the ledger happen under one async mutex and are stored before
-//! the answer goes out: that is the "one place" where removal approvals are serialised, and
+//! Every change to settings and the ledger goes through [`Service::mutate`]: under one async
+//! mutex per replica, applied to the latest stored snapshot and stored before the answer goes
+//! out. With a shared store the write is a compare-and-swap retried on conflict, so approvals
+//! are serialised across replicas too: that is the "one place" removal budgets are spent, and
 //! what makes an `accepted` durable.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use policy::{
-    AddRefusal, Counts, LaunchDecision, Millis, Origin, Reason, RemovalDecision, Settings, State,
-    Timing, decide_external_add, decide_removal,
+    AddRefusal, Counts, KeepCause, LaunchDecision, Millis, Origin, Reason, RemovalDecision,
+    Settings, State, Timing, decide_external_add, decide_removal,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -19,7 +21,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::jicofo::{self, JicofoClient, Merged, ShardState};
 use crate::lifecycle::Lifecycle;
-use crate::store::{Snapshot, Store, StoreError};
+use crate::store::{CasOutcome, Snapshot, Store, StoreError};
 
 /// Wall-clock time in milliseconds since the Unix epoch (the only clock read of the service).
 pub fn now_ms() -> Millis {
@@ -38,6 +40,9 @@ pub enum ServiceError {
     /// An add was refused by the policy.
     #[error("{}", refusal_text(.0))]
     AddRefused(AddRefusal),
+    /// A leader-only write was refused: another replica holds the lease now.
+    #[error("not the leader any more")]
+    NotLeader,
 }
 
 fn refusal_text(r: &AddRefusal) -> String {
@@ -74,10 +79,18 @@ pub struct Decision {
 
 /// State guarded by the service mutex.
 pub(crate) struct Core {
+    /// The latest snapshot this replica has seen (the stored one after every write).
     pub(crate) snap: Snapshot,
+    /// Its version in a shared store.
+    version: u64,
     pub(crate) shards: Vec<ShardState>,
     pub(crate) last_launch: Option<LaunchDecision>,
+    /// Expired/unhealthy approvals accepted while the store was unreachable, applied later.
+    queued: Vec<(String, Reason, String)>,
 }
+
+/// How many compare-and-swap conflicts a write tolerates before giving up.
+const MAX_CAS_ATTEMPTS: usize = 64;
 
 /// The running service: config, state, store and neighbours.
 pub struct Service {
@@ -92,21 +105,31 @@ pub struct Service {
     /// Wakes the control loop early (a removal accepted, a launch result).
     pub(crate) wake: Notify,
     stats_attempted: AtomicBool,
+    store_ok: AtomicBool,
+    /// The leader lease value while this replica holds it (`None`: follower).
+    lease: std::sync::Mutex<Option<String>>,
+    /// Who holds the lease, as last seen.
+    lease_holder: std::sync::Mutex<Option<String>>,
+    /// Name of this replica in the lease.
+    pub replica: String,
     pub(crate) calls: std::sync::Mutex<HashSet<String>>,
     started_at: Millis,
+    writes: AtomicU64,
 }
 
 impl Service {
     /// Builds the service from its parts, loading the stored state (or starting from the
-    /// config's settings when nothing is stored). A store that cannot be read stops the start.
+    /// config's settings when nothing is stored). A store that cannot be read stops the start;
+    /// a shared store that is down is tolerated (the service fails safe until it is back).
     pub async fn start(
         cfg: Config,
         store: Store,
         lifecycle: Lifecycle,
         jicofo: JicofoClient,
     ) -> Result<Arc<Service>, StoreError> {
-        let snap = match store.load().await? {
-            Some(s) => {
+        let initial = Snapshot::new(cfg.settings.to_settings());
+        let (snap, store_ok) = match store.load().await {
+            Ok(Some(s)) => {
                 tracing::info!(
                     store = %store.describe(),
                     min = s.settings.min_available,
@@ -115,32 +138,49 @@ impl Service {
                     entries = s.ledger.instances().count(),
                     "loaded stored state"
                 );
-                s
+                (s, true)
             }
-            None => {
-                let s = Snapshot::new(cfg.settings.to_settings());
-                store.save(&s).await?;
+            Ok(None) => {
+                if let Store::Redis(r) = &store {
+                    // Another replica may be first: only write if still empty.
+                    r.compare_and_swap(0, &initial, None).await?;
+                } else {
+                    store.save(&initial).await?;
+                }
                 tracing::info!(store = %store.describe(), "no stored state: starting from the configured settings");
-                s
+                (initial, true)
             }
+            Err(StoreError::Unreachable(e)) if store.shared() => {
+                tracing::error!(store = %store.describe(), error = %e, "shared store unreachable at start: failing safe until it is back");
+                (initial, false)
+            }
+            Err(e) => return Err(e),
         };
         let shards = jicofo.initial_states();
+        let replica = replica_name(&cfg);
         Ok(Arc::new(Service {
             timing: cfg.policy.to_timing(),
             decisions: std::sync::Mutex::new(VecDeque::with_capacity(cfg.policy.recent_decisions)),
             cfg: Arc::new(cfg),
             core: tokio::sync::Mutex::new(Core {
                 snap,
+                version: 0,
                 shards,
                 last_launch: None,
+                queued: Vec::new(),
             }),
             store,
             lifecycle: Arc::new(lifecycle),
             jicofo,
             wake: Notify::new(),
             stats_attempted: AtomicBool::new(false),
+            store_ok: AtomicBool::new(store_ok),
+            lease: std::sync::Mutex::new(None),
+            lease_holder: std::sync::Mutex::new(None),
+            replica,
             calls: std::sync::Mutex::new(HashSet::new()),
             started_at: now_ms(),
+            writes: AtomicU64::new(0),
         }))
     }
 
@@ -180,9 +220,77 @@ impl Service {
         }
     }
 
-    /// The current settings.
+    /// Notes the outcome of a store operation (readiness, status).
+    fn note_store<T>(&self, r: &Result<T, StoreError>) {
+        let ok = !matches!(r, Err(StoreError::Unreachable(_)));
+        let was = self.store_ok.swap(ok, Ordering::Relaxed);
+        if was && !ok {
+            tracing::error!(store = %self.store.describe(), "store unreachable: no launches, idle removals keep");
+        } else if !was && ok {
+            tracing::info!(store = %self.store.describe(), "store reachable again");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the store answered the last operation.
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::Relaxed)
+    }
+
+    /// Refreshes the cached snapshot from a shared store (no-op for the embedded one).
+    async fn refresh(&self, core: &mut Core) -> Result<(), StoreError> {
+        if let Store::Redis(r) = &self.store {
+            let loaded = r.load_versioned().await;
+            self.note_store(&loaded);
+            if let Some((snap, version)) = loaded? {
+                core.snap = snap;
+                core.version = version;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to the latest stored snapshot and stores the result before returning.
+    /// `change` may run several times (a shared store retries on conflict), so it must only
+    /// compute from its argument. With `fence` (the leader's lease), the write is refused once
+    /// another replica has taken the lease.
+    pub(crate) async fn mutate<T>(
+        &self,
+        fence: Option<&str>,
+        mut change: impl FnMut(&mut Snapshot, &Core) -> T,
+    ) -> Result<T, ServiceError> {
+        let mut core = self.core.lock().await;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            self.refresh(&mut core).await?;
+            let mut next = core.snap.clone();
+            let out = change(&mut next, &core);
+            if next == core.snap {
+                return Ok(out);
+            }
+            let written = match &self.store {
+                Store::Embedded(e) => e.save(&next).await.map(|()| CasOutcome::Swapped),
+                Store::Redis(r) => r.compare_and_swap(core.version, &next, fence).await,
+            };
+            self.note_store(&written);
+            match written? {
+                CasOutcome::Swapped => {
+                    core.snap = next;
+                    core.version += 1;
+                    self.writes.fetch_add(1, Ordering::Relaxed);
+                    return Ok(out);
+                }
+                CasOutcome::Conflict => continue,
+                CasOutcome::Fenced => return Err(ServiceError::NotLeader),
+            }
+        }
+        Err(StoreError::Contention.into())
+    }
+
+    /// The current settings (fresh from a shared store; the last known ones if it is down).
     pub async fn settings(&self) -> Settings {
-        self.core.lock().await.snap.settings
+        let mut core = self.core.lock().await;
+        let _ = self.refresh(&mut core).await;
+        core.snap.settings
     }
 
     /// Changes one setting (`min`, `max`, `bulk-max`) and stores it before returning.
@@ -192,23 +300,19 @@ impl Service {
         value: u32,
         by: &str,
     ) -> Result<(), ServiceError> {
-        let mut core = self.core.lock().await;
-        let old = core.snap.settings;
-        let mut next = core.snap.clone();
-        match name {
-            "min" => next.settings.min_available = value,
-            "max" => next.settings.max_total = value,
-            _ => next.settings.bulk_max = value,
-        }
-        next.settings_changed_by = Some(by.to_string());
-        self.store.save(&next).await?;
-        core.snap = next;
-        drop(core);
-        let before = match name {
-            "min" => old.min_available,
-            "max" => old.max_total,
-            _ => old.bulk_max,
-        };
+        let before = self
+            .mutate(None, |snap, _| {
+                let slot = match name {
+                    "min" => &mut snap.settings.min_available,
+                    "max" => &mut snap.settings.max_total,
+                    _ => &mut snap.settings.bulk_max,
+                };
+                let before = *slot;
+                *slot = value;
+                snap.settings_changed_by = Some(by.to_string());
+                before
+            })
+            .await?;
         self.record(Self::decision(
             "setting",
             None,
@@ -220,76 +324,80 @@ impl Service {
         Ok(())
     }
 
+    /// Addresses the ledger knows for `host` (for binding a remove-me to its caller).
+    pub async fn known_ips(&self, host: &str) -> Vec<std::net::IpAddr> {
+        let core = self.core.lock().await;
+        core.snap
+            .ledger
+            .find(host)
+            .and_then(|i| i.ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .into_iter()
+            .collect()
+    }
+
     /// The merged Jicofo view now.
     fn merged(&self, core: &Core, now: Millis) -> Merged {
         jicofo::merge(&core.shards, now, self.timing.stats_max_age_ms)
     }
 
     /// Answers a remove-me request: the one serialised place where removals are approved.
-    pub async fn remove_me(
-        &self,
-        host: &str,
-        reason: Reason,
-        by: &str,
-    ) -> Result<RemovalDecision, ServiceError> {
+    /// It never fails: when the store cannot record an approval, idle hosts are kept and
+    /// expired/unhealthy ones are accepted and queued until the store is back.
+    pub async fn remove_me(&self, host: &str, reason: Reason, by: &str) -> RemovalDecision {
         let now = now_ms();
-        let mut core = self.core.lock().await;
-        let merged = self.merged(&core, now);
         let lifecycle_up = self.lifecycle.is_up();
-        let decision = decide_removal(
-            &core.snap.ledger,
-            &core.snap.settings,
-            merged.observation.as_ref(),
-            lifecycle_up,
-            &self.timing,
-            now,
-            host,
-            reason,
-        );
-        let min = core.snap.settings.min_available;
-        let (outcome, why) = match decision {
-            RemovalDecision::Accept { repeat: true, .. } => {
-                ("accepted", "already approved (no budget spent)".to_string())
-            }
-            RemovalDecision::Accept {
-                available,
-                pending_removal,
-                ..
-            } => {
-                let mut next = core.snap.clone();
-                next.ledger.approve(host, reason, now, &self.timing);
-                self.store.save(&next).await?;
-                core.snap = next;
-                let why = if reason == Reason::Idle {
-                    format!(
-                        "available {available} - pending {pending_removal} - 1 >= min {min}; stats fresh, lifecycle up"
-                    )
-                } else {
-                    format!("{} hosts are removed at once and replaced", reason.as_str())
+        let result = self
+            .mutate(None, |snap, core| {
+                let merged = self.merged(core, now);
+                let d = decide_removal(
+                    &snap.ledger,
+                    &snap.settings,
+                    merged.observation.as_ref(),
+                    lifecycle_up,
+                    &self.timing,
+                    now,
+                    host,
+                    reason,
+                );
+                if let RemovalDecision::Accept { repeat: false, .. } = d {
+                    snap.ledger.approve(host, reason, now, &self.timing);
+                }
+                (d, snap.settings.min_available)
+            })
+            .await;
+        let (decision, why) = match result {
+            Ok((d, min)) => (d, explain_removal(&d, reason, min)),
+            Err(e) if reason == Reason::Idle => {
+                let d = RemovalDecision::Keep {
+                    cause: KeepCause::StoreDown,
+                    available: 0,
+                    pending_removal: 0,
                 };
-                ("accepted", why)
+                (d, format!("cannot reserve the removal budget: {e}"))
             }
-            RemovalDecision::Keep {
-                cause,
-                available,
-                pending_removal,
-            } => {
-                let why = match cause {
-                    policy::KeepCause::StatsMissing => {
-                        "no fresh Jicofo stats: fail safe".to_string()
-                    }
-                    policy::KeepCause::LifecycleDown => {
-                        "lifecycle manager unreachable (all breakers open)".into()
-                    }
-                    policy::KeepCause::StoreDown => "store unreachable".into(),
-                    policy::KeepCause::Floor => format!(
-                        "available {available} - pending {pending_removal} - 1 < min {min}: at the spare floor"
-                    ),
+            Err(e) => {
+                self.core
+                    .lock()
+                    .await
+                    .queued
+                    .push((host.to_string(), reason, by.to_string()));
+                let d = RemovalDecision::Accept {
+                    repeat: false,
+                    available: 0,
+                    pending_removal: 0,
                 };
-                ("keep", why)
+                (
+                    d,
+                    format!("store unavailable ({e}): accepted and queued until it is back"),
+                )
             }
         };
-        drop(core);
+        let outcome = if decision.accepted() {
+            "accepted"
+        } else {
+            "keep"
+        };
         self.record(Self::decision(
             "remove",
             Some(host),
@@ -300,20 +408,45 @@ impl Service {
         if decision.accepted() {
             self.wake.notify_one();
         }
-        Ok(decision)
+        decision
+    }
+
+    /// Applies approvals queued while the store was down.
+    pub(crate) async fn flush_queued(&self) {
+        let queued = std::mem::take(&mut self.core.lock().await.queued);
+        if queued.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let result = self
+            .mutate(None, |snap, _| {
+                for (host, reason, _) in &queued {
+                    snap.ledger.approve(host, *reason, now, &self.timing);
+                }
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                for (host, reason, by) in queued {
+                    self.record(Self::decision(
+                        "remove",
+                        Some(&host),
+                        "recorded",
+                        format!("{}: queued approval stored", reason.as_str()),
+                        Some(&by),
+                    ));
+                }
+            }
+            Err(_) => self.core.lock().await.queued.extend(queued),
+        }
     }
 
     /// The agent reports that `host` has drained; returns whether the host was approved.
     pub async fn drained(&self, host: &str, by: &str) -> Result<bool, ServiceError> {
         let now = now_ms();
-        let mut core = self.core.lock().await;
-        let mut next = core.snap.clone();
-        let known = next.ledger.drained(host, now);
-        if next != core.snap {
-            self.store.save(&next).await?;
-            core.snap = next;
-        }
-        drop(core);
+        let known = self
+            .mutate(None, |snap, _| snap.ledger.drained(host, now))
+            .await?;
         let outcome = if known { "delete" } else { "unknown" };
         self.record(Self::decision(
             "drained",
@@ -333,41 +466,46 @@ impl Service {
     /// `POST /scaler/instance`: one launch on request, through the same ledger and max check.
     pub async fn external_add(&self, by: &str) -> Result<String, ServiceError> {
         let now = now_ms();
-        let mut core = self.core.lock().await;
-        let merged = self.merged(&core, now);
-        let counts = Counts::of(&core.snap.ledger);
-        if let Err(r) = decide_external_add(
-            counts,
-            &core.snap.settings,
-            merged.observation.as_ref(),
-            now,
-            &self.timing,
-        ) {
-            drop(core);
-            self.record(Self::decision(
-                "add",
-                None,
-                "refused",
-                refusal_text(&r),
-                Some(by),
-            ));
-            return Err(ServiceError::AddRefused(r));
+        let result = self
+            .mutate(None, |snap, core| {
+                let merged = self.merged(core, now);
+                let counts = Counts::of(&snap.ledger);
+                decide_external_add(
+                    counts,
+                    &snap.settings,
+                    merged.observation.as_ref(),
+                    now,
+                    &self.timing,
+                )?;
+                let host =
+                    crate::controller::new_host_name(&self.cfg.lifecycle.name_prefix, &snap.ledger);
+                snap.ledger.record_launch(&host, Origin::Api, now);
+                Ok((host, counts.in_flight))
+            })
+            .await?;
+        match result {
+            Ok((host, in_flight)) => {
+                self.record(Self::decision(
+                    "add",
+                    Some(&host),
+                    "requested",
+                    format!("on request: in flight {in_flight} + 1, within max"),
+                    Some(by),
+                ));
+                self.wake.notify_one();
+                Ok(host)
+            }
+            Err(r) => {
+                self.record(Self::decision(
+                    "add",
+                    None,
+                    "refused",
+                    refusal_text(&r),
+                    Some(by),
+                ));
+                Err(ServiceError::AddRefused(r))
+            }
         }
-        let mut next = core.snap.clone();
-        let host = crate::controller::new_host_name(&self.cfg.lifecycle.name_prefix, &next.ledger);
-        next.ledger.record_launch(&host, Origin::Api, now);
-        self.store.save(&next).await?;
-        core.snap = next;
-        drop(core);
-        self.record(Self::decision(
-            "add",
-            Some(&host),
-            "requested",
-            format!("on request: in flight {} + 1, within max", counts.in_flight),
-            Some(by),
-        ));
-        self.wake.notify_one();
-        Ok(host)
     }
 
     /// Marks that a first stats reading was attempted (readiness).
@@ -375,15 +513,84 @@ impl Service {
         self.stats_attempted.store(true, Ordering::Relaxed);
     }
 
-    /// Ready: the store is loaded (it is, once the service exists) and stats were attempted.
+    /// Ready: the store is loaded and reachable, and a first stats reading was attempted.
     pub fn is_ready(&self) -> bool {
-        self.stats_attempted.load(Ordering::Relaxed)
+        self.stats_attempted.load(Ordering::Relaxed) && self.store_ok()
+    }
+
+    /// Why the service is not ready, if it is not.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.store_ok() {
+            Some("store unreachable")
+        } else if !self.stats_attempted.load(Ordering::Relaxed) {
+            Some("no Jicofo reading attempted yet")
+        } else {
+            None
+        }
+    }
+
+    /// The lease value while this replica leads.
+    pub fn lease(&self) -> Option<String> {
+        self.lease.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Whether this replica runs the launch loop now.
+    pub fn is_leader(&self) -> bool {
+        self.lease().is_some()
+    }
+
+    /// Takes or renews the leader lease (always held with the embedded store).
+    pub(crate) async fn renew_lease(&self) {
+        let held = self.lease();
+        let result = match &self.store {
+            Store::Embedded(_) => Ok(Some(format!("{}:embedded", self.replica))),
+            Store::Redis(r) => {
+                let ttl = self.cfg.store.lease_ttl;
+                let got = r.lease(&self.replica, held.as_deref(), ttl).await;
+                if let Ok(holder) = r.lease_holder().await
+                    && let Ok(mut h) = self.lease_holder.lock()
+                {
+                    *h = holder;
+                }
+                got
+            }
+        };
+        self.note_store(&result);
+        let now_held = result.unwrap_or(None);
+        if held != now_held {
+            let d = match &now_held {
+                Some(v) => Self::decision("leader", None, "acquired", format!("lease {v}"), None),
+                None => Self::decision(
+                    "leader",
+                    None,
+                    "lost",
+                    "lease taken or store unreachable".into(),
+                    None,
+                ),
+            };
+            self.record(d);
+            self.wake.notify_one();
+        }
+        if let Ok(mut l) = self.lease.lock() {
+            *l = now_held;
+        }
+    }
+
+    /// Gives the lease up (clean shutdown), so another replica leads at once.
+    pub async fn release_lease(&self) {
+        let held = self.lease.lock().ok().and_then(|mut l| l.take());
+        if let (Store::Redis(r), Some(v)) = (&self.store, held)
+            && let Err(e) = r.release(&v).await
+        {
+            tracing::warn!(error = %e, "cannot release the leader lease; it expires by itself");
+        }
     }
 
     /// The status document of `GET /scaler/status`.
     pub async fn status(&self) -> serde_json::Value {
         let now = now_ms();
-        let core = self.core.lock().await;
+        let mut core = self.core.lock().await;
+        let _ = self.refresh(&mut core).await;
         let merged = self.merged(&core, now);
         let ledger = &core.snap.ledger;
         let counts = Counts::of(ledger);
@@ -430,7 +637,9 @@ impl Service {
         let changed_by = core.snap.settings_changed_by.clone();
         let last_launch = core.last_launch;
         let offset = ledger.offset();
+        let queued = core.queued.len();
         drop(core);
+        let holder = self.lease_holder.lock().ok().and_then(|h| h.clone());
         let decisions: Vec<Decision> = self
             .decisions
             .lock()
@@ -440,8 +649,15 @@ impl Service {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": now.saturating_sub(self.started_at) / 1000,
             "ready": self.is_ready(),
-            "leader": true,
-            "store": self.store.describe(),
+            "replica": self.replica,
+            "leader": self.is_leader(),
+            "lease": self.lease().or(holder),
+            "store": {
+                "backend": self.store.describe(),
+                "reachable": self.store_ok(),
+                "writes": self.writes.load(Ordering::Relaxed),
+                "queued_approvals": queued,
+            },
             "settings": {
                 "min": settings.min_available,
                 "max": settings.max_total,
@@ -490,9 +706,57 @@ impl Service {
             .unwrap_or(0)
     }
 
-    /// Stores the current state (on shutdown).
+    /// Stores the current state (on shutdown; the embedded store only: a shared store is
+    /// written on every change and must not be overwritten with an older copy).
     pub async fn persist(&self) -> Result<(), StoreError> {
         let core = self.core.lock().await;
-        self.store.save(&core.snap).await
+        match &self.store {
+            Store::Embedded(e) => e.save(&core.snap).await,
+            Store::Redis(_) => Ok(()),
+        }
     }
+}
+
+/// The words of a removal decision, with its numbers.
+fn explain_removal(d: &RemovalDecision, reason: Reason, min: u32) -> String {
+    match *d {
+        RemovalDecision::Accept { repeat: true, .. } => "already approved (no budget spent)".into(),
+        RemovalDecision::Accept {
+            available,
+            pending_removal,
+            ..
+        } if reason == Reason::Idle => {
+            format!(
+                "available {available} - pending {pending_removal} - 1 >= min {min}; stats fresh, lifecycle up"
+            )
+        }
+        RemovalDecision::Accept { .. } => {
+            format!("{} hosts are removed at once and replaced", reason.as_str())
+        }
+        RemovalDecision::Keep {
+            cause,
+            available,
+            pending_removal,
+        } => match cause {
+            KeepCause::StatsMissing => "no fresh Jicofo stats: fail safe".into(),
+            KeepCause::LifecycleDown => "lifecycle manager unreachable (all breakers open)".into(),
+            KeepCause::StoreDown => "store unreachable".into(),
+            KeepCause::Floor => {
+                format!(
+                    "available {available} - pending {pending_removal} - 1 < min {min}: at the spare floor"
+                )
+            }
+        },
+    }
+}
+
+/// This replica's name in the lease: the configured one, else host name and process id.
+fn replica_name(cfg: &Config) -> String {
+    if let Some(name) = &cfg.store.replica {
+        return name.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "replica".into());
+    format!("{host}-{}", std::process::id())
 }

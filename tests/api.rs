@@ -148,10 +148,26 @@ async fn options_unknown_paths_methods_and_limits() {
 
     let huge = format!(
         r#"{{"host":"gw","reason":"idle","pad":"{}"}}"#,
-        "x".repeat(100_000)
+        "x".repeat(6_000)
     );
     assert_eq!(s.post("/scaler/remove", &huge).await.0, 413);
-    assert_eq!(s.post("/scaler/min", &"1".repeat(10_000)).await.0, 413);
+    assert_eq!(s.post("/scaler/min", &"1".repeat(5_000)).await.0, 413);
+    // A client announcing a huge body is answered 413 without the body being read.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(s.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(
+            b"POST /scaler/remove HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut buf = vec![0u8; 64];
+        let n = tcp.read(&mut buf).await.expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    }
     assert_eq!(s.get("/scaler/min").await.1, "2", "nothing changed");
 
     assert_eq!(s.get("/health").await, (200, "ok".into()));

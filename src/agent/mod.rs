@@ -108,7 +108,7 @@ pub struct AgentConfig {
     pub idle_time: Duration,
     /// Ask `expired` when idle and the instance is older than this (+/- 10 % per instance).
     #[serde(
-        with = "crate::duration::option",
+        with = "optional_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_lifetime: Option<Duration>,
@@ -321,6 +321,26 @@ impl AgentConfig {
             unhealthy_checks: self.unhealthy_checks,
             unreachable_time: self.unreachable_time,
         }
+    }
+}
+
+/// `crate::duration` for `Option<Duration>` (a missing key is `None` through `default`).
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// Writes `Some` as humantime text (`None` is skipped by the field attribute).
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => crate::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a duration as `crate::duration` does.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        crate::duration::deserialize(d).map(Some)
     }
 }
 

@@ -51,16 +51,16 @@ pub struct AuthConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_server_url: Option<String>,
     /// Connect and total timeout of one key-server fetch.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub key_server_timeout: Duration,
     /// How long a key found by `kid` (key_dir or key server) stays cached.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub key_cache_ttl: Duration,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub leeway: Duration,
     /// Longest accepted token lifetime (`exp - iat`, or `exp - now` without `iat`).
-    #[serde(with = "duration_serde")]
+    #[serde(with = "crate::duration")]
     pub max_lifetime: Duration,
     /// Accepted `iss` values; empty accepts any (and a missing `iss`).
     pub issuers: Vec<String>,
@@ -109,19 +109,28 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
-    /// Lists every problem, each naming its key (`auth.<key>: ...`); empty = valid.
-    pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+    /// Things that start but are probably not intended (shown by `config check` and logged).
+    pub fn warnings(&self) -> Vec<String> {
         let no_source = self.public_key_file.is_none()
             && self.key_dir.is_none()
             && self.key_server_url.is_none();
-        if self.mode == AuthMode::Asap && no_source {
-            problems.push(
-                "auth.mode: \"asap\" needs a key: set auth.public_key_file, auth.key_dir or \
-                 auth.key_server_url (or mode = \"none\" if nginx verifies tokens)"
+        match self.mode {
+            AuthMode::Asap if no_source => vec![
+                "auth: no key configured (auth.public_key_file, auth.key_dir or auth.key_server_url): \
+                 every API request is refused with 401 until one is set (or auth.mode = \"none\" \
+                 if nginx verifies tokens)"
                     .to_owned(),
-            );
+            ],
+            AuthMode::None => vec![
+                "auth.mode = \"none\": API requests are not authenticated; every caller is admin".to_owned(),
+            ],
+            AuthMode::Asap => Vec::new(),
         }
+    }
+
+    /// Lists every problem, each naming its key (`auth.<key>: ...`); empty = valid.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         if let Some(path) = &self.public_key_file {
             match std::fs::read(path) {
                 Err(e) => problems.push(format!(
@@ -198,145 +207,5 @@ impl AuthConfig {
             problems.push("auth.remove_burst: must be at least 1".to_owned());
         }
         problems
-    }
-}
-
-/// Serde helper for `Duration` written as humantime strings ("60s", "5m", "1h").
-///
-/// Also accepts a bare integer as seconds. Use with `#[serde(with = "duration_serde")]`.
-pub mod duration_serde {
-    use std::fmt;
-    use std::time::Duration;
-
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    /// Writes the duration as a humantime string, e.g. "1h 30m".
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    /// Reads "90s", "5m", "1h 30m" (humantime) or an integer number of seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(DurationVisitor)
-    }
-
-    struct DurationVisitor;
-
-    impl Visitor<'_> for DurationVisitor {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a duration such as \"60s\", \"5m\" or \"1h\"")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            humantime::parse_duration(v.trim())
-                .map_err(|e| E::custom(format_args!("invalid duration {v:?}: {e}")))
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(v))
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom("a duration cannot be negative"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_from_empty_toml() {
-        let cfg: AuthConfig = toml::from_str("").expect("empty section parses");
-        assert_eq!(cfg, AuthConfig::default());
-        assert_eq!(cfg.leeway, Duration::from_secs(60));
-        assert_eq!(cfg.max_lifetime, Duration::from_secs(3600));
-        assert_eq!(cfg.admin_subjects, vec!["scaler"]);
-        assert_eq!(cfg.instance_binding, InstanceBinding::Address);
-    }
-
-    #[test]
-    fn parses_keys_and_durations() {
-        let cfg: AuthConfig = toml::from_str(
-            r#"
-            mode = "none"
-            leeway = "30s"
-            max_lifetime = "2h"
-            key_cache_ttl = 10
-            instance_binding = "claim"
-            issuers = ["jitsi-component-sidecar"]
-            "#,
-        )
-        .expect("parses");
-        assert_eq!(cfg.mode, AuthMode::None);
-        assert_eq!(cfg.leeway, Duration::from_secs(30));
-        assert_eq!(cfg.max_lifetime, Duration::from_secs(7200));
-        assert_eq!(cfg.key_cache_ttl, Duration::from_secs(10));
-        assert_eq!(cfg.instance_binding, InstanceBinding::Claim);
-    }
-
-    #[test]
-    fn round_trips_through_toml() {
-        let cfg = AuthConfig {
-            key_dir: Some("/var/www/asap/server".into()),
-            ..AuthConfig::default()
-        };
-        let text = toml::to_string(&cfg).expect("serializes");
-        let back: AuthConfig = toml::from_str(&text).expect("parses back");
-        assert_eq!(back, cfg);
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_durations_are_refused() {
-        assert!(toml::from_str::<AuthConfig>("publik_key_file = \"/x\"").is_err());
-        assert!(toml::from_str::<AuthConfig>("leeway = \"soon\"").is_err());
-        assert!(toml::from_str::<AuthConfig>("mode = \"hmac\"").is_err());
-    }
-
-    #[test]
-    fn validate_names_the_keys() {
-        let cfg = AuthConfig {
-            public_key_file: Some("/nonexistent/key.pem".into()),
-            key_dir: Some("/nonexistent/dir".into()),
-            key_server_url: Some("ftp://x".into()),
-            trusted_proxies: vec!["10.0.0.0/33".into()],
-            admin_networks: vec!["nope".into()],
-            remove_burst: 0,
-            instance_claim: " ".into(),
-            ..AuthConfig::default()
-        };
-        let problems = cfg.validate();
-        for key in [
-            "auth.public_key_file:",
-            "auth.key_dir:",
-            "auth.key_server_url:",
-            "auth.trusted_proxies:",
-            "auth.admin_networks:",
-            "auth.remove_burst:",
-            "auth.instance_claim:",
-        ] {
-            assert!(
-                problems.iter().any(|p| p.starts_with(key)),
-                "{key} missing in {problems:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn asap_without_a_key_source_is_a_problem() {
-        let problems = AuthConfig::default().validate();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("auth.mode:"));
-        let none = AuthConfig {
-            mode: AuthMode::None,
-            ..AuthConfig::default()
-        };
-        assert!(none.validate().is_empty());
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
 
-pub use config::{AuthConfig, AuthMode, InstanceBinding, duration_serde};
+pub use config::{AuthConfig, AuthMode, InstanceBinding};
 pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING};
 pub use keys::{KeyAlg, kid_file_name};
 pub use net::{IpNet, client_ip};

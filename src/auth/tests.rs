@@ -720,11 +720,11 @@ fn bad_public_keys_are_refused_at_start() {
             "{name}: {e}"
         );
     }
+    // No key at all starts (so serve runs on the embedded defaults) with a warning, and
+    // refuses every token.
     let cfg = AuthConfig::default();
-    assert!(matches!(
-        Authenticator::from_config(&cfg),
-        Err(AuthError::Config(_))
-    ));
+    assert!(!cfg.warnings().is_empty());
+    assert!(Authenticator::from_config(&cfg).is_ok());
 }
 
 #[test]

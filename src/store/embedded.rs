@@ -83,18 +83,7 @@ pub fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("cannot read", path)(e)),
     };
-    let corrupt = |message: String| StoreError::Corrupt {
-        path: path.display().to_string(),
-        message,
-    };
-    let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    if snap.version != super::SNAPSHOT_VERSION {
-        return Err(corrupt(format!("unknown version {}", snap.version)));
-    }
-    if let Some(p) = snap.settings.problems().first() {
-        return Err(corrupt(format!("stored settings invalid: {p}")));
-    }
-    Ok(Some(snap))
+    super::parse_snapshot(&bytes, &path.display().to_string()).map(Some)
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

@@ -1,11 +1,15 @@
 //! Persistent state: settings and the ledger survive restarts.
 //!
-//! `Store` is the seam the service talks to; the embedded backend keeps one JSON document
-//! under the data directory, replaced atomically on every change.
+//! `Store` is the seam the service talks to. The embedded backend (one replica) keeps one JSON
+//! document under the data directory, replaced atomically on every change; the Redis backend
+//! (several replicas) keeps the same document in Redis, written by compare-and-swap, plus the
+//! leader lease.
 
 mod embedded;
+mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use redis::RedisStore;
 
 use policy::{Ledger, Settings};
 use serde::{Deserialize, Serialize};
@@ -69,12 +73,50 @@ pub enum StoreError {
     /// The blocking writer task failed.
     #[error("store task failed: {0}")]
     Task(String),
+    /// The shared store cannot be reached (or timed out).
+    #[error("store unreachable: {0}")]
+    Unreachable(String),
+    /// The store settings are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Writes kept conflicting with other replicas.
+    #[error("store busy: too many concurrent writers")]
+    Contention,
+}
+
+/// The result of a compare-and-swap write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Written.
+    Swapped,
+    /// Another writer was first: read again and retry.
+    Conflict,
+    /// The write was made as leader, but the lease is no longer ours.
+    Fenced,
+}
+
+/// Parses and checks a stored snapshot; `origin` names it in errors.
+pub fn parse_snapshot(bytes: &[u8], origin: &str) -> Result<Snapshot, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: origin.to_string(),
+        message,
+    };
+    let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if snap.version != SNAPSHOT_VERSION {
+        return Err(corrupt(format!("unknown version {}", snap.version)));
+    }
+    if let Some(p) = snap.settings.problems().first() {
+        return Err(corrupt(format!("stored settings invalid: {p}")));
+    }
+    Ok(snap)
 }
 
 /// The store backends.
 pub enum Store {
     /// One JSON file in the data directory (single replica).
     Embedded(EmbeddedStore),
+    /// Redis or Valkey, shared by several replicas.
+    Redis(Box<RedisStore>),
 }
 
 impl Store {
@@ -82,6 +124,7 @@ impl Store {
     pub async fn load(&self) -> Result<Option<Snapshot>, StoreError> {
         match self {
             Store::Embedded(s) => s.load().await,
+            Store::Redis(r) => Ok(r.load_versioned().await?.map(|(s, _)| s)),
         }
     }
 
@@ -89,6 +132,7 @@ impl Store {
     pub async fn save(&self, snap: &Snapshot) -> Result<(), StoreError> {
         match self {
             Store::Embedded(s) => s.save(snap).await,
+            Store::Redis(r) => r.save(snap).await,
         }
     }
 
@@ -96,6 +140,12 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::Embedded(s) => format!("embedded:{}", s.path().display()),
+            Store::Redis(r) => r.describe(),
         }
+    }
+
+    /// Whether other replicas share this store.
+    pub fn shared(&self) -> bool {
+        matches!(self, Store::Redis(_))
     }
 }

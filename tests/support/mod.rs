@@ -332,6 +332,8 @@ pub struct Scaler {
     pub dir: tempfile::TempDir,
     config: String,
     pub http: reqwest::Client,
+    /// Token sent by the helpers below, when the scaler verifies tokens.
+    pub bearer: Option<String>,
 }
 
 /// Config lines shared by the tests: fast ticks and short timeouts.
@@ -376,8 +378,14 @@ impl Scaler {
     pub async fn start(extra: &str) -> Scaler {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = dead_addr();
+        // Tests about the policy run without tokens; auth tests bring their own [auth].
+        let auth = if extra.contains("[auth]") {
+            ""
+        } else {
+            "\n[auth]\nmode = \"none\"\nremove_burst = 1000000\nremove_rate_per_minute = 1000000\n"
+        };
         let config = format!(
-            "listen = \"{addr}\"\ndata_dir = \"{}\"\n{extra}",
+            "listen = \"{addr}\"\ndata_dir = \"{}\"\n{extra}{auth}",
             dir.path().join("data").display()
         );
         let mut s = Scaler {
@@ -390,6 +398,7 @@ impl Scaler {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("client"),
+            bearer: None,
         };
         s.spawn().await;
         s
@@ -482,13 +491,7 @@ impl Scaler {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("GET");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
+        self.send(reqwest::Method::GET, path, "").await
     }
 
     pub async fn post(&self, path: &str, body: &str) -> (u16, String) {
@@ -496,13 +499,14 @@ impl Scaler {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
-        let r = self
+        let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
+            .body(body.to_string());
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("request");
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
@@ -545,4 +549,45 @@ impl Drop for Scaler {
 /// The number of ledger entries in `state` from a status document.
 pub fn count(status: &Value, state: &str) -> u64 {
     status["ledger"]["counts"][state].as_u64().unwrap_or(0)
+}
+
+/// An RSA key pair made with the openssl CLI: (private PEM path, public PEM path).
+pub fn rsa_key_pair(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&private)
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl")
+        .success();
+    assert!(ok, "openssl genpkey failed");
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .expect("run openssl")
+        .success();
+    assert!(ok, "openssl pkey failed");
+    (private, public)
+}
+
+/// A token signed with `key` for subject `sub`, valid for a minute.
+pub fn token(key: &std::path::Path, sub: &str) -> String {
+    let pem = std::fs::read(key).expect("read key");
+    let opts = jitsi_scaler::auth::TokenOptions {
+        sub: sub.to_string(),
+        ..Default::default()
+    };
+    jitsi_scaler::auth::sign_token(&pem, &opts).expect("sign")
 }

@@ -1,0 +1,154 @@
+//! `generate`: renders the environments of a shards file as HOCON.
+//!
+//! Output is deterministic for a given shards file, nickname and passwords: fields in a fixed
+//! order, shards in file order, strings quoted with JSON escapes (valid HOCON).
+
+use std::fmt::Write as _;
+
+use super::Error;
+use super::shards::{Login, Muc, ShardEnv, Shards};
+
+/// An environment ready to render: passwords read, nickname chosen.
+#[derive(Debug, Clone)]
+pub struct EnvOut {
+    env: ShardEnv,
+    nickname: String,
+    control_password: String,
+    call_password: String,
+}
+
+/// Reads the passwords of every shard and attaches the gateway's nickname.
+pub fn prepare(shards: &Shards, nickname: &str) -> Result<Vec<EnvOut>, Error> {
+    shards
+        .shards
+        .iter()
+        .map(|env| {
+            let read = |login: &Login, key: &str| {
+                login.password.read().map_err(|message| Error::Password {
+                    shard: env.name.clone(),
+                    login: key.to_owned(),
+                    message,
+                })
+            };
+            Ok(EnvOut {
+                control_password: read(&env.control_login, "control-login")?,
+                call_password: read(&env.call_login, "call-login")?,
+                nickname: nickname.to_owned(),
+                env: env.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A fresh random (version 4) UUID, the default gateway nickname.
+pub fn new_nickname() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A HOCON quoted string (JSON string syntax is valid HOCON).
+fn quote(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// Renders the `[ ... ]` array; lines after the first start with `indent`, nesting adds `unit`.
+pub fn render_array(envs: &[EnvOut], indent: &str, unit: &str) -> String {
+    let inner = format!("{indent}{unit}");
+    let mut out = String::from("[\n");
+    for e in envs {
+        out.push_str(&render_env(e, &inner, unit));
+    }
+    out.push_str(indent);
+    out.push(']');
+    out
+}
+
+fn render_env(e: &EnvOut, indent: &str, unit: &str) -> String {
+    let env = &e.env;
+    let i2 = format!("{indent}{unit}");
+    let i3 = format!("{i2}{unit}");
+    let mut out = String::new();
+    // Writing into a String cannot fail, hence `let _ =`.
+    let _ = writeln!(out, "{indent}{{");
+    let kv = |out: &mut String, key: &str, value: &str| {
+        let _ = writeln!(out, "{i2}{key} = {value}");
+    };
+    let muc = |out: &mut String, key: &str, muc: &Muc| {
+        let _ = writeln!(out, "{i2}{key} {{");
+        let _ = writeln!(out, "{i3}domain = {}", quote(&muc.domain));
+        let _ = writeln!(out, "{i3}room-name = {}", quote(&muc.room_name));
+        let _ = writeln!(out, "{i3}nickname = {}", quote(&e.nickname));
+        let _ = writeln!(out, "{i2}}}");
+    };
+    let login = |out: &mut String, key: &str, login: &Login, password: &str| {
+        let _ = writeln!(out, "{i2}{key} {{");
+        let _ = writeln!(out, "{i3}domain = {}", quote(&login.domain));
+        let _ = writeln!(out, "{i3}username = {}", quote(&login.username));
+        let _ = writeln!(out, "{i3}password = {}", quote(password));
+        let _ = writeln!(out, "{i2}}}");
+    };
+    kv(&mut out, "name", &quote(&env.name));
+    let hosts: Vec<String> = env.hosts.iter().map(|h| quote(h)).collect();
+    kv(
+        &mut out,
+        "xmpp-server-hosts",
+        &format!("[{}]", hosts.join(", ")),
+    );
+    kv(&mut out, "xmpp-domain", &quote(&env.xmpp_domain));
+    muc(&mut out, "control-muc", &env.control_muc);
+    if let Some(sip) = &env.sip_control_muc {
+        muc(&mut out, "sip-control-muc", sip);
+    }
+    login(
+        &mut out,
+        "control-login",
+        &env.control_login,
+        &e.control_password,
+    );
+    login(&mut out, "call-login", &env.call_login, &e.call_password);
+    kv(
+        &mut out,
+        "strip-from-room-domain",
+        &quote(&env.strip_from_room_domain),
+    );
+    // Validated as `0` or `<number> <unit>`: safe unquoted, and a unit is always there.
+    kv(&mut out, "usage-timeout", &env.usage_timeout.text);
+    kv(
+        &mut out,
+        "trust-all-xmpp-certs",
+        &env.trust_all_xmpp_certs.to_string(),
+    );
+    if let Some(url) = &env.base_url {
+        kv(&mut out, "base-url", &quote(url));
+    }
+    if let Some(mode) = &env.security_mode {
+        kv(&mut out, "security-mode", &quote(mode));
+    }
+    let _ = writeln!(out, "{indent}}}");
+    out
+}
+
+/// The comment written above a generated `environments` field.
+pub const COMMENT: &str =
+    "// One environment per shard, generated by `jitsi-scaler jibri-config generate`.";
+
+/// Renders a complete `jibri { api { xmpp { environments = [...] } } }` block.
+pub fn render_block(envs: &[EnvOut]) -> String {
+    let unit = "  ";
+    let indent = unit.repeat(3);
+    format!(
+        "jibri {{\n{u}api {{\n{u}{u}xmpp {{\n{indent}{COMMENT}\n{indent}environments = {}\n{u}{u}}}\n{u}}}\n}}\n",
+        render_array(envs, &indent, unit),
+        u = unit,
+    )
+}
