@@ -261,7 +261,11 @@ impl Agent {
             ("drain_deadline", "\"30s\""),
             ("drained_attempts", "3"),
         ];
-        if !extra.contains("sidecar_env_file") {
+        // `# no key` in `extra`: requests without a token.
+        if !["sidecar_env_file", "key_file", "# no key"]
+            .iter()
+            .any(|k| extra.contains(k))
+        {
             let (key, _) = ec_key(dir);
             base.push(format!("key_file = {:?}", key.display().to_string()));
         }
@@ -976,4 +980,78 @@ async fn agent_resident_memory_is_small() {
     assert!(late <= early + 512, "memory grows: {early} -> {late} kB");
     let limit = if cfg!(debug_assertions) { 16 } else { 8 } * 1024;
     assert!(peak < limit, "agent VmRSS {peak} kB >= {limit} kB");
+}
+
+/// With the scaler verifying tokens and binding instances by claim, the agent's token (signed
+/// with the sidecar key, `instance` = its host) passes for its own host, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scaler_accepts_the_agents_token_with_claim_binding() {
+    let jicofo = FakeJicofo::start(4, 4).await;
+    let foreman = FakeForeman::start().await;
+    add_gateway(&foreman, "gw-1");
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (key, public) = ec_key(keys.path());
+    let cfg = fast_config(&jicofo.url, &[&foreman.url]).replacen(
+        "[policy]\n",
+        "[policy]\ndrain_confirm = true\n",
+        1,
+    );
+    let mut s = Scaler::start(&format!(
+        "[settings]\nmin = 2\n{cfg}\n[auth]\npublic_key_file = {:?}\n\
+         instance_binding = \"claim\"\nremove_burst = 1000\nremove_rate_per_minute = 1000\n",
+        public.display().to_string()
+    ))
+    .await;
+    s.bearer = Some(
+        jitsi_scaler::auth::sign_token(
+            &std::fs::read(&key).expect("key"),
+            &jitsi_scaler::auth::TokenOptions::default(),
+        )
+        .expect("admin token"),
+    );
+    s.eventually("a fresh Jicofo reading", WAIT, |st| {
+        st["jicofo"]["merged"].is_object()
+    })
+    .await;
+    let jibri = FakeJibri::start(Mode::Idle).await;
+    let mut agent = Agent::start(
+        &format!("{}/scaler", s.url),
+        &jibri,
+        &format!("key_file = {:?}", key.display().to_string()),
+    );
+    assert!(
+        agent.wait_exit(WAIT).await.success(),
+        "{}\n{}",
+        agent.log(),
+        s.log()
+    );
+    let removes = decisions(&s, "remove", "gw-1").await;
+    assert_eq!(removes.len(), 1, "{removes:?}");
+    assert_eq!(removes[0].0, "accepted");
+    assert_eq!(decisions(&s, "drained", "gw-1").await.len(), 1);
+    s.eventually("the delete", WAIT, |_| foreman.deletes() == ["gw-1"])
+        .await;
+    // Without a token the request is refused (401): the agent keeps serving and retries.
+    let jibri2 = FakeJibri::start(Mode::Idle).await;
+    let agent2 = Agent::start(
+        &format!("{}/scaler", s.url),
+        &jibri2,
+        "# no key\ninstance = \"gw-2\"",
+    );
+    agent2.wait_log("failures=2", WAIT).await;
+    assert!(agent2.log().contains("HTTP 401"), "{}", agent2.log());
+    assert!(agent2.log().contains("requests carry no token"));
+    assert_eq!(jibri2.shutdown_calls(), 0);
+    // An unreadable key stops the agent at start, naming the file.
+    let mut agent3 = Agent::start(
+        &format!("{}/scaler", s.url),
+        &jibri2,
+        "key_file = \"/nonexistent/key.pem\"",
+    );
+    assert!(!agent3.wait_exit(WAIT).await.success());
+    assert!(
+        agent3.log().contains("/nonexistent/key.pem"),
+        "{}",
+        agent3.log()
+    );
 }

@@ -107,10 +107,7 @@ pub struct AgentConfig {
     #[serde(with = "crate::duration")]
     pub idle_time: Duration,
     /// Ask `expired` when idle and the instance is older than this (+/- 10 % per instance).
-    #[serde(
-        with = "optional_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "optional_duration", skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<Duration>,
     /// Ask `unhealthy` after this many consecutive UNHEALTHY checks.
     pub unhealthy_checks: u32,
