@@ -467,7 +467,7 @@ pub async fn detect_instance(url: &str) -> Result<IpAddr, AgentError> {
 pub enum Outcome {
     /// Accepted, drained (or the deadline passed), confirmed: the agent is done.
     Drained,
-    /// Stopped by a signal before any removal.
+    /// Stopped by a signal (while watching, or during a drain without confirming).
     Stopped,
 }
 
