@@ -71,6 +71,7 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
     svc.core.lock().await.shards = shards;
     svc.flush_queued().await;
     let Some(fence) = svc.lease() else {
+        svc.sync().await;
         return;
     };
     let now = now_ms();

@@ -41,6 +41,10 @@ enum Command {
     },
     /// Sign an ASAP JWT with a private key and print it (for curl and scripts).
     Token(jitsi_scaler::auth::TokenArgs),
+    /// Replay a call trace against the real policy (and the legacy one) and report quality and cost.
+    Simulate(Box<jitsi_scaler::sim::SimulateArgs>),
+    /// Erlang-B sizing: the spare count (`min`) needed for a target rejection rate.
+    Plan(jitsi_scaler::plan::PlanArgs),
     /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
     JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
 }
@@ -106,6 +110,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::JibriConfig(args) => Ok(jitsi_scaler::jibri_conf::run(args)?),
+        Command::Simulate(args) => {
+            jitsi_scaler::sim::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => {
+            jitsi_scaler::plan::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token(args) => {
             // The token alone on stdout, so $(jitsi-scaler token ...) works.
             println!("{}", jitsi_scaler::auth::run_token(&args)?);

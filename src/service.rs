@@ -242,12 +242,29 @@ impl Service {
         if let Store::Redis(r) = &self.store {
             let loaded = r.load_versioned().await;
             self.note_store(&loaded);
-            if let Some((snap, version)) = loaded? {
-                core.snap = snap;
-                core.version = version;
+            match loaded? {
+                Some((snap, version)) => {
+                    core.snap = snap;
+                    core.version = version;
+                }
+                None => {
+                    // The store lost its data (a Redis restarted without persistence): the
+                    // next write seeds it again from this replica's last known snapshot.
+                    if core.version != 0 {
+                        tracing::warn!(store = %self.store.describe(), "shared store is empty: re-seeding it from this replica's state");
+                    }
+                    core.version = 0;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Refreshes the cached snapshot (each tick on every replica), so a follower's view is at
+    /// most one tick old when the store becomes unreachable.
+    pub(crate) async fn sync(&self) {
+        let mut core = self.core.lock().await;
+        let _ = self.refresh(&mut core).await;
     }
 
     /// Applies `change` to the latest stored snapshot and stores the result before returning.

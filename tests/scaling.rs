@@ -335,3 +335,59 @@ async fn accepted_removal_is_deleted_in_foreman() {
     s.eventually("gone", WAIT, |st| count(st, "gone") == 1)
         .await;
 }
+
+/// Two shards, one stale: the fresh one is used; both stale: fail safe (SPEC §6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_shard_is_ignored_and_all_stale_fails_safe() {
+    let a = FakeJicofo::start(0, 0).await;
+    let b = FakeJicofo::start(0, 0).await;
+    b.set_down(true);
+    let foreman = FakeForeman::start().await;
+    let cfg = fast_config(&a.url, &[&foreman.url]).replace(
+        "[[jicofo.shards]]\nname = \"shard1\"",
+        &format!("[[jicofo.shards]]\nname = \"shard2\"\nurl = \"{}\"\n[[jicofo.shards]]\nname = \"shard1\"", b.url),
+    );
+    let s = Scaler::start(&cfg).await;
+    let st = s
+        .eventually("shard2 stale, shard1 fresh", WAIT, |st| {
+            st["jicofo"]["fresh_shards"] == serde_json::json!(["shard1"])
+                && st["jicofo"]["stale_shards"] == serde_json::json!(["shard2"])
+        })
+        .await;
+    assert!(
+        st["jicofo"]["shards"][0]["last_error"].is_string(),
+        "{st:#}"
+    );
+    s.eventually("launches from the fresh shard", WAIT, |_| {
+        foreman.creates() == 2
+    })
+    .await;
+    // The conservative merge: the shard that sees fewer available wins.
+    b.set_down(false);
+    a.set(5, 5);
+    b.set(4, 2);
+    s.eventually("merged lowest available", WAIT, |st| {
+        st["jicofo"]["merged"]["available"] == 2 && st["jicofo"]["merged"]["total"] == 5
+    })
+    .await;
+    assert_eq!(s.status().await["jicofo"]["disagreement"], true);
+    // Both stale: no launches, idle keeps.
+    a.set_down(true);
+    b.set_down(true);
+    s.eventually("all stale", WAIT, |st| st["jicofo"]["merged"].is_null())
+        .await;
+    let before = foreman.creates();
+    assert_eq!(
+        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
+            .await
+            .1,
+        "keep"
+    );
+    assert_eq!(s.post("/scaler/min", "10").await.0, 204);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        foreman.creates(),
+        before,
+        "no launch while every shard is stale"
+    );
+}

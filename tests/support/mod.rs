@@ -591,3 +591,91 @@ pub fn token(key: &std::path::Path, sub: &str) -> String {
     };
     jitsi_scaler::auth::sign_token(&pem, &opts).expect("sign")
 }
+
+/// A real `redis-server` on a free loopback port, with its own directory (append-only file on,
+/// so a restart keeps the data as a production Redis would).
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = dead_addr().port();
+        let mut r = RedisServer {
+            child: None,
+            port,
+            url: format!("redis://127.0.0.1:{port}/0"),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run ./scripts/test, which installs it");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf)
+                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Stops the server (SIGKILL: as a crash or a network cut would look).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Config lines for a replica on `redis`.
+pub fn redis_store(redis: &RedisServer, replica: &str) -> String {
+    format!(
+        "\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nreplica = \"{replica}\"\nlease_ttl = \"1500ms\"\ntimeout = \"500ms\"\n",
+        redis.url
+    )
+}
