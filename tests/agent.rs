@@ -1055,3 +1055,46 @@ async fn the_scaler_accepts_the_agents_token_with_claim_binding() {
         agent3.log()
     );
 }
+
+/// `ca_file`: a PEM CA is added to the system roots for an https scaler; garbage is refused
+/// at start with the key named.
+#[test]
+fn ca_file_is_loaded_or_refused() {
+    use jitsi_scaler::agent::scaler::{ScalerClient, ScalerEndpoint};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca_key, ca) = (dir.path().join("ca.key"), dir.path().join("ca.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=test CA", "-keyout"])
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl CLI runs")
+        .success();
+    assert!(ok, "openssl req");
+    let endpoint = |pem: Option<Vec<u8>>| ScalerEndpoint {
+        base_url: "https://scaler.example.org/scaler".into(),
+        remove_path: "/remove".into(),
+        remove_method: "POST".into(),
+        drained_path: "/drained".into(),
+        unhealthy_reason: "unhealthy".into(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        extra_ca_pem: pem,
+    };
+    let pem = std::fs::read(&ca).expect("ca");
+    assert!(ScalerClient::new(&endpoint(Some(pem)), None).is_ok());
+    let err = ScalerClient::new(&endpoint(Some(b"not a certificate".to_vec())), None)
+        .expect_err("garbage refused")
+        .to_string();
+    assert!(err.contains("ca_file"), "{err}");
+}
