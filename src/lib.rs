@@ -4,6 +4,7 @@
 //! the Jicofo and lifecycle-manager clients, the store, the control loop and the HTTP API.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -27,6 +27,8 @@ enum Command {
         #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Scale-down agent on a gateway: watch Jibri, ask for removal, drain.
+    Agent(jitsi_scaler::agent::AgentArgs),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -130,6 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(args) => {
+            jitsi_scaler::agent::main(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Store {
