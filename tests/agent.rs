@@ -371,11 +371,9 @@ impl Drop for Agent {
 
 /// The real `serve` with the fakes; `policy` lines go into its `[policy]` table.
 async fn scaler(min: u32, jicofo: &FakeJicofo, foreman: &FakeForeman, policy: &str) -> Scaler {
-    let cfg = fast_config(&jicofo.url, &[&foreman.url]).replacen(
-        "[policy]\n",
-        &format!("[policy]\n{policy}\n"),
-        1,
-    );
+    let cfg = fast_config(&jicofo.url, &[&foreman.url])
+        .replace("drain_confirm = false\n", "")
+        .replacen("[policy]\n", &format!("[policy]\n{policy}\n"), 1);
     let s = Scaler::start(&format!("[settings]\nmin = {min}\n{cfg}")).await;
     s.eventually("a fresh Jicofo reading", WAIT, |st| {
         st["jicofo"]["merged"].is_object()
@@ -991,11 +989,9 @@ async fn the_scaler_accepts_the_agents_token_with_claim_binding() {
     add_gateway(&foreman, "gw-1");
     let keys = tempfile::tempdir().expect("tempdir");
     let (key, public) = ec_key(keys.path());
-    let cfg = fast_config(&jicofo.url, &[&foreman.url]).replacen(
-        "[policy]\n",
-        "[policy]\ndrain_confirm = true\n",
-        1,
-    );
+    let cfg = fast_config(&jicofo.url, &[&foreman.url])
+        .replace("drain_confirm = false\n", "")
+        .replacen("[policy]\n", "[policy]\ndrain_confirm = true\n", 1);
     let mut s = Scaler::start(&format!(
         "[settings]\nmin = 2\n{cfg}\n[auth]\npublic_key_file = {:?}\n\
          instance_binding = \"claim\"\nremove_burst = 1000\nremove_rate_per_minute = 1000\n",

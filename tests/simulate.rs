@@ -176,8 +176,8 @@ fn a_tiny_trace_gives_the_hand_computed_counts() {
     }
     assert_eq!(
         f(&policy(&r, "ours")["launches_per_hour"]),
-        6.0,
-        "3 launches in half an hour"
+        4.0,
+        "2 launches in half an hour"
     );
 }
 
