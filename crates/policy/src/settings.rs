@@ -97,13 +97,15 @@ pub struct Timing {
     /// Finished entries (gone, launch_failed and deleted) are forgotten after this long.
     pub retention_ms: u64,
     /// After a host is known to have stopped (drained, or deleted), assume Jicofo no longer
-    /// counts it after this long: longer than Jicofo's own lag in noticing a dead gateway.
+    /// counts it after this long. Short is the capacity-safe side: too short only launches one
+    /// spare early (bounded by `max`), too long holds launches back (benchmark: 20 s rejects
+    /// 0.2 % where 90 s rejects 0.9 %, diurnal, min 11).
     #[serde(default = "default_stop_grace")]
     pub stop_grace_ms: u64,
 }
 
 fn default_stop_grace() -> u64 {
-    90_000
+    20000
 }
 
 impl Default for Timing {
