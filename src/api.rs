@@ -119,6 +119,7 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/status"), get(status).options(options))
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
+        .route("/metrics", get(metrics).options(options))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
@@ -343,6 +344,28 @@ async fn status(
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&st, &headers, peer).await?.require_admin()?;
     Ok(Json(st.svc.status().await))
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
+async fn metrics(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if st.svc.cfg.metrics.auth == crate::ops::MetricsAccess::Token {
+        authenticate(&st, &headers, peer).await?.require_admin()?;
+    }
+    match st.svc.metrics_text().await {
+        Ok(text) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response()),
+        Err(_) => Ok((StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response()),
+    }
 }
 
 async fn health() -> &'static str {

@@ -39,6 +39,10 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Who may read `GET /metrics`.
+    pub metrics: crate::ops::MetricsConfig,
+    /// The audit file (`audit.jsonl` in `data_dir`).
+    pub audit: crate::ops::AuditConfig,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             log: LogConfig::default(),
+            metrics: crate::ops::MetricsConfig::default(),
+            audit: crate::ops::AuditConfig::default(),
         }
     }
 }
@@ -440,6 +446,7 @@ impl Config {
             },
         }
         p.extend(self.auth.validate());
+        p.extend(self.audit.problems());
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!(
                 "log.format: {:?} must be text or json",

@@ -12,5 +12,6 @@ pub mod duration;
 pub mod jibri_conf;
 pub mod jicofo;
 pub mod lifecycle;
+pub mod ops;
 pub mod service;
 pub mod store;

@@ -36,6 +36,9 @@ enum Command {
     Token(jitsi_scaler::auth::TokenArgs),
     /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
     JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
+    /// Print a running scaler's status as tables: settings, shards, ledger, lifecycle nodes,
+    /// the last 10 decisions (signs an admin token with --key, or sends --token).
+    Status(jitsi_scaler::ops::status_cli::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +74,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::JibriConfig(args) => Ok(jitsi_scaler::jibri_conf::run(args)?),
+        Command::Status(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            print!(
+                "{}",
+                runtime.block_on(jitsi_scaler::ops::status_cli::run(&args))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token(args) => {
             // The token alone on stdout, so $(jitsi-scaler token ...) works.
             println!("{}", jitsi_scaler::auth::run_token(&args)?);
@@ -136,6 +150,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
+    if svc.cfg.audit.enabled {
+        svc.ops
+            .audit
+            .start(&svc.cfg.data_dir, &svc.cfg.audit, svc.ops.metrics.clone())?;
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -149,6 +168,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    jitsi_scaler::ops::spawn_tasks(&svc, &shutdown);
     let loop_handle = tokio::spawn(controller::run(
         svc.clone(),
         shutdown.clone(),
@@ -159,17 +179,21 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
+        jitsi_scaler::ops::systemd::stopping();
         signal.cancel();
     });
+    // Listening, store loaded: systemd may start what depends on us.
+    jitsi_scaler::ops::systemd::ready();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("HTTP server failed")?;
     let _ = loop_handle.await;
     controller::drain_tasks(&tasks, Duration::from_secs(5)).await;
-    svc.persist()
-        .await
-        .context("cannot store the final state")?;
+    let persisted = svc.persist().await;
+    // The audit file gets every line queued so far, also when the final save failed.
+    svc.ops.audit.close(Duration::from_secs(2));
+    persisted.context("cannot store the final state")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -70,6 +70,17 @@ pub struct Decision {
     /// Who asked (token subject or client address), when someone did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The remove-me reason, for remove decisions (a metrics label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl Decision {
+    /// The same decision, for a remove-me with `reason`.
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
 }
 
 /// State guarded by the service mutex.
@@ -93,7 +104,9 @@ pub struct Service {
     pub(crate) wake: Notify,
     stats_attempted: AtomicBool,
     pub(crate) calls: std::sync::Mutex<HashSet<String>>,
-    started_at: Millis,
+    pub(crate) started_at: Millis,
+    /// Metrics, audit trail and the loop's heartbeat (hooks; see `crate::ops`).
+    pub ops: crate::ops::Ops,
 }
 
 impl Service {
@@ -125,6 +138,8 @@ impl Service {
             }
         };
         let shards = jicofo.initial_states();
+        let ops = crate::ops::Ops::default();
+        lifecycle.set_observer(ops.lifecycle_observer());
         Ok(Arc::new(Service {
             timing: cfg.policy.to_timing(),
             decisions: std::sync::Mutex::new(VecDeque::with_capacity(cfg.policy.recent_decisions)),
@@ -141,6 +156,7 @@ impl Service {
             stats_attempted: AtomicBool::new(false),
             calls: std::sync::Mutex::new(HashSet::new()),
             started_at: now_ms(),
+            ops,
         }))
     }
 
@@ -154,6 +170,7 @@ impl Service {
             "{}",
             d.why
         );
+        self.ops.record(&d);
         if let Ok(mut ring) = self.decisions.lock() {
             while ring.len() >= self.cfg.policy.recent_decisions {
                 ring.pop_front();
@@ -177,6 +194,7 @@ impl Service {
             outcome: outcome.to_string(),
             why,
             by: by.map(str::to_string),
+            reason: None,
         }
     }
 
@@ -302,13 +320,16 @@ impl Service {
             }
         };
         drop(core);
-        self.record(Self::decision(
-            "remove",
-            Some(host),
-            outcome,
-            format!("{}: {why}", reason.as_str()),
-            Some(by),
-        ));
+        self.record(
+            Self::decision(
+                "remove",
+                Some(host),
+                outcome,
+                format!("{}: {why}", reason.as_str()),
+                Some(by),
+            )
+            .with_reason(reason),
+        );
         if decision.accepted() {
             self.wake.notify_one();
         }
