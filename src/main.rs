@@ -22,6 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the scaler service: HTTP API, scale-up loop, removal approvals, reconciliation.
+    #[command(after_help = SERVE_HELP)]
     Serve {
         /// TOML config file (defaults apply to every key it omits; JITSI_SCALER_* overrides).
         #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
@@ -50,6 +51,19 @@ enum ConfigCommand {
         config: Option<PathBuf>,
     },
 }
+
+/// Config keys shown by `serve --help` (all keys: docs/configuration.md).
+const SERVE_HELP: &str = "\
+Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [metrics] [audit] [log];
+every key with its default: docs/configuration.md. A key is overridden by the environment
+variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
+Operations keys:
+  metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token
+  audit.enabled = true               every decision as a JSON line in <data_dir>/audit.jsonl
+  audit.max_bytes = 10485760         rotate the audit file past this size
+  audit.keep = 5                     rotated audit files kept
+Under systemd (Type=notify): READY=1 once serving, STOPPING=1 on SIGTERM/SIGINT, WATCHDOG=1
+every WATCHDOG_USEC/2 while the control loop ticks.";
 
 fn env_map() -> BTreeMap<String, String> {
     std::env::vars()
