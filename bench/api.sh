@@ -51,6 +51,11 @@ openssl pkey -pubout -in "$work/asap.key" -out "$work/asap.pem"
 ADMIN=$("$BIN" token --key "$work/asap.key" --sub scaler --ttl 30m)
 # An instance token: a gateway naming itself by its address (auth.instance_binding = "address").
 INSTANCE=$("$BIN" token --key "$work/asap.key" --sub gw-bench --ttl 30m)
+# Distinct instance tokens, as real gateways send (a fresh token per request).
+POOL=${POOL:-2000}
+for i in $(seq "$POOL"); do
+  "$BIN" token --key "$work/asap.key" --sub "gw-bench-$i" --ttl 30m
+done >"$work/tokens"
 
 # Fake Jicofo: two static stats files (total 10, 2 available; 10 000 with 2 available).
 mkdir -p "$work/jicofo"
@@ -97,15 +102,15 @@ TOML
   echo "$port"
 }
 
-mem() { # pid -> "VmRSS VmHWM" in MB
-  awk '/^VmRSS|^VmHWM/ {printf "%.1f ", $2/1024}' "/proc/$1/status"
+mem() { # pid -> "VmRSS / VmHWM" in MB
+  awk '/^VmRSS/ {r = $2} /^VmHWM/ {h = $2} END {printf "%.1f / %.1f", r / 1024, h / 1024}' "/proc/$1/status"
 }
 
 results=()
-# run LABEL PID URL SCRIPT TOKEN [BODY]
+# run LABEL PID URL SCRIPT TOKEN [TOKENS_FILE]
 run() {
-  local label=$1 pid=$2 url=$3 script=$4 token=$5 body=${6:-} out rps p50 p99 codes
-  out=$(TOKEN="$token" BODY="$body" wrk -t$THREADS -c$CONNECTIONS -d"$DURATION" --latency -s "bench/$script" "$url")
+  local label=$1 pid=$2 url=$3 script=$4 token=$5 tokens=${6:-} out rps p50 p99 codes
+  out=$(TOKEN="$token" TOKENS="$tokens" wrk -t$THREADS -c$CONNECTIONS -d"$DURATION" --latency -s "bench/$script" "$url")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
@@ -124,21 +129,24 @@ test "$(curl -s -X POST -H "Authorization: Bearer $INSTANCE" -d '{"host":"127.0.
 test "$(curl -s -X POST -d '{"host":"127.0.0.1","reason":"idle"}' "http://127.0.0.1:$PN/scaler/remove")" = keep
 idle_a=$(mem "$A")
 
-run "GET /scaler/min (admin token)" "$A" "http://127.0.0.1:$PA/scaler/min" get.lua "$ADMIN"
-run "POST /scaler/remove idle, token verified" "$A" "http://127.0.0.1:$PA/scaler/remove" post.lua "$INSTANCE"
+run "GET /scaler/min, admin token" "$A" "http://127.0.0.1:$PA/scaler/min" get.lua "$ADMIN"
+run "GET /scaler/min, auth.mode = none" "$N" "http://127.0.0.1:$PN/scaler/min" get.lua ""
+run "POST /scaler/remove idle, one token, verified" "$A" "http://127.0.0.1:$PA/scaler/remove" post.lua "$INSTANCE"
+run "POST /scaler/remove idle, $POOL distinct tokens, verified" "$A" "http://127.0.0.1:$PA/scaler/remove" post.lua "" "$work/tokens"
 run "POST /scaler/remove idle, auth.mode = none" "$N" "http://127.0.0.1:$PN/scaler/remove" post.lua ""
 idle_s=$(mem "$S")
 run "GET /scaler/status, $ENTRIES entries" "$S" "http://127.0.0.1:$PS/scaler/status" get.lua "$ADMIN"
 
 echo
 echo "## API benchmark results ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))"
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; serve built --release; idle RSS: $idle_a MB (empty ledger), $idle_s MB ($ENTRIES entries) (VmRSS VmHWM)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; serve built --release; before the load, VmRSS / VmHWM: $idle_a MB (empty ledger), $idle_s MB ($ENTRIES entries)"
 echo
-echo "| case | requests/s | p50 | p99 | non-2xx | VmRSS VmHWM after (MB) |"
+echo "| case | requests/s | p50 | p99 | non-2xx | VmRSS / VmHWM after (MB) |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${results[@]}"
 echo
 echo "status body: $(curl -s -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$PS/scaler/status" | wc -c) bytes"
+[ -n "${SKIP_TICK:-}" ] && exit 0
 echo
 echo "## Policy tick (cargo bench --bench tick)"
 cargo bench --locked --quiet --bench tick 2>/dev/null | grep -v '^$'

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::{Json, Router};
 use policy::{Reason, Settings};
 use serde_json::Value;
 use tower_http::timeout::TimeoutLayer;
@@ -341,9 +341,16 @@ async fn status(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     authenticate(&st, &headers, peer).await?.require_admin()?;
-    Ok(Json(st.svc.status().await))
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        st.svc.status_json().await,
+    )
+        .into_response())
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.

@@ -22,6 +22,9 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 
 /// Decisions waiting for the writer; beyond this they are dropped (and counted).
 const QUEUE: usize = 4096;
+/// After writing a batch the writer waits this long for more, so that under load senders do
+/// not wake it once per line (a lone line still goes out at once).
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 /// `[audit]` configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -229,6 +232,7 @@ impl Writer {
                 let _ = self.out.get_ref().sync_data();
                 return;
             }
+            std::thread::sleep(BATCH_WINDOW);
         }
     }
 
