@@ -90,9 +90,7 @@ fn parse_value(v: &str) -> Result<f64, String> {
 
 /// Parses `name{a="b",...} value [timestamp]`.
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .ok_or("sample without value")?;
+    let name_end = line.find(['{', ' ']).ok_or("sample without value")?;
     let name = &line[..name_end];
     if !valid_metric_name(name) {
         return Err(format!("bad metric name {name:?}"));
@@ -264,7 +262,10 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
                 f.kind
             )));
         }
-        if f.kind == "counter" && suffix == "_total" && !(sample.value >= 0.0) {
+        if f.kind == "counter"
+            && suffix == "_total"
+            && (sample.value.is_nan() || sample.value < 0.0)
+        {
             return Err(at("negative counter".into()));
         }
         let key = format!("{}{:?}", sample.name, sample.labels);
@@ -283,7 +284,9 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
 
 /// Buckets ascending and cumulative; `+Inf` present and equal to `_count`.
 fn check_histogram(f: &Family) -> Result<(), String> {
-    let mut series: BTreeMap<String, (Vec<(f64, f64)>, Option<f64>)> = BTreeMap::new();
+    // Per label set (without `le`): the (le, value) buckets and the `_count`.
+    type Series = (Vec<(f64, f64)>, Option<f64>);
+    let mut series: BTreeMap<String, Series> = BTreeMap::new();
     for s in &f.samples {
         let mut labels = s.labels.clone();
         let le = labels.remove("le");
