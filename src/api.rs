@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::{Json, Router};
 use policy::{Reason, Settings};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -110,6 +110,7 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/status"), get(status).options(options))
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
+        .route("/metrics", get(metrics).options(options))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(limit))
         // Refuses an announced oversize body at once, before reading it.
@@ -332,9 +333,38 @@ async fn status(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     authenticate(&st, &headers, peer).await?.require_admin()?;
-    Ok(Json(st.svc.status().await))
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        st.svc.status_json().await,
+    )
+        .into_response())
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
+async fn metrics(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if st.svc.cfg.metrics.auth == crate::ops::MetricsAccess::Token {
+        authenticate(&st, &headers, peer).await?.require_admin()?;
+    }
+    match st.svc.metrics_text().await {
+        Ok(text) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response()),
+        Err(_) => Ok((StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response()),
+    }
 }
 
 async fn health() -> &'static str {

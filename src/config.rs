@@ -41,6 +41,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Who may read `GET /metrics`.
+    pub metrics: crate::ops::MetricsConfig,
+    /// The audit file (`audit.jsonl` in `data_dir`).
+    pub audit: crate::ops::AuditConfig,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             auth: crate::auth::AuthConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            metrics: crate::ops::MetricsConfig::default(),
+            audit: crate::ops::AuditConfig::default(),
         }
     }
 }
@@ -509,6 +515,7 @@ impl Config {
         if st.lease_ttl < Duration::from_millis(300) {
             p.push("store.lease_ttl: must be at least 300ms".into());
         }
+        p.extend(self.audit.problems());
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!(
                 "log.format: {:?} must be text or json",

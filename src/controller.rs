@@ -45,7 +45,9 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
             _ = interval.tick() => {}
             _ = svc.wake.notified() => {}
         }
+        let started = Instant::now();
         step(&svc, &tasks).await;
+        svc.ops.tick_done(started.elapsed());
         if svc.is_leader() && last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
             last_reconcile = Instant::now();
             reconcile(&svc).await;
@@ -158,6 +160,9 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
 }
 
 fn log_event(svc: &Service, e: &Event) {
+    if let Event::Seen { boot_ms, .. } = e {
+        svc.ops.metrics.boot(*boot_ms);
+    }
     let d = match e {
         Event::Seen { host, boot_ms } => Service::decision(
             "seen",

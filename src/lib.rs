@@ -13,6 +13,7 @@ pub mod duration;
 pub mod jibri_conf;
 pub mod jicofo;
 pub mod lifecycle;
+pub mod ops;
 pub mod plan;
 pub mod service;
 pub mod sim;

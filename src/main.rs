@@ -22,6 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the scaler service: HTTP API, scale-up loop, removal approvals, reconciliation.
+    #[command(after_help = SERVE_HELP)]
     Serve {
         /// TOML config file (defaults apply to every key it omits; JITSI_SCALER_* overrides).
         #[arg(long, short, env = "JITSI_SCALER_CONFIG")]
@@ -47,6 +48,9 @@ enum Command {
     Plan(jitsi_scaler::plan::PlanArgs),
     /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
     JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
+    /// Print a running scaler's status as tables: settings, shards, ledger, lifecycle nodes,
+    /// the last 10 decisions (signs an admin token with --key, or sends --token).
+    Status(jitsi_scaler::ops::status_cli::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -87,6 +91,19 @@ enum ConfigCommand {
     },
 }
 
+/// Config keys shown by `serve --help` (all keys: docs/configuration.md).
+const SERVE_HELP: &str = "\
+Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [metrics] [audit] [log];
+every key with its default: docs/configuration.md. A key is overridden by the environment
+variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
+Operations keys:
+  metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token
+  audit.enabled = true               every decision as a JSON line in <data_dir>/audit.jsonl
+  audit.max_bytes = 10485760         rotate the audit file past this size
+  audit.keep = 5                     rotated audit files kept
+Under systemd (Type=notify): READY=1 once serving, STOPPING=1 on SIGTERM/SIGINT, WATCHDOG=1
+every WATCHDOG_USEC/2 while the control loop ticks.";
+
 fn env_map() -> BTreeMap<String, String> {
     std::env::vars()
         .filter(|(k, _)| {
@@ -116,6 +133,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plan(args) => {
             jitsi_scaler::plan::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            print!(
+                "{}",
+                runtime.block_on(jitsi_scaler::ops::status_cli::run(&args))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(args) => {
@@ -204,6 +232,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
+    if svc.cfg.audit.enabled {
+        svc.ops
+            .audit
+            .start(&svc.cfg.data_dir, &svc.cfg.audit, svc.ops.metrics.clone())?;
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -217,6 +250,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    jitsi_scaler::ops::spawn_tasks(&svc, &shutdown);
     let loop_handle = tokio::spawn(controller::run(
         svc.clone(),
         shutdown.clone(),
@@ -227,17 +261,21 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
+        jitsi_scaler::ops::systemd::stopping();
         signal.cancel();
     });
+    // Listening, store loaded: systemd may start what depends on us.
+    jitsi_scaler::ops::systemd::ready();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("HTTP server failed")?;
     let _ = loop_handle.await;
     controller::drain_tasks(&tasks, Duration::from_secs(5)).await;
-    svc.persist()
-        .await
-        .context("cannot store the final state")?;
+    let persisted = svc.persist().await;
+    // The audit file gets every line queued so far, also when the final save failed.
+    svc.ops.audit.close(Duration::from_secs(2));
+    persisted.context("cannot store the final state")?;
     tracing::info!("stopped");
     Ok(())
 }

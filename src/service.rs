@@ -75,6 +75,59 @@ pub struct Decision {
     /// Who asked (token subject or client address), when someone did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The remove-me reason, for remove decisions (a metrics label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+impl Decision {
+    /// The same decision, for a remove-me with `reason`.
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}
+
+/// One ledger entry in `/scaler/status`.
+#[derive(Serialize)]
+struct HostRow<'a> {
+    host: &'a str,
+    origin: Origin,
+    since_s: u64,
+    age_s: u64,
+    counted: bool,
+    reason: Option<Reason>,
+    ip: Option<&'a str>,
+    attempts: u32,
+    last_error: Option<&'a str>,
+}
+
+/// The `ledger` part of `/scaler/status`.
+#[derive(Serialize)]
+struct LedgerDoc<'a> {
+    counts: std::collections::BTreeMap<&'static str, u32>,
+    in_flight: u32,
+    pending_removal: u32,
+    unmanaged: i64,
+    hosts: std::collections::BTreeMap<&'static str, Vec<HostRow<'a>>>,
+}
+
+/// The `/scaler/status` document.
+#[derive(Serialize)]
+struct StatusDoc<'a> {
+    version: &'static str,
+    uptime_s: u64,
+    ready: bool,
+    replica: &'a str,
+    leader: bool,
+    lease: Option<String>,
+    store: serde_json::Value,
+    settings: serde_json::Value,
+    jicofo: serde_json::Value,
+    ledger: LedgerDoc<'a>,
+    last_launch_decision: Option<LaunchDecision>,
+    lifecycle: serde_json::Value,
+    recent_decisions: &'a [Decision],
 }
 
 /// State guarded by the service mutex.
@@ -113,8 +166,10 @@ pub struct Service {
     /// Name of this replica in the lease.
     pub replica: String,
     pub(crate) calls: std::sync::Mutex<HashSet<String>>,
-    started_at: Millis,
+    pub(crate) started_at: Millis,
     writes: AtomicU64,
+    /// Metrics, audit trail and the loop's heartbeat (hooks; see `crate::ops`).
+    pub ops: crate::ops::Ops,
 }
 
 impl Service {
@@ -158,6 +213,8 @@ impl Service {
         };
         let shards = jicofo.initial_states();
         let replica = replica_name(&cfg);
+        let ops = crate::ops::Ops::default();
+        lifecycle.set_observer(ops.lifecycle_observer());
         Ok(Arc::new(Service {
             timing: cfg.policy.to_timing(),
             decisions: std::sync::Mutex::new(VecDeque::with_capacity(cfg.policy.recent_decisions)),
@@ -181,6 +238,7 @@ impl Service {
             calls: std::sync::Mutex::new(HashSet::new()),
             started_at: now_ms(),
             writes: AtomicU64::new(0),
+            ops,
         }))
     }
 
@@ -194,6 +252,7 @@ impl Service {
             "{}",
             d.why
         );
+        self.ops.record(&d);
         if let Ok(mut ring) = self.decisions.lock() {
             while ring.len() >= self.cfg.policy.recent_decisions {
                 ring.pop_front();
@@ -217,6 +276,7 @@ impl Service {
             outcome: outcome.to_string(),
             why,
             by: by.map(str::to_string),
+            reason: None,
         }
     }
 
@@ -412,13 +472,16 @@ impl Service {
         } else {
             "keep"
         };
-        self.record(Self::decision(
-            "remove",
-            Some(host),
-            outcome,
-            format!("{}: {why}", reason.as_str()),
-            Some(by),
-        ));
+        self.record(
+            Self::decision(
+                "remove",
+                Some(host),
+                outcome,
+                format!("{}: {why}", reason.as_str()),
+                Some(by),
+            )
+            .with_reason(reason),
+        );
         if decision.accepted() {
             self.wake.notify_one();
         }
@@ -600,36 +663,55 @@ impl Service {
         }
     }
 
-    /// The status document of `GET /scaler/status`.
+    /// The status document of `GET /scaler/status`, as a JSON value.
     pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.status_json().await).unwrap_or_default()
+    }
+
+    /// The status document of `GET /scaler/status`, serialised.
+    ///
+    /// Written straight from the ledger under the lock (no intermediate JSON tree, no copy
+    /// of the ledger): with 10 000 entries this is what keeps the endpoint fast and small.
+    pub async fn status_json(&self) -> Vec<u8> {
         let now = now_ms();
+        // Taken before the lock: they need no ledger and nobody waits on them.
+        let decisions: Vec<Decision> = self
+            .decisions
+            .lock()
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default();
+        let lifecycle = serde_json::json!({
+            "backend": self.lifecycle.backend_name(),
+            "up": self.lifecycle.is_up(),
+            "nodes": self.lifecycle.nodes(),
+        });
+        let holder = self.lease_holder.lock().ok().and_then(|h| h.clone());
         let mut core = self.core.lock().await;
+        // A follower shows the shared ledger as it is now, not as of its last tick.
         let _ = self.refresh(&mut core).await;
+        let core = core;
         let merged = self.merged(&core, now);
         let ledger = &core.snap.ledger;
         let counts = Counts::of(ledger);
-        let mut hosts: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
-        let mut by_state = serde_json::Map::new();
-        for (state, n) in ledger.count_by_state() {
-            by_state.insert(state.as_str().into(), n.into());
-            let list: Vec<serde_json::Value> = ledger
-                .instances()
-                .filter(|i| i.state == state)
-                .map(|i| {
-                    serde_json::json!({
-                        "host": i.host,
-                        "origin": i.origin,
-                        "since_s": now.saturating_sub(i.state_since) / 1000,
-                        "age_s": now.saturating_sub(i.created_at) / 1000,
-                        "counted": i.counted,
-                        "reason": i.reason,
-                        "ip": i.ip,
-                        "attempts": i.attempts,
-                        "last_error": i.last_error,
-                    })
-                })
-                .collect();
-            hosts.insert(state.as_str().into(), list.into());
+        let by_state = ledger.count_by_state();
+        let mut hosts: std::collections::BTreeMap<&'static str, Vec<HostRow<'_>>> = by_state
+            .iter()
+            .map(|(state, n)| (state.as_str(), Vec::with_capacity(*n as usize)))
+            .collect();
+        for i in ledger.instances() {
+            if let Some(list) = hosts.get_mut(i.state.as_str()) {
+                list.push(HostRow {
+                    host: &i.host,
+                    origin: i.origin,
+                    since_s: now.saturating_sub(i.state_since) / 1000,
+                    age_s: now.saturating_sub(i.created_at) / 1000,
+                    counted: i.counted,
+                    reason: i.reason,
+                    ip: i.ip.as_deref(),
+                    attempts: i.attempts,
+                    last_error: i.last_error.as_deref(),
+                });
+            }
         }
         let shards: Vec<serde_json::Value> = core
             .shards
@@ -648,37 +730,26 @@ impl Service {
             })
             .collect();
         let settings = core.snap.settings;
-        let changed_by = core.snap.settings_changed_by.clone();
-        let last_launch = core.last_launch;
-        let offset = ledger.offset();
-        let queued = core.queued.len();
-        drop(core);
-        let holder = self.lease_holder.lock().ok().and_then(|h| h.clone());
-        let decisions: Vec<Decision> = self
-            .decisions
-            .lock()
-            .map(|r| r.iter().rev().cloned().collect())
-            .unwrap_or_default();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": now.saturating_sub(self.started_at) / 1000,
-            "ready": self.is_ready(),
-            "replica": self.replica,
-            "leader": self.is_leader(),
-            "lease": self.lease().or(holder),
-            "store": {
+        let doc = StatusDoc {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_s: now.saturating_sub(self.started_at) / 1000,
+            ready: self.is_ready(),
+            replica: &self.replica,
+            leader: self.is_leader(),
+            lease: self.lease().or(holder),
+            store: serde_json::json!({
                 "backend": self.store.describe(),
                 "reachable": self.store_ok(),
                 "writes": self.writes.load(Ordering::Relaxed),
-                "queued_approvals": queued,
-            },
-            "settings": {
+                "queued_approvals": core.queued.len(),
+            }),
+            settings: serde_json::json!({
                 "min": settings.min_available,
                 "max": settings.max_total,
                 "bulk_max": settings.bulk_max,
-                "changed_by": changed_by,
-            },
-            "jicofo": {
+                "changed_by": core.snap.settings_changed_by,
+            }),
+            jicofo: serde_json::json!({
                 "component": self.cfg.jicofo.component,
                 "merged": merged.observation.map(|o| serde_json::json!({
                     "total": o.total,
@@ -689,22 +760,20 @@ impl Service {
                 "stale_shards": merged.stale,
                 "disagreement": merged.disagreement,
                 "shards": shards,
+            }),
+            ledger: LedgerDoc {
+                counts: by_state.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
+                in_flight: counts.in_flight,
+                pending_removal: counts.pending_removal,
+                unmanaged: ledger.offset(),
+                hosts,
             },
-            "ledger": {
-                "counts": by_state,
-                "in_flight": counts.in_flight,
-                "pending_removal": counts.pending_removal,
-                "unmanaged": offset,
-                "hosts": hosts,
-            },
-            "last_launch_decision": last_launch,
-            "lifecycle": {
-                "backend": self.lifecycle.backend_name(),
-                "up": self.lifecycle.is_up(),
-                "nodes": self.lifecycle.nodes(),
-            },
-            "recent_decisions": decisions,
-        })
+            last_launch_decision: core.last_launch,
+            lifecycle,
+            recent_decisions: &decisions,
+        };
+        // Serialising plain structs and strings cannot fail.
+        serde_json::to_vec(&doc).unwrap_or_default()
     }
 
     /// Number of ledger entries in `state` (tests and metrics).

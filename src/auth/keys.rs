@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::signature::{self, UnparsedPublicKey};
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine as _;
 
 use super::AuthError;
@@ -52,20 +52,27 @@ impl KeyAlg {
 #[derive(Debug, Clone)]
 pub(crate) struct VerifyKey {
     pub(crate) alg: KeyAlg,
-    /// PKCS#1 `RSAPublicKey` DER for RS256, the uncompressed point for ES256.
-    bytes: Vec<u8>,
+    /// Parsed once: parsing an RSA key again for every token cost about as much as the
+    /// signature check itself.
+    key: ParsedPublicKey,
 }
 
 impl VerifyKey {
     /// Checks `signature` over `message` with this key's (pinned) algorithm.
     pub(crate) fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
-        let alg: &'static dyn signature::VerificationAlgorithm = match self.alg {
+        self.key.verify_sig(message, sig).is_ok()
+    }
+
+    /// Pins `bytes` (PKCS#1 `RSAPublicKey` DER for RS256, the uncompressed point for ES256)
+    /// to `alg` and parses them.
+    fn new(alg: KeyAlg, bytes: &[u8]) -> Result<Self, String> {
+        let verification: &'static dyn signature::VerificationAlgorithm = match alg {
             KeyAlg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             KeyAlg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
         };
-        UnparsedPublicKey::new(alg, &self.bytes)
-            .verify(message, sig)
-            .is_ok()
+        let key = ParsedPublicKey::new(verification, bytes)
+            .map_err(|e| format!("public key rejected: {e}"))?;
+        Ok(VerifyKey { alg, key })
     }
 }
 
@@ -127,10 +134,7 @@ pub(crate) fn parse_public_pem(pem: &[u8]) -> Result<VerifyKey, String> {
             if point.len() != 65 || point[0] != 0x04 {
                 return Err("EC public key is not an uncompressed P-256 point".into());
             }
-            Ok(VerifyKey {
-                alg: KeyAlg::Es256,
-                bytes: point.to_vec(),
-            })
+            VerifyKey::new(KeyAlg::Es256, point)
         }
         "PUBLIC KEY" => Err("public key is neither RSA nor EC P-256".into()),
         l if l.contains("PRIVATE KEY") => Err(
@@ -152,10 +156,7 @@ fn rsa_public(der: &[u8]) -> Result<VerifyKey, String> {
     if !(2048..=8192).contains(&bits) {
         return Err(format!("RSA key has {bits} bits; RS256 needs 2048 to 8192"));
     }
-    Ok(VerifyKey {
-        alg: KeyAlg::Rs256,
-        bytes: key.as_ref().to_vec(),
-    })
+    VerifyKey::new(KeyAlg::Rs256, key.as_ref())
 }
 
 /// Reads and parses a public key file, naming the file in the error.

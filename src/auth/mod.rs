@@ -17,8 +17,10 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
@@ -35,6 +37,19 @@ use verify::Rules;
 
 /// Clients tracked by the remove-me rate limiter (memory stays flat).
 pub const RATE_LIMIT_MAX_CLIENTS: usize = 4096;
+
+/// Verified tokens remembered, so one used again skips the signature check (memory bound).
+pub const TOKEN_CACHE_MAX: usize = 1024;
+/// Longest token remembered (real ASAP tokens are well under 1 KiB).
+const TOKEN_CACHE_MAX_LEN: usize = 2048;
+/// How long a verified token is remembered, at most (never longer than `key_cache_ttl`).
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A verified token's claims and when to forget them.
+struct CachedToken {
+    claims: Map<String, Value>,
+    until: Instant,
+}
 
 /// What an authenticated caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -157,6 +172,9 @@ pub struct Authenticator {
     instance_claim: String,
     trusted_proxies: Vec<IpNet>,
     remove_limiter: RateLimiter,
+    /// Tokens whose signature was verified; the time rules are still checked at every use.
+    verified: Mutex<HashMap<String, CachedToken>>,
+    verified_ttl: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -212,6 +230,8 @@ impl Authenticator {
                 cfg.remove_burst,
                 RATE_LIMIT_MAX_CLIENTS,
             ),
+            verified: Mutex::new(HashMap::new()),
+            verified_ttl: TOKEN_CACHE_TTL.min(cfg.key_cache_ttl),
         })
     }
 
@@ -290,6 +310,15 @@ impl Authenticator {
         token: &str,
         now: SystemTime,
     ) -> Result<Map<String, Value>, AuthError> {
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        if let Some(claims) = self.remembered(token) {
+            // Signature and header were verified before; exp/nbf/iat move with the clock.
+            verify::check_claims(&claims, &self.rules, now_secs)?;
+            return Ok(claims);
+        }
         let parsed = verify::parse(token)?;
         let key = self.keys.key_for(parsed.kid.as_deref()).await?;
         if key.alg != parsed.alg {
@@ -299,12 +328,48 @@ impl Authenticator {
         if !key.verify(parsed.signing_input.as_bytes(), &parsed.signature) {
             return Err(AuthError::InvalidToken("bad signature"));
         }
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        verify::check_claims(&parsed.claims, &self.rules, now)?;
+        verify::check_claims(&parsed.claims, &self.rules, now_secs)?;
+        self.remember(token, &parsed.claims);
         Ok(parsed.claims)
+    }
+
+    /// The claims of a token verified within `verified_ttl`.
+    fn remembered(&self, token: &str) -> Option<Map<String, Value>> {
+        let map = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(token)
+            .filter(|c| c.until > Instant::now())
+            .map(|c| c.claims.clone())
+    }
+
+    /// Remembers a verified token; the map stays within [`TOKEN_CACHE_MAX`].
+    fn remember(&self, token: &str, claims: &Map<String, Value>) {
+        if token.len() > TOKEN_CACHE_MAX_LEN || self.verified_ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= TOKEN_CACHE_MAX {
+            map.retain(|_, c| c.until > now);
+            if map.len() >= TOKEN_CACHE_MAX {
+                // Gateways send a fresh token per request: nothing worth keeping.
+                map.clear();
+            }
+        }
+        map.insert(
+            token.to_owned(),
+            CachedToken {
+                claims: claims.clone(),
+                until: now + self.verified_ttl,
+            },
+        );
+    }
+
+    /// Number of remembered verified tokens (for tests).
+    pub fn remembered_tokens(&self) -> usize {
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The client's address: `X-Forwarded-For` (rightmost untrusted hop) is only

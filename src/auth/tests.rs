@@ -825,3 +825,32 @@ fn time_is_injectable() {
         );
     });
 }
+
+#[test]
+fn verified_tokens_are_remembered_within_bounds_and_still_expire() {
+    let (a, _d) = authenticator(&keys().rsa_pub, |_| {});
+    let tok = rs256(&json!({"sub": "scaler", "iat": 1_000_000_000, "exp": 1_000_000_060}));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    rt.block_on(async {
+        for _ in 0..3 {
+            assert!(a.verify_token(&tok, at(1_000_000_030)).await.is_ok());
+        }
+        assert_eq!(a.remembered_tokens(), 1);
+        // Remembered, but the time rules apply at every use.
+        assert!(a.verify_token(&tok, at(1_000_000_200)).await.is_err());
+        // A tampered token is never taken from the cache.
+        let mut bad = tok.clone();
+        bad.push('A');
+        assert!(a.verify_token(&bad, at(1_000_000_030)).await.is_err());
+        for n in 0..(TOKEN_CACHE_MAX + 10) {
+            let t = rs256(
+                &json!({"sub": format!("gw-{n}"), "iat": 1_000_000_000, "exp": 1_000_000_060}),
+            );
+            assert!(a.verify_token(&t, at(1_000_000_030)).await.is_ok());
+        }
+        assert!(a.remembered_tokens() <= TOKEN_CACHE_MAX);
+    });
+}

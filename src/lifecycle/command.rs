@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{BreakerState, CommandConfig, Created, LifecycleError, NodeStatus, bounded};
+use super::{
+    BreakerState, CallOutcome, CallRecord, CommandConfig, Created, LifecycleError, NodeStatus,
+    ObserverSlot, bounded,
+};
 use crate::duration::millis;
 
 /// Consecutive failed runs after which the backend reports itself down.
@@ -36,6 +39,8 @@ pub struct CommandRunner {
     program: PathBuf,
     timeout: Duration,
     health: Mutex<Health>,
+    /// Metrics hook, told about every finished run.
+    pub(super) observer: ObserverSlot,
 }
 
 /// A finished run.
@@ -77,6 +82,7 @@ impl CommandRunner {
             program: program.clone(),
             timeout: cfg.timeout,
             health: Mutex::new(Health::default()),
+            observer: ObserverSlot::default(),
         })
     }
 
@@ -188,6 +194,19 @@ impl CommandRunner {
             }
         };
         let elapsed_ms = millis(started.elapsed());
+        if !matches!(result, Err(LifecycleError::Unsupported(_))) {
+            self.observer.emit(&CallRecord {
+                backend: "command",
+                node: &format!("command:{}", self.program.display()),
+                op: sub_op(sub),
+                outcome: if result.is_ok() {
+                    CallOutcome::Ok
+                } else {
+                    CallOutcome::Failed
+                },
+                elapsed: started.elapsed(),
+            });
+        }
         let loud = !optional;
         match &result {
             Ok(_) => {
@@ -268,6 +287,17 @@ impl CommandRunner {
     /// The configured program.
     pub fn program(&self) -> &Path {
         &self.program
+    }
+}
+
+/// The metrics `op` label of a subcommand (same names as the Foreman backend).
+fn sub_op(sub: &str) -> &'static str {
+    match sub {
+        "add" => "create",
+        "remove" => "delete",
+        "find-ip" => "find_by_ip",
+        "list" => "list",
+        _ => "other",
     }
 }
 

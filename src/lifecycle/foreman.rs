@@ -12,7 +12,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use super::breaker::{Admission, Breaker};
-use super::{BreakerState, Created, ForemanConfig, LifecycleError, NodeStatus, bounded};
+use super::{
+    BreakerState, CallOutcome, CallRecord, Created, ForemanConfig, LifecycleError, NodeStatus,
+    ObserverSlot, bounded,
+};
 use crate::duration::millis;
 
 /// Hosts asked for per page when listing (Foreman may cap it lower; we follow its answer).
@@ -118,6 +121,8 @@ pub struct ForemanClient {
     backoff_max: Duration,
     /// Round-robin start node of the next call.
     cursor: AtomicUsize,
+    /// Metrics hook, told about every finished attempt.
+    pub(super) observer: ObserverSlot,
 }
 
 impl std::fmt::Debug for ForemanClient {
@@ -246,6 +251,7 @@ impl ForemanClient {
             backoff: cfg.backoff,
             backoff_max: cfg.backoff_max,
             cursor: AtomicUsize::new(0),
+            observer: ObserverSlot::default(),
         })
     }
 
@@ -354,6 +360,17 @@ impl ForemanClient {
             let answer = attempt(index).await;
             let elapsed_ms = millis(started.elapsed());
             let status = answer.status;
+            self.observer.emit(&CallRecord {
+                backend: "foreman",
+                node: &node.url,
+                op,
+                outcome: match answer.step {
+                    Step::Done(_) => CallOutcome::Ok,
+                    Step::Refused(_) => CallOutcome::Refused,
+                    Step::Retry(_) => CallOutcome::Failed,
+                },
+                elapsed: started.elapsed(),
+            });
             match answer.step {
                 Step::Done(value) => {
                     permit.node_alive();

@@ -12,6 +12,7 @@ pub use command::CommandRunner;
 pub use foreman::ForemanClient;
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -229,7 +230,79 @@ pub struct NodeStatus {
     pub calls_failed: u64,
 }
 
+/// How one lifecycle call attempt ended (a metrics label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The node did what was asked (a 404 on delete included).
+    Ok,
+    /// A definitive refusal (4xx, a validation error).
+    Refused,
+    /// Timeout, connect error, 5xx, a failed command: retried.
+    Failed,
+}
+
+impl CallOutcome {
+    /// The label value: `ok`, `refused` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Refused => "refused",
+            CallOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One finished attempt on one node, as a [`CallObserver`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct CallRecord<'a> {
+    /// `foreman` or `command`.
+    pub backend: &'static str,
+    /// The node URL, or `command:<program>` (as in [`NodeStatus::url`]).
+    pub node: &'a str,
+    /// `create`, `delete`, `find_by_ip`, `list`, ...
+    pub op: &'static str,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// How long the attempt took.
+    pub elapsed: Duration,
+}
+
+/// Receives every finished call attempt (metrics). Must be cheap and never block.
+pub type CallObserver = Arc<dyn Fn(&CallRecord<'_>) + Send + Sync>;
+
+/// Where a backend keeps its observer: set once, after construction.
+#[derive(Default)]
+pub(crate) struct ObserverSlot(OnceLock<CallObserver>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ObserverSlot(set)"
+        } else {
+            "ObserverSlot(empty)"
+        })
+    }
+}
+
+impl ObserverSlot {
+    /// Tells the observer, if any, about a finished attempt.
+    pub(crate) fn emit(&self, record: &CallRecord<'_>) {
+        if let Some(observe) = self.0.get() {
+            observe(record);
+        }
+    }
+}
+
 impl Lifecycle {
+    /// Sets the observer of finished call attempts (once; later calls are ignored).
+    pub fn set_observer(&self, observer: CallObserver) {
+        let slot = match self {
+            Lifecycle::Foreman(c) => &c.observer,
+            Lifecycle::Command(c) => &c.observer,
+        };
+        let _ = slot.0.set(observer);
+    }
+
     /// Builds the configured backend: reads `token_file` and `ca_file`, validates node URLs.
     pub fn from_config(cfg: &LifecycleConfig) -> Result<Self, LifecycleError> {
         match cfg.backend {

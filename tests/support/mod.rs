@@ -2,6 +2,8 @@
 //! binary started on loopback with a generated config.
 #![allow(dead_code)]
 
+pub mod openmetrics;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -334,6 +336,8 @@ pub struct Scaler {
     pub http: reqwest::Client,
     /// Token sent by the helpers below, when the scaler verifies tokens.
     pub bearer: Option<String>,
+    /// Extra environment of the process (e.g. systemd's NOTIFY_SOCKET).
+    pub env: Vec<(String, String)>,
 }
 
 /// Config lines shared by the tests: fast ticks and short timeouts.
@@ -378,6 +382,11 @@ breaker_cooldown = "60s"
 impl Scaler {
     /// Starts `serve` with `extra` TOML (appended after listen and data_dir).
     pub async fn start(extra: &str) -> Scaler {
+        Self::start_with_env(extra, Vec::new()).await
+    }
+
+    /// Starts `serve` with `extra` TOML and extra environment variables.
+    pub async fn start_with_env(extra: &str, env: Vec<(String, String)>) -> Scaler {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = dead_addr();
         // Tests about the policy run without tokens; auth tests bring their own [auth].
@@ -401,6 +410,7 @@ impl Scaler {
                 .build()
                 .expect("client"),
             bearer: None,
+            env,
         };
         s.spawn().await;
         s
@@ -432,6 +442,7 @@ impl Scaler {
             .arg(self.config_path())
             .env("RUST_LOG", "info,jitsi_scaler=debug")
             .env_remove("JITSI_SCALER_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -456,6 +467,21 @@ impl Scaler {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the process again after [`Scaler::stop`] (same port, config and data).
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
+    /// Where the process keeps its data (`data_dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// Stops the process with SIGTERM and waits for it.
