@@ -47,6 +47,9 @@ enum Command {
     Plan(jitsi_scaler::plan::PlanArgs),
     /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
     JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
+    /// A whole local deployment on loopback (fake shards and Foreman, simulated gateways with
+    /// the real agent, the real scaler) so scaling can be watched.
+    Demo(jitsi_scaler::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +135,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            jitsi_scaler::demo::main(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(args) => {
