@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod controller;
+pub mod demo;
 pub mod duration;
 pub mod jibri_conf;
 pub mod jicofo;

@@ -51,6 +51,9 @@ enum Command {
     /// Print a running scaler's status as tables: settings, shards, ledger, lifecycle nodes,
     /// the last 10 decisions (signs an admin token with --key, or sends --token).
     Status(jitsi_scaler::ops::status_cli::StatusArgs),
+    /// A whole local deployment on loopback (fake shards and Foreman, simulated gateways with
+    /// the real agent, the real scaler) so scaling can be watched.
+    Demo(jitsi_scaler::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +163,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            jitsi_scaler::demo::main(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(args) => {
