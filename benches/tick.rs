@@ -37,6 +37,7 @@ fn ledger() -> Ledger {
             reason,
             approved_at: reason.map(|_| NOW - 30_000),
             deleted_at: (state == State::Gone).then_some(NOW - 20_000),
+            stopped_at: (state == State::Gone).then_some(NOW - 20_000),
             ip: Some(format!("10.{}.{}.{}", n / 65536, n / 256 % 256, n % 256)),
             attempts: 0,
             last_error: None,
