@@ -96,9 +96,10 @@ enum ConfigCommand {
 
 /// Config keys shown by `serve --help` (all keys: docs/configuration.md).
 const SERVE_HELP: &str = "\
-Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [metrics] [audit] [log];
+Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [store] [metrics] [audit] [log];
 every key with its default: docs/configuration.md. A key is overridden by the environment
 variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
+Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
 Operations keys:
   metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token
   audit.enabled = true               every decision as a JSON line in <data_dir>/audit.jsonl
@@ -240,6 +241,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
     if svc.cfg.audit.enabled {
+        // With a shared store the data directory holds only the audit trail.
+        std::fs::create_dir_all(&svc.cfg.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                svc.cfg.data_dir.display()
+            )
+        })?;
         svc.ops
             .audit
             .start(&svc.cfg.data_dir, &svc.cfg.audit, svc.ops.metrics.clone())?;
