@@ -947,7 +947,7 @@ async fn once_prints_one_check() {
 /// The agent stays small on the gateway: VmRSS under 8 MB in a release build
 /// (`cargo test --release --test agent agent_resident_memory_is_small`), and its own memory
 /// (heap and stacks, `RssAnon`) small and flat while it checks, signs, asks and hears `keep`.
-/// A debug binary's code pages are much larger, so its VmRSS bound is looser.
+/// In a debug build only the agent's own memory (RssAnon) is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_resident_memory_is_small() {
     let jicofo = FakeJicofo::start(2, 2).await;
@@ -976,8 +976,12 @@ async fn agent_resident_memory_is_small() {
     assert!(peak > 0, "no /proc/<pid>/status");
     assert!(late < 4 * 1024, "heap and stacks {late} kB");
     assert!(late <= early + 512, "memory grows: {early} -> {late} kB");
-    let limit = if cfg!(debug_assertions) { 16 } else { 8 } * 1024;
-    assert!(peak < limit, "agent VmRSS {peak} kB >= {limit} kB");
+    // A debug binary's resident size is mostly its (unoptimised) code pages and grows with
+    // the binary: there only the agent's own memory above is bounded. The 8 MB target is for
+    // the release binary the gateways run: `cargo test --release --test agent resident`.
+    if !cfg!(debug_assertions) {
+        assert!(peak < 8 * 1024, "agent VmRSS {peak} kB >= 8192 kB");
+    }
 }
 
 /// With the scaler verifying tokens and binding instances by claim, the agent's token (signed
