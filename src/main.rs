@@ -263,6 +263,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         "jitsi-scaler serving"
     );
 
+    // Listening, store loaded: systemd may start what depends on us. Sent before the
+    // watchdog task starts, so READY=1 is always the first message.
+    jitsi_scaler::ops::systemd::ready();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     jitsi_scaler::ops::spawn_tasks(&svc, &shutdown);
@@ -279,8 +282,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         jitsi_scaler::ops::systemd::stopping();
         signal.cancel();
     });
-    // Listening, store loaded: systemd may start what depends on us.
-    jitsi_scaler::ops::systemd::ready();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
