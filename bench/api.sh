@@ -36,6 +36,8 @@ BIN=$PWD/target/release/jitsi-scaler
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  # Servers started in a command substitution are only known by their pid files.
+  for f in "$work"/*.pid; do [ -f "$f" ] && pids+=("$(cat "$f")"); done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
