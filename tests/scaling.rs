@@ -56,22 +56,10 @@ async fn booting_instances_are_not_launched_again() {
     assert_eq!(foreman.creates(), 4);
 }
 
-/// Flaw 2: max counts launches in flight, also with concurrent `POST /scaler/instance`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_is_never_passed() {
-    let jicofo = FakeJicofo::start(4, 0).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 10\nmax = 8\nbulk_max = 100\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
-    fresh(&s).await;
-    // Deficit 10, but max 8 - total 4 = 4 launches.
-    s.eventually("launches up to max", WAIT, |_| foreman.creates() == 4)
-        .await;
+/// `n` concurrent `POST /scaler/instance`; their status codes (0: no answer).
+async fn concurrent_adds(s: &Scaler, n: usize) -> Vec<u16> {
     let mut handles = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..n {
         let http = s.http.clone();
         let url = format!("{}/scaler/instance", s.url);
         handles.push(tokio::spawn(async move {
@@ -87,6 +75,24 @@ async fn max_is_never_passed() {
     for h in handles {
         codes.push(h.await.unwrap_or(0));
     }
+    codes
+}
+
+/// Flaw 2: max counts launches in flight, also with concurrent `POST /scaler/instance`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_is_never_passed() {
+    let jicofo = FakeJicofo::start(4, 0).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 10\nmax = 8\nbulk_max = 100\n{}",
+        fast_config(&jicofo.url, &[&foreman.url])
+    ))
+    .await;
+    fresh(&s).await;
+    // Deficit 10, but max 8 - total 4 = 4 launches.
+    s.eventually("launches up to max", WAIT, |_| foreman.creates() == 4)
+        .await;
+    let codes = concurrent_adds(&s, 20).await;
     assert!(
         codes.iter().all(|c| *c == 409),
         "all refused at max: {codes:?}"
@@ -99,25 +105,11 @@ async fn max_is_never_passed() {
     // With room for 3 more, 20 concurrent adds get exactly 3 accepted.
     assert_eq!(s.post("/scaler/min", "1").await.0, 204);
     assert_eq!(s.post("/scaler/max", "11").await.0, 204);
-    let mut handles = Vec::new();
-    for _ in 0..20 {
-        let http = s.http.clone();
-        let url = format!("{}/scaler/instance", s.url);
-        handles.push(tokio::spawn(async move {
-            http.post(url)
-                .body(r#"{"instance_type":"video-sip-gateway"}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }));
-    }
-    let mut ok = 0;
-    for h in handles {
-        if h.await.unwrap_or(0) == 204 {
-            ok += 1;
-        }
-    }
+    let ok = concurrent_adds(&s, 20)
+        .await
+        .iter()
+        .filter(|c| **c == 204)
+        .count();
     assert_eq!(ok, 3);
     s.eventually("7 hosts", WAIT, |_| foreman.creates() == 7)
         .await;

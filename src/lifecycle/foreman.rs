@@ -169,12 +169,8 @@ impl ForemanClient {
             return Err(config("the token is empty".into()));
         }
         // Unset credentials are allowed so `serve` starts on the embedded defaults.
+        // (`Config::warnings` says so at start.)
         let token = (!token.is_empty()).then_some(token);
-        if token.is_none() {
-            tracing::warn!(
-                "lifecycle.foreman: no token or token_file set; calls carry no credentials"
-            );
-        }
         if cfg.attempts == 0 {
             return Err(config("attempts must be at least 1".into()));
         }
