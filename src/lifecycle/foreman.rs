@@ -567,25 +567,45 @@ impl ForemanClient {
         }
     }
 
-    async fn find_on(&self, index: usize, ip: &str) -> Answer<Option<String>> {
+    /// `GET /api/hosts?search=<search>&<query>` on one node: the parsed page, or the answer to
+    /// give up with. `what` and `subject` name the call in errors ("find ip" 10.0.0.1).
+    async fn search_on<T>(
+        &self,
+        index: usize,
+        search: &str,
+        query: &str,
+        (what, subject): (&str, &str),
+    ) -> Result<(StatusCode, HostPage), Answer<T>> {
         let url = &self.nodes[index].url;
-        let path = format!(
-            "/api/hosts?search={}&per_page=100",
-            encode(&format!("ip = {ip}"))
-        );
+        let path = format!("/api/hosts?search={}&{query}", encode(search));
         let request = self.request(Method::GET, index, &path, self.timeout);
         let (status, text) = match send(request).await {
             Ok(answer) => answer,
-            Err(e) => return Answer::unreachable(format!("{url}: find ip {ip}: {e}")),
+            Err(e) => return Err(Answer::unreachable(format!("{url}: {what} {subject}: {e}"))),
         };
         if status != StatusCode::OK {
-            return Answer::new(status, classify(url, "find ip", ip, status, &text));
-        }
-        let Some(page) = HostPage::parse(&text) else {
-            return Answer::new(
+            return Err(Answer::new(
                 status,
-                Step::Retry(format!("{url}: find ip {ip}: unreadable answer")),
-            );
+                classify(url, what, subject, status, &text),
+            ));
+        }
+        match HostPage::parse(&text) {
+            Some(page) => Ok((status, page)),
+            None => Err(Answer::new(
+                status,
+                Step::Retry(format!("{url}: {what} {subject}: unreadable answer")),
+            )),
+        }
+    }
+
+    async fn find_on(&self, index: usize, ip: &str) -> Answer<Option<String>> {
+        let search = format!("ip = {ip}");
+        let found = self
+            .search_on(index, &search, "per_page=100", ("find ip", ip))
+            .await;
+        let (status, page) = match found {
+            Ok(found) => found,
+            Err(answer) => return answer,
         };
         // Foreman matched the search; prefer an exact primary-address match if several came back.
         let found = page
@@ -598,25 +618,15 @@ impl ForemanClient {
     }
 
     async fn list_page_on(&self, index: usize, prefix: &str, page: u64) -> Answer<ListPage> {
-        let url = &self.nodes[index].url;
         // scoped_search turns `*` into SQL `%`: `name ~ vsg-*` is `name LIKE 'vsg-%'`.
-        let path = format!(
-            "/api/hosts?search={}&per_page={LIST_PAGE_SIZE}&page={page}",
-            encode(&format!("name ~ {prefix}-*"))
-        );
-        let request = self.request(Method::GET, index, &path, self.timeout);
-        let (status, text) = match send(request).await {
-            Ok(answer) => answer,
-            Err(e) => return Answer::unreachable(format!("{url}: list {prefix}: {e}")),
-        };
-        if status != StatusCode::OK {
-            return Answer::new(status, classify(url, "list", prefix, status, &text));
-        }
-        let Some(parsed) = HostPage::parse(&text) else {
-            return Answer::new(
-                status,
-                Step::Retry(format!("{url}: list {prefix}: unreadable answer")),
-            );
+        let search = format!("name ~ {prefix}-*");
+        let query = format!("per_page={LIST_PAGE_SIZE}&page={page}");
+        let found = self
+            .search_on(index, &search, &query, ("list", prefix))
+            .await;
+        let (status, parsed) = match found {
+            Ok(found) => found,
+            Err(answer) => return answer,
         };
         let per_page = parsed.per_page.filter(|&p| p > 0).unwrap_or(LIST_PAGE_SIZE);
         Answer::new(
