@@ -367,53 +367,29 @@ impl ForemanClient {
                 },
                 elapsed: started.elapsed(),
             });
+            let note = |ok: bool, outcome: &str| {
+                let attempt = round + 1;
+                log(
+                    loud, ok, op, &node.url, subject, status, attempt, elapsed_ms, outcome,
+                );
+            };
             match answer.step {
                 Step::Done(value) => {
                     permit.node_alive();
                     node.calls_ok.fetch_add(1, Ordering::Relaxed);
-                    log(
-                        loud,
-                        true,
-                        op,
-                        &node.url,
-                        subject,
-                        status,
-                        round + 1,
-                        elapsed_ms,
-                        "ok",
-                    );
+                    note(true, "ok");
                     return Ok(value);
                 }
                 Step::Refused(msg) => {
                     permit.node_alive();
                     node.calls_failed.fetch_add(1, Ordering::Relaxed);
-                    log(
-                        loud,
-                        false,
-                        op,
-                        &node.url,
-                        subject,
-                        status,
-                        round + 1,
-                        elapsed_ms,
-                        &msg,
-                    );
+                    note(false, &msg);
                     return Err(LifecycleError::Refused(msg));
                 }
                 Step::Retry(msg) => {
                     permit.node_failed(&msg);
                     node.calls_failed.fetch_add(1, Ordering::Relaxed);
-                    log(
-                        loud,
-                        false,
-                        op,
-                        &node.url,
-                        subject,
-                        status,
-                        round + 1,
-                        elapsed_ms,
-                        &msg,
-                    );
+                    note(false, &msg);
                     last_error = Some(msg);
                 }
             }
