@@ -94,6 +94,9 @@ pub struct PolicyReport {
     /// Plot samples (not in the JSON).
     #[serde(skip)]
     pub samples: Vec<Sample>,
+    /// Arrival times of the rejected calls (not in the JSON; the benchmark's recovery check).
+    #[serde(skip)]
+    pub rejected_at_ms: Vec<u64>,
 }
 
 /// The whole report: one trace, every policy.
@@ -232,6 +235,7 @@ impl PolicyReport {
             floor_breaks: t.floor_breaks,
             launches_past_max: t.past_max,
             samples: t.samples,
+            rejected_at_ms: t.rejected_at,
         }
     }
 }

@@ -68,16 +68,30 @@ impl Settings {
         Ok(value as u32)
     }
 
-    /// Every problem with these settings (empty when valid).
+    /// Checks `min` against the `max` it comes with: the cap of `min` follows `max` (a spare
+    /// floor above the total could never be held).
+    pub fn check_min(value: i64, max_total: u32) -> Result<u32, SettingsError> {
+        let (low, high) = (Self::MIN_RANGE.0, max_total.max(Self::MIN_RANGE.0));
+        if value < i64::from(low) || value > i64::from(high) {
+            return Err(SettingsError {
+                name: "min",
+                low,
+                high,
+            });
+        }
+        Ok(value as u32)
+    }
+
+    /// Every problem with these settings (empty when valid); `min` is bounded by `max`.
     pub fn problems(&self) -> Vec<SettingsError> {
-        [
-            ("min", self.min_available),
-            ("max", self.max_total),
-            ("bulk-max", self.bulk_max),
-        ]
-        .into_iter()
-        .filter_map(|(n, v)| Self::check(n, i64::from(v)).err())
-        .collect()
+        let mut v: Vec<SettingsError> = [("max", self.max_total), ("bulk-max", self.bulk_max)]
+            .into_iter()
+            .filter_map(|(n, v)| Self::check(n, i64::from(v)).err())
+            .collect();
+        if let Err(e) = Self::check_min(i64::from(self.min_available), self.max_total) {
+            v.insert(0, e);
+        }
+        v
     }
 }
 
