@@ -119,16 +119,19 @@ fn hourly_min(sc: &Scenario, lead_s: f64) -> Vec<u32> {
 }
 
 /// The analytical bound: an hourly Erlang-B spare pool with perfect knowledge of each hour's
-/// rate and a fixed lead: (rejected %, worker-hours above the oracle per day).
+/// rate and a fixed lead, each hour sized to the target: (rejected %, idle spare-hours per day,
+/// i.e. worker-hours above the oracle's).
 fn analytical(sc: &Scenario, lead_s: f64) -> (f64, f64) {
     let (mut calls, mut rejected, mut spare_h) = (0.0, 0.0, 0.0);
     for w in profile(sc.diurnal) {
         let rate = sc.mean_per_hour * w;
         let a = rate / 3600.0 * lead_s;
         let k = spare_needed(a, TARGET).unwrap_or(1000);
+        let b = erlang_b(k, a);
         calls += rate;
-        rejected += rate * erlang_b(k, a);
-        spare_h += f64::from(k);
+        rejected += rate * b;
+        // Idle spares on average: k minus those waiting for their replacement, A (1 - B).
+        spare_h += f64::from(k) - a * (1.0 - b);
     }
     (100.0 * rejected / calls.max(1e-9), spare_h)
 }

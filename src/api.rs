@@ -108,6 +108,11 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/remove"), post(remove_me).options(options))
         .route(&format!("{p}/drained"), post(drained).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
+        // Issue 12: schedules of target mode, read and replaced as JSON (admin).
+        .route(
+            &format!("{p}/capacity/schedule"),
+            get(get_schedule).put(put_schedule).options(options),
+        )
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
         .route("/metrics", get(metrics).options(options))
@@ -195,11 +200,48 @@ async fn post_setting(
     let n = value.as_i64().ok_or_else(|| {
         ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}"))
     })?;
-    let n = Settings::check(name, n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The cap of `min` follows `max` (issue 12).
+    let n = if name == "min" {
+        Settings::check_min(n, svc.settings().await.max_total)
+    } else {
+        Settings::check(name, n)
+    }
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     svc.set_setting(name, n, &who(caller))
         .await
         .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_schedule(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, peer).await?.require_admin()?;
+    Ok(axum::Json(st.svc.capacity_schedule()).into_response())
+}
+
+async fn put_schedule(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&st, &headers, peer).await?;
+    caller.require_admin()?;
+    let value = json_body(body)?;
+    let entries: Vec<policy::capacity::ScheduleEntry> =
+        serde_json::from_value(value).map_err(|e| {
+            ApiError::BadRequest(format!("expected a JSON array of schedule entries: {e}"))
+        })?;
+    match st.svc.set_capacity_schedule(entries, &who(&caller)).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(crate::capacity::serve::ScheduleRefused::Invalid(e)) => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(crate::capacity::serve::ScheduleRefused::Store(e)) => Err(conflict(e)),
+    }
 }
 
 fn conflict(e: ServiceError) -> ApiError {

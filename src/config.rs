@@ -45,6 +45,8 @@ pub struct Config {
     pub metrics: crate::ops::MetricsConfig,
     /// The audit file (`audit.jsonl` in `data_dir`).
     pub audit: crate::ops::AuditConfig,
+    /// Target mode: the spare floor sized for a rejection rate (issue 12 hook).
+    pub capacity: crate::capacity::CapacitySection,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: crate::ops::MetricsConfig::default(),
             audit: crate::ops::AuditConfig::default(),
+            capacity: crate::capacity::CapacitySection::default(),
         }
     }
 }
@@ -72,7 +75,7 @@ impl Default for Config {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SettingsConfig {
-    /// Minimum available gateways (1..=100).
+    /// Minimum available gateways (1..=max): the floor in target mode, the spare count in fixed.
     pub min: u32,
     /// Maximum total gateways (1..=1000).
     pub max: u32,
@@ -391,6 +394,8 @@ impl Config {
         if self.instance_type.trim().is_empty() {
             p.push("instance_type: must not be empty".into());
         }
+        // Issue 12 hook: the [capacity] section.
+        p.extend(self.capacity.problems(self.settings.max));
         for e in self.settings.to_settings().problems() {
             let key = match e.name {
                 "min" => "min",

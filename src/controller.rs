@@ -77,12 +77,26 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         return;
     };
     let now = now_ms();
+    // Issue 12 hook: size the spare floor once per tick (outside `mutate`, which may retry),
+    // and hand a changed profile to the store.
+    let change = {
+        let core = svc.core.lock().await;
+        let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
+        svc.capacity
+            .settings(&core.snap.settings, merged.observation.as_ref(), now)
+            .1
+    };
+    let profile = svc.capacity.to_store();
     let planned = svc
         .mutate(Some(&fence), |snap, core| {
             let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
+            if let Some(p) = &profile {
+                snap.capacity.get_or_insert_with(Default::default).profile = Some(p.clone());
+            }
+            let settings = svc.capacity.effective(&snap.settings);
             let tick = policy::tick(
                 &mut snap.ledger,
-                &snap.settings,
+                &settings,
                 merged.observation.as_ref(),
                 &svc.timing,
                 now,
@@ -120,6 +134,15 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
 
     for e in &tick.events {
         log_event(svc, e);
+        // Issue 12 hook: measured boot leads.
+        if let Event::Seen { boot_ms, .. } = e {
+            svc.capacity.boot(*boot_ms);
+        }
+    }
+    // Issue 12 hook: one decision line per change of the effective min.
+    if let Some(c) = change {
+        let (what, why) = crate::capacity::live::describe(&c);
+        svc.record(Service::decision("capacity", None, &what, why, None));
     }
     if !merged.stale.is_empty() && !merged.fresh.is_empty() {
         tracing::warn!(stale = ?merged.stale, fresh = ?merged.fresh, "some shards have no fresh stats; using the fresh ones");

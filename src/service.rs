@@ -126,6 +126,8 @@ struct StatusDoc<'a> {
     jicofo: serde_json::Value,
     ledger: LedgerDoc<'a>,
     last_launch_decision: Option<LaunchDecision>,
+    /// Target mode: effective min, its source and numbers (issue 12 hook).
+    capacity: serde_json::Value,
     lifecycle: serde_json::Value,
     recent_decisions: &'a [Decision],
 }
@@ -170,6 +172,8 @@ pub struct Service {
     writes: AtomicU64,
     /// Metrics, audit trail and the loop's heartbeat (hooks; see `crate::ops`).
     pub ops: crate::ops::Ops,
+    /// Target mode's sizing state (issue 12 hook; see `crate::capacity::live`).
+    pub capacity: crate::capacity::Live,
 }
 
 impl Service {
@@ -211,6 +215,15 @@ impl Service {
             }
             Err(e) => return Err(e),
         };
+        // Issue 12 hook: config problems were refused before `start`; a zone file that vanished
+        // since falls back to fixed mode, loudly.
+        let capacity =
+            crate::capacity::Live::new(&cfg.capacity, cfg.policy.tick, snap.settings.max_total)
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "capacity: falling back to mode = \"fixed\"");
+                    crate::capacity::Live::fixed()
+                });
+        capacity.load(snap.capacity.as_ref(), snap.settings.max_total, true);
         let shards = jicofo.initial_states();
         let replica = replica_name(&cfg);
         let ops = crate::ops::Ops::default();
@@ -239,6 +252,7 @@ impl Service {
             started_at: now_ms(),
             writes: AtomicU64::new(0),
             ops,
+            capacity,
         }))
     }
 
@@ -304,6 +318,9 @@ impl Service {
             self.note_store(&loaded);
             match loaded? {
                 Some((snap, version)) => {
+                    // Issue 12 hook: another replica's learned profile and schedules.
+                    self.capacity
+                        .load(snap.capacity.as_ref(), snap.settings.max_total, false);
                     core.snap = snap;
                     core.version = version;
                 }
@@ -427,9 +444,11 @@ impl Service {
         let result = self
             .mutate(None, |snap, core| {
                 let merged = self.merged(core, now);
+                // Issue 12 hook: the effective min (target mode), not the API's floor.
+                let settings = self.capacity.effective(&snap.settings);
                 let d = policy::remove_request(
                     &mut snap.ledger,
-                    &snap.settings,
+                    &settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
                     &self.timing,
@@ -437,9 +456,15 @@ impl Service {
                     host,
                     reason,
                 );
-                (d, snap.settings.min_available)
+                (d, settings.min_available)
             })
             .await;
+        // Issue 12 hook: a first `expired` request is a finished call on single-use gateways.
+        if let Ok((RemovalDecision::Accept { repeat: false, .. }, _)) = &result
+            && reason == Reason::Expired
+        {
+            self.capacity.completion();
+        }
         let (decision, why) = match result {
             Ok((d, min)) => (d, explain_removal(&d, reason, min)),
             Err(e) if reason == Reason::Idle => {
@@ -769,6 +794,7 @@ impl Service {
                 hosts,
             },
             last_launch_decision: core.last_launch,
+            capacity: self.capacity.status(),
             lifecycle,
             recent_decisions: &decisions,
         };

@@ -129,6 +129,7 @@ impl Service {
             ready: self.is_ready(),
             start_time_s: self.started_at as f64 / 1000.0,
             last_tick_s: self.ops.last_tick_ms() as f64 / 1000.0,
+            capacity: self.capacity.last(),
             ..view
         }
     }

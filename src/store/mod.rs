@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub settings_changed_by: Option<String>,
     /// The ledger (in-flight launches and pending removals included).
     pub ledger: Ledger,
+    /// Target mode's learned profile and API-set schedules (issue 12 hook), shared by replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Stored>,
 }
 
 impl Snapshot {
@@ -40,6 +43,7 @@ impl Snapshot {
             settings,
             settings_changed_by: None,
             ledger: Ledger::new(),
+            capacity: None,
         }
     }
 }

@@ -68,10 +68,11 @@ impl Settings {
         Ok(value as u32)
     }
 
-    /// Checks `min` against the `max` it comes with: the cap of `min` follows `max` (a spare
-    /// floor above the total could never be held).
+    /// Checks `min` against the `max` it comes with: the cap of `min` follows `max` when `max`
+    /// is above the legacy cap of 100 (a large pool needs more than 100 spares); below it the
+    /// legacy range stands (`max` bounds every launch anyway).
     pub fn check_min(value: i64, max_total: u32) -> Result<u32, SettingsError> {
-        let (low, high) = (Self::MIN_RANGE.0, max_total.max(Self::MIN_RANGE.0));
+        let (low, high) = (Self::MIN_RANGE.0, max_total.max(Self::MIN_RANGE.1));
         if value < i64::from(low) || value > i64::from(high) {
             return Err(SettingsError {
                 name: "min",
@@ -82,7 +83,7 @@ impl Settings {
         Ok(value as u32)
     }
 
-    /// Every problem with these settings (empty when valid); `min` is bounded by `max`.
+    /// Every problem with these settings (empty when valid); `min`'s cap follows `max`.
     pub fn problems(&self) -> Vec<SettingsError> {
         let mut v: Vec<SettingsError> = [("max", self.max_total), ("bulk-max", self.bulk_max)]
             .into_iter()
@@ -133,5 +134,31 @@ impl Default for Timing {
             retention_ms: 60 * 60_000,
             stop_grace_ms: default_stop_grace(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_of_min_follows_max_above_the_legacy_100() {
+        assert_eq!(Settings::check_min(100, 80), Ok(100));
+        assert!(Settings::check_min(101, 80).is_err());
+        assert_eq!(Settings::check_min(145, 300), Ok(145));
+        assert!(Settings::check_min(301, 300).is_err());
+        assert!(Settings::check_min(0, 300).is_err());
+        let s = Settings {
+            min_available: 145,
+            max_total: 300,
+            bulk_max: 5,
+        };
+        assert!(s.problems().is_empty());
+        let s = Settings {
+            min_available: 145,
+            max_total: 80,
+            ..s
+        };
+        assert_eq!(s.problems().first().map(|e| e.high), Some(100));
     }
 }

@@ -440,8 +440,11 @@ impl Demand {
         if self.single_use() || self.hour.completions > 0.0 {
             return Some(sum.max(0.0) / span_h);
         }
-        // Reusable gateways: Little's law plus the growth of the busy count.
-        let d = self.profile.mean_duration_ms()?;
+        // Reusable gateways: Little's law plus the growth of the busy count; before the mean
+        // duration is known, the growth alone (arrivals are at least the net growth).
+        let Some(d) = self.profile.mean_duration_ms() else {
+            return Some(sum.max(0.0) / span_h);
+        };
         let mean_busy =
             self.recent.iter().map(|r| f64::from(r.2)).sum::<f64>() / self.recent.len() as f64;
         let growth = (f64::from(b1) - f64::from(b0)) / span_h;
