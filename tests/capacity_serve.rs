@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{FakeForeman, FakeJicofo, Scaler, fast_config};
+use support::{FakeForeman, FakeJicofo, RedisServer, Scaler, fast_config, redis_store};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -140,20 +140,15 @@ async fn schedules_are_replaced_through_the_api_and_min_follows_max() {
     assert_eq!(s.post("/scaler/min", "151").await.0, 400);
 }
 
-/// A seeded profile goes to the store and survives a restart, even when the seed file is
-/// replaced by an empty profile (the store has more learning).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_learned_profile_survives_a_restart() {
-    let jicofo = FakeJicofo::start(10, 10).await;
-    let foreman = FakeForeman::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let trace = dir.path().join("calls.csv");
+/// Writes a seed profile (30 calls per hour for two days, via `capacity seed`) into `dir`.
+fn seed_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let trace = dir.join("calls.csv");
     let mut csv = String::from("arrival_s,duration_s\n");
     for i in 0..(48 * 30) {
         csv.push_str(&format!("{},600\n", i * 120));
     }
     std::fs::write(&trace, csv).expect("write trace");
-    let seed = dir.path().join("profile.json");
+    let seed = dir.join("profile.json");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
         .args(["capacity", "seed", "--trace"])
         .arg(&trace)
@@ -161,11 +156,57 @@ async fn the_learned_profile_survives_a_restart() {
         .arg(&seed)
         .output()
         .expect("capacity seed runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    seed
+}
+
+/// Two replicas on Redis share the learned profile and the schedules: the leader stores its
+/// seeded profile, the other replica reads it; a schedule set on the follower reaches the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_redis_share_the_profile_and_the_schedule() {
+    let redis = RedisServer::start();
+    let jicofo = FakeJicofo::start(10, 10).await;
+    let foreman = FakeForeman::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seed = seed_file(dir.path());
+    let hours = |st: &Value| st["capacity"]["hours_learned"].as_f64().unwrap_or(0.0);
+    let r0 = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}{}",
+        target_config(
+            &jicofo.url,
+            &foreman.url,
+            &format!("seed_profile = {:?}", seed.display().to_string())
+        ),
+        redis_store(&redis, "r0")
+    ))
+    .await;
+    let st = r0.eventually("r0 leads", WAIT, |st| st["leader"] == true).await;
+    let learned = hours(&st);
+    assert!(learned >= 47.0, "{learned}");
+    let r1 = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}{}",
+        target_config(&jicofo.url, &foreman.url, ""),
+        redis_store(&redis, "r1")
+    ))
+    .await;
+    r1.eventually("r1 has the profile", WAIT, |st| hours(st) == learned)
+        .await;
+    let sched = r#"[{"days":"daily","from":"00:00","to":"24:00","min":5}]"#;
+    assert_eq!(r1.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched).await.0, 204);
+    let st = r0
+        .eventually("the leader holds the schedule", WAIT, |st| eff(st) == 5)
+        .await;
+    assert_eq!(st["capacity"]["schedule"][0]["min"], 5);
+}
+
+/// A seeded profile goes to the store and survives a restart, even when the seed file is
+/// replaced by an empty profile (the store has more learning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learned_profile_survives_a_restart() {
+    let jicofo = FakeJicofo::start(10, 10).await;
+    let foreman = FakeForeman::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seed = seed_file(dir.path());
     let mut s = Scaler::start(&format!(
         "[settings]\nmin = 1\n{}",
         target_config(
