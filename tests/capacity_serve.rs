@@ -156,7 +156,11 @@ fn seed_file(dir: &std::path::Path) -> std::path::PathBuf {
         .arg(&seed)
         .output()
         .expect("capacity seed runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     seed
 }
 
@@ -180,7 +184,9 @@ async fn replicas_on_redis_share_the_profile_and_the_schedule() {
         redis_store(&redis, "r0")
     ))
     .await;
-    let st = r0.eventually("r0 leads", WAIT, |st| st["leader"] == true).await;
+    let st = r0
+        .eventually("r0 leads", WAIT, |st| st["leader"] == true)
+        .await;
     let learned = hours(&st);
     assert!(learned >= 47.0, "{learned}");
     let r1 = Scaler::start(&format!(
@@ -192,7 +198,12 @@ async fn replicas_on_redis_share_the_profile_and_the_schedule() {
     r1.eventually("r1 has the profile", WAIT, |st| hours(st) == learned)
         .await;
     let sched = r#"[{"days":"daily","from":"00:00","to":"24:00","min":5}]"#;
-    assert_eq!(r1.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched).await.0, 204);
+    assert_eq!(
+        r1.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched)
+            .await
+            .0,
+        204
+    );
     let st = r0
         .eventually("the leader holds the schedule", WAIT, |st| eff(st) == 5)
         .await;

@@ -329,3 +329,29 @@ mod props {
         }
     }
 }
+
+#[test]
+fn the_week_meets_the_target_with_fewer_spare_hours_than_hour_by_hour_sizing() {
+    // Office hours: 10/h at night, 150/h from 08:00 to 18:00 on weekdays.
+    let mut p = Profile::default();
+    for hw in 0..WEEK_HOURS {
+        let day = hw / 24 < 5 && (8..18).contains(&(hw % 24));
+        p.learn(hw, if day { 150.0 } else { 10.0 }, 1.0);
+    }
+    let mut d = Demand::new(cfg(), p.clone());
+    let value = d.spare_value().unwrap_or(0.0);
+    let lead_h = d.mean_lead_ms() as f64 / H as f64;
+    let (mut calls, mut rejected, mut spares, mut spares_hourly) = (0.0, 0.0, 0u32, 0u32);
+    for hw in 0..WEEK_HOURS {
+        let r = p.rate[hw];
+        let a = r * lead_h;
+        let k = spare_for_value(r, a, value, cfg().target);
+        calls += r;
+        rejected += r * erlang_b(k, a);
+        spares += k;
+        spares_hourly += spare_needed(a, cfg().target).unwrap_or(MAX_SPARE);
+        assert!(erlang_b(k, a) <= WORST_HOUR_FACTOR * cfg().target + 1e-12);
+    }
+    assert!(rejected / calls <= cfg().target, "{}", rejected / calls);
+    assert!(spares < spares_hourly, "{spares} vs {spares_hourly}");
+}
