@@ -48,6 +48,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
         let started = Instant::now();
         step(&svc, &tasks).await;
         svc.ops.tick_done(started.elapsed());
+        crate::ops::history::record_tick(&svc).await; // ui (issue 16): one sample per tick
         if svc.is_leader() && last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
             last_reconcile = Instant::now();
             reconcile(&svc).await;

@@ -47,6 +47,14 @@ const OUTCOMES: [&str; 21] = [
     "half_open",
 ];
 
+/// Auth refusal reasons (`reason` label of `jitsi_scaler_auth_failures_total`).
+const REFUSALS: [&str; 4] = [
+    "missing_token",
+    "invalid_token",
+    "forbidden",
+    "rate_limited",
+];
+
 /// Kind label values; any other kind is counted as `other`.
 const KINDS: [&str; 12] = [
     "launch",
@@ -83,6 +91,11 @@ struct CallTimeLabels {
     backend: &'static str,
     node: String,
     op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +147,7 @@ struct Inner {
     audit_lines: Counter,
     audit_dropped: Counter,
     audit_errors: Counter,
+    auth_failures: Family<RefusalLabel, Counter>,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -281,6 +295,16 @@ impl Metrics {
             "Audit file write or rotation errors",
             audit_errors.clone(),
         );
+        let auth_failures = Family::<RefusalLabel, Counter>::default();
+        // Every label present from the start, so a dashboard shows 0 rather than no data.
+        for reason in REFUSALS {
+            let _ = auth_failures.get_or_create(&RefusalLabel { reason });
+        }
+        registry.register(
+            "jitsi_scaler_auth_failures",
+            "API requests refused by authentication or authorisation, by reason",
+            auth_failures.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -294,6 +318,7 @@ impl Metrics {
                 audit_lines,
                 audit_dropped,
                 audit_errors,
+                auth_failures,
             }),
         }
     }
@@ -358,6 +383,15 @@ impl Metrics {
     /// Counts an audit write error.
     pub fn audit_error(&self) {
         self.inner.audit_errors.inc();
+    }
+
+    /// Counts a refused API request (`reason`: a [`crate::auth::Refusal`] label).
+    pub fn auth_failure(&self, reason: &'static str) {
+        let reason = label_of(reason, &REFUSALS);
+        self.inner
+            .auth_failures
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
     }
 
     /// Decisions counted with these labels (for tests).

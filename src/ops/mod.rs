@@ -1,15 +1,18 @@
-//! Operations: Prometheus metrics, the audit trail, systemd notification and the `status`
-//! command.
+//! Operations: Prometheus metrics, the audit trail, the per-tick history of the status page,
+//! systemd notification and the `status` command.
 //!
 //! The service calls in through a few hooks: [`Ops::record`] from `Service::record` (every
 //! decision), [`Ops::tick_done`] from the control loop, the boot-time observation from
-//! `Event::Seen`, and the lifecycle backends' call observer. Everything else (breaker
+//! `Event::Seen`, the lifecycle backends' call observer, and [`history::record_tick`] after
+//! each tick. Everything else (breaker
 //! watching, the systemd watchdog) runs beside the service in [`spawn_tasks`].
 
 pub mod audit;
+pub mod history;
 pub mod metrics;
 pub mod status_cli;
 pub mod systemd;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,11 +41,37 @@ pub enum MetricsAccess {
 }
 
 /// `[metrics]` configuration.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `open` (default) or `token`.
     pub auth: MetricsAccess,
+    /// Per-tick samples kept for the status page's chart (`GET {prefix}/history`).
+    pub history_samples: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            auth: MetricsAccess::default(),
+            history_samples: history::DEFAULT_SAMPLES,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// What is wrong with this section (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let max = history::MAX_SAMPLES;
+        if (10..=max).contains(&self.history_samples) {
+            Vec::new()
+        } else {
+            vec![format!(
+                "metrics.history_samples: {} must be in 10..={max}",
+                self.history_samples
+            )]
+        }
+    }
 }
 
 /// The service's operations side: metrics, audit trail and the control loop's heartbeat.
@@ -54,12 +83,15 @@ pub struct Ops {
     pub audit: Audit,
     /// When the control loop last finished a tick (ms since the epoch; 0: never).
     last_tick: AtomicU64,
+    /// Per-tick samples for the status page.
+    pub history: history::History,
 }
 
 impl Ops {
     /// The hook of `Service::record`: count the decision and queue its audit line.
     pub fn record(&self, d: &Decision) {
         self.metrics.decision(d);
+        self.history.decision(d);
         if !self.audit.send(d) {
             self.metrics.audit_dropped();
             tracing::warn!(
