@@ -81,7 +81,8 @@ fn fields(line: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn the_demo_launches_removes_and_stops_by_itself() {
-    let mut child = start(&["--duration", "40s"]);
+    // Calls start once the floor is up (about one boot), then removals need 5 s idle gateways.
+    let mut child = start(&["--duration", "45s"]);
     let (rx, err) = follow(&mut child);
     let status = wait_exit(&mut child, Duration::from_secs(120));
     let lines: Vec<String> = rx.try_iter().collect();
