@@ -51,6 +51,11 @@ pub fn dead_addr() -> SocketAddr {
     a
 }
 
+/// An http URL where nothing listens.
+pub fn dead_url() -> String {
+    format!("http://{}", dead_addr())
+}
+
 /// What the fake Jicofo answers.
 #[derive(Clone, Debug)]
 pub struct JicofoState {
