@@ -41,6 +41,27 @@ fn client(cfg: &LifecycleConfig) -> Lifecycle {
     Lifecycle::from_config(cfg).expect("valid lifecycle config")
 }
 
+/// A Foreman with one node and a client of it.
+async fn one_node() -> (FakeForeman, Lifecycle) {
+    let fake = FakeForeman::start().await;
+    let lc = client(&foreman_config(vec![fake.url.clone()]));
+    (fake, lc)
+}
+
+/// A Foreman node that stores the first create but answers it only after 3 s, and a client
+/// that gives up on a create after 300 ms (`edit` changes its config further).
+async fn lossy_node(edit: impl FnOnce(&mut LifecycleConfig)) -> (FakeForeman, Lifecycle) {
+    let fake = FakeForeman::start().await;
+    fake.lose_create_responses(1, Duration::from_secs(3));
+    let mut cfg = foreman_config(vec![fake.url.clone()]);
+    cfg.foreman.create_timeout = Duration::from_millis(300);
+    edit(&mut cfg);
+    (fake, client(&cfg))
+}
+
+/// The instance type the tests launch.
+const GW: &str = "video-sip-gateway";
+
 fn assert_transient(result: Result<impl std::fmt::Debug, LifecycleError>) -> String {
     match result {
         Err(LifecycleError::Transient(msg)) => msg,
@@ -79,10 +100,7 @@ async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
     let lc = client(&cfg);
     assert_eq!(lc.backend_name(), "foreman");
 
-    let created = lc
-        .create("vsg-a1", "video-sip-gateway")
-        .await
-        .expect("create");
+    let created = lc.create("vsg-a1", GW).await.expect("create");
     assert_eq!(created.ip.as_deref(), Some("10.0.0.1"));
 
     assert_eq!(
@@ -114,14 +132,10 @@ async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
 
 #[tokio::test]
 async fn lost_create_response_then_own_retry_leaves_one_host() {
-    let fake = FakeForeman::start().await;
-    fake.lose_create_responses(1, Duration::from_secs(3));
-    let mut cfg = foreman_config(vec![fake.url.clone()]);
-    cfg.foreman.create_timeout = Duration::from_millis(300);
-    let lc = client(&cfg);
+    let (fake, lc) = lossy_node(|_| {}).await;
 
     let created = lc
-        .create("vsg-lost1", "video-sip-gateway")
+        .create("vsg-lost1", GW)
         .await
         .expect("the retry confirms the earlier create");
     assert_eq!(created.ip.as_deref(), Some("10.0.0.1"));
@@ -144,18 +158,13 @@ async fn lost_create_response_then_own_retry_leaves_one_host() {
 
 #[tokio::test]
 async fn lost_create_response_then_second_call_succeeds_with_one_host() {
-    let fake = FakeForeman::start().await;
-    fake.lose_create_responses(1, Duration::from_secs(3));
-    let mut cfg = foreman_config(vec![fake.url.clone()]);
-    cfg.foreman.create_timeout = Duration::from_millis(300);
-    cfg.foreman.attempts = 1;
-    let lc = client(&cfg);
+    let (fake, lc) = lossy_node(|cfg| cfg.foreman.attempts = 1).await;
 
-    let first = lc.create("vsg-lost2", "video-sip-gateway").await;
+    let first = lc.create("vsg-lost2", GW).await;
     let msg = assert_transient(first);
     assert!(msg.contains("timeout"), "{msg}");
 
-    lc.create("vsg-lost2", "video-sip-gateway")
+    lc.create("vsg-lost2", GW)
         .await
         .expect("the second call confirms the host");
     assert_eq!(fake.hosts(), vec!["vsg-lost2".to_string()]);
@@ -168,7 +177,7 @@ async fn first_node_down_second_node_serves() {
     let lc = client(&foreman_config(vec![dead.clone(), fake.url.clone()]));
 
     for i in 0..4 {
-        lc.create(&format!("vsg-f{i}"), "video-sip-gateway")
+        lc.create(&format!("vsg-f{i}"), GW)
             .await
             .expect("failover to the live node");
     }
@@ -205,7 +214,7 @@ async fn all_nodes_down_open_breakers_and_fail_fast() {
             .iter()
             .all(|n| n.breaker == BreakerState::Open && n.consecutive_failures >= 2)
     );
-    let msg = assert_transient(lc.create("vsg-y", "video-sip-gateway").await);
+    let msg = assert_transient(lc.create("vsg-y", GW).await);
     assert_eq!(msg, "all lifecycle nodes unavailable");
     let msg = assert_transient(lc.find_by_ip("10.1.1.1").await);
     assert_eq!(msg, "all lifecycle nodes unavailable");
@@ -223,14 +232,14 @@ async fn open_breakers_send_nothing_and_a_trial_closes_them_when_nodes_are_back(
     cfg.foreman.breaker_cooldown = Duration::from_millis(300);
     let lc = client(&cfg);
 
-    assert_transient(lc.create("vsg-b1", "video-sip-gateway").await);
+    assert_transient(lc.create("vsg-b1", GW).await);
     assert!(!lc.is_up(), "{:?}", lc.nodes());
     assert!(lc.nodes().iter().all(|n| n.breaker == BreakerState::Open));
     let sent = a.requests() + b.requests();
     assert_eq!(sent, 4);
 
     // Known down: fail fast, no request reaches any node.
-    let msg = assert_transient(lc.create("vsg-b1", "video-sip-gateway").await);
+    let msg = assert_transient(lc.create("vsg-b1", GW).await);
     assert_eq!(msg, "all lifecycle nodes unavailable");
     assert_eq!(a.requests() + b.requests(), sent);
 
@@ -244,10 +253,10 @@ async fn open_breakers_send_nothing_and_a_trial_closes_them_when_nodes_are_back(
             .iter()
             .all(|n| n.breaker == BreakerState::HalfOpen)
     );
-    lc.create("vsg-b1", "video-sip-gateway")
+    lc.create("vsg-b1", GW)
         .await
         .expect("trial on a node that is back");
-    lc.create("vsg-b2", "video-sip-gateway")
+    lc.create("vsg-b2", GW)
         .await
         .expect("trial on the other node");
     for n in lc.nodes() {
@@ -265,7 +274,7 @@ async fn status_429_and_500_fail_over_to_the_next_node() {
     b.fail_next(500, r#"{"error":{"message":"Internal Server Error"}}"#, 1);
     let lc = client(&foreman_config(vec![a.url.clone(), b.url.clone()]));
 
-    lc.create("vsg-r1", "video-sip-gateway")
+    lc.create("vsg-r1", GW)
         .await
         .expect("third attempt succeeds");
     assert_eq!(a.requests() + b.requests(), 3);
@@ -301,7 +310,7 @@ async fn definitive_refusals_are_not_retried() {
         a.fail_next(status, body, 1);
         b.fail_next(status, body, 1);
         let before = total();
-        let msg = assert_refused(lc.create("vsg-n1", "video-sip-gateway").await);
+        let msg = assert_refused(lc.create("vsg-n1", GW).await);
         assert!(msg.contains(&status.to_string()), "{msg}");
         assert_eq!(total(), before + 1, "{status} must not be retried");
         // Drain the other node's unused script entry.
@@ -327,11 +336,8 @@ async fn definitive_refusals_are_not_retried() {
 
 #[tokio::test]
 async fn delete_ok_and_already_gone_ok() {
-    let fake = FakeForeman::start().await;
-    let lc = client(&foreman_config(vec![fake.url.clone()]));
-    lc.create("vsg-d1", "video-sip-gateway")
-        .await
-        .expect("create");
+    let (fake, lc) = one_node().await;
+    lc.create("vsg-d1", GW).await.expect("create");
     lc.delete("vsg-d1").await.expect("delete an existing host");
     assert!(fake.hosts().is_empty());
     lc.delete("vsg-d1").await.expect("404: already gone is ok");
@@ -348,14 +354,9 @@ async fn delete_ok_and_already_gone_ok() {
 
 #[tokio::test]
 async fn find_by_ip_finds_the_host() {
-    let fake = FakeForeman::start().await;
-    let lc = client(&foreman_config(vec![fake.url.clone()]));
-    lc.create("vsg-i1", "video-sip-gateway")
-        .await
-        .expect("create 1");
-    lc.create("vsg-i2", "video-sip-gateway")
-        .await
-        .expect("create 2");
+    let (fake, lc) = one_node().await;
+    lc.create("vsg-i1", GW).await.expect("create 1");
+    lc.create("vsg-i2", GW).await.expect("create 2");
     let ip = fake.ip_of("vsg-i2").expect("ip assigned");
 
     let found = lc.find_by_ip(&ip).await.expect("search");
@@ -392,19 +393,15 @@ async fn list_follows_pagination_and_keeps_our_prefix() {
 
 #[tokio::test]
 async fn domain_maps_short_names_to_foreman_fqdns() {
-    let fake = FakeForeman::start().await;
-    fake.lose_create_responses(1, Duration::from_secs(3));
-    let mut cfg = foreman_config(vec![fake.url.clone()]);
-    cfg.foreman.domain = Some("meet.example.org".into());
-    cfg.foreman.create_timeout = Duration::from_millis(300);
-    cfg.foreman.host_parameters =
-        toml::from_str(r#"domain_name = "meet.example.org""#).expect("toml");
-    let lc = client(&cfg);
+    let (fake, lc) = lossy_node(|cfg| {
+        cfg.foreman.domain = Some("meet.example.org".into());
+        cfg.foreman.host_parameters =
+            toml::from_str(r#"domain_name = "meet.example.org""#).expect("toml");
+    })
+    .await;
 
     // The lost answer is confirmed with GET /api/hosts/<fqdn>.
-    lc.create("vsg-q1", "video-sip-gateway")
-        .await
-        .expect("create");
+    lc.create("vsg-q1", GW).await.expect("create");
     assert_eq!(fake.hosts(), vec!["vsg-q1.meet.example.org".to_string()]);
     let ip = fake.ip_of("vsg-q1.meet.example.org").expect("ip");
     assert_eq!(
@@ -427,7 +424,7 @@ async fn concurrent_creates_from_many_tasks() {
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let lc = lc.clone();
-            tokio::spawn(async move { lc.create(&format!("vsg-c{i}"), "video-sip-gateway").await })
+            tokio::spawn(async move { lc.create(&format!("vsg-c{i}"), GW).await })
         })
         .collect();
     for t in tasks {
@@ -539,17 +536,16 @@ async fn token_file_is_read_and_trimmed() {
     cfg.foreman.token = None;
     cfg.foreman.token_file = Some(path);
     let lc = client(&cfg);
-    lc.create("vsg-t1", "video-sip-gateway")
+    lc.create("vsg-t1", GW)
         .await
         .expect("authenticated with the file's token");
 }
 
 #[tokio::test]
 async fn invalid_names_are_refused_without_a_request() {
-    let fake = FakeForeman::start().await;
-    let lc = client(&foreman_config(vec![fake.url.clone()]));
+    let (fake, lc) = one_node().await;
     for bad in ["", "../etc", "-rf", "a b", "vsg/1"] {
-        assert_refused(lc.create(bad, "video-sip-gateway").await);
+        assert_refused(lc.create(bad, GW).await);
         assert_refused(lc.delete(bad).await);
     }
     assert_eq!(fake.requests(), 0);
@@ -559,12 +555,14 @@ async fn invalid_names_are_refused_without_a_request() {
 // Command backend
 // ---------------------------------------------------------------------------------------------
 
-/// Writes an executable script and waits until it can be executed (a concurrent fork in another
-/// test can briefly hold the file open for writing: ETXTBSY).
+/// Writes an executable script (`probe` exits 0, then `body`) and waits until it can be
+/// executed (a concurrent fork in another test can briefly hold the file open for writing:
+/// ETXTBSY).
 fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    let text = format!("#!/bin/sh\n[ \"$1\" = probe ] && exit 0\n{body}\n");
+    std::fs::write(&path, text).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     for _ in 0..100 {
         match std::process::Command::new(&path).arg("probe").output() {
@@ -575,27 +573,32 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-fn command_config(program: PathBuf, timeout: Duration) -> LifecycleConfig {
-    LifecycleConfig {
+/// The command backend on a script `name` running `body` (where `{dir}` is its directory),
+/// with `timeout`: the client, the script and its directory.
+fn command_client(
+    name: &str,
+    body: &str,
+    timeout: Duration,
+) -> (Lifecycle, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = body.replace("{dir}", &dir.path().display().to_string());
+    let program = write_script(dir.path(), name, &body);
+    let cfg = LifecycleConfig {
         backend: Backend::Command,
         command: CommandConfig {
-            program: Some(program),
+            program: Some(program.clone()),
             timeout,
         },
         ..LifecycleConfig::default()
-    }
+    };
+    (client(&cfg), program, dir)
 }
 
 #[tokio::test]
 async fn command_backend_passes_arguments() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("calls.log");
-    let script = write_script(
-        dir.path(),
+    let (lc, script, dir) = command_client(
         "lifecycle.sh",
-        &format!(
-            r#"[ "$1" = probe ] && exit 0
-echo "$@" >> '{}'
+        r#"echo "$@" >> '{dir}/calls.log'
 case "$1" in
   add) echo "creating $3"; echo 192.0.2.10 ;;
   remove) ;;
@@ -603,13 +606,12 @@ case "$1" in
   find-ip) [ "$2" = 192.0.2.10 ] && echo vsg-c1 ;;
 esac
 exit 0"#,
-            log.display()
-        ),
+        Duration::from_secs(10),
     );
-    let lc = client(&command_config(script.clone(), Duration::from_secs(10)));
+    let log = dir.path().join("calls.log");
     assert_eq!(lc.backend_name(), "command");
 
-    let created = lc.create("vsg-c1", "video-sip-gateway").await.expect("add");
+    let created = lc.create("vsg-c1", GW).await.expect("add");
     assert_eq!(created.ip.as_deref(), Some("192.0.2.10"));
     lc.delete("vsg-c1").await.expect("remove");
     assert_eq!(
@@ -642,19 +644,16 @@ exit 0"#,
 
 #[tokio::test]
 async fn command_failure_carries_stderr_and_marks_the_backend_down() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = write_script(
-        dir.path(),
+    let (lc, _, _dir) = command_client(
         "failing.sh",
-        r#"[ "$1" = probe ] && exit 0
-echo "warming up" >&2
+        r#"echo "warming up" >&2
 echo "  quota exceeded for project jitsi  " >&2
 exit 3"#,
+        Duration::from_secs(10),
     );
-    let lc = client(&command_config(script, Duration::from_secs(10)));
     for _ in 0..3 {
         assert!(lc.is_up());
-        let msg = assert_transient(lc.create("vsg-e1", "video-sip-gateway").await);
+        let msg = assert_transient(lc.create("vsg-e1", GW).await);
         assert!(msg.contains("quota exceeded for project jitsi"), "{msg}");
         assert!(msg.contains("exit 3"), "{msg}");
         assert!(!msg.contains("warming up"), "{msg}");
@@ -672,14 +671,7 @@ exit 3"#,
 
 #[tokio::test]
 async fn command_exit_2_means_unsupported_for_optional_subcommands() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = write_script(
-        dir.path(),
-        "minimal.sh",
-        r#"[ "$1" = probe ] && exit 0
-exit 2"#,
-    );
-    let lc = client(&command_config(script, Duration::from_secs(10)));
+    let (lc, _, _dir) = command_client("minimal.sh", r#"exit 2"#, Duration::from_secs(10));
     assert!(matches!(
         lc.list("vsg").await,
         Err(LifecycleError::Unsupported(_))
@@ -694,22 +686,14 @@ exit 2"#,
 
 #[tokio::test]
 async fn hanging_command_is_killed_at_the_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("child.pid");
-    let script = write_script(
-        dir.path(),
+    let (lc, _, dir) = command_client(
         "hang.sh",
-        &format!(
-            r#"[ "$1" = probe ] && exit 0
-sleep 60 &
-echo $! > '{}'
-wait"#,
-            pid_file.display()
-        ),
+        "sleep 60 &\necho $! > '{dir}/child.pid'\nwait",
+        Duration::from_millis(300),
     );
-    let lc = client(&command_config(script, Duration::from_millis(300)));
+    let pid_file = dir.path().join("child.pid");
     let started = Instant::now();
-    let msg = assert_transient(lc.create("vsg-h1", "video-sip-gateway").await);
+    let msg = assert_transient(lc.create("vsg-h1", GW).await);
     assert!(msg.contains("timed out"), "{msg}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
