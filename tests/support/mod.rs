@@ -16,7 +16,9 @@ pub use foreman::{FOREMAN_TOKEN, FOREMAN_USER, FakeForeman};
 #[allow(unused_imports)]
 pub use jibri::{FakeJibri, JibriMode};
 #[allow(unused_imports)]
-pub use tokens::{ec_key_pair, jwt_part, openssl, rsa_key_pair, shell_client_token, token};
+pub use tokens::{
+    AuthKeys, ec_key_pair, jwt_part, openssl, rsa_key_pair, shell_client_token, token,
+};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -422,6 +424,17 @@ impl Scaler {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
+        let (code, _, text) = self.exchange(method, path, body).await;
+        (code, text)
+    }
+
+    /// A request (with the bearer token, if set): status, content type and body.
+    pub async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+    ) -> (u16, String, String) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
@@ -430,7 +443,14 @@ impl Scaler {
             req = req.bearer_auth(t);
         }
         let r = req.send().await.expect("request");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let code = r.status().as_u16();
+        (code, content_type, r.text().await.unwrap_or_default())
     }
 
     pub async fn status(&self) -> Value {
@@ -470,6 +490,23 @@ impl Scaler {
             st["jicofo"]["merged"].is_object()
         })
         .await
+    }
+
+    /// `POST /scaler/<name>` (min, max, bulk-max) with `value`, asserting 204.
+    pub async fn set(&self, name: &str, value: &str) {
+        let (code, body) = self.post(&format!("/scaler/{name}"), value).await;
+        assert_eq!(code, 204, "{name} = {value}: {body}");
+    }
+
+    /// The settings as `GET /scaler/min`, `max` and `bulk-max` answer them.
+    pub async fn settings(&self) -> [String; 3] {
+        let mut out = [String::new(), String::new(), String::new()];
+        for (name, value) in ["min", "max", "bulk-max"].iter().zip(&mut out) {
+            let (code, body) = self.get(&format!("/scaler/{name}")).await;
+            assert_eq!(code, 200, "{name}: {body}");
+            *value = body;
+        }
+        out
     }
 
     /// `POST /scaler/remove` for `host` with `reason`: the answer body.
@@ -521,6 +558,25 @@ impl Drop for Scaler {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A file `name` holding `text` in a new temp dir (removed when the dir is dropped).
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    (dir, path)
+}
+
+/// The `jitsi-scaler` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+}
+
+/// Runs `jitsi-scaler <args> --config <config>` to its end.
+pub fn run_with_config(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    let out = bin().args(args).arg("--config").arg(config).output();
+    out.expect("the binary runs")
 }
 
 /// The number of ledger entries in `state` from a status document.

@@ -90,3 +90,36 @@ pub fn now_s() -> u64 {
         .expect("clock")
         .as_secs()
 }
+
+/// An RSA key pair in its own temp dir, and the `[auth]` table of `serve` that trusts it.
+pub struct AuthKeys {
+    pub key: PathBuf,
+    pub public: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthKeys {
+    /// A fresh RSA pair (`asap.key`, `asap.pem`).
+    pub fn rsa() -> AuthKeys {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, public) = rsa_key_pair(dir.path(), "asap");
+        AuthKeys {
+            key,
+            public,
+            _dir: dir,
+        }
+    }
+
+    /// `[auth]` with `public_key_file` = this public key, then `extra` lines.
+    pub fn auth_table(&self, extra: &str) -> String {
+        format!(
+            "[auth]\npublic_key_file = \"{}\"\n{extra}\n",
+            self.public.display()
+        )
+    }
+
+    /// A token signed with this key for subject `sub`.
+    pub fn token(&self, sub: &str) -> String {
+        token(&self.key, sub)
+    }
+}
