@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use support::JibriMode::{Busy, Expired, Idle, Unhealthy};
 use support::{
     Agent, FakeForeman, FakeJibri, FakeJicofo, Stack, dead_addr, ec_key_pair, jwt_part,
-    ledger_state, until,
+    ledger_state, run_with_config, until,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -413,27 +413,18 @@ async fn token_verifies_with_the_public_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_prints_one_check() {
     let jibri = FakeJibri::start(Expired).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("agent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "jibri_health_url = {:?}\njibri_shutdown_url = {:?}\n",
-            jibri.health_url, jibri.shutdown_url
-        ),
-    )
-    .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args([
-            "agent",
-            "--once",
-            "--scaler-url",
-            "http://127.0.0.1:9/scaler",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let urls = format!(
+        "jibri_health_url = {:?}\njibri_shutdown_url = {:?}\n",
+        jibri.health_url, jibri.shutdown_url
+    );
+    let (_dir, cfg) = support::temp_file("agent.toml", &urls);
+    let once = [
+        "agent",
+        "--once",
+        "--scaler-url",
+        "http://127.0.0.1:9/scaler",
+    ];
+    let out = run_with_config(&once, &cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -449,11 +440,7 @@ async fn once_prints_one_check() {
     assert_eq!(jibri.shutdown_calls(), 0);
     // A bad config is refused with the key named.
     std::fs::write(&cfg, "idle_time = \"soon\"\n").expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args(["agent", "--once", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let out = run_with_config(&["agent", "--once"], &cfg);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("idle_time"));
 }

@@ -9,14 +9,6 @@ use support::{FakeForeman, FakeJicofo, Scaler, Stack, count, dead_url, fast_conf
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Waits until Jicofo has answered `n` more readings (so ~n ticks have passed).
-async fn ticks(jicofo: &FakeJicofo, n: u64) {
-    let before = jicofo.requests();
-    while jicofo.requests() < before + n {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Flaw 1: while launches boot (not yet in Jicofo), repeated ticks launch the deficit once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booting_instances_are_not_launched_again() {
@@ -24,7 +16,7 @@ async fn booting_instances_are_not_launched_again() {
     s.eventually("3 launches", WAIT, |_| foreman.creates() == 3)
         .await;
     // Many ticks later (tick = 200 ms), still exactly the deficit.
-    ticks(&jicofo, 10).await;
+    jicofo.wait_requests(10).await;
     assert_eq!(foreman.creates(), 3, "{}", s.log());
     let st = s.status().await;
     assert_eq!(st["ledger"]["in_flight"], 3);
@@ -32,13 +24,13 @@ async fn booting_instances_are_not_launched_again() {
     jicofo.set(2, 2);
     s.eventually("two seen", WAIT, |st| count(st, "ready") == 2)
         .await;
-    ticks(&jicofo, 5).await;
+    jicofo.wait_requests(5).await;
     assert_eq!(foreman.creates(), 3);
     // A call takes one: available 1 + in flight 1 < 3, so exactly one more.
     jicofo.set(2, 1);
     s.eventually("one more launch", WAIT, |_| foreman.creates() == 4)
         .await;
-    ticks(&jicofo, 5).await;
+    jicofo.wait_requests(5).await;
     assert_eq!(foreman.creates(), 4);
 }
 
@@ -100,28 +92,7 @@ async fn max_is_never_passed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_idle_removals_stop_at_the_floor() {
     let Stack { s, .. } = Stack::fresh(5, 5, "").await;
-    let mut handles = Vec::new();
-    for n in 0..50 {
-        let http = s.http.clone();
-        let url = format!("{}/scaler/remove", s.url);
-        handles.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .body(format!(r#"{{"host":"gw-{n}","reason":"idle"}}"#))
-                .send()
-                .await
-                .ok()?;
-            r.text().await.ok()
-        }));
-    }
-    let mut accepted = Vec::new();
-    for (n, h) in handles.into_iter().enumerate() {
-        match h.await.ok().flatten().as_deref() {
-            Some("accepted") => accepted.push(n),
-            Some("keep") => {}
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    let (accepted, _) = support::idle_storm(std::slice::from_ref(&s), 50, 50).await;
     assert_eq!(accepted.len(), 3, "available 5 = min 2 + 3");
     // Repeats answer accepted again without spending budget; others still keep.
     for n in &accepted {

@@ -20,6 +20,7 @@ pub use tokens::{
     AuthKeys, ec_key_pair, jwt_part, openssl, rsa_key_pair, shell_client_token, token,
 };
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -110,6 +111,14 @@ impl FakeJicofo {
 
     pub fn requests(&self) -> u64 {
         self.state.lock().expect("lock").requests
+    }
+
+    /// Waits until `n` more requests have come (so about `n` ticks have passed).
+    pub async fn wait_requests(&self, n: u64) {
+        let before = self.requests();
+        while self.requests() < before + n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -531,6 +540,34 @@ impl Scaler {
         out.reverse();
         out
     }
+}
+
+/// `n` concurrent idle remove-me requests: request `i` names host `gw-{i % hosts}` and goes to
+/// replica `i % scalers.len()`. Fails on an answer other than `accepted` or `keep`; returns the
+/// host numbers accepted and the number of `keep` answers.
+pub async fn idle_storm(scalers: &[Scaler], n: usize, hosts: usize) -> (BTreeSet<usize>, usize) {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let s = &scalers[i % scalers.len()];
+        let (http, url) = (s.http.clone(), format!("{}/scaler/remove", s.url));
+        let host = i % hosts;
+        handles.push(tokio::spawn(async move {
+            let body = format!(r#"{{"host":"gw-{host}","reason":"idle"}}"#);
+            let r = http.post(url).body(body).send().await.ok()?;
+            r.text().await.ok().map(|t| (host, t))
+        }));
+    }
+    let (mut accepted, mut keeps) = (BTreeSet::new(), 0);
+    for h in handles {
+        match h.await.ok().flatten() {
+            Some((host, t)) if t == "accepted" => {
+                accepted.insert(host);
+            }
+            Some((_, t)) if t == "keep" => keeps += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    (accepted, keeps)
 }
 
 /// The ledger state `host` is in, from a status document.
