@@ -11,8 +11,8 @@ use support::{Stack, run_with_config};
 async fn settings_rows() {
     let Stack { s, .. } = Stack::fresh(5, 5, "").await;
     assert_eq!(s.settings().await, ["2", "80", "5"]);
-    let (_, content_type, _) = s.exchange(Method::GET, "/scaler/min", "").await;
-    assert_eq!(content_type, "application/json");
+    let reply = s.request_as(None, Method::GET, "/scaler/min", "").await;
+    assert_eq!(reply.content_type, "application/json");
 
     for (name, value) in [("min", "3"), ("max", "1000"), ("bulk-max", "1")] {
         s.set(name, value).await;

@@ -13,10 +13,13 @@ use support::{AuthKeys, FakeForeman, FakeJicofo, Scaler, Stack, count, fast_conf
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn scrape(s: &Scaler) -> Exposition {
-    let (code, ct, text) = s.exchange(reqwest::Method::GET, "/metrics", "").await;
-    assert_eq!(code, 200);
+    let r = s
+        .request_as(None, reqwest::Method::GET, "/metrics", "")
+        .await;
+    assert_eq!(r.code, 200);
+    let ct = &r.content_type;
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    openmetrics::parse(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body))
 }
 
 /// The test parser itself is strict.

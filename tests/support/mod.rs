@@ -201,6 +201,16 @@ breaker_cooldown = "60s"
     )
 }
 
+/// An answer of the scaler's API.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub content_type: String,
+    /// The `WWW-Authenticate` header.
+    pub challenge: Option<String>,
+    pub body: String,
+}
+
 /// `base` with `overrides` applied: each `key = value` line before the first `[table]` line
 /// replaces the line of that key in `base` (which must hold it once), or, for a key `base`
 /// lacks, goes into its `[policy]` table; the tables from the first `[table]` on are appended.
@@ -433,33 +443,38 @@ impl Scaler {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
-        let (code, _, text) = self.exchange(method, path, body).await;
-        (code, text)
+        let reply = self
+            .request_as(self.bearer.as_deref(), method, path, body)
+            .await;
+        (reply.code, reply.body)
     }
 
-    /// A request (with the bearer token, if set): status, content type and body.
-    pub async fn exchange(
+    /// A request with `token` as the bearer token (`None`: without one).
+    pub async fn request_as(
         &self,
+        token: Option<&str>,
         method: reqwest::Method,
         path: &str,
         body: &str,
-    ) -> (u16, String, String) {
+    ) -> Reply {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
             .body(body.to_string());
-        if let Some(t) = &self.bearer {
+        if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let r = req.send().await.expect("request");
-        let content_type = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let code = r.status().as_u16();
-        (code, content_type, r.text().await.unwrap_or_default())
+        let header = |name: &str| {
+            let value = r.headers().get(name).and_then(|v| v.to_str().ok());
+            value.map(str::to_string)
+        };
+        Reply {
+            code: r.status().as_u16(),
+            content_type: header("content-type").unwrap_or_default(),
+            challenge: header("www-authenticate"),
+            body: r.text().await.unwrap_or_default(),
+        }
     }
 
     pub async fn status(&self) -> Value {
