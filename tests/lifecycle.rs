@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
+use axum::http::{Method, header};
 use jitsi_scaler::lifecycle::{
     Backend, BreakerState, CommandConfig, ForemanConfig, Lifecycle, LifecycleConfig, LifecycleError,
 };
@@ -115,9 +115,11 @@ async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, Method::POST);
-    assert_eq!(seen[0].path, "/api/hosts");
-    assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
-    assert_eq!(seen[0].authorization, Some(foreman_basic_auth()));
+    assert_eq!(seen[0].path(), "/api/hosts");
+    let content_type = seen[0].header(header::CONTENT_TYPE);
+    assert_eq!(content_type, Some("application/json"));
+    let auth = seen[0].header(header::AUTHORIZATION);
+    assert_eq!(auth, Some(foreman_basic_auth().as_str()));
 
     // The fake is strict like Foreman: without the content type it answers 415 (flaw 12).
     let raw = reqwest::Client::new()
@@ -144,7 +146,7 @@ async fn lost_create_response_then_own_retry_leaves_one_host() {
     let calls: Vec<(Method, String)> = fake
         .seen()
         .into_iter()
-        .map(|s| (s.method, s.path))
+        .map(|s| (s.method.clone(), s.path().to_string()))
         .collect();
     assert_eq!(
         calls,
@@ -362,7 +364,7 @@ async fn find_by_ip_finds_the_host() {
     let found = lc.find_by_ip(&ip).await.expect("search");
     assert_eq!(found.as_deref(), Some("vsg-i2"));
     let last = fake.seen().pop().expect("a request");
-    let query = last.query.unwrap_or_default();
+    let query = last.query();
     assert!(
         query.contains(&format!("search=ip%20%3D%20{ip}")),
         "{query}"

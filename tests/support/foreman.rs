@@ -80,14 +80,27 @@ impl Default for ForemanState {
     }
 }
 
-/// One request as a node saw it.
+/// One request as a node saw it (its body aside).
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: Method,
-    pub path: String,
-    pub query: Option<String>,
-    pub content_type: Option<String>,
-    pub authorization: Option<String>,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+}
+
+impl Seen {
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    pub fn query(&self) -> &str {
+        self.uri.query().unwrap_or_default()
+    }
+
+    /// A header's value, if it is text.
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// Scripted misbehaviour of one node.
@@ -137,7 +150,7 @@ impl FakeForeman {
         let node = Arc::new(Node::default());
         let app = Router::new()
             .route("/api/hosts", get(search_hosts).post(create_host))
-            .route("/api/hosts/{name}", get(show_host).delete(delete_host))
+            .route("/api/hosts/{name}", get(one_host).delete(one_host))
             .with_state((state.clone(), node.clone()));
         let addr = serve_on_loopback(app).await;
         FakeForeman {
@@ -236,25 +249,15 @@ fn error(status: u16, message: &str) -> Response {
     json_response(status, json!({"error": {"message": message}}))
 }
 
-fn not_found(name: &str) -> Response {
-    error(404, &format!("Resource host not found by id '{name}'"))
-}
-
 /// Records the request, applies the node's script and checks Basic auth; `Some` = answer this.
-async fn gate(node: &Node, method: Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
-    let text = |h: header::HeaderName| {
-        headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    lock(&node.seen).push(Seen {
+async fn gate(node: &Node, method: Method, uri: Uri, headers: HeaderMap) -> Option<Response> {
+    let seen = Seen {
         method,
-        path: uri.path().to_string(),
-        query: uri.query().map(str::to_string),
-        content_type: text(header::CONTENT_TYPE),
-        authorization: text(header::AUTHORIZATION),
-    });
+        uri,
+        headers,
+    };
+    let authorized = seen.header(header::AUTHORIZATION) == Some(&foreman_basic_auth());
+    lock(&node.seen).push(seen);
     let delay = lock(&node.script).delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -269,14 +272,11 @@ async fn gate(node: &Node, method: Method, uri: &Uri, headers: &HeaderMap) -> Op
             return Some(error(status, "broken"));
         }
     }
-    if text(header::AUTHORIZATION) != Some(foreman_basic_auth()) {
-        return Some(error(401, "Unable to authenticate user"));
-    }
-    None
+    (!authorized).then(|| error(401, "Unable to authenticate user"))
 }
 
 async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = gate(&node, Method::POST, &uri, &headers).await {
+    if let Some(r) = gate(&node, Method::POST, uri, headers.clone()).await {
         return r;
     }
     let json_type = headers
@@ -336,37 +336,32 @@ async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: 
     json_response(201, stored.answer(&name))
 }
 
-async fn show_host(
+/// `GET` or `DELETE /api/hosts/<name>`.
+async fn one_host(
     State((db, node)): Fm,
     Path(name): Path<String>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = gate(&node, Method::GET, &uri, &headers).await {
-        return r;
-    }
-    match lock(&db).hosts.get(&name) {
-        Some(h) => json_response(200, h.answer(&name)),
-        None => not_found(&name),
-    }
-}
-
-async fn delete_host(
-    State((db, node)): Fm,
-    Path(name): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = gate(&node, Method::DELETE, &uri, &headers).await {
+    let delete = method == Method::DELETE;
+    if let Some(r) = gate(&node, method, uri, headers).await {
         return r;
     }
     let mut db = lock(&db);
-    match db.hosts.remove(&name) {
+    let found = if delete {
+        db.hosts.remove(&name)
+    } else {
+        db.hosts.get(&name).cloned()
+    };
+    match found {
         Some(h) => {
-            db.deletes.push(name.clone());
+            if delete {
+                db.deletes.push(name.clone());
+            }
             json_response(200, h.answer(&name))
         }
-        None => not_found(&name),
+        None => error(404, &format!("Resource host not found by id '{name}'")),
     }
 }
 
@@ -377,7 +372,7 @@ async fn search_hosts(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = gate(&node, Method::GET, &uri, &headers).await {
+    if let Some(r) = gate(&node, Method::GET, uri, headers).await {
         return r;
     }
     let search = params.get("search").cloned().unwrap_or_default();
