@@ -313,30 +313,15 @@ pub fn jitter(d: Duration, spread: f64, u: f64) -> Duration {
 mod tests {
     use super::*;
 
-    const IDLE: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Idle,
-        health: HealthStatus::Healthy,
-    };
-    const BUSY: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Busy,
-        health: HealthStatus::Healthy,
-    };
-    const EXPIRED: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Expired,
-        health: HealthStatus::Healthy,
-    };
-    const SICK: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Idle,
-        health: HealthStatus::Unhealthy,
-    };
-    const SICK_BUSY: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Busy,
-        health: HealthStatus::Unhealthy,
-    };
-    const UNKNOWN: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Unknown,
-        health: HealthStatus::Unknown,
-    };
+    const fn status(busy: BusyStatus, health: HealthStatus) -> JibriReading {
+        JibriReading::Status { busy, health }
+    }
+    const IDLE: JibriReading = status(BusyStatus::Idle, HealthStatus::Healthy);
+    const BUSY: JibriReading = status(BusyStatus::Busy, HealthStatus::Healthy);
+    const EXPIRED: JibriReading = status(BusyStatus::Expired, HealthStatus::Healthy);
+    const SICK: JibriReading = status(BusyStatus::Idle, HealthStatus::Unhealthy);
+    const SICK_BUSY: JibriReading = status(BusyStatus::Busy, HealthStatus::Unhealthy);
+    const UNKNOWN: JibriReading = status(BusyStatus::Unknown, HealthStatus::Unknown);
     const DOWN: JibriReading = JibriReading::Unreachable;
 
     fn th() -> Thresholds {
