@@ -22,15 +22,24 @@ pub enum BusyStatus {
     Unknown,
 }
 
+/// The value whose spelling in `table` is `s` (trimmed, case-insensitively), else `unknown`.
+fn parse_spelling<T: Copy>(s: Option<&str>, table: &[(&str, T)], unknown: T) -> T {
+    let s = s.map(str::trim);
+    let found = table
+        .iter()
+        .find(|(name, _)| s.is_some_and(|s| s.eq_ignore_ascii_case(name)));
+    found.map_or(unknown, |&(_, value)| value)
+}
+
 impl BusyStatus {
     /// Parses Jibri's spelling (case-insensitively); anything else is `Unknown`.
     pub fn parse(s: Option<&str>) -> Self {
-        match s.map(str::trim) {
-            Some(s) if s.eq_ignore_ascii_case("IDLE") => BusyStatus::Idle,
-            Some(s) if s.eq_ignore_ascii_case("BUSY") => BusyStatus::Busy,
-            Some(s) if s.eq_ignore_ascii_case("EXPIRED") => BusyStatus::Expired,
-            _ => BusyStatus::Unknown,
-        }
+        use BusyStatus::*;
+        parse_spelling(
+            s,
+            &[("IDLE", Idle), ("BUSY", Busy), ("EXPIRED", Expired)],
+            Unknown,
+        )
     }
 }
 
@@ -48,11 +57,12 @@ pub enum HealthStatus {
 impl HealthStatus {
     /// Parses Jibri's spelling (case-insensitively); anything else is `Unknown`.
     pub fn parse(s: Option<&str>) -> Self {
-        match s.map(str::trim) {
-            Some(s) if s.eq_ignore_ascii_case("HEALTHY") => HealthStatus::Healthy,
-            Some(s) if s.eq_ignore_ascii_case("UNHEALTHY") => HealthStatus::Unhealthy,
-            _ => HealthStatus::Unknown,
-        }
+        use HealthStatus::*;
+        parse_spelling(
+            s,
+            &[("HEALTHY", Healthy), ("UNHEALTHY", Unhealthy)],
+            Unknown,
+        )
     }
 }
 

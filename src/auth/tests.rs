@@ -437,16 +437,12 @@ async fn missing_or_wrong_authorization_is_401() {
 #[tokio::test]
 async fn roles_and_require_admin() {
     let (a, _d) = authenticator(&keys().rsa_pub, |_| {});
-    let t = now_secs();
-    let tok = rs256(&json!({"sub": "gw-1.example.org", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "gw-1.example.org", json!({})).await;
     assert_eq!(c.role, Role::Instance);
     let e = c.require_admin().expect_err("403");
     assert_eq!(e.into_response().status(), StatusCode::FORBIDDEN);
     // no sub at all: instance, and nothing to bind by claim
+    let t = now_secs();
     let tok = rs256(&json!({"iat": t, "exp": t + 60}));
     let c = a
         .authenticate(&bearer(&tok), peer("192.0.2.7"))
@@ -482,10 +478,7 @@ async fn address_binding() {
     });
     let t = now_secs();
     let tok = rs256(&json!({"sub": "gw-1", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "gw-1", json!({})).await;
     assert_eq!(c.binding, InstanceBinding::Address);
     assert!(c.may_remove("192.0.2.7", &[]).is_ok());
     assert!(c.may_remove(" 192.0.2.7 ", &[]).is_ok());
