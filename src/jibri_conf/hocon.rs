@@ -277,6 +277,14 @@ impl Parser<'_> {
         self.err_at(self.pos, message)
     }
 
+    /// The end of the file came before the `close` of the `what` opened at `open`.
+    fn unclosed(&self, what: &str, open: usize, close: char) -> ParseError {
+        let (line, column) = line_col(self.src, open);
+        self.err(format!(
+            "end of file inside the {what} opened at line {line}, column {column}: missing '{close}'"
+        ))
+    }
+
     fn at_comment(&self) -> bool {
         let r = self.rest();
         r.starts_with('#') || r.starts_with("//")
@@ -330,12 +338,7 @@ impl Parser<'_> {
         loop {
             self.skip_all();
             match self.peek() {
-                None if braced => {
-                    let (line, column) = line_col(self.src, open);
-                    return Err(self.err(format!(
-                        "end of file inside the object opened at line {line}, column {column}: missing '}}'"
-                    )));
-                }
+                None if braced => return Err(self.unclosed("object", open, '}')),
                 None => break,
                 Some('}') if braced => {
                     self.pos += 1;
@@ -619,12 +622,7 @@ impl Parser<'_> {
         loop {
             self.skip_all();
             match self.peek() {
-                None => {
-                    let (line, column) = line_col(self.src, open);
-                    return Err(self.err(format!(
-                        "end of file inside the array opened at line {line}, column {column}: missing ']'"
-                    )));
-                }
+                None => return Err(self.unclosed("array", open, ']')),
                 Some(']') => {
                     self.pos += 1;
                     break;
