@@ -704,22 +704,14 @@ fn bad_public_keys_are_refused_at_start() {
 #[test]
 fn signing_key_formats() {
     let k = keys();
-    assert_eq!(
-        SigningKey::from_pem(&k.rsa_p8).expect("p8").alg(),
-        KeyAlg::Rs256
-    );
-    assert_eq!(
-        SigningKey::from_pem(&k.rsa_p1).expect("p1").alg(),
-        KeyAlg::Rs256
-    );
-    assert_eq!(
-        SigningKey::from_pem(&k.ec_p8).expect("ec p8").alg(),
-        KeyAlg::Es256
-    );
-    assert_eq!(
-        SigningKey::from_pem(&k.ec_sec1).expect("sec1").alg(),
-        KeyAlg::Es256
-    );
+    for (pem, alg) in [
+        (&k.rsa_p8, KeyAlg::Rs256),
+        (&k.rsa_p1, KeyAlg::Rs256),
+        (&k.ec_p8, KeyAlg::Es256),
+        (&k.ec_sec1, KeyAlg::Es256),
+    ] {
+        assert_eq!(SigningKey::from_pem(pem).expect("key").alg(), alg);
+    }
     let e = SigningKey::from_pem(&k.rsa_pub)
         .expect_err("public")
         .to_string();

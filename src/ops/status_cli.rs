@@ -254,16 +254,10 @@ pub fn render(s: &Value, source: &str) -> String {
         ),
         None => "NO FRESH STATS (no launches; idle removals answer keep)".into(),
     };
-    let _ = writeln!(
-        out,
-        "\nJicofo ({}): {merged}{}",
-        cell(&j["component"]),
-        if j["disagreement"].as_bool() == Some(true) {
-            "; shards disagree"
-        } else {
-            ""
-        }
-    );
+    let disagree = j["disagreement"].as_bool() == Some(true);
+    let disagree = if disagree { "; shards disagree" } else { "" };
+    let component = cell(&j["component"]);
+    let _ = writeln!(out, "\nJicofo ({component}): {merged}{disagree}");
     let shards = "SHARD=name|TOTAL=total|AVAILABLE=available|AGE=age_s|FRESH=fresh|ERRORS=errors\
         |LAST ERROR=last_error";
     items_table(&mut out, &j["shards"], usize::MAX, shards, 60);
@@ -283,16 +277,13 @@ pub fn render(s: &Value, source: &str) -> String {
     );
 
     let lc = &s["lifecycle"];
-    let _ = writeln!(
-        out,
-        "\nLifecycle ({}): {}",
-        cell(&lc["backend"]),
-        if lc["up"].as_bool() == Some(false) {
-            "DOWN (every breaker open)"
-        } else {
-            "up"
-        }
-    );
+    let down = lc["up"].as_bool() == Some(false);
+    let up = if down {
+        "DOWN (every breaker open)"
+    } else {
+        "up"
+    };
+    let _ = writeln!(out, "\nLifecycle ({}): {up}", cell(&lc["backend"]));
     let nodes = "NODE=url|BREAKER=breaker|FAILURES=consecutive_failures|OK=calls_ok\
         |FAILED=calls_failed|LAST ERROR=last_error";
     items_table(&mut out, &lc["nodes"], usize::MAX, nodes, 60);
