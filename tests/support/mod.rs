@@ -1,5 +1,18 @@
-//! Test support: fake neighbours (Jicofo, Foreman) following SPEC §7, and the real `serve`
-//! binary started on loopback with a generated config.
+//! The one fixture set of the integration tests (every `tests/*.rs` uses it; add to it rather
+//! than writing another fake):
+//! - fake neighbours on loopback following SPEC §7: [`FakeJicofo`], [`FakeForeman`]
+//!   (`foreman`: strict auth, pages, nodes sharing one database, scripted failures) and
+//!   [`FakeJibri`] (`jibri`: health and graceful shutdown);
+//! - processes of the real binary: [`Scaler`] (`serve` with [`fast_config`]), [`Agent`]
+//!   (`agent`, with fast timings), [`RedisServer`], and [`bin`] / [`run_with_config`] for
+//!   one-shot commands;
+//! - fixtures: [`Stack`] (a Jicofo, a Foreman and `serve` on them, config changes through
+//!   [`with_overrides`]) and [`Stack::agent`] (an agent of a fake Jibri asking that `serve`);
+//! - `tokens`: key pairs made with `openssl`, signed tokens, the shell client's token,
+//!   [`AuthKeys`] with its `[auth]` table;
+//! - helpers on a status document ([`count`], [`ledger_state`], [`hosts_in`]) and on the API
+//!   ([`Scaler::set`], [`Scaler::settings`], [`Scaler::remove`], [`Scaler::request_as`],
+//!   [`idle_storm`]).
 #![allow(dead_code)]
 
 pub mod agent;
