@@ -264,18 +264,15 @@ impl AgentConfig {
         {
             p.push(format!("instance: {i:?} is not a host name or IP address"));
         }
-        for (key, d) in [
+        let durations = [
             ("check_interval", self.check_interval),
             ("jibri_timeout", self.jibri_timeout),
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
             ("retry_backoff", self.retry_backoff),
             ("token_ttl", self.token_ttl),
-        ] {
-            if d.is_zero() {
-                p.push(format!("{key}: must be more than 0"));
-            }
-        }
+        ];
+        p.extend(crate::duration::zero_problems(&durations));
         if self.retry_backoff_max < self.retry_backoff {
             p.push("retry_backoff_max: must be at least retry_backoff".into());
         }
@@ -978,6 +975,8 @@ on_accepted = "systemctl poweroff"
             ..AgentConfig::default()
         };
         let problems = c.problems();
+        let zero = "check_interval: must be more than 0".to_string();
+        assert!(problems.contains(&zero), "{problems:?}");
         for key in [
             "scaler_url:",
             "remove_method:",
