@@ -1,5 +1,7 @@
 //! `jitsi-scaler demo`, the real binary: it scales up and down by itself and stops cleanly.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -23,7 +25,7 @@ const FAST: &[&str] = &[
 ];
 
 fn start(extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+    support::bin()
         .arg("demo")
         .args(FAST)
         .args(extra)
