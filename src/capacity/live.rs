@@ -124,8 +124,9 @@ struct Inner {
     schedule: Schedule,
     zones: Vec<Zone>,
     last: Option<Sizing>,
-    /// The spare floor of the last tick (either mode).
-    effective: Option<u32>,
+    /// The part of the last tick's spare floor that is not the API's `min` (schedule, learned
+    /// or held), so a changed `min` counts at once between ticks.
+    above_floor: Option<u32>,
     completions: u32,
     /// Profile changed since the store last got it.
     dirty: bool,
@@ -194,7 +195,7 @@ impl Live {
                 schedule,
                 zones,
                 last: None,
-                effective: None,
+                above_floor: None,
                 completions: 0,
                 // A seed goes to the store at the first tick (unless the store has more).
                 dirty: seeded,
@@ -213,7 +214,7 @@ impl Live {
                 schedule: Schedule::default(),
                 zones: Vec::new(),
                 last: None,
-                effective: None,
+                above_floor: None,
                 completions: 0,
                 dirty: false,
                 hours_learned: 0.0,
@@ -233,14 +234,15 @@ impl Live {
 
     /// Takes the stored profile and schedule (at start, and when another replica wrote them).
     /// A stored profile with less learning than ours is ignored, and so is any while this
-    /// replica has learning not yet stored (except at start: the store beats a seed file).
-    pub fn load(&self, stored: Option<&Stored>, max: u32, at_start: bool) {
+    /// replica has learning not yet stored, unless `force` (at start: the store beats a seed
+    /// file; on a follower: the leader's profile wins).
+    pub fn load(&self, stored: Option<&Stored>, max: u32, force: bool) {
         let Some(s) = stored else { return };
         let mut i = self.lock();
         if let Some(p) = &s.profile
             && p.is_valid()
             && p.hours_learned() >= i.hours_learned
-            && (at_start || !i.dirty)
+            && (force || !i.dirty)
             && p != i.demand.profile()
         {
             i.hours_learned = p.hours_learned();
@@ -316,23 +318,30 @@ impl Live {
                 .map(|z| z.week_ms(now))
         });
         let floor = settings.min_available;
-        let (eff, change) = match self.mode {
-            Mode::Fixed => (
-                floor
-                    .max(sched.map_or(0, |s| s.min))
-                    .min(settings.max_total),
-                None,
-            ),
+        let (eff, above, change) = match self.mode {
+            Mode::Fixed => {
+                let sched_min = sched.map_or(0, |s| s.min);
+                (
+                    floor.max(sched_min).min(settings.max_total),
+                    sched_min,
+                    None,
+                )
+            }
             Mode::Target => {
                 let Inner { demand, sizer, .. } = &mut *i;
                 let from = sizer.current();
                 let s = sizer.size(demand, now, week, floor, sched, settings.max_total);
                 i.last = Some(s);
                 let change = (from != Some(s.effective_min)).then_some(Change { from, sizing: s });
-                (s.effective_min, change)
+                let above = if s.source == policy::capacity::Source::Floor {
+                    0
+                } else {
+                    s.effective_min
+                };
+                (s.effective_min, above, change)
             }
         };
-        i.effective = Some(eff);
+        i.above_floor = Some(above);
         (
             Settings {
                 min_available: eff,
@@ -343,11 +352,12 @@ impl Live {
     }
 
     /// The settings with the last tick's spare floor (between ticks, and inside a store write
-    /// that may retry): never below the API's `min`, never above `max`.
+    /// that may retry): its schedule or learned part with the API's `min` as it is now (a
+    /// changed `min` counts at once), never above `max`.
     pub fn effective(&self, settings: &Settings) -> Settings {
-        match self.lock().effective {
-            Some(eff) => Settings {
-                min_available: eff
+        match self.lock().above_floor {
+            Some(above) => Settings {
+                min_available: above
                     .max(settings.min_available)
                     .min(settings.max_total.max(1)),
                 ..*settings
@@ -399,10 +409,9 @@ impl Live {
     }
 }
 
-/// A decision line for a change of the effective min: (what, numbers).
-pub fn describe(c: &Change) -> (String, String) {
-    let s = &c.sizing;
-    let what = match c.from {
+/// The decision line of a change of the effective min, with its numbers.
+pub fn describe(from: Option<u32>, s: &Sizing) -> String {
+    let what = match from {
         Some(f) => format!("effective min {f} -> {}", s.effective_min),
         None => format!("effective min {}", s.effective_min),
     };
@@ -429,5 +438,84 @@ pub fn describe(c: &Change) -> (String, String) {
         100.0 * s.target,
         s.max
     );
-    (what, why)
+    format!("{what}: {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(min: u32) -> Settings {
+        Settings {
+            min_available: min,
+            max_total: 80,
+            bulk_max: 5,
+        }
+    }
+
+    fn obs(now: Millis) -> Observation {
+        Observation {
+            total: 10,
+            available: 10,
+            taken_at: now,
+        }
+    }
+
+    #[test]
+    fn a_changed_floor_counts_at_once_and_a_schedule_holds_between_ticks() {
+        let live = Live::new(&CapacitySection::default(), Duration::from_secs(15), 80)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (s, change) = live.settings(&settings(3), Some(&obs(1_000)), 1_000);
+        assert_eq!(s.min_available, 3, "no demand: the floor");
+        assert!(change.is_some_and(|c| c.from.is_none() && c.sizing.effective_min == 3));
+        // The operator lowers `min`: a removal between ticks sees the new floor.
+        assert_eq!(live.effective(&settings(1)).min_available, 1);
+        let entries = vec![ScheduleEntry {
+            days: "daily".into(),
+            from: "00:00".into(),
+            to: "24:00".into(),
+            min: 6,
+            tz: "UTC".into(),
+            inhibit_scale_down: false,
+        }];
+        live.set_schedule(entries, 80)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (s, change) = live.settings(&settings(1), Some(&obs(16_000)), 16_000);
+        assert_eq!(s.min_available, 6);
+        assert!(change.is_some_and(|c| c.from == Some(3)));
+        assert_eq!(live.effective(&settings(1)).min_available, 6);
+        assert_eq!(live.effective(&settings(9)).min_available, 9);
+        assert_eq!(
+            live.last().map(|l| l.source),
+            Some(policy::capacity::Source::Schedule)
+        );
+    }
+
+    #[test]
+    fn fixed_mode_holds_min_and_schedules_and_bad_sections_are_refused() {
+        let section = CapacitySection {
+            mode: Mode::Fixed,
+            ..CapacitySection::default()
+        };
+        let live =
+            Live::new(&section, Duration::from_secs(15), 80).unwrap_or_else(|e| panic!("{e}"));
+        let (s, change) = live.settings(&settings(4), Some(&obs(1_000)), 1_000);
+        assert_eq!((s.min_available, change), (4, None));
+        assert!(live.last().is_none());
+        let bad = CapacitySection {
+            target_rejection: "150%".into(),
+            ..CapacitySection::default()
+        };
+        assert!(!bad.problems(80).is_empty());
+        assert!(Live::new(&bad, Duration::from_secs(15), 80).is_err());
+        let bad = CapacitySection {
+            timezone: "Nowhere/Atlantis".into(),
+            ..CapacitySection::default()
+        };
+        assert!(
+            bad.problems(80)
+                .iter()
+                .any(|p| p.contains("capacity.timezone"))
+        );
+    }
 }

@@ -1,8 +1,13 @@
-//! Target mode's service operations that need the store (kept out of service.rs, issue 12).
+//! Target mode's service operations (kept out of service.rs, issue 12).
 
+use policy::Millis;
 use policy::capacity::ScheduleEntry;
 
+use crate::decision::{Decision, Record};
+use crate::ops::now_ms;
 use crate::service::{Service, ServiceError};
+
+use super::live::Change;
 
 /// A schedule replacement that was refused.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +21,21 @@ pub enum ScheduleRefused {
 }
 
 impl Service {
+    /// Once per tick on every replica: takes the stored profile and schedules (a follower
+    /// always takes the leader's), then sizes the spare floor from the merged reading.
+    pub async fn capacity_tick(&self, now: Millis, leader: bool) -> Option<Change> {
+        let (stored, settings) = self
+            .store()
+            .read(|s| (s.capacity.clone(), s.settings))
+            .await;
+        self.capacity
+            .load(stored.as_ref(), settings.max_total, !leader);
+        let merged = self.merged_now().await;
+        self.capacity
+            .settings(&settings, merged.observation.as_ref(), now)
+            .1
+    }
+
     /// The schedule entries in force.
     pub fn capacity_schedule(&self) -> Vec<ScheduleEntry> {
         self.capacity.schedule()
@@ -28,29 +48,22 @@ impl Service {
         by: &str,
     ) -> Result<(), ScheduleRefused> {
         let max = self.settings().await.max_total;
-        // Check first, so bad input changes nothing.
-        policy::capacity::Schedule::new(entries.clone(), max)
+        // Check first (entries and zones), so bad input changes nothing.
+        let checked = policy::capacity::Schedule::new(entries.clone(), max)
             .map_err(super::CapacityError::from)?;
-        for z in policy::capacity::Schedule::new(entries.clone(), max)
-            .map_err(super::CapacityError::from)?
-            .zones()
-        {
+        for z in checked.zones() {
             super::tz::Zone::load(&z).map_err(super::CapacityError::from)?;
         }
         let stored = entries.clone();
-        self.mutate(None, |snap, _| {
-            snap.capacity.get_or_insert_with(Default::default).schedule = Some(stored.clone());
-        })
-        .await?;
+        self.store()
+            .apply(None, |snap, _| {
+                snap.capacity.get_or_insert_with(Default::default).schedule = Some(stored.clone());
+            })
+            .await
+            .map_err(ServiceError::from)?;
         let n = self.capacity.set_schedule(entries, max)?.len();
-        self.record(Service::decision(
-            "setting",
-            None,
-            "changed",
-            format!("capacity schedule replaced: {n} entries"),
-            Some(by),
-        ));
-        self.wake.notify_one();
+        self.record(Record::new(now_ms(), Decision::CapacitySchedule { entries: n }).by(by));
+        self.wake();
         Ok(())
     }
 }

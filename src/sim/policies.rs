@@ -98,6 +98,8 @@ pub struct Ours {
     reading: Option<Reading>,
     next_id: u64,
     capacity: Option<TargetMode>,
+    /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
+    queued: Vec<(String, Reason)>,
 }
 
 impl Ours {
@@ -113,6 +115,7 @@ impl Ours {
             reading: None,
             next_id: 0,
             capacity: None,
+            queued: Vec::new(),
         }
     }
 
@@ -173,6 +176,13 @@ impl Controller for Ours {
             }
             self.settings.min_available = s.effective_min;
         }
+        // As `serve`: without the store nothing is recorded, so nothing is launched or deleted.
+        if w.store_health() != policy::StoreHealth::Ok {
+            return;
+        }
+        for (host, reason) in std::mem::take(&mut self.queued) {
+            self.ledger.approve(&host, reason, now, &self.timing);
+        }
         let t = policy::tick(
             &mut self.ledger,
             &self.settings,
@@ -211,6 +221,16 @@ impl Controller for Ours {
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
         self.settings.min_available = self.min_now(w);
+        // The same store-down rule as `serve`.
+        if let Some(d) = policy::decide_removal_without_store(w.store_health(), reason) {
+            if d.accepted() {
+                self.queued.push((host.to_string(), reason));
+            }
+            return Answer {
+                accept: d.accepted(),
+                reading: self.reading,
+            };
+        }
         // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
         let d = policy::remove_request(
             &mut self.ledger,

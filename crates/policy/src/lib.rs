@@ -12,11 +12,11 @@ mod ledger;
 mod settings;
 
 pub use decide::{
-    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
-    decide_external_add, decide_launch, decide_removal,
+    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision, StoreHealth,
+    decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
-pub use settings::{Settings, SettingsError, Timing};
+pub use settings::{Setting, Settings, SettingsError, Timing};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
 pub type Millis = u64;
