@@ -60,6 +60,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
 struct Planned {
     tick: policy::Tick,
     launched: Vec<String>,
+    sidecar: policy::SidecarTick,
     merged: crate::jicofo::Merged,
     creates: Vec<String>,
     deletes: Vec<String>,
@@ -77,6 +78,7 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         return;
     };
     let now = now_ms();
+    let lifecycle_up = svc.lifecycle.is_up();
     let planned = svc
         .mutate(Some(&fence), |snap, core| {
             let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
@@ -93,9 +95,19 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
                 snap.ledger.record_launch(&host, Origin::Scaler, now);
                 launched.push(host);
             }
+            // Issue 14 hook: sidecar silence timeouts and shutdown orders, same store write.
+            let sidecar = policy::sidecar_tick(
+                &mut snap.ledger,
+                &snap.settings,
+                merged.observation.as_ref(),
+                lifecycle_up,
+                &svc.timing,
+                now,
+            );
             Planned {
                 tick,
                 launched,
+                sidecar,
                 merged,
                 creates: snap.ledger.creates_owed(),
                 deletes: snap.ledger.deletes_owed(),
@@ -105,6 +117,7 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
     let Planned {
         tick,
         launched,
+        sidecar,
         merged,
         creates,
         deletes,
@@ -121,6 +134,8 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
     for e in &tick.events {
         log_event(svc, e);
     }
+    // Issue 14 hook: one decision line per sidecar order and timeout.
+    crate::sidecar::log_tick(svc, &sidecar);
     if !merged.stale.is_empty() && !merged.fresh.is_empty() {
         tracing::warn!(stale = ?merged.stale, fresh = ?merged.fresh, "some shards have no fresh stats; using the fresh ones");
     }

@@ -17,5 +17,6 @@ pub mod lifecycle;
 pub mod ops;
 pub mod plan;
 pub mod service;
+pub mod sidecar;
 pub mod sim;
 pub mod store;

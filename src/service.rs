@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use policy::{
     AddRefusal, Counts, KeepCause, LaunchDecision, Millis, Origin, Reason, RemovalDecision,
-    Settings, State, Timing, decide_external_add,
+    Settings, State, Timing,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -100,6 +100,12 @@ struct HostRow<'a> {
     ip: Option<&'a str>,
     attempts: u32,
     last_error: Option<&'a str>,
+    /// Issue 14: how its removal is carried out (`confirm`, `immediate`, `sidecar`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<&'static str>,
+    /// Issue 14: its sidecar's last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sidecar: Option<&'a policy::SidecarEvidence>,
 }
 
 /// The `ledger` part of `/scaler/status`.
@@ -422,12 +428,25 @@ impl Service {
     /// It never fails: when the store cannot record an approval, idle hosts are kept and
     /// expired/unhealthy ones are accepted and queued until the store is back.
     pub async fn remove_me(&self, host: &str, reason: Reason, by: &str) -> RemovalDecision {
+        self.remove_me_as(host, reason, None, by).await
+    }
+
+    /// [`Service::remove_me`] for a client that may say how its host drains (issue 14:
+    /// `"drain": "confirm"` from our agent); `None` takes `policy.drain_confirm`.
+    pub async fn remove_me_as(
+        &self,
+        host: &str,
+        reason: Reason,
+        drain: Option<policy::DrainMode>,
+        by: &str,
+    ) -> RemovalDecision {
         let now = now_ms();
         let lifecycle_up = self.lifecycle.is_up();
+        let mode = drain.unwrap_or(policy::DrainMode::default_for(&self.timing));
         let result = self
             .mutate(None, |snap, core| {
                 let merged = self.merged(core, now);
-                let d = policy::remove_request(
+                let d = policy::remove_request_as(
                     &mut snap.ledger,
                     &snap.settings,
                     merged.observation.as_ref(),
@@ -436,6 +455,7 @@ impl Service {
                     now,
                     host,
                     reason,
+                    mode,
                 );
                 (d, snap.settings.min_available)
             })
@@ -471,6 +491,12 @@ impl Service {
             "accepted"
         } else {
             "keep"
+        };
+        let why = match decision {
+            RemovalDecision::Accept { repeat: false, .. } => {
+                format!("{why}; drain mode {}", mode.as_str())
+            }
+            _ => why,
         };
         self.record(
             Self::decision(
@@ -540,37 +566,64 @@ impl Service {
         Ok(known)
     }
 
-    /// `POST /scaler/instance`: one launch on request, through the same ledger and max check.
-    pub async fn external_add(&self, by: &str) -> Result<String, ServiceError> {
+    /// `POST /scaler/instance`: one launch on request, through the same ledger and max check,
+    /// and only while it is needed (issue 14): the legacy scale-up script left running beside
+    /// the scale-up loop must not launch a second time for the same deficit. Returns the host
+    /// launched, or `None` when nothing was needed (answered as accepted, as the legacy
+    /// scaler did).
+    pub async fn external_add(&self, by: &str) -> Result<Option<String>, ServiceError> {
         let now = now_ms();
         let result = self
             .mutate(None, |snap, core| {
                 let merged = self.merged(core, now);
                 let counts = Counts::of(&snap.ledger);
-                decide_external_add(
+                let d = policy::decide_requested_add(
                     counts,
                     &snap.settings,
                     merged.observation.as_ref(),
                     now,
                     &self.timing,
                 )?;
+                if let policy::RequestedAdd::NotNeeded { .. } = d {
+                    return Ok((None, d, counts.in_flight));
+                }
                 let host =
                     crate::controller::new_host_name(&self.cfg.lifecycle.name_prefix, &snap.ledger);
                 snap.ledger.record_launch(&host, Origin::Api, now);
-                Ok((host, counts.in_flight))
+                Ok((Some(host), d, counts.in_flight))
             })
             .await?;
         match result {
-            Ok((host, in_flight)) => {
+            Ok((Some(host), d, in_flight)) => {
+                let deficit = match d {
+                    policy::RequestedAdd::Launch { deficit } => deficit,
+                    policy::RequestedAdd::NotNeeded { deficit, .. } => deficit,
+                };
                 self.record(Self::decision(
                     "add",
                     Some(&host),
                     "requested",
-                    format!("on request: in flight {in_flight} + 1, within max"),
+                    format!("on request: deficit {deficit}, in flight {in_flight} + 1, within max"),
                     Some(by),
                 ));
                 self.wake.notify_one();
-                Ok(host)
+                Ok(Some(host))
+            }
+            Ok((None, d, _)) => {
+                let why = match d {
+                    policy::RequestedAdd::NotNeeded {
+                        deficit,
+                        available,
+                        in_flight,
+                        pending,
+                        min,
+                    } => format!(
+                        "not needed, launching nothing: available {available} + in flight {in_flight} - pending {pending} >= min {min} (deficit {deficit}); raise min for more spares"
+                    ),
+                    policy::RequestedAdd::Launch { .. } => String::new(),
+                };
+                self.record(Self::decision("add", None, "not_needed", why, Some(by)));
+                Ok(None)
             }
             Err(r) => {
                 self.record(Self::decision(
@@ -710,6 +763,8 @@ impl Service {
                     ip: i.ip.as_deref(),
                     attempts: i.attempts,
                     last_error: i.last_error.as_deref(),
+                    drain: i.drain.map(policy::DrainMode::as_str),
+                    sidecar: i.sidecar.as_ref(),
                 });
             }
         }
