@@ -43,6 +43,7 @@ fn ledger() -> Ledger {
             last_error: None,
             drain: None,
             sidecar: None,
+            parked: false,
         }
     });
     Ledger::from_parts(instances, 0)

@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use policy::{Reason, Settings};
+use policy::{Reason, Setting};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -101,9 +101,9 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
     let p = svc.cfg.prefix.clone();
     let limit = svc.cfg.body_limit;
     Router::new()
-        .route(&format!("{p}/min"), setting_routes("min"))
-        .route(&format!("{p}/max"), setting_routes("max"))
-        .route(&format!("{p}/bulk-max"), setting_routes("bulk-max"))
+        .route(&format!("{p}/min"), setting_routes(Setting::Min))
+        .route(&format!("{p}/max"), setting_routes(Setting::Max))
+        .route(&format!("{p}/bulk-max"), setting_routes(Setting::BulkMax))
         .route(
             &format!("{p}/instance"),
             post(add_instance).delete(remove_me).options(options),
@@ -126,13 +126,15 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .with_state(AppState { svc, auth })
 }
 
-fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
+fn setting_routes(setting: Setting) -> MethodRouter<Shared> {
     get(
         move |State(st): State<Shared>,
               ConnectInfo(peer): ConnectInfo<SocketAddr>,
               headers: HeaderMap| async move {
             authenticate(&st, &headers, peer).await?.require_admin()?;
-            Ok::<_, ApiError>(get_setting(&st.svc, name).await)
+            Ok::<_, ApiError>(integer_body(i64::from(
+                st.svc.settings().await.get(setting),
+            )))
         },
     )
     .post(
@@ -142,7 +144,7 @@ fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
               body: Result<Bytes, BytesRejection>| async move {
             let caller = authenticate(&st, &headers, peer).await?;
             caller.require_admin()?;
-            post_setting(&st.svc, name, &caller, body).await
+            post_setting(&st.svc, setting, &caller, body).await
         },
     )
     .options(options)
@@ -173,15 +175,6 @@ fn integer_body(value: i64) -> Response {
     r
 }
 
-async fn get_setting(svc: &Service, name: &str) -> Response {
-    let s: Settings = svc.settings().await;
-    integer_body(i64::from(match name {
-        "min" => s.min_available,
-        "max" => s.max_total,
-        _ => s.bulk_max,
-    }))
-}
-
 /// Parses a JSON body, with a short reason when it is not JSON.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body?;
@@ -191,16 +184,20 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 
 async fn post_setting(
     svc: &Service,
-    name: &'static str,
+    setting: Setting,
     caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let value = json_body(body)?;
     let n = value.as_i64().ok_or_else(|| {
-        ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}"))
+        ApiError::BadRequest(format!(
+            "{setting} must be a bare JSON integer, got {value}"
+        ))
     })?;
-    let n = Settings::check(name, n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    svc.set_setting(name, n, &who(caller))
+    let n = setting
+        .check(n)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    svc.set_setting(setting, n, &who(caller))
         .await
         .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -234,25 +231,6 @@ async fn add_instance(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Validates a host identifier: a DNS name (FQDN or short) or an IP address.
-pub fn valid_host(host: &str) -> bool {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-}
-
 /// Reads the optional `"drain"` of a remove-me body: `"confirm"` (our agent: it confirms
 /// with `drained`) or `"immediate"`; absent means the client does not say (issue 14).
 fn drain_field(value: &Value) -> Result<Option<policy::DrainMode>, ApiError> {
@@ -277,7 +255,7 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
         (None, None) => return Err(ApiError::BadRequest("missing host".into())),
     };
     let host = host.trim();
-    if !valid_host(host) {
+    if !crate::hostname::is_valid(host) {
         return Err(ApiError::BadRequest(format!(
             "host {host:?} is not a host name or IP address"
         )));
@@ -393,37 +371,15 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(st): State<Shared>) -> Response {
-    if st.svc.is_ready() {
-        "ready".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no Jicofo reading attempted yet",
-        )
-            .into_response()
+    match st.svc.not_ready_reason().await {
+        None => "ready".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_validation() {
-        for ok in [
-            "vsg-1",
-            "vsg-1.example.org",
-            "vsg-1.example.org.",
-            "10.0.0.1",
-            "::1",
-            "ip-10-0-0-1",
-        ] {
-            assert!(valid_host(ok), "{ok}");
-        }
-        for bad in ["", "a b", "-x", "x..y", "a/b", &"x".repeat(300), "ä"] {
-            assert!(!valid_host(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn remove_bodies() {

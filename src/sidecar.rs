@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use policy::{BusyStatus, HealthStatus, SidecarReport};
 use serde_json::Value;
 
-use crate::service::{Service, ServiceError, now_ms};
+use crate::decision::{Decision, Record};
+use crate::ops::now_ms;
+use crate::service::{Service, ServiceError};
 
 /// Instance types whose reports carry a Jibri status (docker always says `jibri`).
 pub const JIBRI_TYPES: [&str; 2] = ["jibri", "sip-jibri"];
@@ -62,7 +64,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 /// Reads the InstanceDetails object (poll and shutdown bodies, or `instance` in a report).
 fn instance_details(obj: &serde_json::Map<String, Value>) -> Result<SidecarBody, BodyError> {
     let id = text(obj.get("instanceId")).ok_or(BodyError::NoInstance)?;
-    if !crate::api::valid_host(&id) {
+    if !crate::hostname::is_valid(&id) {
         return Err(BodyError::BadInstance(id.chars().take(64).collect()));
     }
     Ok(SidecarBody {
@@ -117,54 +119,55 @@ impl Service {
         self.known_ips(instance).await
     }
 
+    /// Whether the last known ledger says `instance` must shut down (no store write).
+    pub async fn sidecar_told(&self, instance: &str) -> bool {
+        self.store()
+            .read(|snap| snap.ledger.sidecar_told(instance))
+            .await
+    }
+
     /// A poll or status report from `body`'s sidecar at `client_ip`: recorded as evidence
     /// (one store write when anything changed) and answered with whether the host must shut
     /// down. When the store cannot be written, the answer comes from the last known ledger.
     pub async fn sidecar_heard(&self, body: &SidecarBody, client_ip: IpAddr, by: &str) -> bool {
         let now = now_ms();
         let ip = client_ip.to_string();
+        let timing = *self.timing();
         let result = self
-            .mutate(None, |snap, _| {
-                let key =
-                    snap.ledger
-                        .sidecar_heard(&body.instance, body.report, now, &self.timing)?;
-                let adopted = snap
+            .store()
+            .apply(None, |snap, _| {
+                let known = snap.ledger.find(&body.instance).is_some();
+                let key = snap
                     .ledger
-                    .get(&key)
-                    .is_some_and(|i| i.origin == policy::Origin::Adopted && i.created_at == now);
+                    .sidecar_heard(&body.instance, body.report, now, &timing)?;
                 // The first reporter's address binds an instance with none known.
                 if snap.ledger.get(&key).is_some_and(|i| i.ip.is_none()) {
                     snap.ledger.set_ip(&key, &ip);
                 }
-                Some((key, adopted, snap.ledger.sidecar_told(&body.instance)))
+                Some((key, !known, snap.ledger.sidecar_told(&body.instance)))
             })
             .await;
         match result {
-            Ok(Some((key, adopted, told))) => {
+            Ok(Some((host, adopted, told))) => {
                 if adopted {
-                    self.record(Service::decision(
-                        "sidecar",
-                        Some(&key),
-                        "adopted",
-                        format!(
-                            "first report from a host the ledger did not know (type {}, group {})",
-                            body.kind.as_deref().unwrap_or("-"),
-                            body.group.as_deref().unwrap_or("-")
-                        ),
-                        Some(by),
-                    ));
+                    self.record(
+                        Record::new(
+                            now,
+                            Decision::SidecarAdopted {
+                                host,
+                                kind: body.kind.clone(),
+                                group: body.group.clone(),
+                            },
+                        )
+                        .by(by),
+                    );
                 }
                 told
             }
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(instance = %body.instance, error = %e, "cannot record a sidecar report; answering from the last known ledger");
-                self.core
-                    .lock()
-                    .await
-                    .snap
-                    .ledger
-                    .sidecar_told(&body.instance)
+                self.sidecar_told(&body.instance).await
             }
         }
     }
@@ -178,79 +181,40 @@ impl Service {
         by: &str,
     ) -> Result<bool, ServiceError> {
         let now = now_ms();
-        let told_before = self
-            .core
-            .lock()
-            .await
-            .snap
-            .ledger
-            .sidecar_told(&body.instance);
-        let key = self
-            .mutate(None, |snap, _| {
-                snap.ledger.sidecar_shutdown(&body.instance, now)
+        let result = self
+            .store()
+            .apply(None, |snap, _| {
+                let ordered = snap.ledger.sidecar_told(&body.instance);
+                snap.ledger
+                    .sidecar_shutdown(&body.instance, now)
+                    .map(|key| (key, ordered))
             })
             .await?;
-        let Some(key) = key else {
+        let Some((host, ordered)) = result else {
             tracing::info!(instance = %body.instance, by, "sidecar shutdown from a host the ledger does not know: nothing to do");
             return Ok(false);
         };
-        let why = if told_before {
-            "the sidecar confirmed its shutdown: deleting the host"
-        } else {
-            "the sidecar reports a shutdown we did not order: the host leaves (expired) and is replaced"
-        };
-        self.record(Service::decision(
-            "sidecar",
-            Some(&key),
-            "shutdown_confirmed",
-            why.into(),
-            Some(by),
-        ));
-        self.wake.notify_one();
+        self.record(Record::new(now, Decision::SidecarConfirmed { host, ordered }).by(by));
+        self.wake();
         Ok(true)
     }
 }
 
 /// Records the sidecar part of a leader tick: one decision per shutdown order and timeout.
-pub fn log_tick(svc: &Service, tick: &policy::SidecarTick) {
-    for s in &tick.shutdowns {
-        let why = match s.reason {
-            policy::Reason::Idle => format!(
-                "surplus spare, idle {:.0}s: available {} - pending {} - 1 >= min; told to shut down at its next poll",
-                s.idle_ms.unwrap_or(0) as f64 / 1000.0,
-                s.available,
-                s.pending_removal
-            ),
-            r => format!(
-                "reports {}: told to shut down at its next poll and replaced",
-                r.as_str()
-            ),
-        };
-        svc.record(
-            Service::decision("sidecar", Some(&s.host), "shutdown", why, None)
-                .with_reason(s.reason),
-        );
+pub fn record_tick(svc: &Service, tick: policy::SidecarTick, now: policy::Millis) {
+    for order in tick.shutdowns {
+        svc.record(Record::new(now, Decision::SidecarShutdown { order }));
     }
-    for e in &tick.events {
-        let (host, outcome, why) = match e {
-            policy::SidecarEvent::SilentAfterShutdown { host, silent_ms } => (
-                host,
-                "deleting",
-                format!(
-                    "silent {:.0}s after its shutdown order: taken as gone, deleting it",
-                    *silent_ms as f64 / 1000.0
-                ),
-            ),
-            policy::SidecarEvent::Forgotten { host, silent_ms } => (
-                host,
-                "forgotten",
-                format!(
-                    "adopted sidecar host silent {:.0}s: no longer tracked (not ours to delete)",
-                    *silent_ms as f64 / 1000.0
-                ),
-            ),
+    for e in tick.events {
+        let d = match e {
+            policy::SidecarEvent::SilentAfterShutdown { host, silent_ms } => {
+                Decision::SidecarSilent { host, silent_ms }
+            }
+            policy::SidecarEvent::Forgotten { host, silent_ms } => {
+                Decision::SidecarForgotten { host, silent_ms }
+            }
         };
-        svc.record(Service::decision("sidecar", Some(host), outcome, why, None));
+        svc.record(Record::new(now, d));
     }
 }
 

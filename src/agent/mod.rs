@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use self::jibri::{JibriClient, Probe};
 use self::machine::{Cause, Machine, Millis, Reason, Thresholds, backoff, jitter};
@@ -267,7 +267,7 @@ impl AgentConfig {
             ));
         }
         if let Some(i) = &self.instance
-            && !valid_instance(i)
+            && !crate::hostname::is_valid(i)
         {
             p.push(format!("instance: {i:?} is not a host name or IP address"));
         }
@@ -339,24 +339,6 @@ mod optional_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         crate::duration::deserialize(d).map(Some)
     }
-}
-
-/// A host name (FQDN or short) or an IP address, as the scaler accepts in `host`.
-fn valid_instance(s: &str) -> bool {
-    if s.parse::<IpAddr>().is_ok() {
-        return true;
-    }
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 /// Reads `KEY=value` lines (optional `export`, quotes, `#` comments) of an env file.
@@ -870,27 +852,11 @@ pub async fn check_once(cfg: AgentConfig) -> Result<serde_json::Value, AgentErro
     }))
 }
 
-fn init_tracing(cfg: &AgentConfig) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    // try_init: a second subscriber (tests, demo) is not an error.
-    let _ = if cfg.log_format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Entry point of `jitsi-scaler agent`: a small current-thread runtime (the
 /// agent must stay light on the gateway), logs, signals, exit code.
 pub fn main(args: AgentArgs) -> Result<(), AgentError> {
     let cfg = AgentConfig::load(&args)?;
-    init_tracing(&cfg);
+    crate::runtime::init_tracing(&cfg.log_level, cfg.log_format == "json");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -904,28 +870,12 @@ pub fn main(args: AgentArgs) -> Result<(), AgentError> {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::runtime::wait_for_signal().await;
             signal.cancel();
         });
         run(cfg, shutdown).await?;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            debug!("no SIGTERM handler ({e}); Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1063,15 +1013,5 @@ on_accepted = "systemctl poweroff"
             .expect("localhost resolves");
         assert!(ip.is_loopback(), "{ip}");
         assert!(detect_instance("not a url").await.is_err());
-    }
-
-    #[test]
-    fn instance_names() {
-        for ok in ["gw-1", "gw-1.example.org", "10.0.0.5", "::1"] {
-            assert!(valid_instance(ok), "{ok}");
-        }
-        for bad in ["", "a b", "-x", "a..b", "ä"] {
-            assert!(!valid_instance(bad), "{bad}");
-        }
     }
 }

@@ -23,7 +23,9 @@ use super::{ApiError, AppState, json_body};
 use crate::sidecar::{SidecarBody, parse_details, parse_report};
 
 /// Longest time a sidecar route spends on the store before answering from what it knows.
-pub const ANSWER_WITHIN: Duration = Duration::from_millis(2500);
+pub const ANSWER_WITHIN: Duration = Duration::from_millis(2300);
+/// Longest time the answer after [`ANSWER_WITHIN`] may take to read the last known ledger.
+const LAST_WORD: Duration = Duration::from_millis(400);
 
 /// The four routes under `prefix`.
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
@@ -112,9 +114,8 @@ async fn handle(
             tracing::warn!(instance = %body.instance, ?route, "sidecar request not recorded within the answer deadline");
             Ok(match route {
                 Route::Poll | Route::Status => command(
-                    svc.core
-                        .try_lock()
-                        .map(|c| c.snap.ledger.sidecar_told(&body.instance))
+                    tokio::time::timeout(LAST_WORD, svc.sidecar_told(&body.instance))
+                        .await
                         .unwrap_or(false),
                 ),
                 Route::Stats | Route::Shutdown => saved(),

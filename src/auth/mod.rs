@@ -81,11 +81,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
     /// `Ok` for admins, 403 for instance callers.
     pub fn require_admin(&self) -> Result<(), AuthError> {
         match self.role {

@@ -153,10 +153,10 @@ pub fn main(args: DemoArgs) -> Result<(), DemoError> {
         tokio::spawn(async move {
             match limit {
                 Some(d) => tokio::select! {
-                    () = wait_for_signal() => {}
+                    () = crate::runtime::wait_for_signal() => {}
                     () = tokio::time::sleep(d) => {}
                 },
-                None => wait_for_signal().await,
+                None => crate::runtime::wait_for_signal().await,
             }
             stopper.cancel();
         });
@@ -165,29 +165,7 @@ pub fn main(args: DemoArgs) -> Result<(), DemoError> {
 }
 
 fn init_tracing(verbose: bool) {
-    use tracing_subscriber::EnvFilter;
-    let level = if verbose { VERBOSE_LOG } else { DEFAULT_LOG };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    crate::runtime::init_tracing(if verbose { VERBOSE_LOG } else { DEFAULT_LOG }, false);
 }
 
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), DemoError> {
@@ -315,8 +293,6 @@ async fn run_in(
     shutdown: CancellationToken,
     dir: PathBuf,
 ) -> Result<(), DemoError> {
-    use crate::{api, controller, jicofo, lifecycle, service, store};
-
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let tasks = TaskTracker::new();
     let (scaler_listener, scaler_addr) = bind(args.listen).await?;
@@ -351,28 +327,10 @@ async fn run_in(
     );
     cfg.validate()
         .map_err(|e| DemoError::Scaler(e.to_string()))?;
-    let scaler_err = |e: &dyn std::fmt::Display| DemoError::Scaler(e.to_string());
-    let store = store::Store::Embedded(
-        store::EmbeddedStore::open(&cfg.data_dir).map_err(|e| scaler_err(&e))?,
-    );
-    let lifecycle =
-        lifecycle::Lifecycle::from_config(&cfg.lifecycle).map_err(|e| scaler_err(&e))?;
-    let jicofo = jicofo::JicofoClient::new(&cfg.jicofo).map_err(|e| scaler_err(&e))?;
-    let auth =
-        Arc::new(crate::auth::Authenticator::from_config(&cfg.auth).map_err(|e| scaler_err(&e))?);
-    let svc = service::Service::start(cfg, store, lifecycle, jicofo)
+    let scaler = crate::server::start(cfg, Some(scaler_listener), shutdown.clone())
         .await
-        .map_err(|e| scaler_err(&e))?;
-    let scaler_tasks = TaskTracker::new();
-    let control = tokio::spawn(controller::run(
-        svc.clone(),
-        shutdown.clone(),
-        scaler_tasks.clone(),
-    ));
-    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
-    let api_server = axum::serve(scaler_listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let api = tokio::spawn(api_server.into_future());
+        .map_err(|e| DemoError::Scaler(e.to_string()))?;
+    let svc = scaler.svc.clone();
     tasks.spawn(load::run(
         world.clone(),
         load::Load {
@@ -397,20 +355,15 @@ async fn run_in(
     }
 
     println!("stopping ...");
-    if let Ok(Err(e)) = api.await {
-        tracing::error!("scaler API server failed: {e}");
+    if let Err(e) = scaler.finish().await {
+        tracing::warn!("scaler stopped with an error: {e}");
     }
-    let _ = control.await;
-    controller::drain_tasks(&scaler_tasks, STOP_GRACE).await;
     tasks.close();
     if tokio::time::timeout(STOP_GRACE, tasks.wait())
         .await
         .is_err()
     {
         tracing::warn!("some demo tasks did not stop in time");
-    }
-    if let Err(e) = svc.persist().await {
-        tracing::warn!("cannot store the final state: {e}");
     }
     let v = world.view();
     println!(

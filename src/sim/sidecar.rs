@@ -55,6 +55,11 @@ impl Controller for SidecarFleet {
             });
             self.reading = Some(r);
         }
+        // As `serve`: without the store nothing is recorded (reports included), so nothing is
+        // launched, ordered or deleted; the sidecars' polls are answered from the last ledger.
+        if w.store_health() != policy::StoreHealth::Ok {
+            return;
+        }
         // Each sidecar's report (status/stats, every minute and on each change: taken as
         // current at the tick), and the /sidecar/shutdown of those whose Jibri has exited.
         for (host, busy, running) in w.sidecar_view() {
@@ -139,6 +144,7 @@ mod tests {
             lifecycle_fail: 0.0,
             lifecycle_down: Vec::new(),
             jicofo_down: Vec::new(),
+            store_down: Vec::new(),
             initial: 2,
             min_by_hour: [2; 24],
             max: 80,

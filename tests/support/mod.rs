@@ -692,6 +692,22 @@ impl RedisServer {
         self.stop();
         self.spawn();
     }
+
+    /// Starts it again with its data gone (a Redis without persistence restarting).
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        self.spawn();
+    }
 }
 
 impl Drop for RedisServer {

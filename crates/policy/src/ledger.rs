@@ -128,6 +128,10 @@ pub struct Instance {
     /// What a jitsi-autoscaler sidecar on the host last reported (see `crate::sidecar`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar: Option<SidecarEvidence>,
+    /// Its delete was refused for good (a name the lifecycle manager never accepts): reported
+    /// once and no longer retried; reconciliation forgets it once it is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
 }
 
 impl Instance {
@@ -149,6 +153,7 @@ impl Instance {
             last_error: None,
             drain: None,
             sidecar: None,
+            parked: false,
         }
     }
 
@@ -339,6 +344,16 @@ impl Ledger {
     /// A delete call failed; it is retried on the next tick.
     pub fn delete_error(&mut self, host: &str, error: &str) {
         if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.attempts += 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
+    /// A delete was refused for good: stop retrying it (it stays in the ledger, shown as
+    /// parked, until reconciliation finds it gone).
+    pub fn park(&mut self, host: &str, error: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.parked = true;
             i.attempts += 1;
             i.last_error = Some(error.to_string());
         }
@@ -633,7 +648,9 @@ impl Ledger {
         self.instances
             .values()
             .filter(|i| {
-                i.deleted_at.is_none() && matches!(i.state, State::Deleting | State::LaunchFailed)
+                i.deleted_at.is_none()
+                    && !i.parked
+                    && matches!(i.state, State::Deleting | State::LaunchFailed)
             })
             .map(|i| i.host.clone())
             .collect()

@@ -13,12 +13,12 @@ mod settings;
 mod sidecar;
 
 pub use decide::{
-    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
-    decide_external_add, decide_launch, decide_removal,
+    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision, StoreHealth,
+    decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
-pub use settings::{Settings, SettingsError, Timing};
+pub use settings::{Setting, Settings, SettingsError, Timing};
 pub use sidecar::{
     BusyStatus, HealthStatus, Shutdown, SidecarEvent, SidecarEvidence, SidecarReport, SidecarTick,
     select_shutdowns, sidecar_tick,
