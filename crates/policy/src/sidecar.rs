@@ -91,6 +91,9 @@ pub struct SidecarEvidence {
     /// Since when it reports idle without a break (our clock): longest idle goes first.
     #[serde(default)]
     pub idle_since: Option<Millis>,
+    /// Since when it reports UNHEALTHY without a break (our clock).
+    #[serde(default)]
+    pub unhealthy_since: Option<Millis>,
     /// The sidecar reported `shutdownStatus: true`.
     #[serde(default)]
     pub shutting_down: bool,
@@ -103,6 +106,16 @@ impl SidecarEvidence {
     /// The last report is younger than the TTL.
     pub fn fresh(&self, now: Millis, timing: &Timing) -> bool {
         now.saturating_sub(self.reported_at) <= timing.sidecar_ttl_ms
+    }
+
+    /// Reports UNHEALTHY, not BUSY, freshly and for at least TTL/5 (Jibri's UNHEALTHY is sticky
+    /// until a restart; a short streak is not enough, as the agent's `unhealthy_checks`).
+    pub fn broken(&self, now: Millis, timing: &Timing) -> bool {
+        self.fresh(now, timing)
+            && self.busy != BusyStatus::Busy
+            && self
+                .unhealthy_since
+                .is_some_and(|t| now.saturating_sub(t) >= refresh_ms(timing))
     }
 
     /// Counts as a spare: a fresh report of IDLE *and* HEALTHY, not shutting down.
@@ -195,6 +208,7 @@ impl Ledger {
             reported_at: 0,
             heard_at: 0,
             idle_since: None,
+            unhealthy_since: None,
             shutting_down: false,
             confirmed_at: None,
         });
@@ -215,6 +229,11 @@ impl Ledger {
                 }
             } else {
                 ev.idle_since = None;
+            }
+            if r.health == HealthStatus::Unhealthy {
+                ev.unhealthy_since.get_or_insert(now);
+            } else {
+                ev.unhealthy_since = None;
             }
             ev.busy = r.busy;
             ev.health = r.health;
@@ -294,8 +313,8 @@ impl Ledger {
 
 /// Picks the sidecar hosts to tell to shut down now, and records each as approved (mode
 /// [`DrainMode::Sidecar`]) in `ledger`:
-/// - every host with a fresh EXPIRED report (removed at once and replaced, as an expired
-///   remove-me; never a BUSY one);
+/// - every host with a fresh EXPIRED report, or UNHEALTHY and not BUSY for TTL/5 (removed at
+///   once and replaced, as an expired or unhealthy remove-me; never a BUSY one);
 /// - while the pool holds more spares than `min`: idle, healthy hosts (fresh reports), longest
 ///   idle first, each only if [`decide_removal`] accepts it as an idle remove-me (stats fresh,
 ///   lifecycle manager up, `available - pending - 1 >= min`). It stops at the first `keep`, so
@@ -321,10 +340,14 @@ pub fn select_shutdowns(
         v.sort();
         v
     };
-    let expired = ready_with(ledger, &|ev| {
-        ev.fresh(now, timing) && ev.busy == BusyStatus::Expired
+    let gone = ready_with(ledger, &|ev| {
+        (ev.fresh(now, timing) && ev.busy == BusyStatus::Expired) || ev.broken(now, timing)
     });
-    for (_, host) in expired {
+    for (_, host) in gone {
+        let reason = match ledger.get(&host).and_then(|i| i.sidecar.as_ref()) {
+            Some(ev) if ev.busy == BusyStatus::Expired => Reason::Expired,
+            _ => Reason::Unhealthy,
+        };
         let d = decide_removal(
             ledger,
             settings,
@@ -333,7 +356,7 @@ pub fn select_shutdowns(
             timing,
             now,
             &host,
-            Reason::Expired,
+            reason,
         );
         if let crate::RemovalDecision::Accept {
             available,
@@ -341,10 +364,10 @@ pub fn select_shutdowns(
             ..
         } = d
         {
-            ledger.approve_as(&host, Reason::Expired, now, DrainMode::Sidecar);
+            ledger.approve_as(&host, reason, now, DrainMode::Sidecar);
             out.push(Shutdown {
                 host,
-                reason: Reason::Expired,
+                reason,
                 idle_ms: None,
                 available,
                 pending_removal,
@@ -489,6 +512,27 @@ mod tests {
         assert_eq!(sd.len(), 1);
         assert_eq!((sd[0].host.as_str(), sd[0].reason), ("x", Reason::Expired));
         assert!(!l.sidecar_told("y"));
+    }
+
+    #[test]
+    fn a_lasting_unhealthy_report_is_told_unless_busy() {
+        let t = Timing::default();
+        let s = Settings::default();
+        let bad = HealthStatus::Unhealthy;
+        let mut l = Ledger::new();
+        l.sidecar_heard("u", report(IDLE, bad), 0, &t);
+        l.sidecar_heard("b", report(BusyStatus::Busy, bad), 0, &t);
+        l.sidecar_heard("f", report(IDLE, bad), 0, &t);
+        l.sidecar_heard("f", report(IDLE, OK), 30_000, &t);
+        l.sidecar_heard("f", report(IDLE, bad), 40_000, &t);
+        let o = obs(3, 0, 10);
+        // A short streak is not enough.
+        assert!(select_shutdowns(&mut l, &s, Some(&o), true, &t, 59_999).is_empty());
+        let sd = select_shutdowns(&mut l, &s, Some(&o), true, &t, 60_000);
+        let got: Vec<(&str, Reason)> = sd.iter().map(|x| (x.host.as_str(), x.reason)).collect();
+        // u: unhealthy for 60 s; b: busy (never); f: its streak restarted at 40 s.
+        assert_eq!(got, [("u", Reason::Unhealthy)]);
+        assert!(!l.sidecar_told("b") && !l.sidecar_told("f"));
     }
 
     #[test]
