@@ -395,3 +395,44 @@ async fn three_replicas_on_redis_shut_the_surplus_down_once() {
     );
     assert_eq!(f.foreman.deletes(), ["sc-5", "sc-4"]);
 }
+
+/// With the shared store down, every sidecar route still answers a 2xx within the sidecar's
+/// 3 s, from the last known ledger: a host told to shut down is still told, the others not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_down_the_answers_come_from_the_last_known_ledger() {
+    let f = fleet().await;
+    let mut redis = RedisServer::start();
+    let rs = start(&f, Some(&redis), 1).await;
+    let url = rs[0].url.clone();
+    let sc = |id: &str| f.sidecars.iter().find(|s| s.id == id).expect("sidecar");
+    for id in ["sc-1", "sc-5", "sc-4", "sc-3", "sc-2"] {
+        sc(id).status(&url, jibri_of(id), false).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f.jicofo.state.lock().expect("lock").busy = 1;
+    let deadline = Instant::now() + WAIT;
+    while !sc("sc-5").status(&url, Jibri::Idle, false).await {
+        assert!(Instant::now() < deadline, "sc-5 never told");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(sc("sc-5").status(&url, Jibri::Idle, true).await);
+        assert!(!sc("sc-2").status(&url, Jibri::Idle, false).await);
+        assert!(!sc("sc-1").status(&url, Jibri::Busy, false).await);
+        let (code, _) = sc("sc-3")
+            .post(
+                &url,
+                "stats",
+                &sc("sc-3").report(Jibri::Idle, false),
+                &sc("sc-3").token(),
+            )
+            .await;
+        assert!((200..300).contains(&code), "{code}");
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "3 requests, each under 3 s"
+        );
+    }
+}
