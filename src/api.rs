@@ -1,4 +1,5 @@
-//! The HTTP API: the legacy scaler's routes (SPEC §3) plus status, health and readiness.
+//! The HTTP API: the legacy scaler's routes (SPEC §3) plus status, history, the status page,
+//! health and readiness.
 //!
 //! Handlers parse and validate, call one [`Service`] operation, and turn the result into the
 //! legacy answers (bare integers, plain-text `accepted`/`keep`).
@@ -10,8 +11,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use policy::{Reason, Setting};
@@ -100,6 +102,7 @@ fn who(c: &Caller) -> String {
 pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
     let p = svc.cfg.prefix.clone();
     let limit = svc.cfg.body_limit;
+    let state = AppState { svc, auth };
     Router::new()
         .route(&format!("{p}/min"), setting_routes(Setting::Min))
         .route(&format!("{p}/max"), setting_routes(Setting::Max))
@@ -111,11 +114,18 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/remove"), post(remove_me).options(options))
         .route(&format!("{p}/drained"), post(drained).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
+        .route(&format!("{p}/history"), get(history).options(options))
+        .route(&format!("{p}/ui"), get(ui_page).options(options))
+        .route(&format!("{p}/ui/"), get(ui_page).options(options))
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
         .route("/metrics", get(metrics).options(options))
         .merge(sidecar::routes(&p))
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_refusals,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         // Refuses an announced oversize body at once, before reading it.
         .layer(RequestBodyLimitLayer::new(limit))
@@ -123,7 +133,16 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(AppState { svc, auth })
+        .with_state(state)
+}
+
+/// Counts every auth refusal (401, 403, 429) in `jitsi_scaler_auth_failures_total`.
+async fn count_refusals(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(r) = response.extensions().get::<crate::auth::Refusal>() {
+        st.svc.ops.metrics.auth_failure(r.0);
+    }
+    response
 }
 
 fn setting_routes(setting: Setting) -> MethodRouter<Shared> {
@@ -344,6 +363,45 @@ async fn status(
         .into_response())
 }
 
+/// `GET {prefix}/history[?since=MS]`: the per-tick samples after `since` (admin).
+async fn history(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, peer).await?.require_admin()?;
+    let since = history_since(query.as_deref())?;
+    Ok(axum::Json(st.svc.history(since)).into_response())
+}
+
+/// The `since` parameter of `/history`: ms since the epoch, 0 when absent.
+fn history_since(query: Option<&str>) -> Result<u64, ApiError> {
+    let mut since = 0;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since", v)) => {
+                since = v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "since must be milliseconds since the epoch, got {v:?}"
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the only parameter is since=<ms since the epoch>".into(),
+                ));
+            }
+        }
+    }
+    Ok(since)
+}
+
+/// `GET {prefix}/ui`: the status page, static (no token: its data calls carry one).
+async fn ui_page() -> Response {
+    crate::ops::ui::page_response()
+}
+
 /// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
 async fn metrics(
     State(st): State<Shared>,
@@ -380,6 +438,19 @@ async fn ready(State(st): State<Shared>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_parameters() {
+        assert_eq!(history_since(None).ok(), Some(0));
+        assert_eq!(history_since(Some("")).ok(), Some(0));
+        assert_eq!(
+            history_since(Some("since=1795667956484")).ok(),
+            Some(1795667956484)
+        );
+        for bad in ["since=-1", "since=abc", "since", "x=1", "since=1&y=2"] {
+            assert!(history_since(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn remove_bodies() {

@@ -431,6 +431,7 @@ impl Config {
         if !(1..=100_000).contains(&pol.recent_decisions) {
             p.push("policy.recent_decisions: must be in 1..=100000".into());
         }
+        p.extend(self.metrics.problems()); // ui (issue 16): metrics.history_samples
         if !["sip_jibri_detector", "jibri_detector", "jigasi_detector"]
             .contains(&self.jicofo.component.as_str())
         {

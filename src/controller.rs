@@ -50,6 +50,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
         let started = Instant::now();
         ctl.step().await;
         svc.ops.tick_done(started.elapsed());
+        svc.record_history().await;
         if svc.is_leader() && last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
             last_reconcile = Instant::now();
             ctl.reconcile().await;

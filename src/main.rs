@@ -100,6 +100,7 @@ variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
 Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
 Operations keys:
   metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token
+  metrics.history_samples = 1440     per-tick samples behind the status page (GET /scaler/ui)
   audit.enabled = true               every decision as a JSON line in <data_dir>/audit.jsonl
   audit.max_bytes = 10485760         rotate the audit file past this size
   audit.keep = 5                     rotated audit files kept

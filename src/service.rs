@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::decision::{Decision, Record};
 use crate::jicofo::{self, JicofoClient, Merged, ShardState};
 use crate::lifecycle::Lifecycle;
+use crate::ops::history::{HistoryDoc, Sample};
 use crate::ops::{Ops, ShardView, View, now_ms};
 use crate::store::{LeaseChange, Snapshot, Store, StoreError};
 
@@ -618,6 +619,42 @@ impl Service {
             start_time_s: self.started_at as f64 / 1000.0,
             last_tick_s: self.ops.last_tick_ms() as f64 / 1000.0,
             ..view
+        }
+    }
+
+    /// One sample of the pool into the status page's history (after each tick).
+    pub async fn record_history(&self) {
+        let v = self.metrics_view().await;
+        let draining = v
+            .by_state
+            .iter()
+            .filter(|(s, _)| matches!(s, policy::State::Draining | policy::State::Deleting))
+            .map(|(_, n)| n)
+            .sum();
+        let sample = Sample {
+            at: now_ms(),
+            total: v.merged.map(|(t, _)| t),
+            available: v.merged.map(|(_, a)| a),
+            in_flight: v.in_flight,
+            draining,
+            pending_removal: v.pending_removal,
+            min: v.settings.min_available,
+            max: v.settings.max_total,
+            leader: v.leader,
+            store_ok: self.store.reachable(),
+            ..Sample::default()
+        };
+        self.ops
+            .history
+            .push(sample, self.cfg.metrics.history_samples);
+    }
+
+    /// The `GET {prefix}/history` document: samples after `since` (ms since the epoch).
+    pub fn history(&self, since: u64) -> HistoryDoc {
+        HistoryDoc {
+            capacity: self.cfg.metrics.history_samples,
+            tick_ms: u64::try_from(self.cfg.policy.tick.as_millis()).unwrap_or(u64::MAX),
+            samples: self.ops.history.since(since),
         }
     }
 

@@ -38,10 +38,7 @@ public_key_file = "{public}"
 }
 
 fn add_host(foreman: &FakeForeman, name: &str, ip: &str) {
-    foreman.state.lock().expect("lock").hosts.insert(
-        name.into(),
-        serde_json::json!({"name": name, "ip": ip, "id": 1}),
-    );
+    foreman.insert(name, ip);
 }
 
 fn host_row<'a>(status: &'a Value, host: &str) -> Option<&'a Value> {

@@ -19,6 +19,22 @@ fn signal(s: &Scaler, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// A replica on `redis` with one environment override.
+async fn replica(
+    redis: &RedisServer,
+    jicofo: &FakeJicofo,
+    foreman: &FakeForeman,
+    name: &str,
+    (key, value): (&str, &str),
+) -> Scaler {
+    let cfg = format!(
+        "{}{}",
+        fast_config(&jicofo.url, &[&foreman.url]),
+        redis_store(redis, name)
+    );
+    Scaler::start_with_env(&cfg, vec![(key.to_string(), value.to_string())]).await
+}
+
 async fn idle(s: &Scaler, host: &str) -> String {
     let (code, body) = s
         .post(
@@ -35,21 +51,9 @@ async fn after_a_data_loss_the_newest_state_wins_and_no_budget_is_spent_twice() 
     let mut redis = RedisServer::start();
     let jicofo = FakeJicofo::start(10, 10).await;
     let foreman = FakeForeman::start().await;
-    let env = || {
-        vec![(
-            "JITSI_SCALER_STORE__RECOVERY_WINDOW".to_string(),
-            "3s".to_string(),
-        )]
-    };
-    let cfg = |r: &str| {
-        format!(
-            "{}{}",
-            fast_config(&jicofo.url, &[&foreman.url]),
-            redis_store(&redis, r)
-        )
-    };
-    let a = Scaler::start_with_env(&cfg("a"), env()).await;
-    let b = Scaler::start_with_env(&cfg("b"), env()).await;
+    let window = ("JITSI_SCALER_STORE__RECOVERY_WINDOW", "3s");
+    let a = replica(&redis, &jicofo, &foreman, "a", window).await;
+    let b = replica(&redis, &jicofo, &foreman, "b", window).await;
     for s in [&a, &b] {
         s.eventually("a fresh reading", WAIT, |st| {
             st["jicofo"]["merged"].is_object()
@@ -108,23 +112,11 @@ async fn a_deposed_leader_records_its_refused_writes_as_refused() {
         f.lose_create_responses = 2;
         f.slow = Duration::from_secs(3);
     }
-    let env = || {
-        vec![(
-            "JITSI_SCALER_LIFECYCLE__FOREMAN__CREATE_TIMEOUT".to_string(),
-            "10s".to_string(),
-        )]
-    };
-    let cfg = |r: &str| {
-        format!(
-            "{}{}",
-            fast_config(&jicofo.url, &[&foreman.url]),
-            redis_store(&redis, r)
-        )
-    };
-    let a = Scaler::start_with_env(&cfg("a"), env()).await;
+    let timeout = ("JITSI_SCALER_LIFECYCLE__FOREMAN__CREATE_TIMEOUT", "10s");
+    let a = replica(&redis, &jicofo, &foreman, "a", timeout).await;
     a.eventually("A leads", WAIT, |st| st["leader"] == true)
         .await;
-    let b = Scaler::start_with_env(&cfg("b"), env()).await;
+    let b = replica(&redis, &jicofo, &foreman, "b", timeout).await;
     let deadline = std::time::Instant::now() + WAIT;
     while foreman.creates() == 0 {
         assert!(std::time::Instant::now() < deadline, "no create");

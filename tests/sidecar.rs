@@ -145,12 +145,7 @@ async fn fleet() -> Fleet {
     let mut sidecars = Vec::new();
     for n in 1..=5 {
         let (id, ip) = (format!("sc-{n}"), format!("10.2.0.{n}"));
-        foreman
-            .state
-            .lock()
-            .expect("lock")
-            .hosts
-            .insert(id.clone(), json!({"name": id, "ip": ip, "id": n}));
+        foreman.insert(&id, &ip);
         // docker always says jibri; a SIP gateway's own setup may say sip-jibri: alike.
         let kind = if n == 3 { "sip-jibri" } else { "jibri" };
         sidecars.push(FakeSidecar::new(&id, &ip, kind, &pem));

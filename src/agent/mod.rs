@@ -81,7 +81,6 @@ pub struct AgentConfig {
     /// Base URL of the scaler API, e.g. `https://meet.example.org/scaler`. Required.
     pub scaler_url: String,
     /// Instance key sent as `host`; default: the IP of the interface that routes to the scaler.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     /// Path of the remove-me request under `scaler_url`.
     pub remove_path: String,
@@ -135,28 +134,22 @@ pub struct AgentConfig {
     /// Attempts to deliver the `drained` confirmation.
     pub drained_attempts: u32,
     /// Command run (`sh -c`) after the drain, e.g. `systemctl poweroff`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_accepted: Option<String>,
     /// Longest run time of `on_accepted` before it is killed.
     #[serde(with = "crate::duration")]
     pub on_accepted_timeout: Duration,
     /// Private key (PEM) that signs the ASAP token; default from `sidecar_env_file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// Token header `kid`; default from `sidecar_env_file`, else none.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
     /// Token `sub`; default: the instance key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// The component sidecar's env file (`ASAP_SIGNING_KEY_FILE`, `ASAP_JWT_KID`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sidecar_env_file: Option<PathBuf>,
     /// Token lifetime.
     #[serde(with = "crate::duration")]
     pub token_ttl: Duration,
     /// Extra CA certificate(s) (PEM) trusted for the scaler, besides the system roots.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// Log filter when `RUST_LOG` is not set.
     pub log_level: String,
@@ -271,18 +264,15 @@ impl AgentConfig {
         {
             p.push(format!("instance: {i:?} is not a host name or IP address"));
         }
-        for (key, d) in [
+        let durations = [
             ("check_interval", self.check_interval),
             ("jibri_timeout", self.jibri_timeout),
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
             ("retry_backoff", self.retry_backoff),
             ("token_ttl", self.token_ttl),
-        ] {
-            if d.is_zero() {
-                p.push(format!("{key}: must be more than 0"));
-            }
-        }
+        ];
+        p.extend(crate::duration::zero_problems(&durations));
         if self.retry_backoff_max < self.retry_backoff {
             p.push("retry_backoff_max: must be at least retry_backoff".into());
         }
@@ -909,8 +899,9 @@ on_accepted = "systemctl poweroff"
         assert_eq!(c.idle_time, Duration::from_secs(900));
         assert_eq!(c.max_lifetime, Some(Duration::from_secs(86_400)));
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        // It round-trips through its own serialisation.
+        // It round-trips through its own serialisation (unset options are left out).
         let text = toml::to_string(&c).expect("serialises");
+        assert!(!text.contains("key_file"), "{text}");
         assert_eq!(AgentConfig::from_toml(&text).expect("reparses"), c);
     }
 
@@ -936,6 +927,8 @@ on_accepted = "systemctl poweroff"
             ..AgentConfig::default()
         };
         let problems = c.problems();
+        let zero = "check_interval: must be more than 0".to_string();
+        assert!(problems.contains(&zero), "{problems:?}");
         for key in [
             "scaler_url:",
             "remove_method:",

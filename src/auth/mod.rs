@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
 
 pub use config::{AuthConfig, AuthMode, InstanceBinding};
-pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING};
+pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING, Refusal};
 pub use keys::{KeyAlg, kid_file_name};
 pub use net::{IpNet, client_ip};
 pub use ratelimit::RateLimiter;

@@ -202,7 +202,11 @@ fn scaler_config(
     jicofos: &[String],
     foreman: &str,
 ) -> Config {
-    let boot_timeout = (args.boot * 3).max(Duration::from_secs(60));
+    let boot_timeout = boot_timeout(args);
+    // Two hours of samples at the demo's tick for the status page's chart.
+    let history_samples = usize::try_from(7_200_000 / args.tick.as_millis().max(1))
+        .unwrap_or(usize::MAX)
+        .clamp(10, crate::ops::history::MAX_SAMPLES);
     Config {
         listen: listen.to_string(),
         data_dir,
@@ -251,6 +255,10 @@ fn scaler_config(
             },
             ..LifecycleConfig::default()
         },
+        metrics: crate::ops::MetricsConfig {
+            history_samples,
+            ..crate::ops::MetricsConfig::default()
+        },
         auth: crate::auth::AuthConfig {
             mode: crate::auth::AuthMode::None,
             // Every simulated gateway calls from 127.0.0.1.
@@ -260,6 +268,11 @@ fn scaler_config(
         },
         ..Config::default()
     }
+}
+
+/// The scaler's boot timeout in the demo: three boots, at least a minute.
+fn boot_timeout(args: &DemoArgs) -> Duration {
+    (args.boot * 3).max(Duration::from_secs(60))
 }
 
 /// A fresh data directory under the system temp dir.
@@ -331,17 +344,24 @@ async fn run_in(
         .await
         .map_err(|e| DemoError::Scaler(e.to_string()))?;
     let svc = scaler.svc.clone();
-    tasks.spawn(load::run(
-        world.clone(),
-        load::Load {
-            per_second: args.rate,
-            mean_duration: args.mean_duration,
-        },
-        shutdown.clone(),
-    ));
+    // The load generator's counters go into the status page's samples (demo only).
+    let counted = world.clone();
+    svc.ops.history.set_load_source(Arc::new(move || {
+        let c = counted.counters();
+        crate::ops::history::LoadCounts {
+            calls: c.calls,
+            rejected: c.rejected,
+        }
+    }));
 
     print_banner(args, &scaler_url, &jicofo_urls, &foreman_url);
     let started = Instant::now();
+    tasks.spawn(start_load(
+        world.clone(),
+        args.clone(),
+        started,
+        shutdown.clone(),
+    ));
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -381,6 +401,40 @@ async fn run_in(
     Ok(())
 }
 
+/// Starts the call load once the scaler has brought up its floor (`--min` idle gateways), so
+/// the first calls do not meet an empty pool that nobody would run in production.
+async fn start_load(
+    world: Arc<World>,
+    args: DemoArgs,
+    started: Instant,
+    shutdown: CancellationToken,
+) {
+    let limit = boot_timeout(&args);
+    if load::wait_for_floor(&world, args.min, limit, &shutdown).await {
+        println!(
+            "floor up after {} s: {} idle gateway(s); calls start now",
+            started.elapsed().as_secs(),
+            args.min
+        );
+    } else if shutdown.is_cancelled() {
+        return;
+    } else {
+        println!(
+            "floor not up after {}: calls start anyway",
+            humantime::format_duration(limit)
+        );
+    }
+    load::run(
+        world,
+        load::Load {
+            per_second: args.rate,
+            mean_duration: args.mean_duration,
+        },
+        shutdown,
+    )
+    .await;
+}
+
 fn print_banner(args: &DemoArgs, scaler_url: &str, jicofos: &[String], foreman: &str) {
     println!(
         "jitsi-scaler demo: {} shard(s), boot {}, calls {:.1}/min of mean {}, agents ask after {} idle",
@@ -391,11 +445,16 @@ fn print_banner(args: &DemoArgs, scaler_url: &str, jicofos: &[String], foreman: 
         humantime::format_duration(args.idle_time),
     );
     println!("scaler: {scaler_url}  (auth.mode = \"none\": no token needed)");
+    println!("  status page: {scaler_url}/ui  (open it in a browser: the best way to watch)");
     println!("  curl {scaler_url}/status");
     for (n, url) in jicofos.iter().enumerate() {
         println!("  fake jicofo shard{}: {url}", n + 1);
     }
     println!("  fake foreman: {foreman}/api/hosts");
+    println!(
+        "the scaler launches its floor first (min {}); calls start once it is up",
+        args.min
+    );
     match args.duration {
         Some(d) => println!("stops after {} (or Ctrl-C)", humantime::format_duration(d)),
         None => println!("Ctrl-C stops"),

@@ -22,6 +22,14 @@ use crate::lifecycle::{BreakerState, CallRecord, NodeStatus};
 /// Content type of the exposition (Prometheus scrapes OpenMetrics text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Auth refusal reasons (`reason` label of `jitsi_scaler_auth_failures_total`).
+const REFUSALS: [&str; 4] = [
+    "missing_token",
+    "invalid_token",
+    "forbidden",
+    "rate_limited",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     kind: &'static str,
@@ -42,6 +50,11 @@ struct CallTimeLabels {
     backend: &'static str,
     node: String,
     op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,6 +106,7 @@ struct Inner {
     audit_lines: Counter,
     audit_dropped: Counter,
     audit_errors: Counter,
+    auth_failures: Family<RefusalLabel, Counter>,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -242,6 +256,16 @@ impl Metrics {
             "Audit file write or rotation errors",
             audit_errors.clone(),
         );
+        let auth_failures = Family::<RefusalLabel, Counter>::default();
+        // Every label present from the start, so a dashboard shows 0 rather than no data.
+        for reason in REFUSALS {
+            let _ = auth_failures.get_or_create(&RefusalLabel { reason });
+        }
+        registry.register(
+            "jitsi_scaler_auth_failures",
+            "API requests refused by authentication or authorisation, by reason",
+            auth_failures.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -255,6 +279,7 @@ impl Metrics {
                 audit_lines,
                 audit_dropped,
                 audit_errors,
+                auth_failures,
             }),
         }
     }
@@ -317,6 +342,15 @@ impl Metrics {
     /// Counts an audit write error.
     pub fn audit_error(&self) {
         self.inner.audit_errors.inc();
+    }
+
+    /// Counts a refused API request (`reason`: a [`crate::auth::Refusal`] label, one of a
+    /// fixed set).
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.inner
+            .auth_failures
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
     }
 
     /// The whole exposition: hook-fed metrics, then the gauges of `view`, then `# EOF`.

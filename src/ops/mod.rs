@@ -1,5 +1,5 @@
-//! Operations: Prometheus metrics, the audit trail, systemd notification and the `status`
-//! command.
+//! Operations: Prometheus metrics, the audit trail, the per-tick history of the status page,
+//! the page itself, systemd notification and the `status` command.
 //!
 //! These are observers: they receive typed decisions and readings and never call the
 //! service. The service calls in through a few hooks: [`Ops::record`] for every decision,
@@ -7,9 +7,11 @@
 //! the lifecycle backends' call observer.
 
 pub mod audit;
+pub mod history;
 pub mod metrics;
 pub mod status_cli;
 pub mod systemd;
+pub mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,11 +45,37 @@ pub enum MetricsAccess {
 }
 
 /// `[metrics]` configuration.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `open` (default) or `token`.
     pub auth: MetricsAccess,
+    /// Per-tick samples kept for the status page's chart (`GET {prefix}/history`).
+    pub history_samples: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            auth: MetricsAccess::default(),
+            history_samples: history::DEFAULT_SAMPLES,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// What is wrong with this section (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let max = history::MAX_SAMPLES;
+        if (10..=max).contains(&self.history_samples) {
+            Vec::new()
+        } else {
+            vec![format!(
+                "metrics.history_samples: {} must be in 10..={max}",
+                self.history_samples
+            )]
+        }
+    }
 }
 
 /// The service's operations side: metrics, audit trail and the control loop's heartbeat.
@@ -59,6 +87,8 @@ pub struct Ops {
     pub audit: Audit,
     /// When the control loop last finished a tick (ms since the epoch; 0: never).
     last_tick: AtomicU64,
+    /// Per-tick samples for the status page.
+    pub history: history::History,
 }
 
 impl Ops {
@@ -66,6 +96,7 @@ impl Ops {
     pub fn record(&self, r: &Record) {
         r.log();
         self.metrics.decision(r);
+        self.history.decision(r);
         if !self.audit.send(r) {
             self.metrics.audit_dropped();
             tracing::warn!(
@@ -90,5 +121,39 @@ impl Ops {
     pub fn lifecycle_observer(&self) -> crate::lifecycle::CallObserver {
         let metrics = self.metrics.clone();
         Arc::new(move |c| metrics.lifecycle_call(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::Config;
+
+    #[test]
+    fn history_samples_is_a_checked_config_key() {
+        let load = |toml: &str| Config::from_toml(toml, "", &BTreeMap::new());
+        let default = load("").expect("defaults");
+        assert_eq!(
+            default.metrics.history_samples,
+            super::history::DEFAULT_SAMPLES
+        );
+        let c = load("[metrics]\nhistory_samples = 720\n").expect("parses");
+        assert_eq!(c.metrics.history_samples, 720);
+        assert!(c.problems().is_empty());
+        for bad in [0, 9, super::history::MAX_SAMPLES + 1] {
+            let c = load(&format!("[metrics]\nhistory_samples = {bad}\n")).expect("parses");
+            let p = c.problems();
+            assert!(
+                p.iter().any(|p| p.starts_with("metrics.history_samples:")),
+                "{bad}: {p:?}"
+            );
+        }
+        let env = BTreeMap::from([(
+            "JITSI_SCALER_METRICS__HISTORY_SAMPLES".to_string(),
+            "100".to_string(),
+        )]);
+        let c = Config::from_toml("", "", &env).expect("env override");
+        assert_eq!(c.metrics.history_samples, 100);
     }
 }

@@ -752,6 +752,20 @@ mod tests {
     }
 
     #[test]
+    fn a_parked_delete_is_owed_no_more_and_shows_why() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        l.park("a", "invalid host name");
+        assert!(l.deletes_owed().is_empty(), "not retried every tick");
+        let i = l.find("a").expect("kept in the ledger");
+        assert!(i.parked && i.last_error.as_deref() == Some("invalid host name"));
+    }
+
+    #[test]
     fn drain_confirm_waits_for_drained_or_timeout() {
         let t = Timing {
             drain_confirm: true,
