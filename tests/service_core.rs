@@ -5,37 +5,22 @@ mod support;
 
 use std::time::Duration;
 
-use support::{FakeForeman, FakeJicofo, Scaler, dead_addr, fast_config};
+use support::{FakeForeman, FakeJicofo, Scaler, dead_url, fast_config, run_with_config, temp_file};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn run(args: &[&str], cfg: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args(args)
-        .arg(cfg)
-        .env_remove("JITSI_SCALER_CONFIG")
-        .output()
-        .expect("run")
-}
-
 #[test]
 fn config_check_refuses_what_serve_refuses() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("c.toml");
     // Passes the key checks, but the Foreman client refuses it when it is built.
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\n[lifecycle.foreman]\nbreaker_threshold = 0\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .expect("write");
-    let check = run(&["config", "check", "--config"], &cfg);
+    let (_dir, cfg) = temp_file(
+        "c.toml",
+        "data_dir = \"/nonexistent/jitsi-scaler\"\n[lifecycle.foreman]\nbreaker_threshold = 0\n",
+    );
+    let check = run_with_config(&["config", "check"], &cfg);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("breaker_threshold"), "{stderr}");
-    let serve = run(&["serve", "--config"], &cfg);
+    let serve = run_with_config(&["serve"], &cfg);
     assert!(!serve.status.success());
     assert!(String::from_utf8_lossy(&serve.stderr).contains("breaker_threshold"));
 }
@@ -44,7 +29,7 @@ fn config_check_refuses_what_serve_refuses() {
 async fn ready_says_the_true_reason() {
     let foreman = FakeForeman::start().await;
     // No Jicofo at all: the reason names it, not "no reading attempted".
-    let dead = format!("http://{}/stats", dead_addr());
+    let dead = format!("{}/stats", dead_url());
     let s = Scaler::start(&fast_config(&dead, &[&foreman.url])).await;
     s.eventually("a reading attempted", WAIT, |st| {
         st["not_ready"].is_string() && st["uptime_s"].is_u64()
