@@ -138,6 +138,9 @@ pub struct PolicyConfig {
     /// host told to shut down and silent this long is taken as gone and deleted.
     #[serde(with = "crate::duration")]
     pub sidecar_ttl: Duration,
+    /// The sidecar `group`s this scaler manages (empty: any). Reports of other groups (e.g.
+    /// recording Jibris pointed here by mistake) are answered "no command" and not recorded.
+    pub sidecar_groups: Vec<String>,
     /// How many recent decisions `/scaler/status` keeps.
     pub recent_decisions: usize,
 }
@@ -160,6 +163,7 @@ impl Default for PolicyConfig {
             stop_grace: Duration::from_millis(t.stop_grace_ms),
             reconcile_interval: Duration::from_secs(300),
             sidecar_ttl: Duration::from_millis(t.sidecar_ttl_ms),
+            sidecar_groups: Vec::new(),
             recent_decisions: 200,
         }
     }

@@ -45,6 +45,15 @@ pub struct SidecarBody {
 }
 
 impl SidecarBody {
+    /// Whether this scaler manages the sidecar's group: `groups` empty, or its `group` listed.
+    pub fn in_groups(&self, groups: &[String]) -> bool {
+        groups.is_empty()
+            || self
+                .group
+                .as_deref()
+                .is_some_and(|g| groups.iter().any(|x| x == g))
+    }
+
     /// Whether the instance type is a Jibri (`jibri` and `sip-jibri` alike; absent counts as
     /// one, since only the type decides nothing here).
     pub fn is_jibri(&self) -> bool {

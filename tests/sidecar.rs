@@ -160,7 +160,7 @@ async fn fleet() -> Fleet {
         "[settings]\nmin = 2\n{}\n[auth]\npublic_key_file = \"{}\"\nkey_dir = \"{}\"\n",
         fast_config(&jicofo.url, &[&foreman.url]).replacen(
             "[policy]\n",
-            "[policy]\nsidecar_ttl = \"2s\"\n",
+            "[policy]\nsidecar_ttl = \"2s\"\nsidecar_groups = [\"docker-jibri\"]\n",
             1
         ),
         public.display(),
@@ -359,6 +359,19 @@ async fn the_surplus_idle_hosts_are_shut_down_and_deleted_never_a_busy_one() {
         .await;
     assert_eq!(code, 200);
     assert!(!command(&body));
+
+    // A sidecar of another group (recording Jibris pointed here by mistake) is told nothing
+    // and never enters the ledger, however idle it is.
+    let mut report = ghost.report(Jibri::Idle, false);
+    report["instance"]["group"] = json!("recorders");
+    let (code, body) = ghost.post(base, "status", &report, &ghost.token()).await;
+    assert_eq!(code, 200);
+    assert!(!command(&body));
+    assert!(
+        !rs[0].status().await["ledger"]["hosts"]
+            .to_string()
+            .contains("sc-9")
+    );
 
     let orders = run(&f, &rs).await;
     assert_eq!(

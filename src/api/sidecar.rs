@@ -73,10 +73,10 @@ async fn handle(
         tracing::warn!(instance = %body.instance, by = %caller.who(), "refused: a sidecar may only speak for its own instance");
         return Err(e.into());
     }
-    if !body.is_jibri() {
-        // One scaler manages one Jibri pool: a JVB or Jigasi sidecar pointed here by mistake
-        // is told nothing and recorded nowhere.
-        tracing::warn!(instance = %body.instance, kind = body.kind.as_deref().unwrap_or("-"), "sidecar of a non-Jibri instance type ignored");
+    if !body.is_jibri() || !body.in_groups(&st.svc.cfg.policy.sidecar_groups) {
+        // One scaler manages one Jibri pool: a JVB or Jigasi sidecar, or one of a group this
+        // scaler does not manage (policy.sidecar_groups), is told nothing and recorded nowhere.
+        tracing::warn!(instance = %body.instance, kind = body.kind.as_deref().unwrap_or("-"), group = body.group.as_deref().unwrap_or("-"), "sidecar of another instance type or group ignored");
         return Ok(match route {
             Route::Poll | Route::Status => command(false),
             Route::Stats | Route::Shutdown => saved(),
