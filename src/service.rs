@@ -103,7 +103,8 @@ struct Core {
     /// The control loop's last launch decision, for `/scaler/status`.
     last_launch: Option<LaunchDecision>,
     /// Expired/unhealthy approvals accepted while the store was unreachable, applied later.
-    queued: Vec<(String, Reason, String)>,
+    /// (host, reason, by, drain mode: issue 14, so a queued agent approval still waits).
+    queued: Vec<(String, Reason, String, policy::DrainMode)>,
 }
 
 /// The running service: config, store, neighbours and the recent decisions.
@@ -338,11 +339,12 @@ impl Service {
                     },
                 );
                 if d.accepted() {
-                    self.core
-                        .lock()
-                        .await
-                        .queued
-                        .push((host.to_string(), reason, by.to_string()));
+                    self.core.lock().await.queued.push((
+                        host.to_string(),
+                        reason,
+                        by.to_string(),
+                        mode,
+                    ));
                 }
                 (d, self.store.read(min).await, Some(e.to_string()))
             }
@@ -376,14 +378,14 @@ impl Service {
         let result = self
             .store
             .apply(None, |snap, _| {
-                for (host, reason, _) in &queued {
-                    snap.ledger.approve(host, *reason, now, &self.timing);
+                for (host, reason, _, mode) in &queued {
+                    snap.ledger.approve_as(host, *reason, now, *mode);
                 }
             })
             .await;
         match result {
             Ok(()) => {
-                for (host, reason, by) in queued {
+                for (host, reason, by, _) in queued {
                     self.record(Record::new(now, Decision::QueuedStored { host, reason }).by(&by));
                 }
             }

@@ -54,8 +54,8 @@ impl SidecarBody {
                 .is_some_and(|g| groups.iter().any(|x| x == g))
     }
 
-    /// Whether the instance type is a Jibri (`jibri` and `sip-jibri` alike; absent counts as
-    /// one, since only the type decides nothing here).
+    /// Whether the instance type is a Jibri (`jibri` and `sip-jibri` alike; a body without a
+    /// type is taken as one: the sidecar always sends it, and the group decides the pool).
     pub fn is_jibri(&self) -> bool {
         self.kind
             .as_deref()
