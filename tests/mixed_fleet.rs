@@ -226,3 +226,56 @@ async fn legacy_scale_up_beside_the_loop_launches_exactly_the_deficit() {
         .await;
     assert_eq!(code, 409);
 }
+
+/// An agent's expired request accepted while Redis is down is queued with its drain mode: once
+/// the store is back it is stored as `draining` (waiting for its `drained`), while a legacy
+/// expired request queued beside it is deleted at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_queued_while_the_store_is_down_keep_their_drain_mode() {
+    let mut redis = support::RedisServer::start();
+    let jicofo = FakeJicofo::start(6, 6).await;
+    let foreman = FakeForeman::start().await;
+    add_host(&foreman, "gw-agent", "10.1.0.2");
+    add_host(&foreman, "gw-legacy", "10.1.0.1");
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 2\n{}{}",
+        fast_config(&jicofo.url, &[&foreman.url]).replace("drain_confirm = false\n", ""),
+        support::redis_store(&redis, "r0")
+    ))
+    .await;
+    s.eventually("a fresh Jicofo reading", WAIT, |st| {
+        st["jicofo"]["merged"].is_object()
+    })
+    .await;
+    redis.stop();
+    s.eventually("store down", WAIT, |st| st["store"]["reachable"] == false)
+        .await;
+    let (code, body) = s
+        .post(
+            "/scaler/remove",
+            r#"{"host": "gw-agent", "reason": "expired", "drain": "confirm"}"#,
+        )
+        .await;
+    assert_eq!((code, body.as_str()), (200, "accepted"));
+    let (code, body) = s
+        .send(
+            reqwest::Method::DELETE,
+            "/scaler/instance",
+            r#"{"host": "gw-legacy", "reason": "expired"}"#,
+        )
+        .await;
+    assert_eq!((code, body.as_str()), (200, "accepted"));
+    redis.restart();
+    s.eventually("the legacy host deleted", WAIT, |_| {
+        foreman.deletes() == ["gw-legacy"]
+    })
+    .await;
+    let st = s.status().await;
+    assert_eq!(
+        host_row(&st, "gw-agent").map(|r| (&r["drain"], support::ledger_state(&st, "gw-agent"))),
+        Some((&Value::from("confirm"), Some("draining".to_string()))),
+        "{st:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(foreman.deletes(), ["gw-legacy"], "the agent's host waits");
+}
