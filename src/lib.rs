@@ -21,5 +21,6 @@ pub mod plan;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod sidecar;
 pub mod sim;
 pub mod store;
