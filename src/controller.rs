@@ -63,6 +63,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
 struct Planned {
     tick: policy::Tick,
     launched: Vec<String>,
+    sidecar: policy::SidecarTick,
     merged_stale: Vec<String>,
     merged_fresh: Vec<String>,
     disagreement: bool,
@@ -102,6 +103,7 @@ impl Controller {
         };
         let profile = svc.capacity.to_store();
         let prefix = &svc.cfg.lifecycle.name_prefix;
+        let lifecycle_up = svc.lifecycle().is_up();
         let planned = svc
             .apply(Some(&fence), |snap, merged, _| {
                 if let Some(p) = &profile {
@@ -121,9 +123,19 @@ impl Controller {
                     snap.ledger.record_launch(&host, Origin::Scaler, now);
                     launched.push(host);
                 }
+                // Issue 14 hook: sidecar silence timeouts and shutdown orders, same write.
+                let sidecar = policy::sidecar_tick(
+                    &mut snap.ledger,
+                    &snap.settings,
+                    merged.observation.as_ref(),
+                    lifecycle_up,
+                    svc.timing(),
+                    now,
+                );
                 Planned {
                     tick,
                     launched,
+                    sidecar,
                     merged_stale: merged.stale.clone(),
                     merged_fresh: merged.fresh.clone(),
                     disagreement: merged.disagreement,
@@ -158,6 +170,8 @@ impl Controller {
                 },
             ));
         }
+        // Issue 14 hook: one decision per sidecar order and timeout.
+        crate::sidecar::record_tick(svc, p.sidecar, now);
         if !p.merged_stale.is_empty() && !p.merged_fresh.is_empty() {
             tracing::warn!(stale = ?p.merged_stale, fresh = ?p.merged_fresh, "some shards have no fresh stats; using the fresh ones");
         }

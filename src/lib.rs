@@ -22,5 +22,6 @@ pub mod plan;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod sidecar;
 pub mod sim;
 pub mod store;

@@ -6,6 +6,7 @@
 pub mod plot;
 pub mod policies;
 pub mod report;
+pub mod sidecar;
 pub mod trace;
 pub mod world;
 
@@ -306,12 +307,11 @@ impl SimulateArgs {
 
     fn timing(&self) -> Timing {
         let p = &self.policy;
-        // `serve`'s defaults: drain confirmation on (config.rs `drain_confirm = true`).
+        // `serve`'s defaults; ours' agent asks with `"drain": "confirm"` (see `Ours::ask`).
         Timing {
             boot_timeout_ms: p.boot_timeout,
             stats_max_age_ms: p.stats_max_age,
             pending_ttl_ms: p.pending_ttl,
-            drain_confirm: true,
             ..Timing::default()
         }
     }

@@ -17,6 +17,8 @@ pub enum PolicyKind {
     Legacy,
     /// jitsi-autoscaler's threshold rule with periods and a cooldown.
     Autoscaler,
+    /// Ours, with gateways on jitsi-autoscaler's sidecar: the scaler picks which spares go.
+    Sidecar,
 }
 
 impl PolicyKind {
@@ -26,6 +28,7 @@ impl PolicyKind {
             PolicyKind::Ours => "ours",
             PolicyKind::Legacy => "legacy",
             PolicyKind::Autoscaler => "autoscaler",
+            PolicyKind::Sidecar => "sidecar",
         }
     }
 
@@ -53,6 +56,9 @@ impl PolicyKind {
             }
             PolicyKind::Legacy => Box::new(Legacy::new(settings)),
             PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings, opts.autoscaler)),
+            PolicyKind::Sidecar => {
+                Box::new(super::sidecar::SidecarFleet::new(settings, timing, tick_ms))
+            }
         }
     }
 }
@@ -231,8 +237,9 @@ impl Controller for Ours {
                 reading: self.reading,
             };
         }
-        // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
-        let d = policy::remove_request(
+        // The same call as `serve` for our agent's request (`"drain": "confirm"`): a repeat is
+        // answered `accepted` again, spending nothing.
+        let d = policy::remove_request_as(
             &mut self.ledger,
             &self.settings,
             self.obs.as_ref(),
@@ -241,6 +248,7 @@ impl Controller for Ours {
             now,
             host,
             reason,
+            policy::DrainMode::Confirm,
         );
         if let (Some(c), RemovalDecision::Accept { repeat: false, .. }) = (&mut self.capacity, &d)
             && reason == Reason::Expired

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Millis, Observation, Reason, Timing};
+use crate::{DrainMode, Millis, Observation, Reason, SidecarEvidence, Timing};
 
 /// Lifecycle state of one gateway in the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -122,6 +122,12 @@ pub struct Instance {
     /// The last lifecycle error, for the status page.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// How its approved removal is carried out (set at approval; see [`DrainMode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainMode>,
+    /// What a jitsi-autoscaler sidecar on the host last reported (see `crate::sidecar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<SidecarEvidence>,
     /// Its delete was refused for good (a name the lifecycle manager never accepts): reported
     /// once and no longer retried; reconciliation forgets it once it is gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -145,11 +151,13 @@ impl Instance {
             ip: None,
             attempts: 0,
             last_error: None,
+            drain: None,
+            sidecar: None,
             parked: false,
         }
     }
 
-    fn set_state(&mut self, state: State, now: Millis) {
+    pub(crate) fn set_state(&mut self, state: State, now: Millis) {
         if self.state != state {
             self.state = state;
             self.state_since = now;
@@ -400,9 +408,22 @@ impl Ledger {
         true
     }
 
-    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it.
+    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it,
+    /// with the drain mode `timing.drain_confirm` gives clients that do not say.
     /// Returns the ledger key of the host.
     pub fn approve(&mut self, name: &str, reason: Reason, now: Millis, timing: &Timing) -> String {
+        self.approve_as(name, reason, now, DrainMode::default_for(timing))
+    }
+
+    /// Applies an approved removal for `name` carried out as `mode` (the host's own way to
+    /// drain), adopting the host if the ledger does not know it. Returns its ledger key.
+    pub fn approve_as(
+        &mut self,
+        name: &str,
+        reason: Reason,
+        now: Millis,
+        mode: DrainMode,
+    ) -> String {
         let key = match self.find(name) {
             Some(i) => key_of(&i.host),
             None => {
@@ -427,7 +448,7 @@ impl Ledger {
             && i.state != State::LaunchFailed
         {
             i.seen_at.get_or_insert(now);
-            let next = if timing.drain_confirm {
+            let next = if mode.waits() {
                 State::Draining
             } else {
                 State::Deleting
@@ -435,6 +456,7 @@ impl Ledger {
             i.set_state(next, now);
             i.reason = Some(reason);
             i.approved_at = Some(now);
+            i.drain = Some(mode);
         }
         key
     }
@@ -457,8 +479,26 @@ impl Ledger {
         }
     }
 
+    /// The entry stored under the ledger key `key`, to change (for the sibling modules).
+    pub(crate) fn entry_mut(&mut self, key: &str) -> Option<&mut Instance> {
+        self.instances.get_mut(key)
+    }
+
+    /// Adds a running host the ledger did not know (counted, `ready`, origin `adopted`).
+    /// Returns its ledger key.
+    pub(crate) fn adopt(&mut self, name: &str, now: Millis) -> String {
+        let key = key_of(name);
+        if !self.instances.contains_key(&key) {
+            let mut i = Instance::new(&key, State::Ready, Origin::Adopted, now);
+            i.seen_at = Some(now);
+            self.instances.insert(key.clone(), i);
+            self.set_counted(&key, true);
+        }
+        key
+    }
+
     /// Sets `counted` outside of a reading, moving `offset` so the next reading still balances.
-    fn set_counted(&mut self, key: &str, counted: bool) {
+    pub(crate) fn set_counted(&mut self, key: &str, counted: bool) {
         if let Some(i) = self.instances.get_mut(key)
             && i.counted != counted
         {
@@ -487,7 +527,12 @@ impl Ledger {
         let counted = self.instances.values().filter(|i| i.counted).count() as i64;
         let mut diff = i64::from(obs.total) - counted - self.offset;
         if diff > 0 {
-            for key in self.oldest(|i| i.state.in_flight(), |i| i.created_at) {
+            // Launches whose sidecar already reports go first: they are proven to run.
+            let order = |i: &Instance| match i.sidecar {
+                Some(_) => i.created_at / 2,
+                None => u64::MAX / 2 + i.created_at / 2,
+            };
+            for key in self.oldest(|i| i.state.in_flight(), order) {
                 if diff == 0 {
                     break;
                 }
