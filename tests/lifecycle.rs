@@ -992,6 +992,7 @@ fn command_config(program: PathBuf, timeout: Duration) -> LifecycleConfig {
         command: CommandConfig {
             program: Some(program),
             timeout,
+            ..CommandConfig::default()
         },
         ..LifecycleConfig::default()
     }

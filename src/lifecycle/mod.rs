@@ -150,6 +150,10 @@ pub struct CommandConfig {
     /// Timeout of one run (the program is killed after it).
     #[serde(with = "crate::duration")]
     pub timeout: Duration,
+    /// Names of variables of `serve`'s environment the program also gets (it otherwise runs
+    /// with PATH, LANG and its own `JITSI_SCALER_*` call variables only; see docs/lifecycle.md).
+    /// `JITSI_SCALER_*` names are refused: they hold the scaler's own settings and secrets.
+    pub pass_env: Vec<String>,
 }
 
 impl Default for CommandConfig {
@@ -157,6 +161,7 @@ impl Default for CommandConfig {
         CommandConfig {
             program: None,
             timeout: Duration::from_secs(120),
+            pass_env: Vec::new(),
         }
     }
 }
