@@ -96,7 +96,8 @@ enum ConfigCommand {
 
 /// Config keys shown by `serve --help` (all keys: docs/configuration.md).
 const SERVE_HELP: &str = "\
-Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [store] [metrics] [audit] [log];
+Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [store] [metrics] [audit] [log]
+[server];
 every key with its default: docs/configuration.md. A key is overridden by the environment
 variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
 Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
@@ -274,7 +275,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         tasks.clone(),
     ));
-    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(svc.clone(), auth);
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -282,10 +283,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         jitsi_scaler::ops::systemd::stopping();
         signal.cancel();
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("HTTP server failed")?;
+    jitsi_scaler::http_server::serve(listener, app, &svc.cfg.server, shutdown.clone()).await;
     let _ = loop_handle.await;
     controller::drain_tasks(&tasks, Duration::from_secs(5)).await;
     let persisted = svc.persist().await;

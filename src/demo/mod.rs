@@ -369,10 +369,12 @@ async fn run_in(
         shutdown.clone(),
         scaler_tasks.clone(),
     ));
-    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
-    let api_server = axum::serve(scaler_listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let api = tokio::spawn(api_server.into_future());
+    let app = api::router(svc.clone(), auth);
+    let server_cfg = svc.cfg.server.clone();
+    let server_stop = shutdown.clone();
+    let api = tokio::spawn(async move {
+        crate::http_server::serve(scaler_listener, app, &server_cfg, server_stop).await;
+    });
     tasks.spawn(load::run(
         world.clone(),
         load::Load {
@@ -397,7 +399,7 @@ async fn run_in(
     }
 
     println!("stopping ...");
-    if let Ok(Err(e)) = api.await {
+    if let Err(e) = api.await {
         tracing::error!("scaler API server failed: {e}");
     }
     let _ = control.await;
