@@ -59,6 +59,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
 /// What the leader's tick decided, for logging and acting after the write.
 struct Planned {
     tick: policy::Tick,
+    hold: Option<crate::lifecycle::Hold>,
     launched: Vec<String>,
     merged: crate::jicofo::Merged,
     creates: Vec<String>,
@@ -88,13 +89,21 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
                 now,
             );
             let mut launched = Vec::new();
-            for _ in 0..tick.launch.launch {
+            // Issue 15 hook: after a refused create, no new host name until the hold ends.
+            let hold = svc.lifecycle.launch_hold();
+            let allowed = if hold.is_some() {
+                0
+            } else {
+                tick.launch.launch
+            };
+            for _ in 0..allowed {
                 let host = new_host_name(&svc.cfg.lifecycle.name_prefix, &snap.ledger);
                 snap.ledger.record_launch(&host, Origin::Scaler, now);
                 launched.push(host);
             }
             Planned {
                 tick,
+                hold,
                 launched,
                 merged,
                 creates: snap.ledger.creates_owed(),
@@ -104,6 +113,7 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         .await;
     let Planned {
         tick,
+        hold,
         launched,
         merged,
         creates,
@@ -132,7 +142,23 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         "deficit {} = min - (available {} + in flight {} - pending {}); room under max {} (total {})",
         d.deficit, d.available, d.in_flight, d.pending_removal, d.room, d.total
     );
-    if d.launch > 0 {
+    if let Some(h) = hold.as_ref().filter(|_| d.launch > 0) {
+        // Issue 15 hook: one decision per refusal, then quiet until the hold ends.
+        if h.new {
+            svc.record(Service::decision(
+                "launch",
+                None,
+                "hold",
+                format!(
+                    "lifecycle manager refused {} create(s) in a row: no launch for {}; {numbers}; last refusal: {}",
+                    h.refusals,
+                    humantime::format_duration(Duration::from_secs(h.remaining.as_secs().max(1))),
+                    h.reason
+                ),
+                None,
+            ));
+        }
+    } else if d.launch > 0 {
         svc.record(Service::decision(
             "launch",
             None,
@@ -271,9 +297,9 @@ async fn create(svc: &Arc<Service>, host: &str) {
                     snap.ledger.set_ip(host, ip);
                 }
             }
-            Err(e) => snap
-                .ledger
-                .launch_error(host, now, &e.to_string(), e.is_definitive()),
+            // Issue 15 hook: a refused create created nothing: no delete is owed.
+            Err(e) if e.is_definitive() => snap.ledger.launch_refused(host, now, &e.to_string()),
+            Err(e) => snap.ledger.launch_error(host, now, &e.to_string(), false),
         },
     )
     .await;

@@ -405,6 +405,7 @@ fn foreman_config(nodes: Vec<String>) -> LifecycleConfig {
             ..ForemanConfig::default()
         },
         command: CommandConfig::default(),
+        ..LifecycleConfig::default()
     }
 }
 

@@ -47,6 +47,8 @@ pub struct CommandRunner {
     health: Mutex<Health>,
     /// Metrics hook, told about every finished run.
     pub(super) observer: ObserverSlot,
+    /// The launch hold after refused creates (issue 15).
+    pub(super) refusals: super::RefusalSlot,
 }
 
 /// A finished run.
@@ -111,6 +113,7 @@ impl CommandRunner {
             pass_env: cfg.pass_env.clone(),
             health: Mutex::new(Health::default()),
             observer: ObserverSlot::default(),
+            refusals: super::RefusalSlot::default(),
         })
     }
 

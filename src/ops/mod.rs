@@ -125,6 +125,8 @@ impl Service {
             backend: self.lifecycle.backend_name(),
             lifecycle_up: self.lifecycle.is_up(),
             nodes: self.lifecycle.nodes(),
+            create_refusals: self.lifecycle.create_refusals(),
+            launch_hold_s: self.lifecycle.launch_hold_remaining().as_secs_f64(),
             leader: self.is_leader(),
             ready: self.is_ready(),
             start_time_s: self.started_at as f64 / 1000.0,

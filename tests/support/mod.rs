@@ -131,6 +131,20 @@ pub struct ForemanState {
     /// Store the next N creates but answer only after this delay (the client times out).
     pub lose_create_responses: u32,
     pub slow: Duration,
+    /// Answer every request with this (status, content type, body) instead: a wrong token,
+    /// a validation error, a login page in front of the API.
+    pub answer_instead: Option<(u16, &'static str, String)>,
+    /// Create requests received, answered or not.
+    pub create_requests: u64,
+    /// Delete requests received, answered or not.
+    pub delete_requests: u64,
+}
+
+/// The fake Foreman's answer when `answer_instead` is set.
+fn answer_instead(s: &ForemanState) -> Option<Response> {
+    let (status, content_type, body) = s.answer_instead.clone()?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some((status, [("content-type", content_type)], body).into_response())
 }
 
 /// A fake Foreman API v2 (hosts create/get/delete/search) on loopback.
@@ -183,6 +197,19 @@ impl FakeForeman {
     pub fn set_down(&self, down: bool) {
         self.state.lock().expect("lock").down = down;
     }
+
+    /// Answers every request with `status`, `content_type`, `body` (None: normal answers).
+    pub fn answer_instead(&self, answer: Option<(u16, &'static str, String)>) {
+        self.state.lock().expect("lock").answer_instead = answer;
+    }
+
+    pub fn create_requests(&self) -> u64 {
+        self.state.lock().expect("lock").create_requests
+    }
+
+    pub fn delete_requests(&self) -> u64 {
+        self.state.lock().expect("lock").delete_requests
+    }
 }
 
 type Fm = State<Arc<Mutex<ForemanState>>>;
@@ -198,8 +225,12 @@ async fn fm_create(State(state): Fm, headers: HeaderMap, body: axum::body::Bytes
     let slow = {
         let mut s = state.lock().expect("lock");
         s.requests += 1;
+        s.create_requests += 1;
         if s.down {
             return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+        }
+        if let Some(r) = answer_instead(&s) {
+            return r;
         }
         if !authorized(&headers) {
             return (StatusCode::UNAUTHORIZED, "auth").into_response();
@@ -262,6 +293,9 @@ async fn fm_get(State(state): Fm, Path(name): Path<String>) -> Response {
     if s.down {
         return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
     }
+    if let Some(r) = answer_instead(&s) {
+        return r;
+    }
     match s.hosts.get(&name) {
         Some(h) => axum::Json(h.clone()).into_response(),
         None => not_found(&name),
@@ -281,8 +315,12 @@ fn not_found(name: &str) -> Response {
 async fn fm_delete(State(state): Fm, Path(name): Path<String>) -> Response {
     let mut s = state.lock().expect("lock");
     s.requests += 1;
+    s.delete_requests += 1;
     if s.down {
         return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    if let Some(r) = answer_instead(&s) {
+        return r;
     }
     match s.hosts.remove(&name) {
         Some(h) => {
@@ -301,6 +339,9 @@ async fn fm_search(
     s.requests += 1;
     if s.down {
         return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    if let Some(r) = answer_instead(&s) {
+        return r;
     }
     let search = q.get("search").cloned().unwrap_or_default();
     let results: Vec<Value> = s

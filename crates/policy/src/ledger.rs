@@ -328,6 +328,20 @@ impl Ledger {
         }
     }
 
+    /// The lifecycle manager refused the create outright (401/403, a validation error, an
+    /// answer that is not a host): nothing was created, so nothing is owed; the entry ends as
+    /// `launch_failed`, not counted, and is forgotten after the retention period.
+    pub fn launch_refused(&mut self, host: &str, now: Millis, error: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host))
+            && i.state.in_flight()
+        {
+            i.set_state(State::LaunchFailed, now);
+            i.deleted_at = Some(now);
+            i.attempts = 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
     /// A delete call failed; it is retried on the next tick.
     pub fn delete_error(&mut self, host: &str, error: &str) {
         if let Some(i) = self.instances.get_mut(&key_of(host)) {
@@ -686,6 +700,20 @@ mod tests {
         l.delete_done("a", t.boot_timeout_ms + 1);
         assert!(l.deletes_owed().is_empty());
         let ev = l.expire(&t, t.boot_timeout_ms + 1 + t.retention_ms);
+        assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
+    }
+
+    #[test]
+    fn a_refused_create_owes_nothing() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_refused("a", 5, "401");
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::LaunchFailed));
+        assert!(l.creates_owed().is_empty());
+        assert!(l.deletes_owed().is_empty());
+        assert_eq!(crate::Counts::of(&l).in_flight, 0);
+        let ev = l.expire(&t, 5 + t.retention_ms);
         assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
     }
 
