@@ -41,6 +41,7 @@ fn ledger() -> Ledger {
             ip: Some(format!("10.{}.{}.{}", n / 65536, n / 256 % 256, n % 256)),
             attempts: 0,
             last_error: None,
+            alive_at: None,
         }
     });
     Ledger::from_parts(instances, 0)

@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod duration;
+pub mod hello;
 pub mod http_server;
 pub mod jibri_conf;
 pub mod jicofo;

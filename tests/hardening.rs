@@ -323,3 +323,76 @@ async fn figures_creates_per_minute_under_401() {
         count(&st, "launch_failed")
     );
 }
+
+/// Host names of the ledger in `state`.
+fn hosts_in(st: &serde_json::Value, state: &str) -> Vec<String> {
+    st["ledger"]["hosts"][state]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h["host"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Case 10: an agent's hello makes its host known by name: Jicofo's next rise is attributed to
+/// it (not to the older, still booting launch), and it is never failed by the boot timeout;
+/// the launch that never showed up is failed and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_attributes_by_name_and_a_late_host_is_not_deleted() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}",
+        fast_config(&jicofo.url, &[&foreman.url])
+            .replace("boot_timeout = \"30s\"", "boot_timeout = \"4s\"")
+    ))
+    .await;
+    let st = s
+        .eventually("the first launch booting", WAIT, |st| {
+            count(st, "booting") == 1
+        })
+        .await;
+    let older = hosts_in(&st, "booting")[0].clone();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, body) = s.post("/scaler/min", "2").await;
+    assert_eq!(code, 204, "{body}");
+    let st = s
+        .eventually("the second launch booting", WAIT, |st| {
+            count(st, "booting") == 2
+        })
+        .await;
+    let newer = hosts_in(&st, "booting")
+        .into_iter()
+        .find(|h| *h != older)
+        .expect("the second host");
+    // The newer host boots first; its agent says hello.
+    let (code, body) = s
+        .post("/scaler/hello", &format!(r#"{{"host":"{newer}"}}"#))
+        .await;
+    assert_eq!(code, 204, "{body}");
+    // A bad body is a 400 and changes nothing.
+    let (code, _) = s.post("/scaler/hello", r#"{"host":"a b"}"#).await;
+    assert_eq!(code, 400);
+    jicofo.set(1, 1);
+    let st = s
+        .eventually("one ready", WAIT, |st| count(st, "ready") == 1)
+        .await;
+    assert_eq!(hosts_in(&st, "ready"), vec![newer.clone()], "{st:#}");
+    // Past the boot timeout: the older launch never showed up: failed and deleted; the
+    // newer one is untouched.
+    s.eventually("the older launch failed", WAIT, |st| {
+        hosts_in(st, "launch_failed").contains(&older)
+    })
+    .await;
+    s.eventually("the older launch deleted", WAIT, |_| {
+        foreman.deletes().contains(&older)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!foreman.deletes().contains(&newer), "{}", s.log());
+    let st = s.status().await;
+    assert!(hosts_in(&st, "ready").contains(&newer), "{st:#}");
+    assert!(s.log().contains("its agent started"), "{}", s.log());
+}
