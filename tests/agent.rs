@@ -513,6 +513,51 @@ async fn idle_gateway_is_drained_confirmed_then_deleted() {
     }
 }
 
+/// Issue 15, case 10: the agent announces itself by name at start; the scaler marks its
+/// booting host alive at once (a `hello` decision), before Jicofo counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_announces_itself_at_start() {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    let s = scaler(1, &jicofo, &foreman, "").await;
+    let st = s
+        .eventually("a launch booting", WAIT, |st| {
+            st["ledger"]["hosts"]["booting"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let host = st["ledger"]["hosts"]["booting"][0]["host"]
+        .as_str()
+        .expect("host")
+        .to_owned();
+    let jibri = FakeJibri::start(Mode::Busy).await;
+    let agent = Agent::start(
+        &format!("{}/scaler", s.url),
+        &jibri,
+        &format!("instance = {host:?}"),
+    );
+    agent.wait_log("announced to the scaler", WAIT).await;
+    let hellos = decisions(&s, "hello", &host).await;
+    assert_eq!(
+        hellos.len(),
+        1,
+        "{hellos:?}
+{}",
+        s.log()
+    );
+    assert_eq!(hellos[0].0, "alive");
+    // A scaler without /hello (404) is not asked again, and the agent keeps working.
+    let legacy = Agent::start(
+        &format!("{}/scaler", s.url),
+        &jibri,
+        "instance = \"gw-9\"\nhello_path = \"/no-such-path\"",
+    );
+    legacy
+        .wait_log("the scaler refused the announcement", WAIT)
+        .await;
+}
+
 /// BUSY never asks, even long past idle_time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_gateway_never_asks() {
@@ -790,7 +835,11 @@ async fn requests_are_signed_and_errors_never_drain() {
     let mut agent = Agent::start(
         &format!("http://{addr}/scaler"),
         &jibri,
-        &format!("sidecar_env_file = {:?}", env.display().to_string()),
+        // The hello is tested against the real scaler (`the_agent_announces_itself_at_start`).
+        &format!(
+            "sidecar_env_file = {:?}\nhello_path = \"\"",
+            env.display().to_string()
+        ),
     );
     assert!(agent.wait_exit(WAIT).await.success(), "{}", agent.log());
     let requests = std::mem::take(&mut rec.lock().expect("lock").requests);
@@ -1086,6 +1135,7 @@ fn ca_file_is_loaded_or_refused() {
         remove_path: "/remove".into(),
         remove_method: "POST".into(),
         drained_path: "/drained".into(),
+        hello_path: "/hello".into(),
         unhealthy_reason: "unhealthy".into(),
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(1),
