@@ -539,6 +539,29 @@ impl Ledger {
                     diff -= 1;
                 }
             }
+        }
+        if diff > 0 {
+            // Nothing in flight explains the rise: a failed launch whose delete has not
+            // happened yet may have booted late. It shows itself alive: adopt it rather than
+            // delete it under a call.
+            for key in self.oldest(
+                |i| i.state == State::LaunchFailed && i.deleted_at.is_none() && !i.counted,
+                |i| i.state_since,
+            ) {
+                if diff == 0 {
+                    break;
+                }
+                if let Some(i) = self.instances.get_mut(&key) {
+                    i.counted = true;
+                    i.seen_at = Some(obs.taken_at);
+                    i.set_state(State::Ready, obs.taken_at);
+                    events.push(Event::Seen {
+                        host: key.clone(),
+                        boot_ms: obs.taken_at.saturating_sub(i.created_at),
+                    });
+                    diff -= 1;
+                }
+            }
         } else if diff < 0 {
             // Hosts known to have stopped go first (they are the ones leaving), then the
             // oldest approvals; a wrong pick here would later be counted out twice.
@@ -820,6 +843,38 @@ mod tests {
             l.get("a")
                 .is_some_and(|i| i.counted && i.state == State::Ready)
         );
+    }
+
+    #[test]
+    fn an_unexplained_rise_adopts_a_failed_launch_not_yet_deleted() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb_t(&obs(0, 0));
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        // The delete failed (lifecycle down); a boots late: Jicofo counts one more.
+        l.delete_error("a", "down");
+        let ev = l.absorb_t(&obs(1, t.boot_timeout_ms + 5));
+        assert_eq!(
+            ev,
+            vec![Event::Seen {
+                host: "a".into(),
+                boot_ms: t.boot_timeout_ms + 5
+            }]
+        );
+        assert!(l.deletes_owed().is_empty());
+        assert_eq!(l.offset(), 0);
+        // A deleted failed launch is never adopted: the rise is someone else's.
+        let mut l = Ledger::new();
+        l.absorb_t(&obs(0, 0));
+        l.record_launch("b", Origin::Scaler, 0);
+        l.expire(&t, t.boot_timeout_ms);
+        l.delete_done("b", t.boot_timeout_ms + 1);
+        l.absorb_t(&obs(1, t.boot_timeout_ms + 5));
+        assert_eq!(l.get("b").map(|i| i.state), Some(State::LaunchFailed));
+        assert_eq!(l.offset(), 1);
     }
 
     #[test]
