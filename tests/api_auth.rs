@@ -173,6 +173,33 @@ async fn tokens_decide_who_may_do_what() {
         "3"
     );
 
+    // It may not announce another host (issue 15: the hello follows the remove-me rule), nor
+    // announce without a token.
+    assert_eq!(
+        call(
+            &s,
+            Method::POST,
+            "/scaler/hello",
+            Some(&inst),
+            r#"{"host":"vsg-2"}"#
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &s,
+            Method::POST,
+            "/scaler/hello",
+            None,
+            r#"{"host":"vsg-1"}"#
+        )
+        .await
+        .0,
+        401
+    );
+
     // It may not remove another host (address binding: the client is 127.0.0.1); nothing changes.
     let other = r#"{"host":"vsg-2","reason":"idle"}"#;
     assert_eq!(

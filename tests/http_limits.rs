@@ -90,6 +90,34 @@ async fn sigterm_exits_promptly_with_a_client_stuck_in_its_headers() {
     );
 }
 
+/// Case 2: a request in progress at SIGTERM gets its answer, then the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_progress_at_sigterm_is_answered() {
+    let (mut s, _j, _f) = scaler("shutdown_grace = \"5s\"").await;
+    let mut c = TcpStream::connect(s.addr).await.expect("connect");
+    // The head is complete; the body comes late: the handler is waiting for it.
+    c.write_all(b"POST /scaler/min HTTP/1.1\r\nHost: scaler\r\nContent-Length: 1\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = s.pid().expect("pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.write_all(b"3").await.expect("body");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 204"), "{text:?}\n{}", s.log());
+    let started = Instant::now();
+    let status = s.stop().expect("exit status");
+    assert!(status.success(), "{status}: {}", s.log());
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
 /// Case 3: 1000 clients trickling their headers are all closed after the header-read timeout,
 /// and /health keeps answering meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
