@@ -41,6 +41,9 @@ fn ledger() -> Ledger {
             ip: Some(format!("10.{}.{}.{}", n / 65536, n / 256 % 256, n % 256)),
             attempts: 0,
             last_error: None,
+            drain: None,
+            sidecar: None,
+            parked: false,
             alive_at: None,
         }
     });

@@ -1,4 +1,5 @@
-//! The HTTP API: the legacy scaler's routes (SPEC §3) plus status, health and readiness.
+//! The HTTP API: the legacy scaler's routes (SPEC §3) plus status, history, the status page,
+//! health and readiness.
 //!
 //! Handlers parse and validate, call one [`Service`] operation, and turn the result into the
 //! legacy answers (bare integers, plain-text `accepted`/`keep`).
@@ -10,17 +11,21 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use policy::{Reason, Settings};
+use policy::{Reason, Setting};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::service::{Service, ServiceError};
+
+// Issue 14: jitsi-autoscaler's sidecar routes (`src/api/sidecar.rs`).
+mod sidecar;
 
 /// How long one request may take before the service answers 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,10 +102,11 @@ fn who(c: &Caller) -> String {
 pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
     let p = svc.cfg.prefix.clone();
     let limit = svc.cfg.body_limit;
+    let state = AppState { svc, auth };
     Router::new()
-        .route(&format!("{p}/min"), setting_routes("min"))
-        .route(&format!("{p}/max"), setting_routes("max"))
-        .route(&format!("{p}/bulk-max"), setting_routes("bulk-max"))
+        .route(&format!("{p}/min"), setting_routes(Setting::Min))
+        .route(&format!("{p}/max"), setting_routes(Setting::Max))
+        .route(&format!("{p}/bulk-max"), setting_routes(Setting::BulkMax))
         .route(
             &format!("{p}/instance"),
             post(add_instance).delete(remove_me).options(options),
@@ -109,10 +115,18 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/drained"), post(drained).options(options))
         .route(&format!("{p}/hello"), post(hello).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
+        .route(&format!("{p}/history"), get(history).options(options))
+        .route(&format!("{p}/ui"), get(ui_page).options(options))
+        .route(&format!("{p}/ui/"), get(ui_page).options(options))
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
         .route("/metrics", get(metrics).options(options))
+        .merge(sidecar::routes(&p))
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_refusals,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         // Refuses an announced oversize body at once, before reading it.
         .layer(RequestBodyLimitLayer::new(limit))
@@ -120,16 +134,27 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(AppState { svc, auth })
+        .with_state(state)
 }
 
-fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
+/// Counts every auth refusal (401, 403, 429) in `jitsi_scaler_auth_failures_total`.
+async fn count_refusals(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(r) = response.extensions().get::<crate::auth::Refusal>() {
+        st.svc.ops.metrics.auth_failure(r.0);
+    }
+    response
+}
+
+fn setting_routes(setting: Setting) -> MethodRouter<Shared> {
     get(
         move |State(st): State<Shared>,
               ConnectInfo(peer): ConnectInfo<SocketAddr>,
               headers: HeaderMap| async move {
             authenticate(&st, &headers, peer).await?.require_admin()?;
-            Ok::<_, ApiError>(get_setting(&st.svc, name).await)
+            Ok::<_, ApiError>(integer_body(i64::from(
+                st.svc.settings().await.get(setting),
+            )))
         },
     )
     .post(
@@ -139,7 +164,7 @@ fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
               body: Result<Bytes, BytesRejection>| async move {
             let caller = authenticate(&st, &headers, peer).await?;
             caller.require_admin()?;
-            post_setting(&st.svc, name, &caller, body).await
+            post_setting(&st.svc, setting, &caller, body).await
         },
     )
     .options(options)
@@ -170,15 +195,6 @@ fn integer_body(value: i64) -> Response {
     r
 }
 
-async fn get_setting(svc: &Service, name: &str) -> Response {
-    let s: Settings = svc.settings().await;
-    integer_body(i64::from(match name {
-        "min" => s.min_available,
-        "max" => s.max_total,
-        _ => s.bulk_max,
-    }))
-}
-
 /// Parses a JSON body, with a short reason when it is not JSON.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body?;
@@ -188,16 +204,20 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 
 async fn post_setting(
     svc: &Service,
-    name: &'static str,
+    setting: Setting,
     caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let value = json_body(body)?;
     let n = value.as_i64().ok_or_else(|| {
-        ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}"))
+        ApiError::BadRequest(format!(
+            "{setting} must be a bare JSON integer, got {value}"
+        ))
     })?;
-    let n = Settings::check(name, n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    svc.set_setting(name, n, &who(caller))
+    let n = setting
+        .check(n)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    svc.set_setting(setting, n, &who(caller))
         .await
         .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -231,23 +251,16 @@ async fn add_instance(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Validates a host identifier: a DNS name (FQDN or short) or an IP address.
-pub fn valid_host(host: &str) -> bool {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return true;
+/// Reads the optional `"drain"` of a remove-me body: `"confirm"` (our agent: it confirms
+/// with `drained`) or `"immediate"`; absent means the client does not say (issue 14).
+fn drain_field(value: &Value) -> Result<Option<policy::DrainMode>, ApiError> {
+    match value.get("drain") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => policy::DrainMode::parse(s).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!("drain {s:?} is not one of confirm, immediate"))
+        }),
+        Some(_) => Err(ApiError::BadRequest("drain must be a string".into())),
     }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 /// Reads `{"host"|"ip": ..., "reason": ...}`.
@@ -262,7 +275,7 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
         (None, None) => return Err(ApiError::BadRequest("missing host".into())),
     };
     let host = host.trim();
-    if !valid_host(host) {
+    if !crate::hostname::is_valid(host) {
         return Err(ApiError::BadRequest(format!(
             "host {host:?} is not a host name or IP address"
         )));
@@ -287,7 +300,7 @@ async fn instance_request(
     peer: SocketAddr,
     body: Result<Bytes, BytesRejection>,
     need_reason: bool,
-) -> Result<(Caller, String, Option<Reason>), ApiError> {
+) -> Result<(Caller, String, Option<Reason>, Value), ApiError> {
     let caller = authenticate(st, headers, peer).await?;
     st.auth.check_remove_rate(caller.client_ip)?;
     let value = json_body(body)?;
@@ -297,7 +310,7 @@ async fn instance_request(
         tracing::warn!(host, by = %who(&caller), "refused: an instance may only name itself");
         return Err(e.into());
     }
-    Ok((caller, host, reason))
+    Ok((caller, host, reason, value))
 }
 
 async fn remove_me(
@@ -306,9 +319,14 @@ async fn remove_me(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (caller, host, reason) = instance_request(&st, &headers, peer, body, true).await?;
+    let (caller, host, reason, value) = instance_request(&st, &headers, peer, body, true).await?;
+    let drain = drain_field(&value)?;
     let reason = reason.unwrap_or(Reason::Idle);
-    match st.svc.remove_me(&host, reason, &who(&caller)).await {
+    match st
+        .svc
+        .remove_me_as(&host, reason, drain, &who(&caller))
+        .await
+    {
         d if d.accepted() => Ok("accepted".into_response()),
         _ => Ok("keep".into_response()),
     }
@@ -320,7 +338,7 @@ async fn drained(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (caller, host, _) = instance_request(&st, &headers, peer, body, false).await?;
+    let (caller, host, _, _) = instance_request(&st, &headers, peer, body, false).await?;
     match st.svc.drained(&host, &who(&caller)).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(false) => Err(ApiError::Conflict(format!(
@@ -338,7 +356,7 @@ async fn hello(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (caller, host, _) = instance_request(&st, &headers, peer, body, false).await?;
+    let (caller, host, _, _) = instance_request(&st, &headers, peer, body, false).await?;
     st.svc.hello(&host, &who(&caller)).await.map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -357,6 +375,45 @@ async fn status(
         st.svc.status_json().await,
     )
         .into_response())
+}
+
+/// `GET {prefix}/history[?since=MS]`: the per-tick samples after `since` (admin).
+async fn history(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, peer).await?.require_admin()?;
+    let since = history_since(query.as_deref())?;
+    Ok(axum::Json(st.svc.history(since)).into_response())
+}
+
+/// The `since` parameter of `/history`: ms since the epoch, 0 when absent.
+fn history_since(query: Option<&str>) -> Result<u64, ApiError> {
+    let mut since = 0;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since", v)) => {
+                since = v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "since must be milliseconds since the epoch, got {v:?}"
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the only parameter is since=<ms since the epoch>".into(),
+                ));
+            }
+        }
+    }
+    Ok(since)
+}
+
+/// `GET {prefix}/ui`: the status page, static (no token: its data calls carry one).
+async fn ui_page() -> Response {
+    crate::ops::ui::page_response()
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
@@ -386,14 +443,9 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(st): State<Shared>) -> Response {
-    if st.svc.is_ready() {
-        "ready".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no Jicofo reading attempted yet",
-        )
-            .into_response()
+    match st.svc.not_ready_reason().await {
+        None => "ready".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 
@@ -402,19 +454,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_validation() {
-        for ok in [
-            "vsg-1",
-            "vsg-1.example.org",
-            "vsg-1.example.org.",
-            "10.0.0.1",
-            "::1",
-            "ip-10-0-0-1",
-        ] {
-            assert!(valid_host(ok), "{ok}");
-        }
-        for bad in ["", "a b", "-x", "x..y", "a/b", &"x".repeat(300), "ä"] {
-            assert!(!valid_host(bad), "{bad}");
+    fn history_parameters() {
+        assert_eq!(history_since(None).ok(), Some(0));
+        assert_eq!(history_since(Some("")).ok(), Some(0));
+        assert_eq!(
+            history_since(Some("since=1795667956484")).ok(),
+            Some(1795667956484)
+        );
+        for bad in ["since=-1", "since=abc", "since", "x=1", "since=1&y=2"] {
+            assert!(history_since(Some(bad)).is_err(), "{bad}");
         }
     }
 

@@ -2,7 +2,9 @@
 //! case 10). The ledger then knows the host runs at once, by name rather than by counting, so a
 //! slow boot is never failed and deleted under a call (see `policy::Ledger::hello`).
 
-use crate::service::{Service, ServiceError, now_ms};
+use crate::decision::{Decision, Record};
+use crate::ops::now_ms;
+use crate::service::{Service, ServiceError};
 
 /// What a hello changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +21,7 @@ impl Service {
     pub async fn hello(&self, host: &str, by: &str) -> Result<Greeting, ServiceError> {
         let now = now_ms();
         let before = self
-            .mutate(None, |snap, _| {
+            .apply(None, |snap, _, _| {
                 let state = snap.ledger.find(host).map(|i| i.state);
                 snap.ledger.hello(host, now).then_some(state).flatten()
             })
@@ -28,23 +30,17 @@ impl Service {
             tracing::debug!(host, by, "hello: nothing to change");
             return Ok(Greeting::Noted);
         };
-        let why = match was {
-            policy::State::LaunchFailed => {
-                "its agent started after the boot timeout: adopted, not deleted".to_string()
-            }
-            other => format!(
-                "its agent started ({}): it runs; Jicofo's next rise is attributed to it",
-                other.as_str()
-            ),
-        };
-        self.record(Service::decision(
-            "hello",
-            Some(host),
-            "alive",
-            why,
-            Some(by),
-        ));
-        self.wake.notify_one();
+        self.record(
+            Record::new(
+                now,
+                Decision::Hello {
+                    host: host.to_string(),
+                    adopted: was == policy::State::LaunchFailed,
+                },
+            )
+            .by(by),
+        );
+        self.wake();
         Ok(Greeting::Alive)
     }
 }

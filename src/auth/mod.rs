@@ -11,6 +11,7 @@ mod error;
 mod keys;
 mod net;
 mod ratelimit;
+mod sidecar;
 mod sign;
 mod verify;
 
@@ -26,10 +27,11 @@ use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
 
 pub use config::{AuthConfig, AuthMode, InstanceBinding};
-pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING};
+pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING, Refusal};
 pub use keys::{KeyAlg, kid_file_name};
 pub use net::{IpNet, client_ip};
 pub use ratelimit::RateLimiter;
+pub use sidecar::{SidecarAuthConfig, SidecarBinding, SidecarCaller};
 pub use sign::{SigningKey, TokenArgs, TokenOptions, parse_claim, run_token, sign_token};
 
 use keys::KeyStore;
@@ -79,11 +81,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
     /// `Ok` for admins, 403 for instance callers.
     pub fn require_admin(&self) -> Result<(), AuthError> {
         match self.role {
@@ -175,6 +172,9 @@ pub struct Authenticator {
     /// Tokens whose signature was verified; the time rules are still checked at every use.
     verified: Mutex<HashMap<String, CachedToken>>,
     verified_ttl: Duration,
+    /// `[auth.sidecar]` and its claim rules (jitsi-autoscaler sidecar tokens; `sidecar.rs`).
+    sidecar: SidecarAuthConfig,
+    sidecar_rules: Rules,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -232,6 +232,8 @@ impl Authenticator {
             ),
             verified: Mutex::new(HashMap::new()),
             verified_ttl: TOKEN_CACHE_TTL.min(cfg.key_cache_ttl),
+            sidecar: cfg.sidecar.clone(),
+            sidecar_rules: cfg.sidecar.rules(cfg.leeway),
         })
     }
 

@@ -16,6 +16,8 @@ pub enum PolicyKind {
     Legacy,
     /// jitsi-autoscaler's threshold rule with periods and a cooldown.
     Autoscaler,
+    /// Ours, with gateways on jitsi-autoscaler's sidecar: the scaler picks which spares go.
+    Sidecar,
 }
 
 impl PolicyKind {
@@ -25,6 +27,7 @@ impl PolicyKind {
             PolicyKind::Ours => "ours",
             PolicyKind::Legacy => "legacy",
             PolicyKind::Autoscaler => "autoscaler",
+            PolicyKind::Sidecar => "sidecar",
         }
     }
 
@@ -39,6 +42,9 @@ impl PolicyKind {
             PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms)),
             PolicyKind::Legacy => Box::new(Legacy::new(settings)),
             PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings)),
+            PolicyKind::Sidecar => {
+                Box::new(super::sidecar::SidecarFleet::new(settings, timing, tick_ms))
+            }
         }
     }
 }
@@ -52,6 +58,8 @@ pub struct Ours {
     obs: Option<Observation>,
     reading: Option<Reading>,
     next_id: u64,
+    /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
+    queued: Vec<(String, Reason)>,
 }
 
 impl Ours {
@@ -65,6 +73,7 @@ impl Ours {
             obs: None,
             reading: None,
             next_id: 0,
+            queued: Vec::new(),
         }
     }
 }
@@ -86,6 +95,13 @@ impl Controller for Ours {
                 taken_at: now,
             });
             self.reading = Some(r);
+        }
+        // As `serve`: without the store nothing is recorded, so nothing is launched or deleted.
+        if w.store_health() != policy::StoreHealth::Ok {
+            return;
+        }
+        for (host, reason) in std::mem::take(&mut self.queued) {
+            self.ledger.approve(&host, reason, now, &self.timing);
         }
         let t = policy::tick(
             &mut self.ledger,
@@ -123,6 +139,16 @@ impl Controller for Ours {
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
         self.settings.min_available = w.min_setting();
+        // The same store-down rule as `serve`.
+        if let Some(d) = policy::decide_removal_without_store(w.store_health(), reason) {
+            if d.accepted() {
+                self.queued.push((host.to_string(), reason));
+            }
+            return Answer {
+                accept: d.accepted(),
+                reading: self.reading,
+            };
+        }
         // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
         let d = policy::remove_request(
             &mut self.ledger,

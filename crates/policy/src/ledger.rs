@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Millis, Observation, Reason, Timing};
+use crate::{DrainMode, Millis, Observation, Reason, SidecarEvidence, Timing};
 
 /// Lifecycle state of one gateway in the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -127,6 +127,16 @@ pub struct Instance {
     /// up, and the next rise of Jicofo's count is attributed to it first.
     #[serde(default)]
     pub alive_at: Option<Millis>,
+    /// How its approved removal is carried out (set at approval; see [`DrainMode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainMode>,
+    /// What a jitsi-autoscaler sidecar on the host last reported (see `crate::sidecar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<SidecarEvidence>,
+    /// Its delete was refused for good (a name the lifecycle manager never accepts): reported
+    /// once and no longer retried; reconciliation forgets it once it is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
 }
 
 impl Instance {
@@ -147,10 +157,13 @@ impl Instance {
             attempts: 0,
             last_error: None,
             alive_at: None,
+            drain: None,
+            sidecar: None,
+            parked: false,
         }
     }
 
-    fn set_state(&mut self, state: State, now: Millis) {
+    pub(crate) fn set_state(&mut self, state: State, now: Millis) {
         if self.state != state {
             self.state = state;
             self.state_since = now;
@@ -356,6 +369,16 @@ impl Ledger {
         }
     }
 
+    /// A delete was refused for good: stop retrying it (it stays in the ledger, shown as
+    /// parked, until reconciliation finds it gone).
+    pub fn park(&mut self, host: &str, error: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.parked = true;
+            i.attempts += 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
     /// The lifecycle manager confirmed the delete (or said the host was already gone).
     pub fn delete_done(&mut self, host: &str, now: Millis) {
         if let Some(i) = self.instances.get_mut(&key_of(host)) {
@@ -432,9 +455,22 @@ impl Ledger {
         true
     }
 
-    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it.
+    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it,
+    /// with the drain mode `timing.drain_confirm` gives clients that do not say.
     /// Returns the ledger key of the host.
     pub fn approve(&mut self, name: &str, reason: Reason, now: Millis, timing: &Timing) -> String {
+        self.approve_as(name, reason, now, DrainMode::default_for(timing))
+    }
+
+    /// Applies an approved removal for `name` carried out as `mode` (the host's own way to
+    /// drain), adopting the host if the ledger does not know it. Returns its ledger key.
+    pub fn approve_as(
+        &mut self,
+        name: &str,
+        reason: Reason,
+        now: Millis,
+        mode: DrainMode,
+    ) -> String {
         let key = match self.find(name) {
             Some(i) => key_of(&i.host),
             None => {
@@ -459,7 +495,7 @@ impl Ledger {
             && i.state != State::LaunchFailed
         {
             i.seen_at.get_or_insert(now);
-            let next = if timing.drain_confirm {
+            let next = if mode.waits() {
                 State::Draining
             } else {
                 State::Deleting
@@ -467,6 +503,7 @@ impl Ledger {
             i.set_state(next, now);
             i.reason = Some(reason);
             i.approved_at = Some(now);
+            i.drain = Some(mode);
         }
         key
     }
@@ -489,8 +526,26 @@ impl Ledger {
         }
     }
 
+    /// The entry stored under the ledger key `key`, to change (for the sibling modules).
+    pub(crate) fn entry_mut(&mut self, key: &str) -> Option<&mut Instance> {
+        self.instances.get_mut(key)
+    }
+
+    /// Adds a running host the ledger did not know (counted, `ready`, origin `adopted`).
+    /// Returns its ledger key.
+    pub(crate) fn adopt(&mut self, name: &str, now: Millis) -> String {
+        let key = key_of(name);
+        if !self.instances.contains_key(&key) {
+            let mut i = Instance::new(&key, State::Ready, Origin::Adopted, now);
+            i.seen_at = Some(now);
+            self.instances.insert(key.clone(), i);
+            self.set_counted(&key, true);
+        }
+        key
+    }
+
     /// Sets `counted` outside of a reading, moving `offset` so the next reading still balances.
-    fn set_counted(&mut self, key: &str, counted: bool) {
+    pub(crate) fn set_counted(&mut self, key: &str, counted: bool) {
         if let Some(i) = self.instances.get_mut(key)
             && i.counted != counted
         {
@@ -519,10 +574,12 @@ impl Ledger {
         let counted = self.instances.values().filter(|i| i.counted).count() as i64;
         let mut diff = i64::from(obs.total) - counted - self.offset;
         if diff > 0 {
-            // Hosts that announced themselves first (by name, not by guess), then the oldest.
-            let order = |i: &Instance| match i.alive_at {
-                Some(t) => t / 2,
-                None => u64::MAX / 2 + i.created_at / 2,
+            // Hosts proven to run go first: those that announced themselves (earliest hello
+            // first), then launches whose sidecar already reports; then the oldest.
+            let order = |i: &Instance| match (i.alive_at, i.sidecar.is_some()) {
+                (Some(t), _) => t / 4,
+                (None, true) => u64::MAX / 4 + i.created_at / 4,
+                (None, false) => u64::MAX / 2 + i.created_at / 2,
             };
             for key in self.oldest(|i| i.state.in_flight(), order) {
                 if diff == 0 {
@@ -679,7 +736,9 @@ impl Ledger {
         self.instances
             .values()
             .filter(|i| {
-                i.deleted_at.is_none() && matches!(i.state, State::Deleting | State::LaunchFailed)
+                i.deleted_at.is_none()
+                    && !i.parked
+                    && matches!(i.state, State::Deleting | State::LaunchFailed)
             })
             .map(|i| i.host.clone())
             .collect()
@@ -889,6 +948,20 @@ mod tests {
         assert_eq!(crate::Counts::of(&l).in_flight, 0);
         let ev = l.expire(&t, 5 + t.retention_ms);
         assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
+    }
+
+    #[test]
+    fn a_parked_delete_is_owed_no_more_and_shows_why() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        l.park("a", "invalid host name");
+        assert!(l.deletes_owed().is_empty(), "not retried every tick");
+        let i = l.find("a").expect("kept in the ledger");
+        assert!(i.parked && i.last_error.as_deref() == Some("invalid host name"));
     }
 
     #[test]
