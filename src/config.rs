@@ -45,6 +45,8 @@ pub struct Config {
     pub metrics: crate::ops::MetricsConfig,
     /// The audit file (`audit.jsonl` in `data_dir`).
     pub audit: crate::ops::AuditConfig,
+    /// HTTP server limits (issue 15).
+    pub server: crate::http_server::ServerConfig,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: crate::ops::MetricsConfig::default(),
             audit: crate::ops::AuditConfig::default(),
+            server: crate::http_server::ServerConfig::default(),
         }
     }
 }
@@ -411,6 +414,8 @@ impl Config {
         if self.instance_type.trim().is_empty() {
             p.push("instance_type: must not be empty".into());
         }
+        // Issue 15: HTTP server limits.
+        p.extend(self.server.problems());
         for e in self.settings.to_settings().problems() {
             p.push(format!("settings.{}: {e}", e.setting.config_key()));
         }
