@@ -44,6 +44,7 @@ fn ledger() -> Ledger {
             drain: None,
             sidecar: None,
             parked: false,
+            alive_at: None,
         }
     });
     Ledger::from_parts(instances, 0)

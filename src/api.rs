@@ -113,6 +113,7 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         )
         .route(&format!("{p}/remove"), post(remove_me).options(options))
         .route(&format!("{p}/drained"), post(drained).options(options))
+        .route(&format!("{p}/hello"), post(hello).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
         // Issue 12: schedules of target mode, read and replaced as JSON (admin).
         .route(
@@ -384,6 +385,19 @@ async fn drained(
         ))),
         Err(e) => Err(conflict(e)),
     }
+}
+
+/// `POST {prefix}/hello` `{"host": ...}`: the agent on that host has started (204). An
+/// instance token may only speak for its own host, as for remove-me.
+async fn hello(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (caller, host, _, _) = instance_request(&st, &headers, peer, body, false).await?;
+    st.svc.hello(&host, &who(&caller)).await.map_err(conflict)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn status(

@@ -47,6 +47,8 @@ pub struct Config {
     pub audit: crate::ops::AuditConfig,
     /// Target mode: the spare floor sized for a rejection rate (issue 12 hook).
     pub capacity: crate::capacity::CapacitySection,
+    /// HTTP server limits (issue 15).
+    pub server: crate::http_server::ServerConfig,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             metrics: crate::ops::MetricsConfig::default(),
             audit: crate::ops::AuditConfig::default(),
             capacity: crate::capacity::CapacitySection::default(),
+            server: crate::http_server::ServerConfig::default(),
         }
     }
 }
@@ -416,6 +419,8 @@ impl Config {
         }
         // Issue 12 hook: the [capacity] section.
         p.extend(self.capacity.problems(self.settings.max));
+        // Issue 15: HTTP server limits.
+        p.extend(self.server.problems());
         for e in self.settings.to_settings().problems() {
             p.push(format!("settings.{}: {e}", e.setting.config_key()));
         }

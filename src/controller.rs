@@ -62,6 +62,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
 /// What the leader's tick decided, for logging and acting after the write.
 struct Planned {
     tick: policy::Tick,
+    hold: Option<crate::lifecycle::Hold>,
     launched: Vec<String>,
     sidecar: policy::SidecarTick,
     merged_stale: Vec<String>,
@@ -118,7 +119,14 @@ impl Controller {
                     now,
                 );
                 let mut launched = Vec::new();
-                for _ in 0..tick.launch.launch {
+                // Issue 15 hook: after a refused create, no new host name until the hold ends.
+                let hold = svc.lifecycle().launch_hold();
+                let allowed = if hold.is_some() {
+                    0
+                } else {
+                    tick.launch.launch
+                };
+                for _ in 0..allowed {
                     let host = crate::hostname::new_host_name(prefix, &snap.ledger);
                     snap.ledger.record_launch(&host, Origin::Scaler, now);
                     launched.push(host);
@@ -134,6 +142,7 @@ impl Controller {
                 );
                 Planned {
                     tick,
+                    hold,
                     launched,
                     sidecar,
                     merged_stale: merged.stale.clone(),
@@ -179,7 +188,20 @@ impl Controller {
             tracing::warn!(shards = ?p.merged_fresh, "shards disagree on the gateway counts; using highest total, lowest available");
         }
         let d = p.tick.launch;
-        if d.launch > 0 {
+        if let Some(h) = p.hold.as_ref().filter(|_| d.launch > 0) {
+            // Issue 15 hook: one decision per refusal, then quiet until the hold ends.
+            if h.new {
+                svc.record(Record::new(
+                    now,
+                    Decision::LaunchHeld {
+                        numbers: d,
+                        refusals: h.refusals,
+                        hold_ms: u64::try_from(h.remaining.as_millis()).unwrap_or(u64::MAX),
+                        refusal: h.reason.clone(),
+                    },
+                ));
+            }
+        } else if d.launch > 0 {
             svc.record(Record::new(
                 now,
                 Decision::Launch {
@@ -284,9 +306,9 @@ impl Controller {
                     snap.ledger.set_ip(host, ip);
                 }
             }
-            Err(e) => snap
-                .ledger
-                .launch_error(host, now, &e.to_string(), e.is_definitive()),
+            // Issue 15 hook: a refused create created nothing: no delete is owed.
+            Err(e) if e.is_definitive() => snap.ledger.launch_refused(host, now, &e.to_string()),
+            Err(e) => snap.ledger.launch_error(host, now, &e.to_string(), false),
         })
         .await;
     }

@@ -65,6 +65,8 @@ labels! {
         Capacity = "capacity",
         /// A jitsi-autoscaler sidecar host (issue 14).
         Sidecar = "sidecar",
+        /// An agent announced its host at start (issue 15).
+        Hello = "hello",
     }
 }
 
@@ -131,6 +133,8 @@ labels! {
         Adopted = "adopted",
         /// An adopted sidecar host silent past the TTL, no longer tracked.
         Forgotten = "forgotten",
+        /// A host the ledger had in flight proved it runs (its agent's hello).
+        Alive = "alive",
     }
 }
 
@@ -148,6 +152,24 @@ pub enum Decision {
     Hold {
         /// The rule's numbers (`hold` says why).
         numbers: LaunchDecision,
+    },
+    /// Launches held after the lifecycle manager refused creates (issue 15), once per refusal.
+    LaunchHeld {
+        /// The rule's numbers (what would have been launched).
+        numbers: LaunchDecision,
+        /// Refused creates in a row.
+        refusals: u32,
+        /// How long no host is launched.
+        hold_ms: u64,
+        /// The last refusal, with what to fix.
+        refusal: String,
+    },
+    /// An agent announced its host at start (issue 15): the ledger knows it runs.
+    Hello {
+        /// The host.
+        host: String,
+        /// It was `launch_failed` (not yet deleted): adopted back.
+        adopted: bool,
     },
     /// A remove-me request answered.
     Remove {
@@ -346,7 +368,10 @@ impl Decision {
     /// What it is about.
     pub fn kind(&self) -> Kind {
         match self {
-            Decision::Launch { .. } | Decision::Hold { .. } => Kind::Launch,
+            Decision::Launch { .. } | Decision::Hold { .. } | Decision::LaunchHeld { .. } => {
+                Kind::Launch
+            }
+            Decision::Hello { .. } => Kind::Hello,
             Decision::Remove { .. } | Decision::QueuedStored { .. } => Kind::Remove,
             Decision::Add { .. } | Decision::AddRefused { .. } | Decision::AddNotNeeded { .. } => {
                 Kind::Add
@@ -380,7 +405,9 @@ impl Decision {
     pub fn outcome(&self) -> Outcome {
         match self {
             Decision::Launch { .. } => Outcome::Launch,
-            Decision::Hold { .. } => Outcome::Hold,
+            Decision::Hold { .. } | Decision::LaunchHeld { .. } => Outcome::Hold,
+            Decision::Hello { adopted: true, .. } => Outcome::Adopted,
+            Decision::Hello { adopted: false, .. } => Outcome::Alive,
             Decision::Remove { answer, .. } if answer.accepted() => Outcome::Accepted,
             Decision::Remove { .. } => Outcome::Keep,
             Decision::QueuedStored { .. } => Outcome::Recorded,
@@ -438,10 +465,12 @@ impl Decision {
             | Decision::SidecarConfirmed { host, .. }
             | Decision::SidecarSilent { host, .. }
             | Decision::SidecarForgotten { host, .. }
-            | Decision::SidecarAdopted { host, .. } => Some(host),
+            | Decision::SidecarAdopted { host, .. }
+            | Decision::Hello { host, .. } => Some(host),
             Decision::SidecarShutdown { order } => Some(&order.host),
             Decision::Launch { .. }
             | Decision::Hold { .. }
+            | Decision::LaunchHeld { .. }
             | Decision::AddRefused { .. }
             | Decision::AddNotNeeded { .. }
             | Decision::Setting { .. }
@@ -488,6 +517,22 @@ impl Decision {
                 }
                 _ => format!("at max: {}", launch_numbers(numbers)),
             },
+            Decision::LaunchHeld {
+                numbers,
+                refusals,
+                hold_ms,
+                refusal,
+            } => format!(
+                "lifecycle manager refused {refusals} create(s) in a row: no launch for {}s; {}; last refusal: {refusal}",
+                hold_ms.div_ceil(1000),
+                launch_numbers(numbers)
+            ),
+            Decision::Hello { adopted: true, .. } => {
+                "its agent started after the boot timeout: adopted, not deleted".into()
+            }
+            Decision::Hello { adopted: false, .. } => {
+                "its agent started: it runs; Jicofo's next rise is attributed to it".into()
+            }
             Decision::Remove {
                 reason,
                 answer,

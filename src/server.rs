@@ -166,13 +166,13 @@ pub async fn start(
         shutdown.clone(),
         tasks.clone(),
     ));
-    let app = crate::api::router(svc.clone(), Arc::new(parts.auth))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let http = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .into_future(),
-    );
+    let app = crate::api::router(svc.clone(), Arc::new(parts.auth));
+    // Issue 15 hook: the HTTP server with limits (src/http_server.rs) instead of axum::serve.
+    let limits = svc.cfg.server.clone();
+    let http = tokio::spawn(async move {
+        crate::http_server::serve(listener, app, &limits, shutdown).await;
+        Ok::<(), std::io::Error>(())
+    });
     Ok(Running {
         svc,
         addr,

@@ -646,6 +646,9 @@ impl Service {
             backend: self.lifecycle.backend_name(),
             lifecycle_up: self.lifecycle.is_up(),
             nodes: self.lifecycle.nodes(),
+            // Issue 15 hook: the launch hold after refused creates.
+            create_refusals: self.lifecycle.create_refusals(),
+            launch_hold_s: self.lifecycle.launch_hold_remaining().as_secs_f64(),
             leader: self.is_leader(),
             ready,
             store_write_failures: self.store.write_failures(),

@@ -108,6 +108,38 @@ async fn idle_gateway_is_drained_confirmed_then_deleted() {
     }
 }
 
+/// Issue 15, case 10: the agent announces itself by name at start; the scaler marks its
+/// booting host alive at once (a `hello` decision), before Jicofo counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_announces_itself_at_start() {
+    let st = gateways(0, 0, &[], 1, "").await;
+    let status =
+        st.s.eventually("a launch booting", WAIT, |v| {
+            v["ledger"]["hosts"]["booting"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let host = status["ledger"]["hosts"]["booting"][0]["host"]
+        .as_str()
+        .expect("host")
+        .to_owned();
+    let jibri = FakeJibri::start(Busy).await;
+    let agent = st.agent(&jibri, &format!("instance = {host:?}"));
+    agent.wait_log("announced to the scaler", WAIT).await;
+    let hellos = st.s.decisions("hello", &host).await;
+    assert_eq!(hellos.len(), 1, "{hellos:?}\n{}", st.s.log());
+    assert_eq!(hellos[0].0, "alive");
+    // A scaler without /hello (404) is not asked again, and the agent keeps working.
+    let legacy = st.agent(
+        &jibri,
+        "instance = \"gw-9\"\nhello_path = \"/no-such-path\"",
+    );
+    legacy
+        .wait_log("the scaler refused the announcement", WAIT)
+        .await;
+}
+
 /// BUSY never asks, even long past idle_time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_gateway_never_asks() {
@@ -304,7 +336,11 @@ async fn requests_are_signed_and_errors_never_drain() {
     let mut agent = Agent::start(
         &format!("http://{addr}/scaler"),
         &jibri,
-        &format!("sidecar_env_file = {:?}", env.display().to_string()),
+        // The hello is tested against the real scaler (`the_agent_announces_itself_at_start`).
+        &format!(
+            "sidecar_env_file = {:?}\nhello_path = \"\"",
+            env.display().to_string()
+        ),
     );
     assert!(agent.wait_exit(WAIT).await.success(), "{}", agent.log());
     let requests = std::mem::take(&mut rec.lock().expect("lock").requests);
@@ -547,6 +583,7 @@ fn ca_file_is_loaded_or_refused() {
         remove_path: "/remove".into(),
         remove_method: "POST".into(),
         drained_path: "/drained".into(),
+        hello_path: "/hello".into(),
         unhealthy_reason: "unhealthy".into(),
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(1),

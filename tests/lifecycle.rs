@@ -34,6 +34,7 @@ fn foreman_config(nodes: Vec<String>) -> LifecycleConfig {
             ..ForemanConfig::default()
         },
         command: CommandConfig::default(),
+        ..LifecycleConfig::default()
     }
 }
 
@@ -590,6 +591,7 @@ fn command_client(
         command: CommandConfig {
             program: Some(program.clone()),
             timeout,
+            ..CommandConfig::default()
         },
         ..LifecycleConfig::default()
     };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::jibri::{JibriClient, Probe};
 use self::machine::{Cause, Machine, Millis, Reason, Thresholds, backoff, jitter};
@@ -92,6 +92,9 @@ pub struct AgentConfig {
     pub drained_path: String,
     /// Send `POST {scaler_url}{drained_path}` once Jibri has stopped.
     pub confirm_drained: bool,
+    /// Path of the start announcement under `scaler_url` (`POST {"host": ...}`, so the scaler
+    /// knows at once that this host runs); empty: do not announce (a legacy scaler).
+    pub hello_path: String,
     /// Jibri's health endpoint.
     pub jibri_health_url: String,
     /// Jibri's graceful-shutdown endpoint.
@@ -167,6 +170,7 @@ impl Default for AgentConfig {
             unhealthy_reason: "unhealthy".into(),
             drained_path: "/drained".into(),
             confirm_drained: true,
+            hello_path: "/hello".into(),
             jibri_health_url: "http://127.0.0.1:2222/jibri/api/v1.0/health".into(),
             jibri_shutdown_url: "http://127.0.0.1:3333/jibri/api/internal/v1.0/gracefulShutdown"
                 .into(),
@@ -233,7 +237,11 @@ impl AgentConfig {
         if self.scaler_url.trim().is_empty() {
             p.push("scaler_url: required (e.g. https://meet.example.org/scaler)".into());
         } else {
-            for path in [&self.remove_path, &self.drained_path] {
+            let hello = (!self.hello_path.trim().is_empty()).then_some(&self.hello_path);
+            for path in [&self.remove_path, &self.drained_path]
+                .into_iter()
+                .chain(hello)
+            {
                 if let Err(e) = scaler::join_url(&self.scaler_url, path) {
                     p.push(format!("scaler_url: {e}"));
                 }
@@ -512,6 +520,7 @@ impl Agent {
                 remove_path: cfg.remove_path.clone(),
                 remove_method: cfg.remove_method.clone(),
                 drained_path: cfg.drained_path.clone(),
+                hello_path: cfg.hello_path.clone(),
                 unhealthy_reason: cfg.unhealthy_reason.clone(),
                 connect_timeout: cfg.connect_timeout,
                 request_timeout: cfg.request_timeout,
@@ -566,7 +575,11 @@ impl Agent {
         }
         let mut failures: u32 = 0;
         let mut last_shown: Option<Probe> = None;
+        let mut hello_pending = self.scaler.announces();
         loop {
+            if hello_pending {
+                hello_pending = !self.hello().await;
+            }
             let probe = self.jibri.health().await;
             if last_shown.as_ref() != Some(&probe) {
                 info!(jibri = %probe, "jibri state");
@@ -582,6 +595,26 @@ impl Agent {
             if !Self::sleep(self.cfg.check_interval, shutdown).await {
                 info!("agent stopping (signal)");
                 return Outcome::Stopped;
+            }
+        }
+    }
+
+    /// Announces this instance to the scaler; true when done (answered, or refused for good:
+    /// a scaler without `/hello` answers 404 and is not asked again), false to retry at the
+    /// next check.
+    async fn hello(&self) -> bool {
+        match self.scaler.hello(&self.instance).await {
+            Ok(()) => {
+                info!(host = %self.instance, "announced to the scaler");
+                true
+            }
+            Err(e) if e.is_permanent() => {
+                warn!(host = %self.instance, error = %e, "the scaler refused the announcement; not announcing again");
+                true
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot announce to the scaler yet; retrying at the next check");
+                false
             }
         }
     }

@@ -111,6 +111,8 @@ pub struct ScalerClient {
     remove_url: reqwest::Url,
     remove_method: Method,
     drained_url: reqwest::Url,
+    /// Where the agent announces itself at start; `None`: it does not.
+    hello_url: Option<reqwest::Url>,
     unhealthy_reason: String,
     signer: Option<Signer>,
     /// Say `"drain": "confirm"` in remove-me requests: this agent confirms with `drained`.
@@ -128,6 +130,8 @@ pub struct ScalerEndpoint {
     pub remove_method: String,
     /// Path of the drain confirmation.
     pub drained_path: String,
+    /// Path of the start announcement (`POST {"host": ...}`); empty: no announcement.
+    pub hello_path: String,
     /// Wire spelling of [`Reason::Unhealthy`].
     pub unhealthy_reason: String,
     /// Connect timeout.
@@ -169,6 +173,14 @@ impl ScalerClient {
             .map_err(|e| cfg(format!("scaler_url/remove_path: {e}")))?;
         let drained_url = join_url(&ep.base_url, &ep.drained_path)
             .map_err(|e| cfg(format!("scaler_url/drained_path: {e}")))?;
+        let hello_url = if ep.hello_path.trim().is_empty() {
+            None
+        } else {
+            Some(
+                join_url(&ep.base_url, &ep.hello_path)
+                    .map_err(|e| cfg(format!("scaler_url/hello_path: {e}")))?,
+            )
+        };
         let mut builder = reqwest::Client::builder()
             .connect_timeout(ep.connect_timeout)
             .timeout(ep.request_timeout)
@@ -194,6 +206,7 @@ impl ScalerClient {
             remove_url,
             remove_method,
             drained_url,
+            hello_url,
             unhealthy_reason: ep.unhealthy_reason.clone(),
             signer,
             drain_confirm: false,
@@ -236,6 +249,29 @@ impl ScalerClient {
             "accepted" => Ok(Answer::Accepted),
             "keep" => Ok(Answer::Keep),
             other => Err(ScalerError::Body(other.to_owned())),
+        }
+    }
+
+    /// Whether the agent announces itself at start.
+    pub fn announces(&self) -> bool {
+        self.hello_url.is_some()
+    }
+
+    /// Announces that the agent on `host` has started (any 2xx is success), so the scaler
+    /// knows by name that the host runs (issue 15).
+    pub async fn hello(&self, host: &str) -> Result<(), ScalerError> {
+        let Some(url) = &self.hello_url else {
+            return Ok(());
+        };
+        let body = json!({"host": host});
+        let (status, text) = self.send(Method::POST, url, &body).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ScalerError::Status {
+                status: status.as_u16(),
+                body: text,
+            })
         }
     }
 

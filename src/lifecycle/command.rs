@@ -23,6 +23,10 @@ const DOWN_AFTER: u32 = 3;
 const OUTPUT_LIMIT: usize = 64 * 1024;
 /// Exit code meaning "this subcommand is not implemented".
 const EXIT_UNSUPPORTED: i32 = 2;
+/// PATH of the program when `serve` has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Variables of `serve`'s environment every run gets (nothing secret).
+const BASE_ENV: [&str; 2] = ["PATH", "LANG"];
 
 /// Health counters of the program.
 #[derive(Debug, Default)]
@@ -38,9 +42,13 @@ struct Health {
 pub struct CommandRunner {
     program: PathBuf,
     timeout: Duration,
+    /// Extra variable names inherited from `serve` (`lifecycle.command.pass_env`).
+    pass_env: Vec<String>,
     health: Mutex<Health>,
     /// Metrics hook, told about every finished run.
     pub(super) observer: ObserverSlot,
+    /// The launch hold after refused creates (issue 15).
+    pub(super) refusals: super::RefusalSlot,
 }
 
 /// A finished run.
@@ -78,11 +86,34 @@ impl CommandRunner {
         if cfg.timeout.is_zero() {
             return Err(config("timeout must be positive".into()));
         }
+        for name in &cfg.pass_env {
+            let valid = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(config(format!(
+                    "pass_env: {:?} is not a variable name",
+                    bounded(name)
+                )));
+            }
+            // The scaler's own settings, tokens included, never reach the program.
+            if name
+                .to_ascii_uppercase()
+                .starts_with(crate::config::ENV_PREFIX)
+            {
+                return Err(config(format!(
+                    "pass_env: {name} is refused ({}* variables hold the scaler's settings and secrets)",
+                    crate::config::ENV_PREFIX
+                )));
+            }
+        }
         Ok(CommandRunner {
             program: program.clone(),
             timeout: cfg.timeout,
+            pass_env: cfg.pass_env.clone(),
             health: Mutex::new(Health::default()),
             observer: ObserverSlot::default(),
+            refusals: super::RefusalSlot::default(),
         })
     }
 
@@ -244,6 +275,21 @@ impl CommandRunner {
     async fn run(&self, args: &[&str]) -> Result<Finished, String> {
         let program = self.program.display();
         let mut cmd = tokio::process::Command::new(&self.program);
+        // A minimal environment: `serve`'s may hold the Foreman token and other secrets.
+        cmd.env_clear();
+        for name in BASE_ENV
+            .iter()
+            .copied()
+            .chain(self.pass_env.iter().map(String::as_str))
+        {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        if std::env::var_os("PATH").is_none() {
+            cmd.env("PATH", DEFAULT_PATH);
+        }
+        cmd.envs(call_env(args));
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -288,6 +334,35 @@ impl CommandRunner {
     pub fn program(&self) -> &Path {
         &self.program
     }
+}
+
+/// The variables describing one call, besides argv: `JITSI_SCALER_OP` always, and
+/// `JITSI_SCALER_HOST` (add, remove), `JITSI_SCALER_INSTANCE_TYPE` (add),
+/// `JITSI_SCALER_PREFIX` (list), `JITSI_SCALER_IP` (find-ip).
+fn call_env<'a>(args: &[&'a str]) -> Vec<(&'static str, &'a str)> {
+    let mut env = Vec::new();
+    match args {
+        ["add", instance_type, name] => {
+            env.push(("JITSI_SCALER_OP", "add"));
+            env.push(("JITSI_SCALER_INSTANCE_TYPE", *instance_type));
+            env.push(("JITSI_SCALER_HOST", *name));
+        }
+        ["remove", name] => {
+            env.push(("JITSI_SCALER_OP", "remove"));
+            env.push(("JITSI_SCALER_HOST", *name));
+        }
+        ["list", prefix] => {
+            env.push(("JITSI_SCALER_OP", "list"));
+            env.push(("JITSI_SCALER_PREFIX", *prefix));
+        }
+        ["find-ip", ip] => {
+            env.push(("JITSI_SCALER_OP", "find-ip"));
+            env.push(("JITSI_SCALER_IP", *ip));
+        }
+        [op, ..] => env.push(("JITSI_SCALER_OP", *op)),
+        [] => {}
+    }
+    env
 }
 
 /// The metrics `op` label of a subcommand (same names as the Foreman backend).

@@ -123,6 +123,8 @@ pub struct ForemanClient {
     cursor: AtomicUsize,
     /// Metrics hook, told about every finished attempt.
     pub(super) observer: ObserverSlot,
+    /// The launch hold after refused creates (issue 15).
+    pub(super) refusals: super::RefusalSlot,
 }
 
 impl std::fmt::Debug for ForemanClient {
@@ -248,6 +250,7 @@ impl ForemanClient {
             backoff_max: cfg.backoff_max,
             cursor: AtomicUsize::new(0),
             observer: ObserverSlot::default(),
+            refusals: super::RefusalSlot::default(),
         })
     }
 
@@ -381,7 +384,9 @@ impl ForemanClient {
                     return Ok(value);
                 }
                 Step::Refused(msg) => {
-                    permit.node_alive();
+                    // Issue 15: a definitive refusal (wrong token, missing permission, a login
+                    // page) repeats on every call: it counts toward the breaker like a failure.
+                    permit.node_failed(&msg);
                     node.calls_failed.fetch_add(1, Ordering::Relaxed);
                     note(false, &msg);
                     return Err(LifecycleError::Refused(msg));
@@ -490,6 +495,9 @@ impl ForemanClient {
             Err(e) => return Answer::unreachable(format!("{url}: create {name}: {e}")),
         };
         match status.as_u16() {
+            200 | 201 if !is_host(&text) => {
+                Answer::new(status, not_a_host(url, "create", name, &text))
+            }
             200 | 201 => Answer::new(status, Step::Done(Created { ip: host_ip(&text) })),
             // An earlier attempt created it and its answer was lost: confirm it exists.
             422 if name_taken(&text) => self.confirm_on(index, name).await,
@@ -512,6 +520,7 @@ impl ForemanClient {
             Err(e) => return Answer::unreachable(format!("{url}: confirm {name}: {e}")),
         };
         match status.as_u16() {
+            200 if !is_host(&text) => Answer::new(status, not_a_host(url, "confirm", name, &text)),
             200 => {
                 tracing::info!(node = %url, name, "lifecycle create: name taken, host exists: an earlier attempt created it");
                 Answer::new(status, Step::Done(Created { ip: host_ip(&text) }))
@@ -699,14 +708,42 @@ fn describe(error: reqwest::Error) -> String {
 }
 
 /// The step for an answer that is neither the operation's success nor a case it handles itself.
+/// A refusal ends with what to fix.
 fn classify<T>(url: &str, op: &str, subject: &str, status: StatusCode, body: &str) -> Step<T> {
     let msg = format!("{url}: {op} {subject}: {status}: {}", bounded(body));
     match status.as_u16() {
         408 | 429 | 500..=599 => Step::Retry(msg),
         300..=399 => Step::Refused(format!("{msg} (redirect: check the node URL)")),
-        400..=499 => Step::Refused(msg),
+        401 => Step::Refused(format!(
+            "{msg}; Foreman refused the token: check lifecycle.foreman.user/token"
+        )),
+        403 => Step::Refused(format!(
+            "{msg}; Foreman denied the call: give lifecycle.foreman.user the host permissions (view, create, destroy hosts)"
+        )),
+        422 => Step::Refused(format!(
+            "{msg}; Foreman rejected the host: check lifecycle.foreman.host_parameters"
+        )),
+        400..=499 => Step::Refused(format!("{msg}; check the [lifecycle.foreman] settings")),
         _ => Step::Retry(msg),
     }
+}
+
+/// True when a success answer is a Foreman host (a JSON object with a name or an id), not a
+/// login page or a proxy's HTML.
+fn is_host(body: &str) -> bool {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .is_some_and(|o| o.contains_key("name") || o.contains_key("id"))
+}
+
+/// The refusal for a success answer that is not a host.
+fn not_a_host<T>(url: &str, op: &str, subject: &str, body: &str) -> Step<T> {
+    Step::Refused(format!(
+        "{url}: {op} {subject}: a success answer that is not a Foreman host ({}); \
+         a login page or proxy answers instead of the API: check lifecycle.foreman.nodes",
+        bounded(body)
+    ))
 }
 
 /// True for Foreman's `{"error":{"errors":{"name":["has already been taken"]}}}`.

@@ -7,13 +7,15 @@
 mod breaker;
 mod command;
 mod foreman;
+mod refusal;
 
 pub use command::CommandRunner;
 pub use foreman::ForemanClient;
+pub use refusal::Hold;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +31,19 @@ pub struct LifecycleConfig {
     pub foreman: ForemanConfig,
     /// Command settings.
     pub command: CommandConfig,
+    /// After a definitive create refusal (401/403, a validation 422, a success that is not a
+    /// host) no launch is tried for this long; it doubles per consecutive refusal.
+    #[serde(with = "crate::duration")]
+    pub refusal_backoff: Duration,
+    /// Cap of `refusal_backoff`.
+    #[serde(with = "crate::duration")]
+    pub refusal_backoff_max: Duration,
 }
+
+/// Default first launch hold after a refused create.
+const REFUSAL_BACKOFF: Duration = Duration::from_secs(30);
+/// Default cap of the launch hold.
+const REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 
 impl Default for LifecycleConfig {
     fn default() -> Self {
@@ -38,6 +52,8 @@ impl Default for LifecycleConfig {
             name_prefix: "vsg".into(),
             foreman: ForemanConfig::default(),
             command: CommandConfig::default(),
+            refusal_backoff: REFUSAL_BACKOFF,
+            refusal_backoff_max: REFUSAL_BACKOFF_MAX,
         }
     }
 }
@@ -150,6 +166,10 @@ pub struct CommandConfig {
     /// Timeout of one run (the program is killed after it).
     #[serde(with = "crate::duration")]
     pub timeout: Duration,
+    /// Names of variables of `serve`'s environment the program also gets (it otherwise runs
+    /// with PATH, LANG and its own `JITSI_SCALER_*` call variables only; see docs/lifecycle.md).
+    /// `JITSI_SCALER_*` names are refused: they hold the scaler's own settings and secrets.
+    pub pass_env: Vec<String>,
 }
 
 impl Default for CommandConfig {
@@ -157,6 +177,7 @@ impl Default for CommandConfig {
         CommandConfig {
             program: None,
             timeout: Duration::from_secs(120),
+            pass_env: Vec::new(),
         }
     }
 }
@@ -293,7 +314,49 @@ impl ObserverSlot {
     }
 }
 
+/// Where a backend keeps its launch hold.
+#[derive(Debug)]
+pub(crate) struct RefusalSlot(Mutex<refusal::RefusalHold>);
+
+impl Default for RefusalSlot {
+    fn default() -> Self {
+        RefusalSlot(Mutex::new(refusal::RefusalHold::new(
+            REFUSAL_BACKOFF,
+            REFUSAL_BACKOFF_MAX,
+        )))
+    }
+}
+
+impl RefusalSlot {
+    fn lock(&self) -> MutexGuard<'_, refusal::RefusalHold> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Lifecycle {
+    fn refusal_slot(&self) -> &RefusalSlot {
+        match self {
+            Lifecycle::Foreman(c) => &c.refusals,
+            Lifecycle::Command(c) => &c.refusals,
+        }
+    }
+
+    /// The launch hold in force after definitive create refusals, if any (issue 15): the
+    /// launch loop records no new host while it lasts. `Hold::new` is true once per refusal.
+    pub fn launch_hold(&self) -> Option<Hold> {
+        self.refusal_slot().lock().held(Instant::now())
+    }
+
+    /// Time left of the launch hold (zero: none), for status and metrics.
+    pub fn launch_hold_remaining(&self) -> Duration {
+        self.refusal_slot().lock().remaining(Instant::now())
+    }
+
+    /// Consecutive refused creates (0 after a successful create).
+    pub fn create_refusals(&self) -> u32 {
+        self.refusal_slot().lock().refusals()
+    }
+
     /// Sets the observer of finished call attempts (once; later calls are ignored).
     pub fn set_observer(&self, observer: CallObserver) {
         let slot = match self {
@@ -305,19 +368,49 @@ impl Lifecycle {
 
     /// Builds the configured backend: reads `token_file` and `ca_file`, validates node URLs.
     pub fn from_config(cfg: &LifecycleConfig) -> Result<Self, LifecycleError> {
-        match cfg.backend {
+        if cfg.refusal_backoff.is_zero() {
+            return Err(LifecycleError::Config(
+                "lifecycle.refusal_backoff must be positive".into(),
+            ));
+        }
+        let lc = match cfg.backend {
             Backend::Foreman => ForemanClient::new(&cfg.foreman).map(Lifecycle::Foreman),
             Backend::Command => CommandRunner::new(&cfg.command).map(Lifecycle::Command),
-        }
+        }?;
+        lc.refusal_slot()
+            .lock()
+            .configure(cfg.refusal_backoff, cfg.refusal_backoff_max);
+        Ok(lc)
     }
 
     /// Creates host `name` (the scaler chose the name and recorded it before this call).
+    /// A definitive refusal starts (or doubles) the launch hold and logs what to fix.
     pub async fn create(&self, name: &str, instance_type: &str) -> Result<Created, LifecycleError> {
-        validate_name(name)?;
-        match self {
-            Lifecycle::Foreman(c) => c.create(name, instance_type).await,
-            Lifecycle::Command(c) => c.create(name, instance_type).await,
+        let result = match validate_name(name) {
+            Err(e) => Err(e),
+            Ok(()) => match self {
+                Lifecycle::Foreman(c) => c.create(name, instance_type).await,
+                Lifecycle::Command(c) => c.create(name, instance_type).await,
+            },
+        };
+        match &result {
+            Ok(_) => self.refusal_slot().lock().succeeded(),
+            Err(e) if e.is_definitive() => {
+                let mut slot = self.refusal_slot().lock();
+                let hold = slot.refused(Instant::now(), &e.to_string());
+                let refusals = slot.refusals();
+                drop(slot);
+                tracing::error!(
+                    host = name,
+                    refusals,
+                    hold_s = hold.as_secs(),
+                    "create refused, no launch for {}: {e}",
+                    humantime::format_duration(hold)
+                );
+            }
+            Err(_) => {}
         }
+        result
     }
 
     /// Deletes host `name`; "already gone" (404) is success.

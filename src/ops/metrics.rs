@@ -152,6 +152,10 @@ pub struct View {
     pub lifecycle_up: bool,
     /// Per-node lifecycle state.
     pub nodes: Vec<NodeStatus>,
+    /// Consecutive definitive create refusals (0 after a created host).
+    pub create_refusals: u32,
+    /// Seconds left of the launch hold after a refusal (0: none).
+    pub launch_hold_s: f64,
     /// This replica runs the launch loop.
     pub leader: bool,
     /// `/ready` answers 200.
@@ -618,6 +622,19 @@ fn scrape_registry(v: &View) -> Registry {
     if let Some(c) = &v.capacity {
         capacity_gauges(&mut r, c);
     }
+    r.register(
+        "jitsi_scaler_lifecycle_create_refusals",
+        "Consecutive creates the lifecycle manager refused definitively (401/403, a validation error, an answer that is not a host); 0 after a created host",
+        Gauge::<i64>::default().tap(i64::from(v.create_refusals)),
+    );
+    let hold = FloatGauge::default();
+    hold.set(v.launch_hold_s);
+    r.register_with_unit(
+        "jitsi_scaler_launch_hold",
+        "Time left during which no host is launched after a refused create (0: none)",
+        Unit::Seconds,
+        hold,
+    );
     r
 }
 

@@ -224,6 +224,11 @@ impl Controller for Ours {
         }
     }
 
+    /// The same ledger call as `serve`'s `POST {prefix}/hello`.
+    fn hello(&mut self, w: &mut World, host: &str) {
+        self.ledger.hello(host, w.now());
+    }
+
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
         self.settings.min_available = self.min_now(w);

@@ -120,6 +120,9 @@ pub trait Controller {
     fn tick(&mut self, w: &mut World);
     /// A gateway's remove-me request.
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer;
+    /// A gateway's agent announces itself by name when its host has booted (`POST
+    /// {prefix}/hello`). Policies that do not listen ignore it.
+    fn hello(&mut self, _w: &mut World, _host: &str) {}
     /// The gateway-side script this policy comes with.
     fn agent(&self) -> AgentModel {
         AgentModel::OURS
@@ -677,6 +680,9 @@ impl World {
             Ev::BootDone(g) => {
                 if self.gws[g].state == GwState::Booting {
                     self.become_idle(g);
+                    // The agent starts with the host and says hello.
+                    let host = self.gws[g].host.clone();
+                    ctl.hello(self, &host);
                 }
             }
             Ev::CallEnd(g, generation) => {

@@ -112,6 +112,9 @@ pub struct Script {
     pub always: Option<u16>,
     /// Delay before answering any request.
     pub delay: Duration,
+    /// Every request is answered with this (status, content type, body) while set: a wrong
+    /// token, a validation error, a login page in front of the API (issue 15).
+    pub instead: Option<(u16, &'static str, String)>,
 }
 
 /// One node: its request log and script.
@@ -231,6 +234,28 @@ impl FakeForeman {
         self.script().always = down.then_some(500);
     }
 
+    /// Every request to this node is answered with (status, content type, body) while set.
+    pub fn answer_instead(&self, answer: Option<(u16, &'static str, String)>) {
+        self.script().instead = answer;
+    }
+
+    /// Create requests this node received, answered or not.
+    pub fn create_requests(&self) -> u64 {
+        self.count_seen(Method::POST)
+    }
+
+    /// Delete requests this node received, answered or not.
+    pub fn delete_requests(&self) -> u64 {
+        self.count_seen(Method::DELETE)
+    }
+
+    fn count_seen(&self, method: Method) -> u64 {
+        lock(&self.node.seen)
+            .iter()
+            .filter(|r| r.method == method && r.path().starts_with("/api/hosts"))
+            .count() as u64
+    }
+
     /// The next `times` requests to this node are answered `status` with `body`.
     pub fn fail_next(&self, status: u16, body: &str, times: usize) {
         let mut s = self.script();
@@ -270,6 +295,10 @@ async fn gate(node: &Node, method: Method, uri: Uri, headers: HeaderMap) -> Opti
         }
         if let Some(status) = script.always {
             return Some(error(status, "broken"));
+        }
+        if let Some((status, content_type, body)) = script.instead.clone() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Some((status, [(header::CONTENT_TYPE, content_type)], body).into_response());
         }
     }
     (!authorized).then(|| error(401, "Unable to authenticate user"))

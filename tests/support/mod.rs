@@ -370,7 +370,11 @@ impl Scaler {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        // SCALER_TEST_BIN runs another build (e.g. the previous commit's, for a
+        // before/after measurement); default: this build.
+        let bin = std::env::var_os("SCALER_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_jitsi-scaler").into());
+        let child = Command::new(bin)
             .args(["serve", "--config"])
             .arg(self.config_path())
             .env("RUST_LOG", "info,jitsi_scaler=debug")

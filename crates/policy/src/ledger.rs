@@ -122,6 +122,11 @@ pub struct Instance {
     /// The last lifecycle error, for the status page.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// When the host proved by itself that it runs (its agent announced itself) while the
+    /// ledger still had it in flight or failed: it is never failed or deleted for not showing
+    /// up, and the next rise of Jicofo's count is attributed to it first.
+    #[serde(default)]
+    pub alive_at: Option<Millis>,
     /// How its approved removal is carried out (set at approval; see [`DrainMode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainMode>,
@@ -151,6 +156,7 @@ impl Instance {
             ip: None,
             attempts: 0,
             last_error: None,
+            alive_at: None,
             drain: None,
             sidecar: None,
             parked: false,
@@ -341,6 +347,20 @@ impl Ledger {
         }
     }
 
+    /// The lifecycle manager refused the create outright (401/403, a validation error, an
+    /// answer that is not a host): nothing was created, so nothing is owed; the entry ends as
+    /// `launch_failed`, not counted, and is forgotten after the retention period.
+    pub fn launch_refused(&mut self, host: &str, now: Millis, error: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host))
+            && i.state.in_flight()
+        {
+            i.set_state(State::LaunchFailed, now);
+            i.deleted_at = Some(now);
+            i.attempts = 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
     /// A delete call failed; it is retried on the next tick.
     pub fn delete_error(&mut self, host: &str, error: &str) {
         if let Some(i) = self.instances.get_mut(&key_of(host)) {
@@ -404,6 +424,33 @@ impl Ledger {
         if let Some(i) = self.instances.get_mut(&key) {
             i.seen_at.get_or_insert(now);
             i.set_state(State::Ready, now);
+        }
+        true
+    }
+
+    /// The agent on `name` announced itself when it started: the host runs. An in-flight
+    /// entry is marked alive (attributed first by the next rise of Jicofo's count, never failed
+    /// by the boot timeout); a `launch_failed` entry whose delete has not happened yet is
+    /// adopted back as in flight and alive, so it is not deleted under a call. Jicofo may not
+    /// count the host yet, so `counted` is left to the readings. Returns whether anything
+    /// changed.
+    pub fn hello(&mut self, name: &str, now: Millis) -> bool {
+        let Some(key) = self.find(name).map(|i| key_of(&i.host)) else {
+            return false;
+        };
+        let Some(i) = self.instances.get_mut(&key) else {
+            return false;
+        };
+        let adoptable = i.state == State::LaunchFailed && i.deleted_at.is_none() && !i.counted;
+        // In flight and not yet known alive, or failed and still there.
+        let news = (i.state.in_flight() && i.alive_at.is_none()) || adoptable;
+        if !news {
+            return false;
+        }
+        i.alive_at = Some(now);
+        // The create happened: whatever its call said, the host exists.
+        if i.state != State::Booting {
+            i.set_state(State::Booting, now);
         }
         true
     }
@@ -527,12 +574,37 @@ impl Ledger {
         let counted = self.instances.values().filter(|i| i.counted).count() as i64;
         let mut diff = i64::from(obs.total) - counted - self.offset;
         if diff > 0 {
-            // Launches whose sidecar already reports go first: they are proven to run.
-            let order = |i: &Instance| match i.sidecar {
-                Some(_) => i.created_at / 2,
-                None => u64::MAX / 2 + i.created_at / 2,
+            // Hosts proven to run go first: those that announced themselves (earliest hello
+            // first), then launches whose sidecar already reports; then the oldest.
+            let order = |i: &Instance| match (i.alive_at, i.sidecar.is_some()) {
+                (Some(t), _) => t / 4,
+                (None, true) => u64::MAX / 4 + i.created_at / 4,
+                (None, false) => u64::MAX / 2 + i.created_at / 2,
             };
             for key in self.oldest(|i| i.state.in_flight(), order) {
+                if diff == 0 {
+                    break;
+                }
+                if let Some(i) = self.instances.get_mut(&key) {
+                    i.counted = true;
+                    i.seen_at = Some(obs.taken_at);
+                    i.set_state(State::Ready, obs.taken_at);
+                    events.push(Event::Seen {
+                        host: key.clone(),
+                        boot_ms: obs.taken_at.saturating_sub(i.created_at),
+                    });
+                    diff -= 1;
+                }
+            }
+        }
+        if diff > 0 {
+            // Nothing in flight explains the rise: a failed launch whose delete has not
+            // happened yet may have booted late. It shows itself alive: adopt it rather than
+            // delete it under a call.
+            for key in self.oldest(
+                |i| i.state == State::LaunchFailed && i.deleted_at.is_none() && !i.counted,
+                |i| i.state_since,
+            ) {
                 if diff == 0 {
                     break;
                 }
@@ -604,6 +676,22 @@ impl Ledger {
             let approved = i.approved_at.map(|t| now.saturating_sub(t));
             let (state, counted) = (i.state, i.counted);
             if state.in_flight() && created >= timing.boot_timeout_ms {
+                if i.alive_at.is_some() {
+                    // It runs: never failed. A gateway Jicofo counts beyond the ledger is
+                    // taken to be this one (it joined before it could be attributed).
+                    if self.offset > 0 {
+                        self.set_counted(&key, true);
+                        if let Some(i) = self.instances.get_mut(&key) {
+                            i.seen_at = Some(now);
+                            i.set_state(State::Ready, now);
+                            events.push(Event::Seen {
+                                host: key.clone(),
+                                boot_ms: now.saturating_sub(i.created_at),
+                            });
+                        }
+                    }
+                    continue;
+                }
                 if let Some(i) = self.instances.get_mut(&key) {
                     i.set_state(State::LaunchFailed, now);
                 }
@@ -748,6 +836,117 @@ mod tests {
         l.delete_done("a", t.boot_timeout_ms + 1);
         assert!(l.deletes_owed().is_empty());
         let ev = l.expire(&t, t.boot_timeout_ms + 1 + t.retention_ms);
+        assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
+    }
+
+    #[test]
+    fn a_host_that_says_hello_is_attributed_first_and_never_failed() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb_t(&obs(0, 0));
+        // a: slow boot, launched first; b: fast, says hello when it starts.
+        l.record_launch("a", Origin::Scaler, 10);
+        l.record_launch("b", Origin::Scaler, 20);
+        l.launch_confirmed("a", 11);
+        l.launch_confirmed("b", 21);
+        assert!(l.hello("b", 30));
+        assert!(!l.hello("b", 31), "a repeated hello changes nothing");
+        assert!(!l.hello("nobody", 31));
+        // Jicofo counts one more: it is b (by name), not the oldest launch a.
+        let ev = l.absorb_t(&obs(1, 40));
+        assert_eq!(
+            ev,
+            vec![Event::Seen {
+                host: "b".into(),
+                boot_ms: 20
+            }]
+        );
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::Booting));
+        // a times out: it never proved it runs.
+        l.expire(&t, 10 + t.boot_timeout_ms);
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::LaunchFailed));
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        // a's agent announces itself before the delete happened: adopted, no delete owed.
+        assert!(l.hello("a", 20 + t.boot_timeout_ms));
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::Booting));
+        assert!(l.deletes_owed().is_empty());
+        // Past the boot timeout an alive host stays in flight while Jicofo does not count
+        // it, and is taken as Jicofo's unexplained extra gateway once there is one.
+        assert!(l.expire(&t, 30 + t.boot_timeout_ms).is_empty());
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::Booting));
+        l.absorb_t(&obs(2, 40 + t.boot_timeout_ms));
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::Ready));
+    }
+
+    #[test]
+    fn an_alive_host_past_the_boot_timeout_claims_an_unexplained_gateway() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb_t(&obs(0, 0));
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        l.hello("a", 5);
+        // Jicofo's count rose while nothing was in flight... a was; so simulate a rise
+        // attributed elsewhere: an unmanaged gateway appears in the offset.
+        l.offset = 1;
+        let ev = l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(
+            ev,
+            vec![Event::Seen {
+                host: "a".into(),
+                boot_ms: t.boot_timeout_ms
+            }]
+        );
+        assert_eq!(l.offset(), 0);
+        assert!(
+            l.get("a")
+                .is_some_and(|i| i.counted && i.state == State::Ready)
+        );
+    }
+
+    #[test]
+    fn an_unexplained_rise_adopts_a_failed_launch_not_yet_deleted() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb_t(&obs(0, 0));
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        // The delete failed (lifecycle down); a boots late: Jicofo counts one more.
+        l.delete_error("a", "down");
+        let ev = l.absorb_t(&obs(1, t.boot_timeout_ms + 5));
+        assert_eq!(
+            ev,
+            vec![Event::Seen {
+                host: "a".into(),
+                boot_ms: t.boot_timeout_ms + 5
+            }]
+        );
+        assert!(l.deletes_owed().is_empty());
+        assert_eq!(l.offset(), 0);
+        // A deleted failed launch is never adopted: the rise is someone else's.
+        let mut l = Ledger::new();
+        l.absorb_t(&obs(0, 0));
+        l.record_launch("b", Origin::Scaler, 0);
+        l.expire(&t, t.boot_timeout_ms);
+        l.delete_done("b", t.boot_timeout_ms + 1);
+        l.absorb_t(&obs(1, t.boot_timeout_ms + 5));
+        assert_eq!(l.get("b").map(|i| i.state), Some(State::LaunchFailed));
+        assert_eq!(l.offset(), 1);
+    }
+
+    #[test]
+    fn a_refused_create_owes_nothing() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_refused("a", 5, "401");
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::LaunchFailed));
+        assert!(l.creates_owed().is_empty());
+        assert!(l.deletes_owed().is_empty());
+        assert_eq!(crate::Counts::of(&l).in_flight, 0);
+        let ev = l.expire(&t, 5 + t.retention_ms);
         assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
     }
 
