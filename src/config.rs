@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::lifecycle::{Backend, LifecycleConfig};
 
 /// Prefix of environment variables that override config keys.
-pub const ENV_PREFIX: &str = "JITSI_SCALER_";
+pub use crate::runtime::ENV_PREFIX;
 
 /// The whole configuration of `serve`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -651,6 +651,33 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_samples_is_a_checked_config_key() {
+        let load = |toml: &str| Config::from_toml(toml, "", &BTreeMap::new());
+        let default = load("").expect("defaults");
+        assert_eq!(
+            default.metrics.history_samples,
+            crate::ops::history::DEFAULT_SAMPLES
+        );
+        let c = load("[metrics]\nhistory_samples = 720\n").expect("parses");
+        assert_eq!(c.metrics.history_samples, 720);
+        assert!(c.problems().is_empty());
+        for bad in [0, 9, crate::ops::history::MAX_SAMPLES + 1] {
+            let c = load(&format!("[metrics]\nhistory_samples = {bad}\n")).expect("parses");
+            let p = c.problems();
+            assert!(
+                p.iter().any(|p| p.starts_with("metrics.history_samples:")),
+                "{bad}: {p:?}"
+            );
+        }
+        let env = BTreeMap::from([(
+            "JITSI_SCALER_METRICS__HISTORY_SAMPLES".to_string(),
+            "100".to_string(),
+        )]);
+        let c = Config::from_toml("", "", &env).expect("env override");
+        assert_eq!(c.metrics.history_samples, 100);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -99,11 +99,11 @@ impl CommandRunner {
             // The scaler's own settings, tokens included, never reach the program.
             if name
                 .to_ascii_uppercase()
-                .starts_with(crate::config::ENV_PREFIX)
+                .starts_with(crate::runtime::ENV_PREFIX)
             {
                 return Err(config(format!(
                     "pass_env: {name} is refused ({}* variables hold the scaler's settings and secrets)",
-                    crate::config::ENV_PREFIX
+                    crate::runtime::ENV_PREFIX
                 )));
             }
         }
