@@ -41,6 +41,10 @@ fn ledger() -> Ledger {
             ip: Some(format!("10.{}.{}.{}", n / 65536, n / 256 % 256, n % 256)),
             attempts: 0,
             last_error: None,
+            started_at: None,
+            to_pool: false,
+            refill: false,
+            start_failures: 0,
         }
     });
     Ledger::from_parts(instances, 0)

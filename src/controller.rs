@@ -214,6 +214,13 @@ fn log_event(svc: &Service, e: &Event) {
             tracing::debug!(host, "forgotten after the retention period");
             return;
         }
+        // warm pool (issue 13)
+        Event::Resumed { .. } | Event::StartTimeout { .. } | Event::PoolTrimmed { .. } => {
+            match crate::warm_pool::event_decision(e) {
+                Some(d) => d,
+                None => return,
+            }
+        }
     };
     svc.record(d);
 }

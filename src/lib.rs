@@ -19,3 +19,4 @@ pub mod plan;
 pub mod service;
 pub mod sim;
 pub mod store;
+pub mod warm_pool;

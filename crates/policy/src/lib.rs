@@ -8,6 +8,7 @@
 
 mod decide;
 mod ledger;
+mod pool;
 mod settings;
 
 pub use decide::{
@@ -15,6 +16,10 @@ pub use decide::{
     decide_external_add, decide_launch, decide_removal,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
+pub use pool::{
+    LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
+    remove_request_with_pool, tick_with_pool,
+};
 pub use settings::{Settings, SettingsError, Timing};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
