@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use serde_json::{Value, json};
 
 /// Binds a listener on a free loopback port and serves `app` on it.
@@ -104,7 +104,8 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
     }
     let (total, available) = match follow {
         Some(f) => {
-            let t = total + f.host_count() as u32;
+            // Only hosts that run and have finished booting (provisioning or power-on).
+            let t = total + f.running_count() as u32;
             (t, t.saturating_sub(busy))
         }
         None => (total, available),
@@ -131,6 +132,26 @@ pub struct ForemanState {
     /// Store the next N creates but answer only after this delay (the client times out).
     pub lose_create_responses: u32,
     pub slow: Duration,
+    /// Power state per host (warm pool): created hosts are on.
+    pub power: BTreeMap<String, Power>,
+    /// A created host joins (is counted by a following Jicofo) this long after the create.
+    pub provision_delay: Duration,
+    /// A started host joins this long after the power-on.
+    pub power_on_delay: Duration,
+    /// Every power action received, in order: (host, action).
+    pub power_actions: Vec<(String, String)>,
+    /// The compute resource has no power management: power actions get 422.
+    pub no_power: bool,
+    /// Answer the next N power actions with 500.
+    pub fail_power: u32,
+}
+
+/// One host's power state in the fake Foreman.
+#[derive(Clone, Copy, Debug)]
+pub struct Power {
+    pub on: bool,
+    /// When its gateway is up (joined), while on.
+    pub up_at: Option<Instant>,
 }
 
 /// A fake Foreman API v2 (hosts create/get/delete/search) on loopback.
@@ -146,6 +167,7 @@ impl FakeForeman {
         let app = Router::new()
             .route("/api/hosts", get(fm_search).post(fm_create))
             .route("/api/hosts/{name}", get(fm_get).delete(fm_delete))
+            .route("/api/hosts/{name}/power", put(fm_power))
             .with_state(state.clone());
         let addr = serve_on_loopback(app).await;
         FakeForeman {
@@ -156,6 +178,59 @@ impl FakeForeman {
 
     pub fn host_count(&self) -> usize {
         self.state.lock().expect("lock").hosts.len()
+    }
+
+    /// Hosts powered on whose gateway is up (past its provisioning or power-on delay).
+    pub fn running_count(&self) -> usize {
+        let s = self.state.lock().expect("lock");
+        let now = Instant::now();
+        s.hosts
+            .keys()
+            .filter(|h| {
+                s.power
+                    .get(*h)
+                    .is_none_or(|p| p.on && p.up_at.is_some_and(|t| t <= now))
+            })
+            .count()
+    }
+
+    /// Hosts that exist and are powered off.
+    pub fn stopped(&self) -> Vec<String> {
+        let s = self.state.lock().expect("lock");
+        s.hosts
+            .keys()
+            .filter(|h| s.power.get(*h).is_some_and(|p| !p.on))
+            .cloned()
+            .collect()
+    }
+
+    /// Adds a host that exists powered off (left from a previous run).
+    pub fn add_stopped(&self, name: &str) {
+        let mut s = self.state.lock().expect("lock");
+        let n = s.hosts.len() + 10;
+        s.hosts.insert(
+            name.to_string(),
+            json!({"name": name, "ip": format!("10.9.1.{n}"), "id": n}),
+        );
+        s.power.insert(
+            name.to_string(),
+            Power {
+                on: false,
+                up_at: None,
+            },
+        );
+    }
+
+    /// Sets the provisioning and power-on delays.
+    pub fn set_delays(&self, provision: Duration, power_on: Duration) {
+        let mut s = self.state.lock().expect("lock");
+        s.provision_delay = provision;
+        s.power_on_delay = power_on;
+    }
+
+    /// Power actions received so far: (host, action).
+    pub fn power_actions(&self) -> Vec<(String, String)> {
+        self.state.lock().expect("lock").power_actions.clone()
     }
 
     pub fn hosts(&self) -> Vec<String> {
@@ -234,6 +309,8 @@ async fn fm_create(State(state): Fm, headers: HeaderMap, body: axum::body::Bytes
         s.creates += 1;
         let n = s.hosts.len() + 10;
         let host = json!({"name": name, "ip": format!("10.9.0.{n}"), "id": n});
+        let up_at = Some(Instant::now() + s.provision_delay);
+        s.power.insert(name.clone(), Power { on: true, up_at });
         s.hosts.insert(name, host);
         if s.lose_create_responses > 0 {
             s.lose_create_responses -= 1;
@@ -286,10 +363,87 @@ async fn fm_delete(State(state): Fm, Path(name): Path<String>) -> Response {
     }
     match s.hosts.remove(&name) {
         Some(h) => {
+            s.power.remove(&name);
             s.deletes.push(name);
             axum::Json(h).into_response()
         }
         None => not_found(&name),
+    }
+}
+
+/// `PUT /api/hosts/:name/power` with `{"power_action": "start"|"stop"|"status"}`: answers
+/// `{"power": true}` for an action, `{"power": "on"|"off"}` for status, 422 for another action.
+async fn fm_power(
+    State(state): Fm,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.requests += 1;
+    if s.down {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
+    }
+    if !authorized(&headers) {
+        return (StatusCode::UNAUTHORIZED, "auth").into_response();
+    }
+    let json_ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_ct {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "need json").into_response();
+    }
+    if !s.hosts.contains_key(&name) {
+        return not_found(&name);
+    }
+    let action = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("power_action")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    s.power_actions.push((name.clone(), action.clone()));
+    if s.fail_power > 0 {
+        s.fail_power -= 1;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "power failed").into_response();
+    }
+    let unsupported = || {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"error": {"message": format!("Unknown power action: available methods are start, stop, status")}})),
+        )
+            .into_response()
+    };
+    if s.no_power {
+        return unsupported();
+    }
+    let delay = s.power_on_delay;
+    let p = s.power.entry(name).or_insert(Power {
+        on: true,
+        up_at: Some(Instant::now()),
+    });
+    match action.as_str() {
+        "start" => {
+            if !p.on {
+                *p = Power {
+                    on: true,
+                    up_at: Some(Instant::now() + delay),
+                };
+            }
+            axum::Json(json!({"power": true})).into_response()
+        }
+        "stop" => {
+            *p = Power {
+                on: false,
+                up_at: None,
+            };
+            axum::Json(json!({"power": true})).into_response()
+        }
+        "status" => axum::Json(json!({"power": if p.on { "on" } else { "off" }})).into_response(),
+        _ => unsupported(),
     }
 }
 
