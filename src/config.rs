@@ -45,6 +45,8 @@ pub struct Config {
     pub metrics: crate::ops::MetricsConfig,
     /// The audit file (`audit.jsonl` in `data_dir`).
     pub audit: crate::ops::AuditConfig,
+    /// Warm pool of stopped hosts (issue 13).
+    pub warm_pool: crate::warm_pool::WarmPoolConfig,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: crate::ops::MetricsConfig::default(),
             audit: crate::ops::AuditConfig::default(),
+            warm_pool: crate::warm_pool::WarmPoolConfig::default(),
         }
     }
 }
@@ -365,7 +368,7 @@ impl Config {
 
     /// Every problem that would stop `serve`, each naming its key.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
+        let mut p = self.warm_pool.problems(); // warm pool (issue 13)
         if self.listen.parse::<SocketAddr>().is_err() {
             p.push(format!(
                 "listen: {:?} is not an address like 127.0.0.1:9000",

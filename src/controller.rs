@@ -63,6 +63,10 @@ struct Planned {
     merged: crate::jicofo::Merged,
     creates: Vec<String>,
     deletes: Vec<String>,
+    // warm pool (issue 13)
+    pool: crate::warm_pool::Launches,
+    starts: Vec<String>,
+    stops: Vec<String>,
 }
 
 /// One tick: read every shard, run the policy, record the launches, start the owed calls.
@@ -80,25 +84,25 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
     let planned = svc
         .mutate(Some(&fence), |snap, core| {
             let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
-            let tick = policy::tick(
+            // warm pool (issue 13): policy::tick plus starts from the pool and refills.
+            let pool = crate::warm_pool::tick(
+                &svc.cfg.warm_pool,
+                &svc.cfg.lifecycle.name_prefix,
                 &mut snap.ledger,
                 &snap.settings,
                 merged.observation.as_ref(),
                 &svc.timing,
                 now,
             );
-            let mut launched = Vec::new();
-            for _ in 0..tick.launch.launch {
-                let host = new_host_name(&svc.cfg.lifecycle.name_prefix, &snap.ledger);
-                snap.ledger.record_launch(&host, Origin::Scaler, now);
-                launched.push(host);
-            }
             Planned {
-                tick,
-                launched,
+                tick: pool.tick.clone(),
+                launched: pool.created.clone(),
                 merged,
                 creates: snap.ledger.creates_owed(),
                 deletes: snap.ledger.deletes_owed(),
+                pool,
+                starts: snap.ledger.starts_owed(),
+                stops: snap.ledger.stops_owed(),
             }
         })
         .await;
@@ -108,6 +112,9 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         merged,
         creates,
         deletes,
+        pool,
+        starts,
+        stops,
     } = match planned {
         Ok(p) => p,
         Err(e) => {
@@ -132,15 +139,19 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
         "deficit {} = min - (available {} + in flight {} - pending {}); room under max {} (total {})",
         d.deficit, d.available, d.in_flight, d.pending_removal, d.room, d.total
     );
-    if d.launch > 0 {
+    crate::warm_pool::record_launches(svc, &pool, &svc.cfg.warm_pool); // warm pool (issue 13)
+    if !launched.is_empty() {
         svc.record(Service::decision(
             "launch",
             None,
-            &format!("launch {}", d.launch),
+            &format!("launch {}", launched.len()),
             format!("{numbers}; hosts {}", launched.join(", ")),
             None,
         ));
-    } else if previous.map(|p| p.hold) != Some(d.hold) && d.hold != Some(LaunchHold::NoDeficit) {
+    } else if d.launch == 0
+        && previous.map(|p| p.hold) != Some(d.hold)
+        && d.hold != Some(LaunchHold::NoDeficit)
+    {
         let why = match d.hold {
             Some(LaunchHold::StatsMissing) => {
                 "no fresh Jicofo stats: launching nothing".to_string()
@@ -157,6 +168,7 @@ pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
     for host in deletes {
         spawn_call(svc, tasks, host, Call::Delete);
     }
+    crate::warm_pool::spawn_power_calls(svc, tasks, starts, stops); // warm pool (issue 13)
 }
 
 fn log_event(svc: &Service, e: &Event) {
@@ -383,6 +395,10 @@ pub async fn reconcile(svc: &Arc<Service>) {
                             | policy::State::Ready
                             | policy::State::Draining
                             | policy::State::Deleting
+                            // warm pool (issue 13)
+                            | policy::State::Stopped
+                            | policy::State::Resuming
+                            | policy::State::Stopping
                     );
                     i.origin != Origin::Adopted
                         && live
@@ -418,6 +434,9 @@ pub async fn reconcile(svc: &Arc<Service>) {
             None,
         ));
     }
+    // warm pool (issue 13): powered-off orphans join the pool.
+    let learned = crate::warm_pool::learn_stopped(svc, &orphans).await;
+    let orphans: Vec<&String> = orphans.iter().filter(|h| !learned.contains(h)).collect();
     if !orphans.is_empty() {
         tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
     }

@@ -127,6 +127,8 @@ struct StatusDoc<'a> {
     ledger: LedgerDoc<'a>,
     last_launch_decision: Option<LaunchDecision>,
     lifecycle: serde_json::Value,
+    /// warm pool (issue 13)
+    warm_pool: serde_json::Value,
     recent_decisions: &'a [Decision],
 }
 
@@ -427,7 +429,9 @@ impl Service {
         let result = self
             .mutate(None, |snap, core| {
                 let merged = self.merged(core, now);
-                let d = policy::remove_request(
+                // warm pool (issue 13): an approved removal may go into the pool.
+                let d = crate::warm_pool::remove_request(
+                    &self.cfg.warm_pool,
                     &mut snap.ledger,
                     &snap.settings,
                     merged.observation.as_ref(),
@@ -770,6 +774,7 @@ impl Service {
             },
             last_launch_decision: core.last_launch,
             lifecycle,
+            warm_pool: crate::warm_pool::status(&self.cfg.warm_pool, ledger),
             recent_decisions: &decisions,
         };
         // Serialising plain structs and strings cannot fail.

@@ -583,17 +583,40 @@ impl Ledger {
             // create, so each path's launch time is shifted by its own measured lead.
             // Before any measurement a create is assumed to take the boot timeout, a start 0.
             let leads = self.leads;
+            // A start counts from its confirmed power-on (a retried power-on starts later).
+            // A failed start (it did not join in time) is expected after the starts in time.
             let expected = |i: &Instance| match i.started_at {
-                Some(t) => t.saturating_add(leads.start.expected_or(0)),
+                Some(_) if i.recalled() => {
+                    // + 2: after a start in time expected at the same instant.
+                    i.state_since
+                        .saturating_add(leads.start.expected_or(0))
+                        .saturating_add(2)
+                }
+                // Confirmed power-on first; an unconfirmed one (+ 1) is at least as late.
+                Some(_) if i.state == State::Resuming => {
+                    i.state_since.saturating_add(leads.start.expected_or(0))
+                }
+                Some(t) => t
+                    .saturating_add(leads.start.expected_or(0))
+                    .saturating_add(1),
                 None => i
                     .created_at
                     .saturating_add(leads.create.expected_or(timing.boot_timeout_ms)),
             };
-            for key in self.oldest(|i| i.state.in_flight(), expected) {
+            // A failed start being powered off or deleted may still join late: it is a
+            // candidate too (counted while it goes; it leaves by the stop evidence), so its
+            // join is not taken for a launch that is still booting.
+            let late_start = |i: &Instance| i.recalled() && !i.counted;
+            for key in self.oldest(|i| i.state.in_flight() || late_start(i), expected) {
                 if diff == 0 {
                     break;
                 }
                 if let Some(i) = self.instances.get_mut(&key) {
+                    if i.recalled() {
+                        i.counted = true;
+                        diff -= 1;
+                        continue;
+                    }
                     i.counted = true;
                     i.seen_at = Some(obs.taken_at);
                     i.set_state(State::Ready, obs.taken_at);

