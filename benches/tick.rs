@@ -45,6 +45,7 @@ fn ledger() -> Ledger {
             to_pool: false,
             refill: false,
             start_failures: 0,
+            parked: false,
         }
     });
     Ledger::from_parts(instances, 0)

@@ -1,4 +1,5 @@
-//! The HTTP API: the legacy scaler's routes (SPEC §3) plus status, health and readiness.
+//! The HTTP API: the legacy scaler's routes (SPEC §3) plus status, history, the status page,
+//! health and readiness.
 //!
 //! Handlers parse and validate, call one [`Service`] operation, and turn the result into the
 //! legacy answers (bare integers, plain-text `accepted`/`keep`).
@@ -10,11 +11,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use policy::{Reason, Settings};
+use policy::{Reason, Setting};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -97,10 +99,11 @@ fn who(c: &Caller) -> String {
 pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
     let p = svc.cfg.prefix.clone();
     let limit = svc.cfg.body_limit;
+    let state = AppState { svc, auth };
     Router::new()
-        .route(&format!("{p}/min"), setting_routes("min"))
-        .route(&format!("{p}/max"), setting_routes("max"))
-        .route(&format!("{p}/bulk-max"), setting_routes("bulk-max"))
+        .route(&format!("{p}/min"), setting_routes(Setting::Min))
+        .route(&format!("{p}/max"), setting_routes(Setting::Max))
+        .route(&format!("{p}/bulk-max"), setting_routes(Setting::BulkMax))
         .route(
             &format!("{p}/instance"),
             post(add_instance).delete(remove_me).options(options),
@@ -108,10 +111,17 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/remove"), post(remove_me).options(options))
         .route(&format!("{p}/drained"), post(drained).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
+        .route(&format!("{p}/history"), get(history).options(options))
+        .route(&format!("{p}/ui"), get(ui_page).options(options))
+        .route(&format!("{p}/ui/"), get(ui_page).options(options))
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
         .route("/metrics", get(metrics).options(options))
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_refusals,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         // Refuses an announced oversize body at once, before reading it.
         .layer(RequestBodyLimitLayer::new(limit))
@@ -119,16 +129,27 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(AppState { svc, auth })
+        .with_state(state)
 }
 
-fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
+/// Counts every auth refusal (401, 403, 429) in `jitsi_scaler_auth_failures_total`.
+async fn count_refusals(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(r) = response.extensions().get::<crate::auth::Refusal>() {
+        st.svc.ops.metrics.auth_failure(r.0);
+    }
+    response
+}
+
+fn setting_routes(setting: Setting) -> MethodRouter<Shared> {
     get(
         move |State(st): State<Shared>,
               ConnectInfo(peer): ConnectInfo<SocketAddr>,
               headers: HeaderMap| async move {
             authenticate(&st, &headers, peer).await?.require_admin()?;
-            Ok::<_, ApiError>(get_setting(&st.svc, name).await)
+            Ok::<_, ApiError>(integer_body(i64::from(
+                st.svc.settings().await.get(setting),
+            )))
         },
     )
     .post(
@@ -138,7 +159,7 @@ fn setting_routes(name: &'static str) -> MethodRouter<Shared> {
               body: Result<Bytes, BytesRejection>| async move {
             let caller = authenticate(&st, &headers, peer).await?;
             caller.require_admin()?;
-            post_setting(&st.svc, name, &caller, body).await
+            post_setting(&st.svc, setting, &caller, body).await
         },
     )
     .options(options)
@@ -169,15 +190,6 @@ fn integer_body(value: i64) -> Response {
     r
 }
 
-async fn get_setting(svc: &Service, name: &str) -> Response {
-    let s: Settings = svc.settings().await;
-    integer_body(i64::from(match name {
-        "min" => s.min_available,
-        "max" => s.max_total,
-        _ => s.bulk_max,
-    }))
-}
-
 /// Parses a JSON body, with a short reason when it is not JSON.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body?;
@@ -187,16 +199,20 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 
 async fn post_setting(
     svc: &Service,
-    name: &'static str,
+    setting: Setting,
     caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let value = json_body(body)?;
     let n = value.as_i64().ok_or_else(|| {
-        ApiError::BadRequest(format!("{name} must be a bare JSON integer, got {value}"))
+        ApiError::BadRequest(format!(
+            "{setting} must be a bare JSON integer, got {value}"
+        ))
     })?;
-    let n = Settings::check(name, n).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    svc.set_setting(name, n, &who(caller))
+    let n = setting
+        .check(n)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    svc.set_setting(setting, n, &who(caller))
         .await
         .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -230,25 +246,6 @@ async fn add_instance(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Validates a host identifier: a DNS name (FQDN or short) or an IP address.
-pub fn valid_host(host: &str) -> bool {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-}
-
 /// Reads `{"host"|"ip": ..., "reason": ...}`.
 fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reason>), ApiError> {
     let obj = value.as_object().ok_or_else(|| {
@@ -261,7 +258,7 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
         (None, None) => return Err(ApiError::BadRequest("missing host".into())),
     };
     let host = host.trim();
-    if !valid_host(host) {
+    if !crate::hostname::is_valid(host) {
         return Err(ApiError::BadRequest(format!(
             "host {host:?} is not a host name or IP address"
         )));
@@ -345,6 +342,45 @@ async fn status(
         .into_response())
 }
 
+/// `GET {prefix}/history[?since=MS]`: the per-tick samples after `since` (admin).
+async fn history(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, peer).await?.require_admin()?;
+    let since = history_since(query.as_deref())?;
+    Ok(axum::Json(st.svc.history(since)).into_response())
+}
+
+/// The `since` parameter of `/history`: ms since the epoch, 0 when absent.
+fn history_since(query: Option<&str>) -> Result<u64, ApiError> {
+    let mut since = 0;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since", v)) => {
+                since = v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "since must be milliseconds since the epoch, got {v:?}"
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the only parameter is since=<ms since the epoch>".into(),
+                ));
+            }
+        }
+    }
+    Ok(since)
+}
+
+/// `GET {prefix}/ui`: the status page, static (no token: its data calls carry one).
+async fn ui_page() -> Response {
+    crate::ops::ui::page_response()
+}
+
 /// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
 async fn metrics(
     State(st): State<Shared>,
@@ -372,14 +408,9 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(st): State<Shared>) -> Response {
-    if st.svc.is_ready() {
-        "ready".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no Jicofo reading attempted yet",
-        )
-            .into_response()
+    match st.svc.not_ready_reason().await {
+        None => "ready".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 
@@ -388,19 +419,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_validation() {
-        for ok in [
-            "vsg-1",
-            "vsg-1.example.org",
-            "vsg-1.example.org.",
-            "10.0.0.1",
-            "::1",
-            "ip-10-0-0-1",
-        ] {
-            assert!(valid_host(ok), "{ok}");
-        }
-        for bad in ["", "a b", "-x", "x..y", "a/b", &"x".repeat(300), "ä"] {
-            assert!(!valid_host(bad), "{bad}");
+    fn history_parameters() {
+        assert_eq!(history_since(None).ok(), Some(0));
+        assert_eq!(history_since(Some("")).ok(), Some(0));
+        assert_eq!(
+            history_since(Some("since=1795667956484")).ok(),
+            Some(1795667956484)
+        );
+        for bad in ["since=-1", "since=abc", "since", "x=1", "since=1&y=2"] {
+            assert!(history_since(Some(bad)).is_err(), "{bad}");
         }
     }
 

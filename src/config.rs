@@ -229,6 +229,12 @@ pub struct StoreConfig {
     /// within this plus one tick.
     #[serde(with = "crate::duration")]
     pub lease_ttl: Duration,
+    /// After a shared store lost its data (a Redis restarted without persistence), idle
+    /// removals wait this long while every replica offers its copy, so the newest state any
+    /// replica held is restored before a budget is spent. Longer than every replica's
+    /// `policy.tick` (each replica reads the store every tick).
+    #[serde(with = "crate::duration")]
+    pub recovery_window: Duration,
     /// This replica's name in the lease (default: host name and process id).
     pub replica: Option<String>,
 }
@@ -241,6 +247,7 @@ impl Default for StoreConfig {
             key_prefix: "jitsi-scaler".into(),
             timeout: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(15),
+            recovery_window: Duration::from_secs(35),
             replica: None,
         }
     }
@@ -395,12 +402,7 @@ impl Config {
             p.push("instance_type: must not be empty".into());
         }
         for e in self.settings.to_settings().problems() {
-            let key = match e.name {
-                "min" => "min",
-                "max" => "max",
-                _ => "bulk_max",
-            };
-            p.push(format!("settings.{key}: {e}"));
+            p.push(format!("settings.{}: {e}", e.setting.config_key()));
         }
         let pol = &self.policy;
         if pol.tick < Duration::from_millis(100) {
@@ -422,6 +424,7 @@ impl Config {
         if !(1..=100_000).contains(&pol.recent_decisions) {
             p.push("policy.recent_decisions: must be in 1..=100000".into());
         }
+        p.extend(self.metrics.problems()); // ui (issue 16): metrics.history_samples
         if !["sip_jibri_detector", "jibri_detector", "jigasi_detector"]
             .contains(&self.jicofo.component.as_str())
         {
@@ -518,6 +521,9 @@ impl Config {
         if st.lease_ttl < Duration::from_millis(300) {
             p.push("store.lease_ttl: must be at least 300ms".into());
         }
+        if st.recovery_window <= pol.tick {
+            p.push("store.recovery_window: must be longer than policy.tick".into());
+        }
         p.extend(self.audit.problems());
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!(
@@ -558,6 +564,17 @@ impl Config {
         }
         c.store.redis_url = mask_url_password(&c.store.redis_url);
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// This replica's name in the lease: `store.replica`, else host name and process id.
+    pub fn replica_name(&self) -> String {
+        if let Some(name) = &self.store.replica {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "replica".into());
+        format!("{host}-{}", std::process::id())
     }
 
     /// The address to listen on (valid after [`Config::validate`]).

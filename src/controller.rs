@@ -3,32 +3,34 @@
 //! Intent is recorded in the ledger before any lifecycle call, and results after it, so a
 //! call that is cancelled, times out or dies with the process is retried, never forgotten.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use policy::{Event, LaunchHold, Ledger, Origin};
-use rand::Rng;
+use policy::{Event, LaunchHold, Origin};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::decision::{Decision, Record};
 use crate::lifecycle::LifecycleError;
-use crate::service::{Service, now_ms};
+use crate::ops::now_ms;
+use crate::service::Service;
+use crate::store::Snapshot;
 
-/// A fresh host name `<prefix>-<12 hex digits>` not used in the ledger.
-pub fn new_host_name(prefix: &str, ledger: &Ledger) -> String {
-    let mut rng = rand::rng();
-    loop {
-        let name = format!("{prefix}-{:012x}", rng.random::<u64>() & 0xffff_ffff_ffff);
-        if ledger.get(&name).is_none() {
-            return name;
-        }
-    }
+/// The loop's own state: the service it drives and the lifecycle calls in progress.
+pub struct Controller {
+    svc: Arc<Service>,
+    tasks: TaskTracker,
+    /// Hosts with a lifecycle call in progress (one call per host at a time).
+    calls: Mutex<HashSet<String>>,
 }
 
 /// Runs the loop until `shutdown`; lifecycle calls in progress are tracked by `tasks`.
 /// Every replica reads Jicofo (its approvals need a fresh view); only the leader launches,
 /// times out, deletes and reconciles.
 pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTracker) {
+    let ctl = Arc::new(Controller::new(svc, tasks));
+    let svc = &ctl.svc;
     let mut interval = tokio::time::interval(svc.cfg.policy.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lease_timer = tokio::time::interval(svc.cfg.store.lease_ttl / 3);
@@ -43,24 +45,27 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
                 continue;
             }
             _ = interval.tick() => {}
-            _ = svc.wake.notified() => {}
+            _ = svc.woken() => {}
         }
         let started = Instant::now();
-        step(&svc, &tasks).await;
+        ctl.step().await;
         svc.ops.tick_done(started.elapsed());
+        svc.record_history().await;
         if svc.is_leader() && last_reconcile.elapsed() >= svc.cfg.policy.reconcile_interval {
             last_reconcile = Instant::now();
-            reconcile(&svc).await;
+            ctl.reconcile().await;
         }
     }
-    svc.release_lease().await;
+    svc.store().release_lease().await;
 }
 
 /// What the leader's tick decided, for logging and acting after the write.
 struct Planned {
     tick: policy::Tick,
     launched: Vec<String>,
-    merged: crate::jicofo::Merged,
+    merged_stale: Vec<String>,
+    merged_fresh: Vec<String>,
+    disagreement: bool,
     creates: Vec<String>,
     deletes: Vec<String>,
     // warm pool (issue 13)
@@ -69,221 +74,205 @@ struct Planned {
     stops: Vec<String>,
 }
 
-/// One tick: read every shard, run the policy, record the launches, start the owed calls.
-pub async fn step(svc: &Arc<Service>, tasks: &TaskTracker) {
-    let mut shards = svc.core.lock().await.shards.clone();
-    svc.jicofo.poll(&mut shards, now_ms).await;
-    svc.mark_stats_attempted();
-    svc.core.lock().await.shards = shards;
-    svc.flush_queued().await;
-    let Some(fence) = svc.lease() else {
-        svc.sync().await;
-        return;
-    };
-    let now = now_ms();
-    let planned = svc
-        .mutate(Some(&fence), |snap, core| {
-            let merged = crate::jicofo::merge(&core.shards, now, svc.timing.stats_max_age_ms);
-            // warm pool (issue 13): policy::tick plus starts from the pool and refills.
-            let pool = crate::warm_pool::tick(
-                &svc.cfg.warm_pool,
-                &svc.cfg.lifecycle.name_prefix,
-                &mut snap.ledger,
-                &snap.settings,
-                merged.observation.as_ref(),
-                &svc.timing,
-                now,
-            );
-            Planned {
-                tick: pool.tick.clone(),
-                launched: pool.created.clone(),
-                merged,
-                creates: snap.ledger.creates_owed(),
-                deletes: snap.ledger.deletes_owed(),
-                pool,
-                starts: snap.ledger.starts_owed(),
-                stops: snap.ledger.stops_owed(),
-            }
-        })
-        .await;
-    let Planned {
-        tick,
-        launched,
-        merged,
-        creates,
-        deletes,
-        pool,
-        starts,
-        stops,
-    } = match planned {
-        Ok(p) => p,
-        Err(e) => {
-            // Nothing recorded means nothing launched: try again next tick.
-            tracing::error!(error = %e, "cannot store the tick's changes; launching nothing");
-            return;
-        }
-    };
-    let previous = svc.core.lock().await.last_launch.replace(tick.launch);
-
-    for e in &tick.events {
-        log_event(svc, e);
-    }
-    if !merged.stale.is_empty() && !merged.fresh.is_empty() {
-        tracing::warn!(stale = ?merged.stale, fresh = ?merged.fresh, "some shards have no fresh stats; using the fresh ones");
-    }
-    if merged.disagreement {
-        tracing::warn!(shards = ?merged.fresh, "shards disagree on the gateway counts; using highest total, lowest available");
-    }
-    let d = tick.launch;
-    let numbers = format!(
-        "deficit {} = min - (available {} + in flight {} - pending {}); room under max {} (total {})",
-        d.deficit, d.available, d.in_flight, d.pending_removal, d.room, d.total
-    );
-    crate::warm_pool::record_launches(svc, &pool, &svc.cfg.warm_pool); // warm pool (issue 13)
-    if !launched.is_empty() {
-        svc.record(Service::decision(
-            "launch",
-            None,
-            &format!("launch {}", launched.len()),
-            format!("{numbers}; hosts {}", launched.join(", ")),
-            None,
-        ));
-    } else if d.launch == 0
-        && previous.map(|p| p.hold) != Some(d.hold)
-        && d.hold != Some(LaunchHold::NoDeficit)
-    {
-        let why = match d.hold {
-            Some(LaunchHold::StatsMissing) => {
-                "no fresh Jicofo stats: launching nothing".to_string()
-            }
-            _ => format!("at max: {numbers}"),
-        };
-        svc.record(Service::decision("launch", None, "hold", why, None));
-    } else {
-        tracing::debug!("launch 0: {numbers}");
-    }
-    for host in creates {
-        spawn_call(svc, tasks, host, Call::Create);
-    }
-    for host in deletes {
-        spawn_call(svc, tasks, host, Call::Delete);
-    }
-    crate::warm_pool::spawn_power_calls(svc, tasks, starts, stops); // warm pool (issue 13)
-}
-
-fn log_event(svc: &Service, e: &Event) {
-    if let Event::Seen { boot_ms, .. } = e {
-        svc.ops.metrics.boot(*boot_ms);
-    }
-    let d = match e {
-        Event::Seen { host, boot_ms } => Service::decision(
-            "seen",
-            Some(host),
-            "ready",
-            format!(
-                "counted by Jicofo {:.0}s after launch",
-                *boot_ms as f64 / 1000.0
-            ),
-            None,
-        ),
-        Event::Left { host } => Service::decision(
-            "left",
-            Some(host),
-            "left",
-            "no longer counted by Jicofo".into(),
-            None,
-        ),
-        Event::Unexplained { delta, offset } => {
-            tracing::info!(
-                delta,
-                unmanaged = offset,
-                "Jicofo count changed outside the ledger"
-            );
-            return;
-        }
-        Event::BootTimeout { host } => Service::decision(
-            "timeout",
-            Some(host),
-            "launch_failed",
-            "not seen in Jicofo within the boot timeout: deleting it".into(),
-            None,
-        ),
-        Event::DrainTimeout { host } => Service::decision(
-            "timeout",
-            Some(host),
-            "deleting",
-            "no drain confirmation within the drain timeout: deleting it".into(),
-            None,
-        ),
-        Event::PendingExpired { host } => Service::decision(
-            "timeout",
-            Some(host),
-            "not_pending",
-            "still counted by Jicofo after the pending-removal TTL".into(),
-            None,
-        ),
-        Event::Forgotten { host } => {
-            tracing::debug!(host, "forgotten after the retention period");
-            return;
-        }
-        // warm pool (issue 13)
-        Event::Resumed { .. } | Event::StartTimeout { .. } | Event::PoolTrimmed { .. } => {
-            match crate::warm_pool::event_decision(e) {
-                Some(d) => d,
-                None => return,
-            }
-        }
-    };
-    svc.record(d);
-}
-
+/// A lifecycle call the loop makes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Call {
     Create,
     Delete,
+    /// Warm pool: power on / off (issue 13).
+    Start,
+    Stop,
 }
 
-/// Starts a lifecycle call for `host` unless one is already in progress.
-fn spawn_call(svc: &Arc<Service>, tasks: &TaskTracker, host: String, call: Call) {
-    {
-        let Ok(mut calls) = svc.calls.lock() else {
-            return;
-        };
-        if !calls.insert(host.clone()) {
-            return;
+impl Controller {
+    /// A controller for `svc`; lifecycle calls are spawned on `tasks`.
+    pub fn new(svc: Arc<Service>, tasks: TaskTracker) -> Controller {
+        Controller {
+            svc,
+            tasks,
+            calls: Mutex::new(HashSet::new()),
         }
     }
-    let svc = Arc::clone(svc);
-    tasks.spawn(async move {
-        match call {
-            Call::Create => create(&svc, &host).await,
-            Call::Delete => delete(&svc, &host).await,
-        }
-        if let Ok(mut calls) = svc.calls.lock() {
-            calls.remove(&host);
-        }
-    });
-}
 
-async fn create(svc: &Arc<Service>, host: &str) {
-    let started = Instant::now();
-    let result = svc.lifecycle.create(host, &svc.cfg.instance_type).await;
-    let elapsed = started.elapsed().as_millis();
-    let (outcome, why) = match &result {
-        Ok(_) => (
-            "created",
-            format!("lifecycle manager created it in {elapsed} ms"),
-        ),
-        Err(e) if e.is_definitive() => ("launch_failed", format!("create refused: {e}")),
-        Err(e) => ("retry", format!("create failed, retrying next tick: {e}")),
-    };
-    record_outcome(
-        svc,
-        host,
-        "create",
-        outcome,
-        why,
-        |snap, now| match &result {
+    /// One tick: read every shard, run the policy, record the launches, start the owed calls.
+    pub async fn step(self: &Arc<Self>) {
+        let svc = &self.svc;
+        svc.observe().await;
+        svc.flush_queued().await;
+        let Some(fence) = svc.lease() else {
+            svc.store().sync().await;
+            return;
+        };
+        let now = now_ms();
+        let prefix = &svc.cfg.lifecycle.name_prefix;
+        let planned = svc
+            .apply(Some(&fence), |snap, merged, _| {
+                // warm pool (issue 13): policy::tick plus starts from the pool and refills.
+                let pool = crate::warm_pool::tick(
+                    &svc.cfg.warm_pool,
+                    prefix,
+                    &mut snap.ledger,
+                    &snap.settings,
+                    merged.observation.as_ref(),
+                    svc.timing(),
+                    now,
+                );
+                Planned {
+                    tick: pool.tick.clone(),
+                    launched: pool.created.clone(),
+                    starts: snap.ledger.starts_owed(),
+                    stops: snap.ledger.stops_owed(),
+                    pool,
+                    merged_stale: merged.stale.clone(),
+                    merged_fresh: merged.fresh.clone(),
+                    disagreement: merged.disagreement,
+                    creates: snap.ledger.creates_owed(),
+                    deletes: snap.ledger.deletes_owed(),
+                }
+            })
+            .await;
+        let p = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing recorded means nothing launched: try again next tick.
+                tracing::error!(error = %e, "cannot store the tick's changes; launching nothing");
+                return;
+            }
+        };
+        let previous = svc.note_launch(p.tick.launch).await;
+        for e in &p.tick.events {
+            self.record_event(e, now);
+        }
+        if !p.merged_stale.is_empty() && !p.merged_fresh.is_empty() {
+            tracing::warn!(stale = ?p.merged_stale, fresh = ?p.merged_fresh, "some shards have no fresh stats; using the fresh ones");
+        }
+        if p.disagreement {
+            tracing::warn!(shards = ?p.merged_fresh, "shards disagree on the gateway counts; using highest total, lowest available");
+        }
+        let d = p.tick.launch;
+        crate::warm_pool::record_launches(svc, &p.pool, &svc.cfg.warm_pool, now); // warm pool
+        if !p.launched.is_empty() {
+            // With a warm pool, `launch` counts the starts too: creates are the rest.
+            let numbers = policy::LaunchDecision {
+                launch: p.launched.len() as u32,
+                ..d
+            };
+            svc.record(Record::new(
+                now,
+                Decision::Launch {
+                    numbers,
+                    hosts: p.launched,
+                },
+            ));
+        } else if d.launch == 0
+            && previous.map(|p| p.hold) != Some(d.hold)
+            && d.hold != Some(LaunchHold::NoDeficit)
+        {
+            svc.record(Record::new(now, Decision::Hold { numbers: d }));
+        } else {
+            tracing::debug!(
+                deficit = d.deficit,
+                available = d.available,
+                in_flight = d.in_flight,
+                "launch 0"
+            );
+        }
+        for host in p.creates {
+            self.spawn_call(host, Call::Create);
+        }
+        for host in p.deletes {
+            self.spawn_call(host, Call::Delete);
+        }
+        // warm pool (issue 13)
+        for host in p.starts {
+            self.spawn_call(host, Call::Start);
+        }
+        for host in p.stops {
+            self.spawn_call(host, Call::Stop);
+        }
+    }
+
+    fn record_event(&self, e: &Event, now: policy::Millis) {
+        let d = match e {
+            Event::Seen { host, boot_ms } => {
+                self.svc.ops.metrics.boot(*boot_ms);
+                Decision::Seen {
+                    host: host.clone(),
+                    boot_ms: *boot_ms,
+                }
+            }
+            Event::Left { host } => Decision::Left { host: host.clone() },
+            Event::BootTimeout { host } => Decision::BootTimeout { host: host.clone() },
+            Event::DrainTimeout { host } => Decision::DrainTimeout { host: host.clone() },
+            Event::PendingExpired { host } => Decision::PendingExpired { host: host.clone() },
+            Event::Unexplained { delta, offset } => {
+                tracing::info!(
+                    delta,
+                    unmanaged = offset,
+                    "Jicofo count changed outside the ledger"
+                );
+                return;
+            }
+            Event::Forgotten { host } => {
+                tracing::debug!(host, "forgotten after the retention period");
+                return;
+            }
+            // warm pool (issue 13)
+            Event::Resumed { .. } | Event::StartTimeout { .. } | Event::PoolTrimmed { .. } => {
+                match crate::warm_pool::event_decision(e) {
+                    Some(d) => d,
+                    None => return,
+                }
+            }
+        };
+        self.svc.record(Record::new(now, d));
+    }
+
+    /// Starts a lifecycle call for `host` unless one is already in progress.
+    fn spawn_call(self: &Arc<Self>, host: String, call: Call) {
+        {
+            let Ok(mut calls) = self.calls.lock() else {
+                return;
+            };
+            if !calls.insert(host.clone()) {
+                return;
+            }
+        }
+        let ctl = Arc::clone(self);
+        self.tasks.spawn(async move {
+            match call {
+                Call::Create => ctl.create(&host).await,
+                Call::Delete => ctl.delete(&host).await,
+                Call::Start => crate::warm_pool::power(&ctl.svc, &host, true).await,
+                Call::Stop => crate::warm_pool::power(&ctl.svc, &host, false).await,
+            }
+            if let Ok(mut calls) = ctl.calls.lock() {
+                calls.remove(&host);
+            }
+        });
+    }
+
+    async fn create(&self, host: &str) {
+        let svc = &self.svc;
+        let started = Instant::now();
+        let result = svc.lifecycle().create(host, &svc.cfg.instance_type).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let host_s = host.to_string();
+        let decision = match &result {
+            Ok(_) => Decision::Created {
+                host: host_s,
+                elapsed_ms,
+            },
+            Err(e) if e.is_definitive() => Decision::CreateRefused {
+                host: host_s,
+                error: e.to_string(),
+            },
+            Err(e) => Decision::CreateRetry {
+                host: host_s,
+                error: e.to_string(),
+            },
+        };
+        self.record_outcome(decision, |snap, now| match &result {
             Ok(created) => {
                 snap.ledger.launch_confirmed(host, now);
                 if let Some(ip) = &created.ip {
@@ -293,152 +282,145 @@ async fn create(svc: &Arc<Service>, host: &str) {
             Err(e) => snap
                 .ledger
                 .launch_error(host, now, &e.to_string(), e.is_definitive()),
-        },
-    )
-    .await;
-}
-
-/// Stores a lifecycle call's outcome as leader and records the decision. A deposed leader
-/// drops it: the new leader repeats the call, which is idempotent (by name; 404 = gone).
-async fn record_outcome(
-    svc: &Arc<Service>,
-    host: &str,
-    kind: &'static str,
-    outcome: &str,
-    why: String,
-    apply: impl Fn(&mut crate::store::Snapshot, policy::Millis),
-) {
-    let Some(fence) = svc.lease() else {
-        tracing::info!(
-            host,
-            kind,
-            "not the leader any more; the new leader repeats the call"
-        );
-        return;
-    };
-    let now = now_ms();
-    match svc.mutate(Some(&fence), |snap, _| apply(snap, now)).await {
-        Ok(()) => svc.record(Service::decision(kind, Some(host), outcome, why, None)),
-        Err(e) => {
-            tracing::error!(host, kind, error = %e, "cannot store the call's outcome; it is repeated (idempotent)")
-        }
-    }
-}
-
-/// The name the lifecycle manager knows `host` by (`None`: it does not know it).
-async fn lifecycle_name(svc: &Service, host: &str) -> Result<Option<String>, LifecycleError> {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return svc.lifecycle.find_by_ip(host).await;
-    }
-    match &svc.cfg.lifecycle.foreman.domain {
-        Some(domain) if !host.contains('.') => Ok(Some(format!("{host}.{domain}"))),
-        _ => Ok(Some(host.to_string())),
-    }
-}
-
-async fn delete(svc: &Arc<Service>, host: &str) {
-    let result = match lifecycle_name(svc, host).await {
-        Ok(Some(name)) => svc
-            .lifecycle
-            .delete(&name)
-            .await
-            .map(|()| format!("deleted {name}")),
-        Ok(None) => Ok("the lifecycle manager has no host with this address".into()),
-        Err(e) => Err(e),
-    };
-    let (outcome, why) = match &result {
-        Ok(why) => ("deleted", why.clone()),
-        Err(e) => ("retry", format!("delete failed, retrying next tick: {e}")),
-    };
-    record_outcome(
-        svc,
-        host,
-        "delete",
-        outcome,
-        why,
-        |snap, now| match &result {
-            Ok(_) => snap.ledger.delete_done(host, now),
-            Err(e) => snap.ledger.delete_error(host, &e.to_string()),
-        },
-    )
-    .await;
-}
-
-/// Compares the lifecycle manager's hosts with our prefix against the ledger.
-pub async fn reconcile(svc: &Arc<Service>) {
-    let prefix = svc.cfg.lifecycle.name_prefix.clone();
-    // Entries that changed after the list was asked for may legitimately be missing from it.
-    let asked_at = now_ms();
-    let listed = match svc.lifecycle.list(&prefix).await {
-        Ok(l) => l,
-        Err(LifecycleError::Unsupported(_)) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "reconciliation skipped: cannot list hosts");
-            return;
-        }
-    };
-    let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
-    let listed_short: std::collections::HashSet<String> = listed.iter().map(|h| short(h)).collect();
-    let Some(fence) = svc.lease() else {
-        return;
-    };
-    let now = now_ms();
-    let result = svc
-        .mutate(Some(&fence), |snap, _| {
-            let vanished: Vec<String> = snap
-                .ledger
-                .instances()
-                .filter(|i| {
-                    let live = matches!(
-                        i.state,
-                        policy::State::Booting
-                            | policy::State::Ready
-                            | policy::State::Draining
-                            | policy::State::Deleting
-                            // warm pool (issue 13)
-                            | policy::State::Stopped
-                            | policy::State::Resuming
-                            | policy::State::Stopping
-                    );
-                    i.origin != Origin::Adopted
-                        && live
-                        && i.state_since < asked_at
-                        && !listed_short.contains(&short(&i.host))
-                })
-                .map(|i| i.host.clone())
-                .collect();
-            for h in &vanished {
-                snap.ledger.vanished(h, now);
-            }
-            let orphans: Vec<String> = listed
-                .iter()
-                .filter(|h| snap.ledger.find(h).is_none())
-                .cloned()
-                .collect();
-            (vanished, orphans)
         })
         .await;
-    let (vanished, orphans) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store reconciliation");
-            return;
-        }
-    };
-    for h in vanished {
-        svc.record(Service::decision(
-            "reconcile",
-            Some(&h),
-            "gone",
-            "missing from the lifecycle manager".into(),
-            None,
-        ));
     }
-    // warm pool (issue 13): powered-off orphans join the pool.
-    let learned = crate::warm_pool::learn_stopped(svc, &orphans).await;
-    let orphans: Vec<&String> = orphans.iter().filter(|h| !learned.contains(h)).collect();
-    if !orphans.is_empty() {
-        tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
+
+    async fn delete(&self, host: &str) {
+        let lifecycle = self.svc.lifecycle();
+        // Gateways that identify themselves by address are looked up by it; names go to the
+        // backend as recorded (a backend that qualifies names does it itself).
+        let result = if host.parse::<std::net::IpAddr>().is_ok() {
+            match lifecycle.find_by_ip(host).await {
+                Ok(Some(name)) => lifecycle
+                    .delete(&name)
+                    .await
+                    .map(|()| format!("deleted {name}")),
+                Ok(None) => Ok("the lifecycle manager has no host with this address".into()),
+                Err(e) => Err(e),
+            }
+        } else {
+            lifecycle
+                .delete(host)
+                .await
+                .map(|()| format!("deleted {host}"))
+        };
+        let host_s = host.to_string();
+        let decision = match &result {
+            Ok(detail) => Decision::Deleted {
+                host: host_s,
+                detail: detail.clone(),
+            },
+            Err(e) if e.is_definitive() => Decision::Parked {
+                host: host_s,
+                error: e.to_string(),
+            },
+            Err(e) => Decision::DeleteRetry {
+                host: host_s,
+                error: e.to_string(),
+            },
+        };
+        self.record_outcome(decision, |snap, now| match &result {
+            Ok(_) => snap.ledger.delete_done(host, now),
+            Err(e) if e.is_definitive() => snap.ledger.park(host, &e.to_string()),
+            Err(e) => snap.ledger.delete_error(host, &e.to_string()),
+        })
+        .await;
+    }
+
+    /// Stores a lifecycle call's outcome as leader and records the decision. A deposed leader's
+    /// write is refused: the decision is recorded as refused (nothing happened), and the new
+    /// leader repeats the call, which is idempotent (by name; 404 = gone).
+    async fn record_outcome(&self, d: Decision, apply: impl Fn(&mut Snapshot, policy::Millis)) {
+        let svc = &self.svc;
+        let now = now_ms();
+        let Some(fence) = svc.lease() else {
+            svc.record(
+                Record::new(now, d)
+                    .refused("not the leader any more; the new leader repeats the call".into()),
+            );
+            return;
+        };
+        match svc.apply(Some(&fence), |snap, _, _| apply(snap, now)).await {
+            Ok(()) => svc.record(Record::new(now, d)),
+            Err(e) if e.fenced() => svc.record(Record::new(now, d).refused(e.to_string())),
+            Err(e) => {
+                tracing::error!(host = d.host().unwrap_or("-"), error = %e, "cannot store the call's outcome; it is repeated (idempotent)")
+            }
+        }
+    }
+
+    /// Compares the lifecycle manager's hosts with our prefix against the ledger.
+    pub async fn reconcile(&self) {
+        let svc = &self.svc;
+        let prefix = svc.cfg.lifecycle.name_prefix.clone();
+        // Entries that changed after the list was asked for may legitimately be missing from it.
+        let asked_at = now_ms();
+        let listed = match svc.lifecycle().list(&prefix).await {
+            Ok(l) => l,
+            Err(LifecycleError::Unsupported(_)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconciliation skipped: cannot list hosts");
+                return;
+            }
+        };
+        let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+        let listed_short: HashSet<String> = listed.iter().map(|h| short(h)).collect();
+        let Some(fence) = svc.lease() else {
+            return;
+        };
+        let now = now_ms();
+        let result = svc
+            .apply(Some(&fence), |snap, _, _| {
+                let vanished: Vec<String> = snap
+                    .ledger
+                    .instances()
+                    .filter(|i| {
+                        let live = matches!(
+                            i.state,
+                            policy::State::Booting
+                                | policy::State::Ready
+                                | policy::State::Draining
+                                | policy::State::Deleting
+                                // warm pool (issue 13)
+                                | policy::State::Stopped
+                                | policy::State::Resuming
+                                | policy::State::Stopping
+                        );
+                        i.origin != Origin::Adopted
+                            && live
+                            && i.state_since < asked_at
+                            && !listed_short.contains(&short(&i.host))
+                    })
+                    .map(|i| i.host.clone())
+                    .collect();
+                for h in &vanished {
+                    snap.ledger.vanished(h, now);
+                }
+                let orphans: Vec<String> = listed
+                    .iter()
+                    .filter(|h| snap.ledger.find(h).is_none())
+                    .cloned()
+                    .collect();
+                (vanished, orphans)
+            })
+            .await;
+        let (vanished, orphans) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store reconciliation");
+                return;
+            }
+        };
+        for host in vanished {
+            svc.record(Record::new(now, Decision::Vanished { host }));
+        }
+        // warm pool (issue 13): powered-off orphans join the pool.
+        let learned = crate::warm_pool::learn_stopped(svc, &orphans).await;
+        let orphans: Vec<&String> = orphans.iter().filter(|h| !learned.contains(h)).collect();
+        if !orphans.is_empty() {
+            tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
+        }
     }
 }
 
@@ -447,5 +429,119 @@ pub async fn drain_tasks(tasks: &TaskTracker, grace: Duration) {
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("lifecycle calls still running at shutdown; they are retried after restart");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One step of the loop and the service's operations, in process: fake Jicofo and Foreman
+    //! on loopback, the embedded store in a temporary directory.
+    use super::*;
+    use crate::config::Config;
+    use axum::Router;
+    use axum::routing::{get, post};
+    use policy::{Reason, Setting};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Fakes {
+        available: Arc<AtomicU32>,
+        creates: Arc<AtomicU32>,
+        jicofo: String,
+        foreman: String,
+    }
+
+    async fn fakes() -> Fakes {
+        let available = Arc::new(AtomicU32::new(0));
+        let creates = Arc::new(AtomicU32::new(0));
+        let a = available.clone();
+        let jicofo = Router::new().route(
+            "/stats",
+            get(move || {
+                let n = a.load(Ordering::Relaxed);
+                async move {
+                    axum::Json(
+                        serde_json::json!({"sip_jibri_detector": {"count": n, "available": n}}),
+                    )
+                }
+            }),
+        );
+        let c = creates.clone();
+        let foreman = Router::new().route(
+            "/api/hosts",
+            post(move |body: axum::Json<serde_json::Value>| {
+                c.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(body.0["host"].clone()),
+                    )
+                }
+            }),
+        );
+        let serve = |app: Router| async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = l.local_addr().expect("addr");
+            tokio::spawn(async move { axum::serve(l, app).await });
+            addr
+        };
+        Fakes {
+            available,
+            creates,
+            jicofo: format!("http://{}/stats", serve(jicofo).await),
+            foreman: format!("http://{}", serve(foreman).await),
+        }
+    }
+
+    async fn controller(f: &Fakes, dir: &std::path::Path) -> Arc<Controller> {
+        let toml = format!(
+            "data_dir = {:?}\n[jicofo]\n[[jicofo.shards]]\nname = \"s1\"\nurl = {:?}\n\
+             [lifecycle.foreman]\nnodes = [{:?}]\ntoken = \"t\"\n[audit]\nenabled = false\n",
+            dir.display().to_string(),
+            f.jicofo,
+            f.foreman
+        );
+        let cfg = Config::from_toml(&toml, "test", &Default::default()).expect("config");
+        let store = crate::store::Store::open(&cfg, "test").expect("store");
+        let lifecycle = crate::lifecycle::Lifecycle::from_config(&cfg.lifecycle).expect("lc");
+        let jicofo = crate::jicofo::JicofoClient::new(&cfg.jicofo).expect("jicofo");
+        let svc = Service::start(cfg, store, lifecycle, jicofo)
+            .await
+            .expect("start");
+        svc.renew_lease().await;
+        Arc::new(Controller::new(svc, TaskTracker::new()))
+    }
+
+    #[tokio::test]
+    async fn a_step_launches_the_deficit_once_and_the_service_guards_the_floor() {
+        let f = fakes().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = controller(&f, dir.path()).await;
+        let svc = ctl.svc.clone();
+        // min 2, nothing available: two launches, recorded before the creates.
+        ctl.step().await;
+        ctl.tasks.close();
+        ctl.tasks.wait().await;
+        assert_eq!(f.creates.load(Ordering::Relaxed), 2);
+        // In flight now: the next step launches nothing more.
+        ctl.step().await;
+        assert_eq!(f.creates.load(Ordering::Relaxed), 2);
+        let status: serde_json::Value =
+            serde_json::from_slice(&svc.status_json().await).expect("json");
+        assert_eq!(status["ledger"]["in_flight"], 2);
+        assert_eq!(status["recent_decisions"][0]["kind"], "create");
+
+        // Three available with min 2: one idle removal goes, the next keeps.
+        f.available.store(3, Ordering::Relaxed);
+        svc.observe().await;
+        let idle = |h: &'static str| svc.remove_me(h, Reason::Idle, "test");
+        assert!(idle("gw-1").await.accepted());
+        assert!(!idle("gw-2").await.accepted());
+        assert!(idle("gw-1").await.accepted(), "a repeat spends nothing");
+        svc.set_setting(Setting::Min, 1, "test").await.expect("set");
+        assert_eq!(svc.settings().await.min_available, 1);
+        assert!(idle("gw-2").await.accepted());
+        assert!(svc.not_ready_reason().await.is_none());
     }
 }

@@ -45,6 +45,14 @@ impl Visitor<'_> for DurationVisitor {
     }
 }
 
+/// A "`key`: must be more than 0" problem for each zero duration of `settings`.
+pub fn zero_problems(settings: &[(&str, Duration)]) -> impl Iterator<Item = String> {
+    settings
+        .iter()
+        .filter(|(_, d)| d.is_zero())
+        .map(|(key, _)| format!("{key}: must be more than 0"))
+}
+
 /// Milliseconds of a duration, saturating.
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -2,10 +2,8 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -102,6 +100,7 @@ variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
 Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
 Operations keys:
   metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token
+  metrics.history_samples = 1440     per-tick samples behind the status page (GET /scaler/ui)
   audit.enabled = true               every decision as a JSON line in <data_dir>/audit.jsonl
   audit.max_bytes = 10485760         rotate the audit file past this size
   audit.keep = 5                     rotated audit files kept
@@ -158,12 +157,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref(), &env_map())?;
             cfg.validate()?;
-            init_tracing(&cfg.log.level, &cfg.log.format);
+            jitsi_scaler::runtime::init_tracing(&cfg.log.level, cfg.log.format == "json");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(cfg))?;
+            runtime.block_on(jitsi_scaler::server::run(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
@@ -199,7 +198,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in cfg.warnings() {
                 eprintln!("warning: {w}");
             }
-            let problems = cfg.problems();
+            // Exactly the validation `serve` runs before it starts.
+            let problems = jitsi_scaler::server::check(&cfg);
             if problems.is_empty() {
                 eprintln!("config OK");
                 Ok(ExitCode::SUCCESS)
@@ -213,111 +213,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_tracing(level: &str, format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    use jitsi_scaler::{api, controller, jicofo, lifecycle, service};
-    use tokio_util::sync::CancellationToken;
-    use tokio_util::task::TaskTracker;
-
-    let addr: SocketAddr = cfg.listen_addr()?;
-    let store = open_store(&cfg, cfg.store.backend)?;
-    let lifecycle = lifecycle::Lifecycle::from_config(&cfg.lifecycle)?;
-    let jicofo = jicofo::JicofoClient::new(&cfg.jicofo)?;
-    let auth = std::sync::Arc::new(jitsi_scaler::auth::Authenticator::from_config(&cfg.auth)?);
-    for w in cfg.warnings() {
-        tracing::warn!("{w}");
-    }
-    let svc = service::Service::start(cfg, store, lifecycle, jicofo).await?;
-    if svc.cfg.audit.enabled {
-        // With a shared store the data directory holds only the audit trail.
-        std::fs::create_dir_all(&svc.cfg.data_dir).with_context(|| {
-            format!(
-                "cannot create data directory {}",
-                svc.cfg.data_dir.display()
-            )
-        })?;
-        svc.ops
-            .audit
-            .start(&svc.cfg.data_dir, &svc.cfg.audit, svc.ops.metrics.clone())?;
-    }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(
-        listen = %listener.local_addr().unwrap_or(addr),
-        prefix = %svc.cfg.prefix,
-        shards = svc.cfg.jicofo.shards.len(),
-        lifecycle = ?svc.cfg.lifecycle.backend,
-        "jitsi-scaler serving"
-    );
-
-    // Listening, store loaded: systemd may start what depends on us. Sent before the
-    // watchdog task starts, so READY=1 is always the first message.
-    jitsi_scaler::ops::systemd::ready();
-    let shutdown = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    jitsi_scaler::ops::spawn_tasks(&svc, &shutdown);
-    let loop_handle = tokio::spawn(controller::run(
-        svc.clone(),
-        shutdown.clone(),
-        tasks.clone(),
-    ));
-    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
-        jitsi_scaler::ops::systemd::stopping();
-        signal.cancel();
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("HTTP server failed")?;
-    let _ = loop_handle.await;
-    controller::drain_tasks(&tasks, Duration::from_secs(5)).await;
-    let persisted = svc.persist().await;
-    // The audit file gets every line queued so far, also when the final save failed.
-    svc.ops.audit.close(Duration::from_secs(2));
-    persisted.context("cannot store the final state")?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
 fn backend(b: BackendArg) -> jitsi_scaler::config::StoreBackend {
     match b {
         BackendArg::Embedded => jitsi_scaler::config::StoreBackend::Embedded,
         BackendArg::Redis => jitsi_scaler::config::StoreBackend::Redis,
     }
-}
-
-fn open_store(
-    cfg: &Config,
-    backend: jitsi_scaler::config::StoreBackend,
-) -> anyhow::Result<jitsi_scaler::store::Store> {
-    use jitsi_scaler::store::{EmbeddedStore, RedisStore, Store};
-    Ok(match backend {
-        jitsi_scaler::config::StoreBackend::Embedded => {
-            Store::Embedded(EmbeddedStore::open(&cfg.data_dir)?)
-        }
-        jitsi_scaler::config::StoreBackend::Redis => Store::Redis(Box::new(RedisStore::open(
-            &cfg.store.redis_url,
-            &cfg.store.key_prefix,
-            cfg.store.timeout,
-        )?)),
-    })
 }
 
 async fn migrate(
@@ -326,52 +226,16 @@ async fn migrate(
     to: BackendArg,
     force: bool,
 ) -> anyhow::Result<()> {
-    let source = open_store(cfg, backend(from))?;
-    let target = open_store(cfg, backend(to))?;
-    if source.describe() == target.describe() {
-        anyhow::bail!("source and target are the same store");
-    }
-    let snap = source
-        .load()
-        .await?
-        .with_context(|| format!("{} holds no state to copy", source.describe()))?;
-    if !force && target.load().await?.is_some() {
-        anyhow::bail!(
-            "{} already holds state; pass --force to overwrite it",
-            target.describe()
-        );
-    }
-    target.save(&snap).await?;
+    let m = jitsi_scaler::store::migrate(cfg, backend(from), backend(to), force).await?;
+    let s = &m.snapshot.settings;
     println!(
         "copied settings (min {}, max {}, bulk-max {}) and {} ledger entries from {} to {}",
-        snap.settings.min_available,
-        snap.settings.max_total,
-        snap.settings.bulk_max,
-        snap.ledger.instances().count(),
-        source.describe(),
-        target.describe()
+        s.min_available,
+        s.max_total,
+        s.bulk_max,
+        m.snapshot.ledger.instances().count(),
+        m.from,
+        m.to
     );
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

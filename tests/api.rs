@@ -5,45 +5,19 @@ mod support;
 use std::time::Duration;
 
 use reqwest::Method;
-use support::{FakeForeman, FakeJicofo, Scaler, fast_config};
-
-async fn scaler_with(total: u32, available: u32) -> (Scaler, FakeJicofo, FakeForeman) {
-    let jicofo = FakeJicofo::start(total, available).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
-    // Wait for a first reading so decisions have fresh stats.
-    s.eventually("a fresh reading", Duration::from_secs(10), |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
-    (s, jicofo, foreman)
-}
+use support::{Stack, run_with_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_rows() {
-    let (s, _j, _f) = scaler_with(5, 5).await;
-    assert_eq!(s.get("/scaler/min").await, (200, "2".into()));
-    assert_eq!(s.get("/scaler/max").await, (200, "80".into()));
-    assert_eq!(s.get("/scaler/bulk-max").await, (200, "5".into()));
-    let r = s
-        .http
-        .get(format!("{}/scaler/min", s.url))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(
-        r.headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("application/json")
-    );
+    let Stack { s, .. } = Stack::fresh(5, 5, "").await;
+    assert_eq!(s.settings().await, ["2", "80", "5"]);
+    let reply = s.request_as(None, Method::GET, "/scaler/min", "").await;
+    assert_eq!(reply.content_type, "application/json");
 
-    assert_eq!(s.post("/scaler/min", "3").await.0, 204);
-    assert_eq!(s.post("/scaler/max", "1000").await.0, 204);
-    assert_eq!(s.post("/scaler/bulk-max", "1").await.0, 204);
-    assert_eq!(s.get("/scaler/min").await.1, "3");
-    assert_eq!(s.get("/scaler/max").await.1, "1000");
-    assert_eq!(s.get("/scaler/bulk-max").await.1, "1");
+    for (name, value) in [("min", "3"), ("max", "1000"), ("bulk-max", "1")] {
+        s.set(name, value).await;
+    }
+    assert_eq!(s.settings().await, ["3", "1000", "1"]);
 
     for (path, bad) in [
         ("/scaler/min", "0"),
@@ -62,13 +36,12 @@ async fn settings_rows() {
         assert!(!body.is_empty(), "a 400 says why");
     }
     // Refused values changed nothing.
-    assert_eq!(s.get("/scaler/min").await.1, "3");
-    assert_eq!(s.get("/scaler/max").await.1, "1000");
+    assert_eq!(s.settings().await, ["3", "1000", "1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_and_remove_rows() {
-    let (s, _j, foreman) = scaler_with(10, 10).await;
+    let Stack { s, foreman, .. } = Stack::fresh(10, 10, "").await;
     // Add: 204, bad body 400, unknown type 400.
     assert_eq!(
         s.post(
@@ -130,7 +103,7 @@ async fn instance_and_remove_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_unknown_paths_methods_and_limits() {
-    let (s, _j, _f) = scaler_with(3, 3).await;
+    let Stack { s, .. } = Stack::fresh(3, 3, "").await;
     for path in [
         "/scaler/min",
         "/scaler/instance",
@@ -188,21 +161,14 @@ async fn options_unknown_paths_methods_and_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_and_ledger_survive_a_restart() {
-    let (mut s, jicofo, _f) = scaler_with(10, 10).await;
-    assert_eq!(s.post("/scaler/min", "7").await.0, 204);
-    assert_eq!(s.post("/scaler/max", "55").await.0, 204);
-    assert_eq!(s.post("/scaler/bulk-max", "3").await.0, 204);
+    let Stack { mut s, jicofo, .. } = Stack::fresh(10, 10, "").await;
+    for (name, value) in [("min", "7"), ("max", "55"), ("bulk-max", "3")] {
+        s.set(name, value).await;
+    }
     // available 10 - pending 0 - 1 >= 7: accepted, and it must stay approved after a restart.
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
-            .await
-            .1,
-        "accepted"
-    );
+    assert_eq!(s.remove("gw-1", "idle").await, "accepted");
     s.restart().await;
-    assert_eq!(s.get("/scaler/min").await.1, "7");
-    assert_eq!(s.get("/scaler/max").await.1, "55");
-    assert_eq!(s.get("/scaler/bulk-max").await.1, "3");
+    assert_eq!(s.settings().await, ["7", "55", "3"]);
     let st = s.status().await;
     let approved = support::count(&st, "draining")
         + support::count(&st, "deleting")
@@ -211,34 +177,11 @@ async fn settings_and_ledger_survive_a_restart() {
     // The pending removal still counts after the restart: with available 10 and min 7 the
     // budget is 3, of which gw-1 spent one.
     jicofo.set(10, 10);
-    s.eventually("fresh stats", Duration::from_secs(10), |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-2","reason":"idle"}"#)
-            .await
-            .1,
-        "accepted"
-    );
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-3","reason":"idle"}"#)
-            .await
-            .1,
-        "accepted"
-    );
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-4","reason":"idle"}"#)
-            .await
-            .1,
-        "keep"
-    );
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
-            .await
-            .1,
-        "accepted"
-    );
+    s.fresh().await;
+    assert_eq!(s.remove("gw-2", "idle").await, "accepted");
+    assert_eq!(s.remove("gw-3", "idle").await, "accepted");
+    assert_eq!(s.remove("gw-4", "idle").await, "keep");
+    assert_eq!(s.remove("gw-1", "idle").await, "accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,11 +200,7 @@ async fn corrupt_store_stops_the_start() {
         ),
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let out = run_with_config(&["serve"], &cfg);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("corrupt"), "{err}");
@@ -274,18 +213,9 @@ async fn corrupt_store_stops_the_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_check_names_bad_keys() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        "[settings]\nmin = 0\n[lifecycle.foreman]\ntoken = \"sekrit\"\n",
-    )
-    .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args(["config", "check", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let bad = "[settings]\nmin = 0\n[lifecycle.foreman]\ntoken = \"sekrit\"\n";
+    let (_dir, cfg) = support::temp_file("c.toml", bad);
+    let out = run_with_config(&["config", "check"], &cfg);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -295,16 +225,12 @@ async fn config_check_names_bad_keys() {
         "{stdout}"
     );
     // serve refuses the same file, naming the key.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let out = run_with_config(&["serve"], &cfg);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("settings.min"));
     // An unknown key in the file or in the environment is named too.
     std::fs::write(&cfg, "[policy]\ntickk = \"1s\"\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+    let out = support::bin()
         .args(["config", "check", "--config"])
         .arg(&cfg)
         .env("JITSI_SCALER_SETTINGS__MIN", "4")

@@ -2,54 +2,31 @@
 //! command of the real binary, and a key server on 127.0.0.1.
 //! Key pairs are made with the `openssl` CLI in a temp dir at test time.
 
-use std::io::Write;
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jitsi_scaler::auth::{
     AuthConfig, AuthError, Authenticator, CHALLENGE_INVALID, Caller, InstanceBinding, Role,
     SigningKey, TokenOptions, kid_file_name,
 };
-use serde_json::{Value, json};
+use serde_json::json;
+use support::tokens::now_s;
+use support::{jwt_part, openssl, rsa_key_pair, shell_client_token};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl CLI runs");
-    assert!(status.success(), "openssl {args:?} failed");
-}
-
-/// Writes an RSA pair: `<name>.key` (PKCS#8), `<name>.rsa.key` (PKCS#1), `<name>.pub`.
+/// An RSA pair: (`<name>.key` PKCS#8, `<name>.rsa.key` PKCS#1, public PEM).
 fn rsa_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let key = format!("{name}.key");
+    let (key, public) = rsa_key_pair(dir, name);
     let p1 = format!("{name}.rsa.key");
-    let public = format!("{name}.pub");
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            &key,
-        ],
-    );
-    openssl(dir, &["rsa", "-in", &key, "-traditional", "-out", &p1]);
-    openssl(dir, &["pkey", "-in", &key, "-pubout", "-out", &public]);
-    (dir.join(key), dir.join(p1), dir.join(public))
+    let p8 = key.to_str().expect("utf-8 path");
+    openssl(dir, &["rsa", "-in", p8, "-traditional", "-out", &p1]);
+    (key.clone(), dir.join(p1), public)
 }
 
 fn bearer(token: &str) -> HeaderMap {
@@ -61,13 +38,6 @@ fn bearer(token: &str) -> HeaderMap {
 
 fn peer() -> SocketAddr {
     "192.0.2.10:40000".parse().expect("addr")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
 }
 
 fn with_public_key(public: &Path) -> AuthConfig {
@@ -82,39 +52,10 @@ fn assert_invalid(r: Result<Caller, AuthError>, want: &str) {
     let reason = e.to_string();
     assert!(reason.contains(want), "got {reason:?}, want {want:?}");
     let resp = e.into_response();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{reason}");
-    let challenge = resp
-        .headers()
-        .get(header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok());
-    assert_eq!(challenge, Some(CHALLENGE_INVALID));
-}
-
-/// A token made exactly as the existing shell client makes it: fixed JSON
-/// texts, `openssl dgst -sha256 -sign`, base64url without padding.
-fn shell_client_token(key: &Path, iat: u64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(format!(
-        r#"{{"sub":"scaler","iat":{iat},"exp":{}}}"#,
-        iat + 60
-    ));
-    let input = format!("{header}.{payload}");
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("openssl dgst");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("openssl output");
-    assert!(out.status.success());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(out.stdout))
+    let challenge = resp.headers().get(header::WWW_AUTHENTICATE).cloned();
+    let invalid = HeaderValue::from_static(CHALLENGE_INVALID);
+    let got = (resp.status(), challenge);
+    assert_eq!(got, (StatusCode::UNAUTHORIZED, Some(invalid)), "{reason}");
 }
 
 #[tokio::test]
@@ -124,7 +65,7 @@ async fn existing_shell_client_token_is_accepted() {
     let auth = Authenticator::from_config(&with_public_key(&public)).expect("authenticator");
     // the sidecar key may be PKCS#8 or PKCS#1; the signature is the same
     for key in [&p8, &p1] {
-        let token = shell_client_token(key, now());
+        let token = shell_client_token(key, now_s());
         let caller = auth
             .authenticate(&bearer(&token), peer())
             .await
@@ -133,13 +74,13 @@ async fn existing_shell_client_token_is_accepted() {
         assert_eq!(caller.subject.as_deref(), Some("scaler"));
     }
     // the same client with an old token is refused
-    let stale = shell_client_token(&p8, now() - 3600);
+    let stale = shell_client_token(&p8, now_s() - 3600);
     assert_invalid(auth.authenticate(&bearer(&stale), peer()).await, "expired");
 }
 
 /// Runs the real binary's `token` command; returns stdout (checked to be one line).
 fn token_command(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+    let out = support::bin()
         .arg("token")
         .args(args)
         .output()
@@ -158,11 +99,6 @@ fn token_command(args: &[&str]) -> String {
     token.to_owned()
 }
 
-fn decode_part(token: &str, i: usize) -> Value {
-    let part = token.split('.').nth(i).expect("part");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("b64")).expect("json")
-}
-
 #[tokio::test]
 async fn token_command_output_verifies() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -172,11 +108,8 @@ async fn token_command_output_verifies() {
     // default: sub scaler, 60 s, no kid -> public_key_file
     let auth = Authenticator::from_config(&with_public_key(&public)).expect("authenticator");
     let token = token_command(&["--key", key_s]);
-    assert_eq!(
-        decode_part(&token, 0),
-        json!({"alg": "RS256", "typ": "JWT"})
-    );
-    let claims = decode_part(&token, 1);
+    assert_eq!(jwt_part(&token, 0), json!({"alg": "RS256", "typ": "JWT"}));
+    let claims = jwt_part(&token, 1);
     assert_eq!(
         claims["exp"]
             .as_u64()
@@ -227,7 +160,7 @@ async fn token_command_output_verifies() {
         "--claim",
         "tags=[\"a\",1]",
     ]);
-    assert_eq!(decode_part(&token, 0)["kid"], json!("jitsi/default"));
+    assert_eq!(jwt_part(&token, 0)["kid"], json!("jitsi/default"));
     let caller = auth
         .authenticate(&bearer(&token), peer())
         .await
@@ -258,23 +191,13 @@ async fn token_command_output_verifies() {
 async fn token_command_es256_and_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ec.key",
-        ],
-    );
+    let sec1 = "ecparam -name prime256v1 -genkey -noout -out ec.key";
+    openssl(d, &sec1.split(' ').collect::<Vec<_>>());
     openssl(d, &["pkey", "-in", "ec.key", "-pubout", "-out", "ec.pub"]);
     let auth =
         Authenticator::from_config(&with_public_key(&d.join("ec.pub"))).expect("authenticator");
     let token = token_command(&["--key", d.join("ec.key").to_str().expect("path")]);
-    assert_eq!(decode_part(&token, 0)["alg"], json!("ES256"));
+    assert_eq!(jwt_part(&token, 0)["alg"], json!("ES256"));
     assert!(
         auth.authenticate(&bearer(&token), peer()).await.is_ok(),
         "SEC1 EC key signs ES256"
@@ -282,7 +205,7 @@ async fn token_command_es256_and_errors() {
 
     // a public key, or a missing file: non-zero exit, nothing on stdout
     for key in [d.join("ec.pub"), d.join("missing.pem")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        let out = support::bin()
             .args(["token", "--key"])
             .arg(&key)
             .output()
@@ -329,13 +252,7 @@ async fn key_server(kid: &str, pem: Vec<u8>) -> (String, Arc<AtomicUsize>) {
         .route("/asap/{file}", get(serve))
         .route("/slow/{file}", get(slow))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = support::serve_on_loopback(app).await;
     (format!("http://{addr}"), hits)
 }
 
@@ -391,12 +308,7 @@ async fn key_server_fetch_cache_and_failures() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // a server that is down: 401, not 500
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let down_url = format!("http://{}", closed.local_addr().expect("addr"));
-    drop(closed);
-    let down = Authenticator::from_config(&cfg(down_url)).expect("authenticator");
+    let down = Authenticator::from_config(&cfg(support::dead_url())).expect("authenticator");
     assert_invalid(
         down.authenticate(&bearer(&token), peer()).await,
         "key server unavailable",

@@ -33,30 +33,16 @@ fn code(o: &Output) -> i32 {
 /// A shards file with `n` shards named shard-1..shard-n; passwords from a file and a variable.
 fn shards_toml(n: usize) -> String {
     let mut s = String::from(
-        r#"# test shards file
+        r#"# test shards file (sub-tables inline)
 [common]
 xmpp-domain = "meet.example.com"
 strip-from-room-domain = "conference."
 usage-timeout = 0
 trust-all-xmpp-certs = true
-
-[common.control-muc]
-domain = "internal.auth.meet.example.com"
-room-name = "JibriBrewery"
-
-[common.sip-control-muc]
-domain = "internal.auth.meet.example.com"
-room-name = "SipBrewery"
-
-[common.control-login]
-domain = "auth.meet.example.com"
-username = "jibri"
-password_file = "control.pw"
-
-[common.call-login]
-domain = "recorder.meet.example.com"
-username = "recorder"
-password_env = "TEST_CALL_PASSWORD"
+control-muc = { domain = "internal.auth.meet.example.com", room-name = "JibriBrewery" }
+sip-control-muc = { domain = "internal.auth.meet.example.com", room-name = "SipBrewery" }
+control-login = { domain = "auth.meet.example.com", username = "jibri", password_file = "control.pw" }
+call-login = { domain = "recorder.meet.example.com", username = "recorder", password_env = "TEST_CALL_PASSWORD" }
 "#,
     );
     for i in 1..=n {
@@ -76,6 +62,14 @@ fn setup(n: usize) -> (tempfile::TempDir, PathBuf) {
     let shards = dir.path().join("shards.toml");
     fs::write(&shards, shards_toml(n)).unwrap();
     (dir, shards)
+}
+
+/// [`setup`] plus `jibri.conf` holding `text`: (dir, shards file, conf file).
+fn setup_with_conf(n: usize, text: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, shards) = setup(n);
+    let conf = dir.path().join("jibri.conf");
+    fs::write(&conf, text).unwrap();
+    (dir, shards, conf)
 }
 
 fn p(path: &Path) -> &str {
@@ -110,19 +104,16 @@ fn codes(v: &Value) -> Vec<(String, Option<String>)> {
 
 // ---------------------------------------------------------------- generate + check round trip
 
+/// `jibri-config generate --shards <shards> <extra>` with the call password set.
+fn generate(shards: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["jibri-config", "generate", "--shards", p(shards)];
+    args.extend(extra);
+    run(&args, ENV)
+}
+
 fn round_trip(n: usize) {
     let (dir, shards) = setup(n);
-    let o = run(
-        &[
-            "jibri-config",
-            "generate",
-            "--shards",
-            p(&shards),
-            "--nickname",
-            "gw-test",
-        ],
-        ENV,
-    );
+    let o = generate(&shards, &["--nickname", "gw-test"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let text = stdout(&o);
     assert_eq!(text.matches("name = \"shard-").count(), n);
@@ -167,9 +158,7 @@ fn round_trip_ten_shards() {
 fn generate_is_deterministic_with_a_nickname_and_fresh_without() {
     let (_dir, shards) = setup(2);
     let gen_with = |extra: &[&str]| {
-        let mut args = vec!["jibri-config", "generate", "--shards", p(&shards)];
-        args.extend(extra);
-        let o = run(&args, ENV);
+        let o = generate(&shards, extra);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         stdout(&o)
     };
@@ -218,7 +207,7 @@ fn generate_reports_shards_file_and_password_problems() {
             + "[[shard]]\nname = \"shard-1\"\nxmpp-server-hosts = []\n",
     )
     .unwrap();
-    let o = run(&["jibri-config", "generate", "--shards", p(&bad)], ENV);
+    let o = generate(&bad, &[]);
     assert_ne!(code(&o), 0);
     let err = stderr(&o);
     assert!(err.contains("milliseconds"), "{err}");
@@ -307,9 +296,7 @@ fn edit(base: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn spec_shaped_two_shard_file_parses_and_matches_the_shards_file() {
-    let (dir, shards) = setup(2);
-    let conf = dir.path().join("jibri.conf");
-    fs::write(&conf, SPEC_CONF).unwrap();
+    let (_dir, shards, conf) = setup_with_conf(2, SPEC_CONF);
     let (status, v) = check_json(&conf, Some(&shards), &[]);
     assert_eq!(status, 0, "{v:#}");
     assert_eq!(v["environments"], serde_json::json!(["shard-1", "shard-2"]));
@@ -338,42 +325,65 @@ fn spec_shaped_two_shard_file_parses_and_matches_the_shards_file() {
 
 /// Checks `text` (against the 2-shard file) and returns the status and (code, environment) list.
 fn findings(text: &str, extra: &[&str]) -> (i32, Vec<(String, Option<String>)>, Value) {
-    let (dir, shards) = setup(2);
-    let conf = dir.path().join("jibri.conf");
-    fs::write(&conf, text).unwrap();
+    let (_dir, shards, conf) = setup_with_conf(2, text);
     let (status, v) = check_json(&conf, Some(&shards), extra);
     (status, codes(&v), v)
+}
+
+/// [`findings`] of SPEC_CONF with `from` replaced by `to`.
+fn findings_after(from: &str, to: &str, extra: &[&str]) -> (i32, Findings, Value) {
+    findings(&edit(SPEC_CONF, from, to), extra)
+}
+
+type Findings = Vec<(String, Option<String>)>;
+
+/// SPEC_CONF with `from` replaced by `to` exits 1 with the finding `code` about `env`: the
+/// findings and the JSON.
+fn expect_finding(
+    from: &str,
+    to: &str,
+    extra: &[&str],
+    code: &str,
+    env: Option<&str>,
+) -> (Findings, Value) {
+    let (status, list, v) = findings_after(from, to, extra);
+    assert_eq!(status, 1, "{v:#}");
+    assert!(has(&list, code, env), "{code} {env:?}: {v:#}");
+    (list, v)
 }
 
 fn has(list: &[(String, Option<String>)], code: &str, env: Option<&str>) -> bool {
     list.iter().any(|(c, e)| c == code && e.as_deref() == env)
 }
 
+/// The only finding with `code`, from a check's JSON.
+fn finding<'a>(v: &'a Value, code: &str) -> &'a Value {
+    let all = v["findings"].as_array().unwrap();
+    let mut of_code = all.iter().filter(|f| f["code"] == code);
+    of_code.next().unwrap()
+}
+
+/// The SIP MUC line of the second environment.
+const SIP_MUC_2: &str = "sip-control-muc { domain: \"internal.auth.meet.example.com\", room-name: SipBrewery, nickname: \"2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1\" }\n";
+
 #[test]
 fn finding_missing_shard_and_unknown_environment() {
-    let text = edit(SPEC_CONF, "name: shard-2", "name: shard-3");
-    let (status, list, v) = findings(&text, &[]);
-    assert_eq!(status, 1);
-    assert!(has(&list, "missing-shard", Some("shard-2")), "{v:#}");
-    assert!(has(&list, "unknown-environment", Some("shard-3")), "{v:#}");
-    assert_eq!(list.len(), 2, "{v:#}");
+    let (from, to) = ("name: shard-2", "name: shard-3");
+    let (list, _) = expect_finding(from, to, &[], "missing-shard", Some("shard-2"));
+    assert!(
+        has(&list, "unknown-environment", Some("shard-3")),
+        "{list:?}"
+    );
+    assert_eq!(list.len(), 2, "{list:?}");
 }
 
 #[test]
 fn finding_duplicate_name() {
-    let text = edit(SPEC_CONF, "name: shard-2", "name: \"shard-1\"");
-    let (status, list, v) = findings(&text, &[]);
-    assert_eq!(status, 1);
-    assert!(has(&list, "duplicate-name", Some("shard-1")), "{v:#}");
-    assert!(has(&list, "missing-shard", Some("shard-2")), "{v:#}");
+    let (from, to) = ("name: shard-2", "name: \"shard-1\"");
+    let (list, v) = expect_finding(from, to, &[], "duplicate-name", Some("shard-1"));
+    assert!(has(&list, "missing-shard", Some("shard-2")), "{list:?}");
     // Positioned at the second environment.
-    let f = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["code"] == "duplicate-name")
-        .unwrap();
-    assert_eq!(f["line"], 41);
+    assert_eq!(finding(&v, "duplicate-name")["line"], 41);
 }
 
 #[test]
@@ -405,61 +415,35 @@ fn finding_inconsistent_fields() {
             "call-login",
         ),
     ] {
-        let (status, list, v) = findings(&edit(SPEC_CONF, from, to), &[]);
-        assert_eq!(status, 1, "{field}");
-        assert!(
-            has(&list, "inconsistent-field", Some("shard-2")),
-            "{field}: {v:#}"
-        );
-        let msg = v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["code"] == "inconsistent-field")
-            .unwrap()["message"]
+        let (_, v) = expect_finding(from, to, &[], "inconsistent-field", Some("shard-2"));
+        let msg = finding(&v, "inconsistent-field")["message"]
             .as_str()
-            .unwrap()
-            .to_owned();
+            .unwrap();
         assert!(msg.contains(field), "{msg}");
-        assert!(
-            !msg.contains("test-only") && !msg.contains("\"other\""),
-            "password leaked: {msg}"
-        );
+        let leaked = msg.contains("test-only") || msg.contains("\"other\"");
+        assert!(!leaked, "password leaked: {msg}");
     }
     // A SIP MUC on one shard only.
-    let text = edit(
-        SPEC_CONF,
-        "sip-control-muc { domain: \"internal.auth.meet.example.com\", room-name: SipBrewery, nickname: \"2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1\" }\n",
-        "",
-    );
-    let (_, list, v) = findings(&text, &[]);
-    assert!(has(&list, "inconsistent-field", Some("shard-2")), "{v:#}");
+    expect_finding(SIP_MUC_2, "", &[], "inconsistent-field", Some("shard-2"));
 }
 
 #[test]
 fn finding_usage_timeout() {
-    let text = edit(SPEC_CONF, "usage-timeout: 0", "usage-timeout: 2 hours");
-    let (status, list, v) = findings(&text, &[]);
-    assert_eq!(status, 1);
-    assert!(
-        has(&list, "usage-timeout-not-zero", Some("shard-2")),
-        "{v:#}"
+    let zero = "usage-timeout: 0";
+    let not_zero = "usage-timeout-not-zero";
+    expect_finding(
+        zero,
+        "usage-timeout: 2 hours",
+        &[],
+        not_zero,
+        Some("shard-2"),
     );
-
-    let text = edit(SPEC_CONF, "usage-timeout: 0", "usage-timeout: 7200");
-    let (_, list, v) = findings(&text, &[]);
-    assert!(
-        has(&list, "usage-timeout-without-unit", Some("shard-2")),
-        "{v:#}"
-    );
-
+    let no_unit = "usage-timeout-without-unit";
+    expect_finding(zero, "usage-timeout: 7200", &[], no_unit, Some("shard-2"));
     // A recording Jibri may have a limit; still not a bare number.
-    let text = edit(SPEC_CONF, "usage-timeout: 0", "usage-timeout: \"2 hours\"");
-    let (_, list, v) = findings(&text, &["--kind", "recording"]);
-    assert!(
-        !has(&list, "usage-timeout-not-zero", Some("shard-2")),
-        "{v:#}"
-    );
+    let recording = ["--kind", "recording"];
+    let (_, list, v) = findings_after(zero, "usage-timeout: \"2 hours\"", &recording);
+    assert!(!has(&list, not_zero, Some("shard-2")), "{v:#}");
 }
 
 #[test]
@@ -491,7 +475,7 @@ fn finding_missing_required_fields() {
         ("trust-all-xmpp-certs", "trust-all-xmpp-certs: true\n"),
     ];
     for (field, line) in second_env_lines {
-        let (status, _, v) = findings(&edit(SPEC_CONF, line, ""), &[]);
+        let (status, _, v) = findings_after(line, "", &[]);
         assert_eq!(status, 1, "{field}");
         let missing: Vec<&Value> = v["findings"]
             .as_array()
@@ -500,72 +484,43 @@ fn finding_missing_required_fields() {
             .filter(|f| f["code"] == "missing-field")
             .collect();
         assert_eq!(missing.len(), 1, "{field}: {v:#}");
-        assert!(
-            missing[0]["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("`{field}`"))
-        );
+        let message = missing[0]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{field}`")));
         if field != "name" {
             assert_eq!(missing[0]["environment"], "shard-2", "{v:#}");
         }
     }
     // Sub-fields of a login.
-    let text = edit(
-        SPEC_CONF,
-        "username = \"recorder\", password = \"test-only-call\" ",
-        "username = \"recorder\" ",
-    );
-    let (_, _, v) = findings(&text, &[]);
-    assert!(
-        v["findings"].to_string().contains("call-login.password"),
-        "{v:#}"
-    );
+    let with_password = "username = \"recorder\", password = \"test-only-call\" ";
+    let (_, _, v) = findings_after(with_password, "username = \"recorder\" ", &[]);
+    let named = v["findings"].to_string().contains("call-login.password");
+    assert!(named, "{v:#}");
     // --kind sip requires a SIP MUC.
-    let text = edit(
-        SPEC_CONF,
-        "sip-control-muc { domain: \"internal.auth.meet.example.com\", room-name: SipBrewery, nickname: \"2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1\" }\n",
-        "",
-    );
-    let (_, list, _) = findings(&text, &["--kind", "sip"]);
-    assert!(has(&list, "missing-field", Some("shard-2")));
+    let sip = ["--kind", "sip"];
+    expect_finding(SIP_MUC_2, "", &sip, "missing-field", Some("shard-2"));
 }
 
 #[test]
 fn finding_missing_or_empty_nickname() {
-    let text = edit(
-        SPEC_CONF,
-        "room-name = \"JibriBrewery\", nickname = \"2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1\"",
-        "room-name = \"JibriBrewery\", nickname = \"\"",
-    );
-    let (status, list, v) = findings(&text, &[]);
-    assert_eq!(status, 1);
-    assert!(has(&list, "missing-nickname", Some("shard-2")), "{v:#}");
-    let text = edit(
-        SPEC_CONF,
+    let nick = "room-name = \"JibriBrewery\", nickname = \"2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1\"";
+    let empty = "room-name = \"JibriBrewery\", nickname = \"\"";
+    expect_finding(nick, empty, &[], "missing-nickname", Some("shard-2"));
+    let (first, without) = (
         "            nickname = \"2c5e6ba4-46e9-4bb1-9b36-d0b5a1a6d9f1\"\n          }\n          sip",
         "          }\n          sip",
     );
-    let (_, list, v) = findings(&text, &[]);
-    assert!(has(&list, "missing-nickname", Some("shard-1")), "{v:#}");
+    expect_finding(first, without, &[], "missing-nickname", Some("shard-1"));
 }
 
 #[test]
 fn finding_invalid_values_and_no_environments() {
-    let text = edit(
-        SPEC_CONF,
-        "trust-all-xmpp-certs: true",
-        "trust-all-xmpp-certs: maybe",
-    );
-    let (_, list, _) = findings(&text, &[]);
-    assert!(has(&list, "invalid-value", Some("shard-2")));
-    let text = edit(
-        SPEC_CONF,
+    let (trust, maybe) = ("trust-all-xmpp-certs: true", "trust-all-xmpp-certs: maybe");
+    expect_finding(trust, maybe, &[], "invalid-value", Some("shard-2"));
+    let (hosts, none) = (
         "xmpp-server-hosts = [ \"10.0.1.10\" ]",
         "xmpp-server-hosts = []",
     );
-    let (_, list, _) = findings(&text, &[]);
-    assert!(has(&list, "invalid-value", Some("shard-1")));
+    expect_finding(hosts, none, &[], "invalid-value", Some("shard-1"));
 
     let (status, list, v) = findings("jibri { api { xmpp { } } }\n", &[]);
     assert_eq!(status, 1);
@@ -574,18 +529,11 @@ fn finding_invalid_values_and_no_environments() {
 
 #[test]
 fn finding_differs_from_shards_file() {
-    let text = edit(SPEC_CONF, "\"10.0.2.10\",", "\"10.0.2.99\",");
-    let (status, list, v) = findings(&text, &[]);
-    assert_eq!(status, 1);
-    assert_eq!(
-        list,
-        vec![("differs-from-shards".to_owned(), Some("shard-2".to_owned()))],
-        "{v:#}"
-    );
+    let (from, to) = ("\"10.0.2.10\",", "\"10.0.2.99\",");
+    let (list, _) = expect_finding(from, to, &[], "differs-from-shards", Some("shard-2"));
+    assert_eq!(list.len(), 1, "{list:?}");
     // Without --shards the file alone is consistent.
-    let (dir, _) = setup(2);
-    let conf = dir.path().join("j.conf");
-    fs::write(&conf, &text).unwrap();
+    let (_dir, _, conf) = setup_with_conf(2, &edit(SPEC_CONF, from, to));
     assert_eq!(check_json(&conf, None, &[]).0, 0);
 }
 
@@ -593,57 +541,36 @@ fn finding_differs_from_shards_file() {
 fn substitutions_are_resolved_or_reported_and_includes_reported() {
     // Resolved: the shared domain through a (forward) substitution. The repeated `jibri` key
     // must merge into the first one, or the environments would vanish (no-environments).
-    let text = edit(
-        SPEC_CONF,
-        "xmpp-domain: \"meet.example.com\"",
-        "xmpp-domain: ${common.domain}",
-    ) + "common { domain = meet.example.com }\njibri { stats { enable-stats-d = false } }\n";
+    let domain = "xmpp-domain: \"meet.example.com\"";
+    let text = edit(SPEC_CONF, domain, "xmpp-domain: ${common.domain}")
+        + "common { domain = meet.example.com }\njibri { stats { enable-stats-d = false } }\n";
     let (status, _, v) = findings(&text, &[]);
     assert_eq!(status, 0, "{v:#}");
 
-    let text = edit(
-        SPEC_CONF,
-        "usage-timeout: 0",
-        "usage-timeout: ${NOT_DEFINED}",
-    );
-    let (status, list, v) = findings(&text, &[]);
-    assert_eq!(status, 1);
-    assert!(has(&list, "unresolved-substitution", None), "{v:#}");
-    assert!(has(&list, "missing-field", Some("shard-2")), "{v:#}");
+    let (zero, undefined) = ("usage-timeout: 0", "usage-timeout: ${NOT_DEFINED}");
+    let (list, _) = expect_finding(zero, undefined, &[], "unresolved-substitution", None);
+    assert!(has(&list, "missing-field", Some("shard-2")), "{list:?}");
 
     let text = format!("include \"/etc/jitsi/jibri/extra.conf\"\n{SPEC_CONF}");
     let (status, list, v) = findings(&text, &[]);
     assert_eq!(status, 1);
-    assert_eq!(
-        list,
-        vec![("include-not-followed".to_owned(), None)],
-        "{v:#}"
-    );
+    let include = vec![("include-not-followed".to_owned(), None)];
+    assert_eq!(list, include, "{v:#}");
     assert_eq!(v["findings"][0]["line"], 1);
 }
 
 #[test]
 fn human_output_names_file_line_column_and_environment() {
-    let (dir, shards) = setup(2);
-    let conf = dir.path().join("jibri.conf");
-    fs::write(
-        &conf,
-        edit(SPEC_CONF, "usage-timeout: 0", "usage-timeout: 2 hours"),
-    )
-    .unwrap();
+    let text = edit(SPEC_CONF, "usage-timeout: 0", "usage-timeout: 2 hours");
+    let (_dir, shards, conf) = setup_with_conf(2, &text);
     let o = run(
         &["jibri-config", "check", p(&conf), "--shards", p(&shards)],
         &[],
     );
     assert_eq!(code(&o), 1);
     let out = stdout(&o);
-    assert!(
-        out.contains(&format!(
-            "{}:52:26: usage-timeout-not-zero [shard-2]:",
-            p(&conf)
-        )),
-        "{out}"
-    );
+    let want = format!("{}:52:26: usage-timeout-not-zero [shard-2]:", p(&conf));
+    assert!(out.contains(&want), "{out}");
 }
 
 // ---------------------------------------------------------------- parse errors
@@ -687,16 +614,7 @@ fn parse_errors_carry_line_and_column_and_exit_2() {
 // ---------------------------------------------------------------- --write
 
 fn write_with(shards: &Path, conf: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "jibri-config",
-        "generate",
-        "--shards",
-        p(shards),
-        "--write",
-        p(conf),
-    ];
-    args.extend(extra);
-    run(&args, ENV)
+    generate(shards, &[&["--write", p(conf)], extra].concat())
 }
 
 #[test]
@@ -865,17 +783,7 @@ public class Dump {
         stdout(&o)
     };
     let generated = dir.path().join("generated.conf");
-    let o = run(
-        &[
-            "jibri-config",
-            "generate",
-            "--shards",
-            p(&shards),
-            "--nickname",
-            "gw-x",
-        ],
-        ENV,
-    );
+    let o = generate(&shards, &["--nickname", "gw-x"]);
     fs::write(&generated, stdout(&o)).unwrap();
     assert_eq!(
         java(&generated),

@@ -1,389 +1,18 @@
-//! Lifecycle clients against a fake Foreman (axum on 127.0.0.1:0) and against shell scripts.
+//! Lifecycle clients against the fake Foreman of `support` and against shell scripts.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::{Method, header};
 use jitsi_scaler::lifecycle::{
     Backend, BreakerState, CommandConfig, ForemanConfig, Lifecycle, LifecycleConfig, LifecycleError,
 };
-use serde_json::{Value, json};
-
-const USER: &str = "scaler";
-const TOKEN: &str = "pat-0123456789abcdef";
-const NAME_TAKEN: &str = r#"{"error":{"errors":{"name":["has already been taken"]}}}"#;
-
-// ---------------------------------------------------------------------------------------------
-// The fake Foreman
-// ---------------------------------------------------------------------------------------------
-
-/// One request as the fake saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: Option<String>,
-    content_type: Option<String>,
-    authorization: Option<String>,
-}
-
-/// Scripted misbehaviour.
-#[derive(Default)]
-struct Script {
-    /// The next requests are answered with these (status, body), before anything else.
-    fail_next: VecDeque<(u16, String)>,
-    /// Every request is answered with this status (a broken node) while set.
-    always: Option<u16>,
-    /// Delay before answering any request.
-    delay: Duration,
-    /// The next creates store the host, then sleep this long before answering (lost response).
-    drop_creates: u32,
-    drop_sleep: Duration,
-}
-
-/// The database behind one Foreman: shared by all its nodes.
-#[derive(Default)]
-struct Db {
-    /// Stored hosts: name -> (host object as sent, assigned ip).
-    hosts: Mutex<HashMap<String, (Value, String)>>,
-    creates_stored: AtomicUsize,
-    per_page_cap: AtomicUsize,
-}
-
-/// One node of a fake Foreman: its own script and request log, a shared database.
-#[derive(Default)]
-struct Fake {
-    db: Arc<Db>,
-    requests: AtomicUsize,
-    script: Mutex<Script>,
-    seen: Mutex<Vec<Seen>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn json_response(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn not_found(name: &str) -> Response {
-    json_response(
-        404,
-        json!({"error": {"message": format!("Resource host not found by id '{name}'")}})
-            .to_string(),
-    )
-}
-
-fn host_json(name: &str, host: &Value, ip: &str) -> Value {
-    let mut out = host.clone();
-    if let Some(obj) = out.as_object_mut() {
-        obj.insert("name".into(), json!(name));
-        obj.insert("ip".into(), json!(ip));
-        obj.insert("id".into(), json!(name.len()));
-    }
-    out
-}
-
-/// Counts, records, applies the script and checks Basic auth; `Some` = answer with this.
-async fn gate(fake: &Fake, method: Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
-    let text = |h: header::HeaderName| {
-        headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    lock(&fake.seen).push(Seen {
-        method,
-        path: uri.path().to_string(),
-        query: uri.query().map(str::to_string),
-        content_type: text(header::CONTENT_TYPE),
-        authorization: text(header::AUTHORIZATION),
-    });
-    let delay = lock(&fake.script).delay;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    {
-        let mut script = lock(&fake.script);
-        if let Some((status, body)) = script.fail_next.pop_front() {
-            return Some(json_response(status, body));
-        }
-        if let Some(status) = script.always {
-            return Some(json_response(
-                status,
-                json!({"error": {"message": "broken"}}).to_string(),
-            ));
-        }
-    }
-    let expected = format!("Basic {}", base64(format!("{USER}:{TOKEN}").as_bytes()));
-    if text(header::AUTHORIZATION).as_deref() != Some(expected.as_str()) {
-        return Some(json_response(
-            401,
-            json!({"error": {"message": "Unable to authenticate user"}}).to_string(),
-        ));
-    }
-    None
-}
-
-async fn create_host(
-    State(fake): State<Arc<Fake>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = gate(&fake, Method::POST, &uri, &headers).await {
-        return r;
-    }
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_type {
-        return json_response(
-            415,
-            json!({"error": {"message": "'Content-Type: ' is unsupported in API v2 for POST and PUT requests. Please use 'Content-Type: application/json'."}}).to_string(),
-        );
-    }
-    let host = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("host").cloned());
-    let Some(host) = host else {
-        return json_response(400, json!({"error": {"message": "bad body"}}).to_string());
-    };
-    let Some(mut name) = host.get("name").and_then(Value::as_str).map(str::to_string) else {
-        return json_response(
-            422,
-            json!({"error": {"errors": {"name": ["can't be blank"]}}}).to_string(),
-        );
-    };
-    // Like Foreman: a host in a domain is named by its FQDN.
-    if let Some(domain) = host.get("domain_name").and_then(Value::as_str)
-        && !name.contains('.')
-    {
-        name = format!("{name}.{domain}");
-    }
-    let (ip, drop_sleep) = {
-        let mut hosts = lock(&fake.db.hosts);
-        if hosts.contains_key(&name) {
-            return json_response(422, NAME_TAKEN.to_string());
-        }
-        let n = fake.db.creates_stored.fetch_add(1, Ordering::SeqCst) + 1;
-        let ip = format!("10.0.0.{n}");
-        hosts.insert(name.clone(), (host.clone(), ip.clone()));
-        let mut script = lock(&fake.script);
-        let drop_sleep = if script.drop_creates > 0 {
-            script.drop_creates -= 1;
-            Some(script.drop_sleep)
-        } else {
-            None
-        };
-        (ip, drop_sleep)
-    };
-    if let Some(sleep) = drop_sleep {
-        // Stored, but the answer comes after the client gave up.
-        tokio::time::sleep(sleep).await;
-    }
-    json_response(201, host_json(&name, &host, &ip).to_string())
-}
-
-async fn show_host(
-    State(fake): State<Arc<Fake>>,
-    UrlPath(name): UrlPath<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = gate(&fake, Method::GET, &uri, &headers).await {
-        return r;
-    }
-    match lock(&fake.db.hosts).get(&name) {
-        Some((host, ip)) => json_response(200, host_json(&name, host, ip).to_string()),
-        None => not_found(&name),
-    }
-}
-
-async fn delete_host(
-    State(fake): State<Arc<Fake>>,
-    UrlPath(name): UrlPath<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = gate(&fake, Method::DELETE, &uri, &headers).await {
-        return r;
-    }
-    match lock(&fake.db.hosts).remove(&name) {
-        Some((host, ip)) => json_response(200, host_json(&name, &host, &ip).to_string()),
-        None => not_found(&name),
-    }
-}
-
-async fn search_hosts(
-    State(fake): State<Arc<Fake>>,
-    Query(params): Query<HashMap<String, String>>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = gate(&fake, Method::GET, &uri, &headers).await {
-        return r;
-    }
-    let search = params.get("search").cloned().unwrap_or_default();
-    let hosts = lock(&fake.db.hosts);
-    let mut matched: Vec<(String, String)> = hosts
-        .iter()
-        .filter(|(name, (_, ip))| {
-            if let Some(want) = search.strip_prefix("ip = ") {
-                ip.as_str() == want
-            } else if let Some(pattern) = search.strip_prefix("name ~ ") {
-                match pattern.strip_suffix('*') {
-                    Some(prefix) => name.starts_with(prefix),
-                    None => name.contains(pattern),
-                }
-            } else {
-                search.is_empty()
-            }
-        })
-        .map(|(name, (_, ip))| (name.clone(), ip.clone()))
-        .collect();
-    matched.sort();
-    let cap = fake.db.per_page_cap.load(Ordering::SeqCst).max(1);
-    let per_page = params
-        .get("per_page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(20)
-        .min(cap);
-    let page = params
-        .get("page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let results: Vec<Value> = matched
-        .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .map(|(name, ip)| json!({"name": name, "ip": ip, "id": name.len()}))
-        .collect();
-    json_response(
-        200,
-        json!({
-            "total": hosts.len(),
-            "subtotal": matched.len(),
-            "page": page,
-            "per_page": per_page,
-            "search": search,
-            "sort": {"by": null, "order": null},
-            "results": results,
-        })
-        .to_string(),
-    )
-}
-
-/// A running fake Foreman; stopped when dropped.
-struct FakeForeman {
-    addr: SocketAddr,
-    fake: Arc<Fake>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FakeForeman {
-    /// A Foreman with one node.
-    async fn start() -> Self {
-        let db = Arc::new(Db::default());
-        db.per_page_cap.store(1000, Ordering::SeqCst);
-        Self::start_on(db).await
-    }
-
-    /// Another node of the same Foreman (same hosts).
-    async fn second_node(&self) -> Self {
-        Self::start_on(self.fake.db.clone()).await
-    }
-
-    async fn start_on(db: Arc<Db>) -> Self {
-        let fake = Arc::new(Fake {
-            db,
-            ..Fake::default()
-        });
-        let app = Router::new()
-            .route("/api/hosts", post(create_host).get(search_hosts))
-            .route("/api/hosts/{name}", get(show_host).delete(delete_host))
-            .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Foreman");
-        let addr = listener.local_addr().expect("fake Foreman address");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeForeman { addr, fake, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self) -> usize {
-        self.fake.requests.load(Ordering::SeqCst)
-    }
-
-    fn host_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = lock(&self.fake.db.hosts).keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    fn host(&self, name: &str) -> Option<Value> {
-        lock(&self.fake.db.hosts).get(name).map(|(h, _)| h.clone())
-    }
-
-    fn ip_of(&self, name: &str) -> Option<String> {
-        lock(&self.fake.db.hosts)
-            .get(name)
-            .map(|(_, ip)| ip.clone())
-    }
-
-    fn insert(&self, name: &str, ip: &str) {
-        lock(&self.fake.db.hosts).insert(name.into(), (json!({"name": name}), ip.into()));
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        lock(&self.fake.seen).clone()
-    }
-
-    fn script(&self) -> MutexGuard<'_, Script> {
-        lock(&self.fake.script)
-    }
-
-    fn fail_next(&self, status: u16, body: &str, times: usize) {
-        let mut s = self.script();
-        for _ in 0..times {
-            s.fail_next.push_back((status, body.to_string()));
-        }
-    }
-}
-
-impl Drop for FakeForeman {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A URL on which nothing listens: bind a port, then free it.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
-    let addr = listener.local_addr().expect("port address");
-    drop(listener);
-    format!("http://{addr}")
-}
+use serde_json::json;
+use support::foreman::foreman_basic_auth;
+use support::{FOREMAN_TOKEN, FOREMAN_USER, FakeForeman};
 
 /// Short timeouts and tens of milliseconds of backoff, so failures are fast.
 fn foreman_config(nodes: Vec<String>) -> LifecycleConfig {
@@ -392,8 +21,8 @@ fn foreman_config(nodes: Vec<String>) -> LifecycleConfig {
         name_prefix: "vsg".into(),
         foreman: ForemanConfig {
             nodes,
-            user: USER.into(),
-            token: Some(TOKEN.into()),
+            user: FOREMAN_USER.into(),
+            token: Some(FOREMAN_TOKEN.into()),
             connect_timeout: Duration::from_millis(500),
             create_timeout: Duration::from_secs(2),
             timeout: Duration::from_secs(2),
@@ -412,26 +41,26 @@ fn client(cfg: &LifecycleConfig) -> Lifecycle {
     Lifecycle::from_config(cfg).expect("valid lifecycle config")
 }
 
-fn base64(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// A Foreman with one node and a client of it.
+async fn one_node() -> (FakeForeman, Lifecycle) {
+    let fake = FakeForeman::start().await;
+    let lc = client(&foreman_config(vec![fake.url.clone()]));
+    (fake, lc)
 }
+
+/// A Foreman node that stores the first create but answers it only after 3 s, and a client
+/// that gives up on a create after 300 ms (`edit` changes its config further).
+async fn lossy_node(edit: impl FnOnce(&mut LifecycleConfig)) -> (FakeForeman, Lifecycle) {
+    let fake = FakeForeman::start().await;
+    fake.lose_create_responses(1, Duration::from_secs(3));
+    let mut cfg = foreman_config(vec![fake.url.clone()]);
+    cfg.foreman.create_timeout = Duration::from_millis(300);
+    edit(&mut cfg);
+    (fake, client(&cfg))
+}
+
+/// The instance type the tests launch.
+const GW: &str = "video-sip-gateway";
 
 fn assert_transient(result: Result<impl std::fmt::Debug, LifecycleError>) -> String {
     match result {
@@ -457,7 +86,7 @@ fn assert_refused(result: Result<impl std::fmt::Debug, LifecycleError>) -> Strin
 #[tokio::test]
 async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
     let fake = FakeForeman::start().await;
-    let mut cfg = foreman_config(vec![fake.url()]);
+    let mut cfg = foreman_config(vec![fake.url.clone()]);
     cfg.foreman.host_parameters = toml::from_str(
         r#"
         hostgroup_id = 7
@@ -471,10 +100,7 @@ async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
     let lc = client(&cfg);
     assert_eq!(lc.backend_name(), "foreman");
 
-    let created = lc
-        .create("vsg-a1", "video-sip-gateway")
-        .await
-        .expect("create");
+    let created = lc.create("vsg-a1", GW).await.expect("create");
     assert_eq!(created.ip.as_deref(), Some("10.0.0.1"));
 
     assert_eq!(
@@ -489,18 +115,16 @@ async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, Method::POST);
-    assert_eq!(seen[0].path, "/api/hosts");
-    assert_eq!(seen[0].content_type.as_deref(), Some("application/json"));
-    let expected_auth = format!("Basic {}", base64(format!("{USER}:{TOKEN}").as_bytes()));
-    assert_eq!(
-        seen[0].authorization.as_deref(),
-        Some(expected_auth.as_str())
-    );
+    assert_eq!(seen[0].path(), "/api/hosts");
+    let content_type = seen[0].header(header::CONTENT_TYPE);
+    assert_eq!(content_type, Some("application/json"));
+    let auth = seen[0].header(header::AUTHORIZATION);
+    assert_eq!(auth, Some(foreman_basic_auth().as_str()));
 
     // The fake is strict like Foreman: without the content type it answers 415 (flaw 12).
     let raw = reqwest::Client::new()
-        .post(format!("{}/api/hosts", fake.url()))
-        .basic_auth(USER, Some(TOKEN))
+        .post(format!("{}/api/hosts", fake.url.clone()))
+        .basic_auth(FOREMAN_USER, Some(FOREMAN_TOKEN))
         .body(r#"{"host":{"name":"vsg-raw"}}"#)
         .send()
         .await
@@ -510,27 +134,19 @@ async fn create_sends_json_content_type_basic_auth_and_merged_parameters() {
 
 #[tokio::test]
 async fn lost_create_response_then_own_retry_leaves_one_host() {
-    let fake = FakeForeman::start().await;
-    {
-        let mut s = fake.script();
-        s.drop_creates = 1;
-        s.drop_sleep = Duration::from_secs(3);
-    }
-    let mut cfg = foreman_config(vec![fake.url()]);
-    cfg.foreman.create_timeout = Duration::from_millis(300);
-    let lc = client(&cfg);
+    let (fake, lc) = lossy_node(|_| {}).await;
 
     let created = lc
-        .create("vsg-lost1", "video-sip-gateway")
+        .create("vsg-lost1", GW)
         .await
         .expect("the retry confirms the earlier create");
     assert_eq!(created.ip.as_deref(), Some("10.0.0.1"));
-    assert_eq!(fake.host_names(), vec!["vsg-lost1".to_string()]);
+    assert_eq!(fake.hosts(), vec!["vsg-lost1".to_string()]);
 
     let calls: Vec<(Method, String)> = fake
         .seen()
         .into_iter()
-        .map(|s| (s.method, s.path))
+        .map(|s| (s.method.clone(), s.path().to_string()))
         .collect();
     assert_eq!(
         calls,
@@ -544,39 +160,30 @@ async fn lost_create_response_then_own_retry_leaves_one_host() {
 
 #[tokio::test]
 async fn lost_create_response_then_second_call_succeeds_with_one_host() {
-    let fake = FakeForeman::start().await;
-    {
-        let mut s = fake.script();
-        s.drop_creates = 1;
-        s.drop_sleep = Duration::from_secs(3);
-    }
-    let mut cfg = foreman_config(vec![fake.url()]);
-    cfg.foreman.create_timeout = Duration::from_millis(300);
-    cfg.foreman.attempts = 1;
-    let lc = client(&cfg);
+    let (fake, lc) = lossy_node(|cfg| cfg.foreman.attempts = 1).await;
 
-    let first = lc.create("vsg-lost2", "video-sip-gateway").await;
+    let first = lc.create("vsg-lost2", GW).await;
     let msg = assert_transient(first);
     assert!(msg.contains("timeout"), "{msg}");
 
-    lc.create("vsg-lost2", "video-sip-gateway")
+    lc.create("vsg-lost2", GW)
         .await
         .expect("the second call confirms the host");
-    assert_eq!(fake.host_names(), vec!["vsg-lost2".to_string()]);
+    assert_eq!(fake.hosts(), vec!["vsg-lost2".to_string()]);
 }
 
 #[tokio::test]
 async fn first_node_down_second_node_serves() {
     let fake = FakeForeman::start().await;
-    let dead = dead_url();
-    let lc = client(&foreman_config(vec![dead.clone(), fake.url()]));
+    let dead = support::dead_url();
+    let lc = client(&foreman_config(vec![dead.clone(), fake.url.clone()]));
 
     for i in 0..4 {
-        lc.create(&format!("vsg-f{i}"), "video-sip-gateway")
+        lc.create(&format!("vsg-f{i}"), GW)
             .await
             .expect("failover to the live node");
     }
-    assert_eq!(fake.host_names().len(), 4);
+    assert_eq!(fake.hosts().len(), 4);
     assert!(lc.is_up());
     let nodes = lc.nodes();
     assert_eq!(nodes.len(), 2);
@@ -594,7 +201,7 @@ async fn first_node_down_second_node_serves() {
 
 #[tokio::test]
 async fn all_nodes_down_open_breakers_and_fail_fast() {
-    let mut cfg = foreman_config(vec![dead_url(), dead_url()]);
+    let mut cfg = foreman_config(vec![support::dead_url(), support::dead_url()]);
     cfg.foreman.breaker_threshold = 2;
     let lc = client(&cfg);
 
@@ -609,7 +216,7 @@ async fn all_nodes_down_open_breakers_and_fail_fast() {
             .iter()
             .all(|n| n.breaker == BreakerState::Open && n.consecutive_failures >= 2)
     );
-    let msg = assert_transient(lc.create("vsg-y", "video-sip-gateway").await);
+    let msg = assert_transient(lc.create("vsg-y", GW).await);
     assert_eq!(msg, "all lifecycle nodes unavailable");
     let msg = assert_transient(lc.find_by_ip("10.1.1.1").await);
     assert_eq!(msg, "all lifecycle nodes unavailable");
@@ -621,20 +228,20 @@ async fn open_breakers_send_nothing_and_a_trial_closes_them_when_nodes_are_back(
     let b = a.second_node().await;
     a.script().always = Some(503);
     b.script().always = Some(503);
-    let mut cfg = foreman_config(vec![a.url(), b.url()]);
+    let mut cfg = foreman_config(vec![a.url.clone(), b.url.clone()]);
     cfg.foreman.breaker_threshold = 2;
     cfg.foreman.attempts = 4;
     cfg.foreman.breaker_cooldown = Duration::from_millis(300);
     let lc = client(&cfg);
 
-    assert_transient(lc.create("vsg-b1", "video-sip-gateway").await);
+    assert_transient(lc.create("vsg-b1", GW).await);
     assert!(!lc.is_up(), "{:?}", lc.nodes());
     assert!(lc.nodes().iter().all(|n| n.breaker == BreakerState::Open));
     let sent = a.requests() + b.requests();
     assert_eq!(sent, 4);
 
     // Known down: fail fast, no request reaches any node.
-    let msg = assert_transient(lc.create("vsg-b1", "video-sip-gateway").await);
+    let msg = assert_transient(lc.create("vsg-b1", GW).await);
     assert_eq!(msg, "all lifecycle nodes unavailable");
     assert_eq!(a.requests() + b.requests(), sent);
 
@@ -648,17 +255,17 @@ async fn open_breakers_send_nothing_and_a_trial_closes_them_when_nodes_are_back(
             .iter()
             .all(|n| n.breaker == BreakerState::HalfOpen)
     );
-    lc.create("vsg-b1", "video-sip-gateway")
+    lc.create("vsg-b1", GW)
         .await
         .expect("trial on a node that is back");
-    lc.create("vsg-b2", "video-sip-gateway")
+    lc.create("vsg-b2", GW)
         .await
         .expect("trial on the other node");
     for n in lc.nodes() {
         assert_eq!(n.breaker, BreakerState::Closed, "{n:?}");
         assert_eq!(n.consecutive_failures, 0);
     }
-    assert_eq!(a.host_names(), vec!["vsg-b1", "vsg-b2"]);
+    assert_eq!(a.hosts(), vec!["vsg-b1", "vsg-b2"]);
 }
 
 #[tokio::test]
@@ -667,13 +274,13 @@ async fn status_429_and_500_fail_over_to_the_next_node() {
     let b = a.second_node().await;
     a.fail_next(429, r#"{"error":{"message":"Too Many Requests"}}"#, 1);
     b.fail_next(500, r#"{"error":{"message":"Internal Server Error"}}"#, 1);
-    let lc = client(&foreman_config(vec![a.url(), b.url()]));
+    let lc = client(&foreman_config(vec![a.url.clone(), b.url.clone()]));
 
-    lc.create("vsg-r1", "video-sip-gateway")
+    lc.create("vsg-r1", GW)
         .await
         .expect("third attempt succeeds");
     assert_eq!(a.requests() + b.requests(), 3);
-    assert_eq!(a.host_names(), vec!["vsg-r1"]);
+    assert_eq!(a.hosts(), vec!["vsg-r1"]);
     let failed: u64 = lc.nodes().iter().map(|n| n.calls_failed).sum();
     assert_eq!(failed, 2);
 
@@ -681,7 +288,7 @@ async fn status_429_and_500_fail_over_to_the_next_node() {
     a.fail_next(500, "{}", 1);
     b.fail_next(429, "{}", 1);
     lc.delete("vsg-r1").await.expect("delete after failover");
-    assert!(a.host_names().is_empty());
+    assert!(a.hosts().is_empty());
     assert_eq!(a.requests() + b.requests(), 6);
 }
 
@@ -689,7 +296,7 @@ async fn status_429_and_500_fail_over_to_the_next_node() {
 async fn definitive_refusals_are_not_retried() {
     let a = FakeForeman::start().await;
     let b = a.second_node().await;
-    let cfg = foreman_config(vec![a.url(), b.url()]);
+    let cfg = foreman_config(vec![a.url.clone(), b.url.clone()]);
     let lc = client(&cfg);
     let total = || a.requests() + b.requests();
 
@@ -705,7 +312,7 @@ async fn definitive_refusals_are_not_retried() {
         a.fail_next(status, body, 1);
         b.fail_next(status, body, 1);
         let before = total();
-        let msg = assert_refused(lc.create("vsg-n1", "video-sip-gateway").await);
+        let msg = assert_refused(lc.create("vsg-n1", GW).await);
         assert!(msg.contains(&status.to_string()), "{msg}");
         assert_eq!(total(), before + 1, "{status} must not be retried");
         // Drain the other node's unused script entry.
@@ -726,18 +333,15 @@ async fn definitive_refusals_are_not_retried() {
     assert!(!msg.contains("wrong-token-value"));
     assert!(!format!("{lc:?}").contains("wrong-token-value"));
     assert!(!format!("{wrong:?}").contains("wrong-token-value"));
-    assert!(a.host_names().is_empty());
+    assert!(a.hosts().is_empty());
 }
 
 #[tokio::test]
 async fn delete_ok_and_already_gone_ok() {
-    let fake = FakeForeman::start().await;
-    let lc = client(&foreman_config(vec![fake.url()]));
-    lc.create("vsg-d1", "video-sip-gateway")
-        .await
-        .expect("create");
+    let (fake, lc) = one_node().await;
+    lc.create("vsg-d1", GW).await.expect("create");
     lc.delete("vsg-d1").await.expect("delete an existing host");
-    assert!(fake.host_names().is_empty());
+    assert!(fake.hosts().is_empty());
     lc.delete("vsg-d1").await.expect("404: already gone is ok");
     lc.delete("vsg-never")
         .await
@@ -752,20 +356,15 @@ async fn delete_ok_and_already_gone_ok() {
 
 #[tokio::test]
 async fn find_by_ip_finds_the_host() {
-    let fake = FakeForeman::start().await;
-    let lc = client(&foreman_config(vec![fake.url()]));
-    lc.create("vsg-i1", "video-sip-gateway")
-        .await
-        .expect("create 1");
-    lc.create("vsg-i2", "video-sip-gateway")
-        .await
-        .expect("create 2");
+    let (fake, lc) = one_node().await;
+    lc.create("vsg-i1", GW).await.expect("create 1");
+    lc.create("vsg-i2", GW).await.expect("create 2");
     let ip = fake.ip_of("vsg-i2").expect("ip assigned");
 
     let found = lc.find_by_ip(&ip).await.expect("search");
     assert_eq!(found.as_deref(), Some("vsg-i2"));
     let last = fake.seen().pop().expect("a request");
-    let query = last.query.unwrap_or_default();
+    let query = last.query();
     assert!(
         query.contains(&format!("search=ip%20%3D%20{ip}")),
         "{query}"
@@ -778,13 +377,13 @@ async fn find_by_ip_finds_the_host() {
 #[tokio::test]
 async fn list_follows_pagination_and_keeps_our_prefix() {
     let fake = FakeForeman::start().await;
-    fake.fake.db.per_page_cap.store(2, Ordering::SeqCst);
+    fake.state.lock().expect("lock").per_page_cap = 2;
     for i in 0..5 {
         fake.insert(&format!("vsg-l{i}"), &format!("10.2.0.{i}"));
     }
     fake.insert("other-l9", "10.2.0.9");
     fake.insert("vsgx-l8", "10.2.0.8");
-    let lc = client(&foreman_config(vec![fake.url()]));
+    let lc = client(&foreman_config(vec![fake.url.clone()]));
 
     let names = lc.list("vsg").await.expect("list");
     assert_eq!(
@@ -796,27 +395,16 @@ async fn list_follows_pagination_and_keeps_our_prefix() {
 
 #[tokio::test]
 async fn domain_maps_short_names_to_foreman_fqdns() {
-    let fake = FakeForeman::start().await;
-    {
-        let mut s = fake.script();
-        s.drop_creates = 1;
-        s.drop_sleep = Duration::from_secs(3);
-    }
-    let mut cfg = foreman_config(vec![fake.url()]);
-    cfg.foreman.domain = Some("meet.example.org".into());
-    cfg.foreman.create_timeout = Duration::from_millis(300);
-    cfg.foreman.host_parameters =
-        toml::from_str(r#"domain_name = "meet.example.org""#).expect("toml");
-    let lc = client(&cfg);
+    let (fake, lc) = lossy_node(|cfg| {
+        cfg.foreman.domain = Some("meet.example.org".into());
+        cfg.foreman.host_parameters =
+            toml::from_str(r#"domain_name = "meet.example.org""#).expect("toml");
+    })
+    .await;
 
     // The lost answer is confirmed with GET /api/hosts/<fqdn>.
-    lc.create("vsg-q1", "video-sip-gateway")
-        .await
-        .expect("create");
-    assert_eq!(
-        fake.host_names(),
-        vec!["vsg-q1.meet.example.org".to_string()]
-    );
+    lc.create("vsg-q1", GW).await.expect("create");
+    assert_eq!(fake.hosts(), vec!["vsg-q1.meet.example.org".to_string()]);
     let ip = fake.ip_of("vsg-q1.meet.example.org").expect("ip");
     assert_eq!(
         lc.find_by_ip(&ip).await.expect("find").as_deref(),
@@ -824,7 +412,7 @@ async fn domain_maps_short_names_to_foreman_fqdns() {
     );
     assert_eq!(lc.list("vsg").await.expect("list"), vec!["vsg-q1"]);
     lc.delete("vsg-q1").await.expect("delete");
-    assert!(fake.host_names().is_empty());
+    assert!(fake.hosts().is_empty());
 }
 
 #[tokio::test]
@@ -834,17 +422,17 @@ async fn concurrent_creates_from_many_tasks() {
 
     let a = FakeForeman::start().await;
     let b = a.second_node().await;
-    let lc = Arc::new(client(&foreman_config(vec![a.url(), b.url()])));
+    let lc = Arc::new(client(&foreman_config(vec![a.url.clone(), b.url.clone()])));
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let lc = lc.clone();
-            tokio::spawn(async move { lc.create(&format!("vsg-c{i}"), "video-sip-gateway").await })
+            tokio::spawn(async move { lc.create(&format!("vsg-c{i}"), GW).await })
         })
         .collect();
     for t in tasks {
         t.await.expect("task").expect("create");
     }
-    assert_eq!(a.host_names().len(), 8);
+    assert_eq!(a.hosts().len(), 8);
     // Round-robin spreads the calls over both nodes.
     assert_eq!(a.requests() + b.requests(), 8);
     assert!(a.requests() > 0 && b.requests() > 0);
@@ -945,22 +533,21 @@ async fn token_file_is_read_and_trimmed() {
     let fake = FakeForeman::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("token");
-    std::fs::write(&path, format!("  {TOKEN}\n")).expect("write token");
-    let mut cfg = foreman_config(vec![fake.url()]);
+    std::fs::write(&path, format!("  {FOREMAN_TOKEN}\n")).expect("write token");
+    let mut cfg = foreman_config(vec![fake.url.clone()]);
     cfg.foreman.token = None;
     cfg.foreman.token_file = Some(path);
     let lc = client(&cfg);
-    lc.create("vsg-t1", "video-sip-gateway")
+    lc.create("vsg-t1", GW)
         .await
         .expect("authenticated with the file's token");
 }
 
 #[tokio::test]
 async fn invalid_names_are_refused_without_a_request() {
-    let fake = FakeForeman::start().await;
-    let lc = client(&foreman_config(vec![fake.url()]));
+    let (fake, lc) = one_node().await;
     for bad in ["", "../etc", "-rf", "a b", "vsg/1"] {
-        assert_refused(lc.create(bad, "video-sip-gateway").await);
+        assert_refused(lc.create(bad, GW).await);
         assert_refused(lc.delete(bad).await);
     }
     assert_eq!(fake.requests(), 0);
@@ -970,12 +557,14 @@ async fn invalid_names_are_refused_without_a_request() {
 // Command backend
 // ---------------------------------------------------------------------------------------------
 
-/// Writes an executable script and waits until it can be executed (a concurrent fork in another
-/// test can briefly hold the file open for writing: ETXTBSY).
+/// Writes an executable script (`probe` exits 0, then `body`) and waits until it can be
+/// executed (a concurrent fork in another test can briefly hold the file open for writing:
+/// ETXTBSY).
 fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    let text = format!("#!/bin/sh\n[ \"$1\" = probe ] && exit 0\n{body}\n");
+    std::fs::write(&path, text).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     for _ in 0..100 {
         match std::process::Command::new(&path).arg("probe").output() {
@@ -986,27 +575,32 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-fn command_config(program: PathBuf, timeout: Duration) -> LifecycleConfig {
-    LifecycleConfig {
+/// The command backend on a script `name` running `body` (where `{dir}` is its directory),
+/// with `timeout`: the client, the script and its directory.
+fn command_client(
+    name: &str,
+    body: &str,
+    timeout: Duration,
+) -> (Lifecycle, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = body.replace("{dir}", &dir.path().display().to_string());
+    let program = write_script(dir.path(), name, &body);
+    let cfg = LifecycleConfig {
         backend: Backend::Command,
         command: CommandConfig {
-            program: Some(program),
+            program: Some(program.clone()),
             timeout,
         },
         ..LifecycleConfig::default()
-    }
+    };
+    (client(&cfg), program, dir)
 }
 
 #[tokio::test]
 async fn command_backend_passes_arguments() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("calls.log");
-    let script = write_script(
-        dir.path(),
+    let (lc, script, dir) = command_client(
         "lifecycle.sh",
-        &format!(
-            r#"[ "$1" = probe ] && exit 0
-echo "$@" >> '{}'
+        r#"echo "$@" >> '{dir}/calls.log'
 case "$1" in
   add) echo "creating $3"; echo 192.0.2.10 ;;
   remove) ;;
@@ -1014,13 +608,12 @@ case "$1" in
   find-ip) [ "$2" = 192.0.2.10 ] && echo vsg-c1 ;;
 esac
 exit 0"#,
-            log.display()
-        ),
+        Duration::from_secs(10),
     );
-    let lc = client(&command_config(script.clone(), Duration::from_secs(10)));
+    let log = dir.path().join("calls.log");
     assert_eq!(lc.backend_name(), "command");
 
-    let created = lc.create("vsg-c1", "video-sip-gateway").await.expect("add");
+    let created = lc.create("vsg-c1", GW).await.expect("add");
     assert_eq!(created.ip.as_deref(), Some("192.0.2.10"));
     lc.delete("vsg-c1").await.expect("remove");
     assert_eq!(
@@ -1053,19 +646,16 @@ exit 0"#,
 
 #[tokio::test]
 async fn command_failure_carries_stderr_and_marks_the_backend_down() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = write_script(
-        dir.path(),
+    let (lc, _, _dir) = command_client(
         "failing.sh",
-        r#"[ "$1" = probe ] && exit 0
-echo "warming up" >&2
+        r#"echo "warming up" >&2
 echo "  quota exceeded for project jitsi  " >&2
 exit 3"#,
+        Duration::from_secs(10),
     );
-    let lc = client(&command_config(script, Duration::from_secs(10)));
     for _ in 0..3 {
         assert!(lc.is_up());
-        let msg = assert_transient(lc.create("vsg-e1", "video-sip-gateway").await);
+        let msg = assert_transient(lc.create("vsg-e1", GW).await);
         assert!(msg.contains("quota exceeded for project jitsi"), "{msg}");
         assert!(msg.contains("exit 3"), "{msg}");
         assert!(!msg.contains("warming up"), "{msg}");
@@ -1083,14 +673,7 @@ exit 3"#,
 
 #[tokio::test]
 async fn command_exit_2_means_unsupported_for_optional_subcommands() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = write_script(
-        dir.path(),
-        "minimal.sh",
-        r#"[ "$1" = probe ] && exit 0
-exit 2"#,
-    );
-    let lc = client(&command_config(script, Duration::from_secs(10)));
+    let (lc, _, _dir) = command_client("minimal.sh", r#"exit 2"#, Duration::from_secs(10));
     assert!(matches!(
         lc.list("vsg").await,
         Err(LifecycleError::Unsupported(_))
@@ -1105,22 +688,14 @@ exit 2"#,
 
 #[tokio::test]
 async fn hanging_command_is_killed_at_the_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pid_file = dir.path().join("child.pid");
-    let script = write_script(
-        dir.path(),
+    let (lc, _, dir) = command_client(
         "hang.sh",
-        &format!(
-            r#"[ "$1" = probe ] && exit 0
-sleep 60 &
-echo $! > '{}'
-wait"#,
-            pid_file.display()
-        ),
+        "sleep 60 &\necho $! > '{dir}/child.pid'\nwait",
+        Duration::from_millis(300),
     );
-    let lc = client(&command_config(script, Duration::from_millis(300)));
+    let pid_file = dir.path().join("child.pid");
     let started = Instant::now();
-    let msg = assert_transient(lc.create("vsg-h1", "video-sip-gateway").await);
+    let msg = assert_transient(lc.create("vsg-h1", GW).await);
     assert!(msg.contains("timed out"), "{msg}");
     assert!(
         started.elapsed() < Duration::from_secs(10),

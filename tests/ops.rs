@@ -8,34 +8,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::openmetrics::{self, Exposition};
-use support::{FakeForeman, FakeJicofo, Scaler, count, fast_config, rsa_key_pair};
+use support::{AuthKeys, FakeForeman, FakeJicofo, Scaler, Stack, count, fast_config};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn scrape(s: &Scaler) -> Exposition {
     let r = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(r.status(), 200);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+        .request_as(None, reqwest::Method::GET, "/metrics", "")
+        .await;
+    assert_eq!(r.code, 200);
+    let ct = &r.content_type;
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    let text = r.text().await.expect("body");
-    openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-async fn fresh(s: &Scaler) {
-    s.eventually("a fresh reading", WAIT, |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
+    openmetrics::parse(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body))
 }
 
 /// The test parser itself is strict.
@@ -63,10 +47,7 @@ fn parser_rejects_broken_expositions() {
 /// `/metrics` parses strictly, mirrors state, and its counters move with the decisions made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_follow_the_decisions() {
-    let jicofo = FakeJicofo::start(4, 4).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
-    fresh(&s).await;
+    let Stack { s, jicofo, foreman } = Stack::fresh(4, 4, "").await;
 
     let m = scrape(&s).await;
     let accepted = [
@@ -182,22 +163,15 @@ async fn metrics_follow_the_decisions() {
 /// With `metrics.auth = "token"`, `/metrics` wants an admin token like the other routes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_require_a_token() {
-    let keys = tempfile::tempdir().expect("tempdir");
-    let (key, public) = rsa_key_pair(keys.path(), "asap");
-    let jicofo = FakeJicofo::start(4, 4).await;
-    let foreman = FakeForeman::start().await;
-    let mut s = Scaler::start(&format!(
-        "{}\n[metrics]\nauth = \"token\"\n[auth]\npublic_key_file = \"{}\"\n",
-        fast_config(&jicofo.url, &[&foreman.url]),
-        public.display()
-    ))
-    .await;
+    let keys = AuthKeys::rsa();
+    let metrics = format!("[metrics]\nauth = \"token\"\n{}", keys.auth_table(""));
+    let Stack { mut s, .. } = Stack::start(4, 4, &metrics).await;
     assert_eq!(s.get("/metrics").await.0, 401);
-    s.bearer = Some(support::token(&key, "scaler"));
+    s.bearer = Some(keys.token("scaler"));
     let (code, body) = s.get("/metrics").await;
     assert_eq!(code, 200);
     openmetrics::parse(&body).expect("parses");
-    s.bearer = Some(support::token(&key, "gw-1"));
+    s.bearer = Some(keys.token("gw-1"));
     assert_eq!(s.get("/metrics").await.0, 403);
 }
 
@@ -207,12 +181,8 @@ async fn audit_file_has_one_json_line_per_decision() {
     let jicofo = FakeJicofo::start(0, 0).await;
     // No stats: the loop records one "hold" and then nothing, so the count is exact.
     jicofo.set_down(true);
-    let foreman = FakeForeman::start().await;
-    let mut s = Scaler::start(&format!(
-        "{}\n[audit]\nmax_bytes = 1000000\nkeep = 2\n",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let audit = "[audit]\nmax_bytes = 1000000\nkeep = 2\n";
+    let Stack { mut s, .. } = Stack::on(jicofo, FakeForeman::start().await, audit).await;
     s.eventually("the hold decision", WAIT, |st| {
         st["recent_decisions"]
             .as_array()
@@ -289,19 +259,15 @@ async fn audit_file_has_one_json_line_per_decision() {
 /// keeps the launch, and the restart finishes it without a second host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_launch_resumes_without_a_duplicate() {
-    let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
-    {
-        let mut st = foreman.state.lock().expect("lock");
-        st.lose_create_responses = 1;
-        st.slow = Duration::from_secs(20);
-    }
-    let cfg = format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    )
-    .replace("create_timeout = \"1s\"", "create_timeout = \"60s\"");
-    let mut s = Scaler::start(&cfg).await;
+    foreman.lose_create_responses(1, Duration::from_secs(20));
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let slow = "create_timeout = \"60s\"\n[settings]\nmin = 1";
+    let Stack {
+        mut s,
+        jicofo,
+        foreman,
+    } = Stack::on(jicofo, foreman, slow).await;
     s.eventually("the create to arrive", WAIT, |_| foreman.creates() == 1)
         .await;
     let st = s.status().await;
@@ -356,8 +322,7 @@ async fn systemd_ready_watchdog_and_stopping() {
     let sock = UnixDatagram::bind(&path).expect("bind notify socket");
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let jicofo = FakeJicofo::start(2, 2).await;
-    let foreman = FakeForeman::start().await;
+    let (jicofo, foreman) = (FakeJicofo::start(2, 2).await, FakeForeman::start().await);
     let mut s = Scaler::start_with_env(
         &fast_config(&jicofo.url, &[&foreman.url]),
         vec![
@@ -385,32 +350,28 @@ async fn systemd_ready_watchdog_and_stopping() {
     assert!(s.stop().is_some_and(|st| st.success()));
 }
 
+/// `jitsi-scaler status --url <url> [--key <key>]`, without a token in the environment.
+async fn status_command(url: &str, key: Option<&std::path::Path>) -> std::process::Output {
+    let mut cmd = support::bin();
+    cmd.args(["status", "--url", url])
+        .env_remove("JITSI_SCALER_TOKEN");
+    if let Some(key) = key {
+        cmd.arg("--key").arg(key);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("run status"))
+        .await
+        .expect("join")
+}
+
 /// `jitsi-scaler status --url --key` signs an admin token and prints the tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_command_prints_the_tables() {
-    let keys = tempfile::tempdir().expect("tempdir");
-    let (key, public) = rsa_key_pair(keys.path(), "asap");
-    let jicofo = FakeJicofo::start(3, 3).await;
-    let foreman = FakeForeman::start().await;
-    let mut s = Scaler::start(&format!(
-        "{}\n[auth]\npublic_key_file = \"{}\"\n",
-        fast_config(&jicofo.url, &[&foreman.url]),
-        public.display()
-    ))
-    .await;
-    s.bearer = Some(support::token(&key, "scaler"));
-    fresh(&s).await;
-    assert_eq!(s.post("/scaler/min", "3").await.0, 204);
-    let url = s.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-            .args(["status", "--url", &url, "--key"])
-            .arg(&key)
-            .output()
-            .expect("run status")
-    })
-    .await
-    .expect("join");
+    let keys = AuthKeys::rsa();
+    let Stack { mut s, foreman, .. } = Stack::start(3, 3, &keys.auth_table("")).await;
+    s.bearer = Some(keys.token("scaler"));
+    s.fresh().await;
+    s.set("min", "3").await;
+    let out = status_command(&s.url, Some(&keys.key)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -430,16 +391,7 @@ async fn status_command_prints_the_tables() {
         assert!(stdout.contains(want), "{want:?} missing in\n{stdout}");
     }
     // Without a token: refused, with a hint.
-    let url = s.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-            .args(["status", "--url", &url])
-            .env_remove("JITSI_SCALER_TOKEN")
-            .output()
-            .expect("run status")
-    })
-    .await
-    .expect("join");
+    let out = status_command(&s.url, None).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }

@@ -4,149 +4,106 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{FakeForeman, FakeJicofo, RedisServer, Scaler, fast_config, redis_store};
+use support::{FakeForeman, FakeJicofo, RedisServer, Scaler, Stack, hosts_in, redis_store};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn replicas(
-    n: usize,
-    redis: &RedisServer,
-    jicofo: &FakeJicofo,
-    foreman: &FakeForeman,
-    extra: &str,
-) -> Vec<Scaler> {
-    let mut out = Vec::new();
+/// One Redis, one fake Jicofo and Foreman, and replicas of `serve` on them.
+struct Cluster {
+    redis: RedisServer,
+    jicofo: FakeJicofo,
+    foreman: FakeForeman,
+    rs: Vec<Scaler>,
+}
+
+/// `n` replicas on a fresh Redis, Jicofo reporting (`total`, `available`), `overrides` as for
+/// [`Stack`]; each replica after a fresh reading.
+async fn cluster(n: usize, total: u32, available: u32, overrides: &str) -> Cluster {
+    let redis = RedisServer::start();
+    let (jicofo, foreman) = (
+        FakeJicofo::start(total, available).await,
+        FakeForeman::start().await,
+    );
+    let mut rs = Vec::new();
     for i in 0..n {
-        let cfg = format!(
-            "{extra}\n{}{}",
-            fast_config(&jicofo.url, &[&foreman.url]),
-            redis_store(redis, &format!("r{i}"))
-        );
-        out.push(Scaler::start(&cfg).await);
+        let store = redis_store(&redis, &format!("r{i}"));
+        let replica = format!("{overrides}\n{store}");
+        let st = Stack::on(jicofo.clone(), foreman.clone(), &replica).await;
+        st.s.fresh().await;
+        rs.push(st.s);
     }
-    for s in &out {
-        s.eventually("a fresh reading", WAIT, |st| {
-            st["jicofo"]["merged"].is_object()
-        })
-        .await;
+    Cluster {
+        redis,
+        jicofo,
+        foreman,
+        rs,
+    }
+}
+
+/// The replicas that say they lead.
+async fn leaders(rs: &[Scaler], among: &[usize]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &i in among {
+        if rs[i].status().await["leader"] == true {
+            out.push(i);
+        }
     }
     out
 }
 
-async fn leader(rs: &[Scaler]) -> Option<usize> {
-    for (i, s) in rs.iter().enumerate() {
-        if s.status().await["leader"] == true {
-            return Some(i);
-        }
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_setting_changed_on_one_replica_is_read_on_all() {
-    let redis = RedisServer::start();
-    let jicofo = FakeJicofo::start(5, 5).await;
-    let foreman = FakeForeman::start().await;
-    let rs = replicas(3, &redis, &jicofo, &foreman, "").await;
-    assert_eq!(rs[0].post("/scaler/min", "7").await.0, 204);
-    assert_eq!(rs[2].post("/scaler/bulk-max", "9").await.0, 204);
-    for s in &rs {
-        assert_eq!(s.get("/scaler/min").await.1, "7");
-        assert_eq!(s.get("/scaler/bulk-max").await.1, "9");
+    let c = cluster(3, 5, 5, "").await;
+    c.rs[0].set("min", "7").await;
+    c.rs[2].set("bulk-max", "9").await;
+    for s in &c.rs {
+        let [min, _, bulk_max] = s.settings().await;
+        assert_eq!((min.as_str(), bulk_max.as_str()), ("7", "9"));
     }
-    let leaders: usize = {
-        let mut n = 0;
-        for s in &rs {
-            if s.status().await["leader"] == true {
-                n += 1;
-            }
-        }
-        n
-    };
-    assert_eq!(leaders, 1, "exactly one leader");
+    let all = leaders(&c.rs, &[0, 1, 2]).await;
+    assert_eq!(all.len(), 1, "exactly one leader");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_deficit_is_launched_once_not_once_per_replica() {
-    let redis = RedisServer::start();
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    let rs = replicas(3, &redis, &jicofo, &foreman, "[settings]\nmin = 4\n").await;
-    rs[0]
-        .eventually("4 launches", WAIT, |_| foreman.creates() == 4)
+    let c = cluster(3, 0, 0, "[settings]\nmin = 4\n").await;
+    c.rs[0]
+        .eventually("4 launches", WAIT, |_| c.foreman.creates() == 4)
         .await;
     // Many ticks later, still exactly the deficit.
-    let before = jicofo.requests();
-    while jicofo.requests() < before + 30 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(foreman.creates(), 4, "{}", rs[0].log());
+    c.jicofo.wait_requests(30).await;
+    assert_eq!(c.foreman.creates(), 4, "{}", c.rs[0].log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_idle_removals_over_three_replicas_spends_the_budget_once() {
-    let redis = RedisServer::start();
     // available = min 2 + 5
-    let jicofo = FakeJicofo::start(7, 7).await;
-    let foreman = FakeForeman::start().await;
-    let rs = replicas(3, &redis, &jicofo, &foreman, "").await;
-    let mut handles = Vec::new();
-    for n in 0..1000 {
-        let s = &rs[n % 3];
-        let http = s.http.clone();
-        let url = format!("{}/scaler/remove", s.url);
-        handles.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .body(format!(r#"{{"host":"gw-{}","reason":"idle"}}"#, n % 250))
-                .send()
-                .await
-                .ok()?;
-            r.text().await.ok().map(|t| (n % 250, t))
-        }));
-    }
-    let mut accepted = std::collections::BTreeSet::new();
-    let mut keeps = 0;
-    for h in handles {
-        match h.await.ok().flatten() {
-            Some((host, t)) if t == "accepted" => {
-                accepted.insert(host);
-            }
-            Some((_, t)) if t == "keep" => keeps += 1,
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    let c = cluster(3, 7, 7, "").await;
+    let (accepted, keeps) = support::idle_storm(&c.rs, 1000, 250).await;
     assert_eq!(
         accepted.len(),
         5,
         "exactly the budget, whatever the interleaving: {accepted:?}"
     );
     assert!(keeps > 900);
-    for s in &rs {
+    for s in &c.rs {
         assert_eq!(s.status().await["ledger"]["pending_removal"], 5);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_leader_dies_another_takes_over_without_duplicates() {
-    let redis = RedisServer::start();
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    let mut rs = replicas(3, &redis, &jicofo, &foreman, "").await;
-    rs[0]
-        .eventually("2 launches", WAIT, |_| foreman.creates() == 2)
+    let mut c = cluster(3, 0, 0, "").await;
+    c.rs[0]
+        .eventually("2 launches", WAIT, |_| c.foreman.creates() == 2)
         .await;
-    let l = leader(&rs).await.expect("a leader");
-    rs[l].kill();
+    let l = *leaders(&c.rs, &[0, 1, 2]).await.first().expect("a leader");
+    c.rs[l].kill();
     let killed = Instant::now();
     let others: Vec<usize> = (0..3).filter(|i| *i != l).collect();
     let mut new_leader = None;
     while new_leader.is_none() {
-        for &i in &others {
-            if rs[i].status().await["leader"] == true {
-                new_leader = Some(i);
-            }
-        }
+        new_leader = leaders(&c.rs, &others).await.last().copied();
         assert!(killed.elapsed() < Duration::from_secs(10), "no takeover");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -157,94 +114,73 @@ async fn when_the_leader_dies_another_takes_over_without_duplicates() {
         "takeover took {took:?}"
     );
     let nl = new_leader.unwrap_or(others[0]);
-    assert_eq!(rs[nl].post("/scaler/min", "4").await.0, 204);
-    rs[nl]
-        .eventually("2 more launches", WAIT, |_| foreman.creates() == 4)
+    c.rs[nl].set("min", "4").await;
+    c.rs[nl]
+        .eventually("2 more launches", WAIT, |_| c.foreman.creates() == 4)
         .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(foreman.creates(), 4, "no duplicates after the takeover");
-    assert_eq!(foreman.host_count(), 4);
+    assert_eq!(c.foreman.creates(), 4, "no duplicates after the takeover");
+    assert_eq!(c.foreman.host_count(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_safe_and_recovers_without_restart() {
-    let mut redis = RedisServer::start();
-    let jicofo = FakeJicofo::start(6, 6).await;
-    let foreman = FakeForeman::start().await;
-    let rs = replicas(2, &redis, &jicofo, &foreman, "").await;
-    assert_eq!(rs[0].post("/scaler/min", "3").await.0, 204);
-    // rs[1] learns it (each tick, or on a read) before the store goes away.
-    rs[1]
+    let mut c = cluster(2, 6, 6, "").await;
+    c.rs[0].set("min", "3").await;
+    // c.rs[1] learns it (each tick, or on a read) before the store goes away.
+    c.rs[1]
         .eventually("the setting seen", WAIT, |st| st["settings"]["min"] == 3)
         .await;
-    redis.stop();
-    rs[0]
+    c.redis.stop();
+    c.rs[0]
         .eventually("not ready", WAIT, |st| st["store"]["reachable"] == false)
         .await;
-    assert_eq!(rs[0].get("/ready").await.0, 503);
+    assert_eq!(c.rs[0].get("/ready").await.0, 503);
     // Idle keeps (the budget cannot be reserved); expired goes, queued.
-    let (code, body) = rs[1]
-        .post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
-        .await;
-    assert_eq!((code, body.as_str()), (200, "keep"));
-    let (code, body) = rs[1]
-        .post("/scaler/remove", r#"{"host":"gw-2","reason":"expired"}"#)
-        .await;
-    assert_eq!((code, body.as_str()), (200, "accepted"));
+    assert_eq!(c.rs[1].remove("gw-1", "idle").await, "keep");
+    assert_eq!(c.rs[1].remove("gw-2", "expired").await, "accepted");
     // A deficit appears: nobody launches while the store is down.
-    jicofo.set(6, 0);
+    c.jicofo.set(6, 0);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(foreman.creates(), 0);
+    assert_eq!(c.foreman.creates(), 0);
     // Settings read while down: the last known value.
-    assert_eq!(rs[1].get("/scaler/min").await.1, "3");
-    redis.restart();
-    rs[0]
+    assert_eq!(c.rs[1].settings().await[0], "3");
+    c.redis.restart();
+    c.rs[0]
         .eventually("ready again", WAIT, |st| st["store"]["reachable"] == true)
         .await;
-    rs[0]
-        .eventually("launches resume", WAIT, |_| foreman.creates() >= 3)
+    c.rs[0]
+        .eventually("launches resume", WAIT, |_| c.foreman.creates() >= 3)
         .await;
     // The queued approval was stored.
-    rs[0]
+    c.rs[0]
         .eventually("queued approval stored", WAIT, |st| {
-            st["ledger"]["hosts"]["deleting"]
-                .as_array()
-                .into_iter()
-                .chain(st["ledger"]["hosts"]["gone"].as_array())
-                .flatten()
-                .any(|h| h["host"] == "gw-2")
+            let stored = |state| hosts_in(st, state).contains(&"gw-2".to_string());
+            stored("deleting") || stored("gone")
         })
         .await;
-    assert_eq!(rs[0].get("/ready").await.0, 200);
+    assert_eq!(c.rs[0].get("/ready").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_embedded_to_redis_and_back() {
     let redis = RedisServer::start();
-    let jicofo = FakeJicofo::start(5, 5).await;
-    let foreman = FakeForeman::start().await;
-    let mut s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
-    assert_eq!(s.post("/scaler/min", "6").await.0, 204);
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-9","reason":"unhealthy"}"#)
-            .await
-            .1,
-        "accepted"
-    );
+    let Stack {
+        mut s,
+        jicofo,
+        foreman,
+    } = Stack::start(5, 5, "").await;
+    s.set("min", "6").await;
+    assert_eq!(s.remove("gw-9", "unhealthy").await, "accepted");
     s.stop();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("m.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\n[store]\nredis_url = \"{}\"\n",
-            s.dir.path().join("data").display(),
-            redis.url
-        ),
-    )
-    .expect("write");
+    let migrate = format!(
+        "data_dir = \"{}\"\n[store]\nredis_url = \"{}\"\n",
+        s.data_dir().display(),
+        redis.url
+    );
+    let (_dir, cfg) = support::temp_file("m.toml", &migrate);
     let run = |from: &str, to: &str, force: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"));
+        let mut c = support::bin();
         c.args(["store", "migrate", "--config"])
             .arg(&cfg)
             .args(["--from", from, "--to", to]);
@@ -261,12 +197,7 @@ async fn migrate_embedded_to_redis_and_back() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("min 6"));
     // A replica on Redis sees the copied state.
-    let r = Scaler::start(&format!(
-        "{}{}",
-        fast_config(&jicofo.url, &[&foreman.url]),
-        redis_store(&redis, "m")
-    ))
-    .await;
+    let Stack { s: r, .. } = Stack::on(jicofo, foreman, &redis_store(&redis, "m")).await;
     assert_eq!(r.get("/scaler/min").await.1, "6");
     assert!(r.status().await["ledger"].to_string().contains("gw-9"));
     drop(r);

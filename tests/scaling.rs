@@ -5,34 +5,18 @@ mod support;
 
 use std::time::Duration;
 
-use support::{FakeForeman, FakeJicofo, Scaler, count, dead_addr, fast_config};
+use support::{FakeForeman, FakeJicofo, Scaler, Stack, count, dead_url, fast_config};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn fresh(s: &Scaler) {
-    s.eventually("a fresh reading", WAIT, |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
-}
 
 /// Flaw 1: while launches boot (not yet in Jicofo), repeated ticks launch the deficit once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booting_instances_are_not_launched_again() {
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 3\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let Stack { s, jicofo, foreman } = Stack::start(0, 0, "[settings]\nmin = 3").await;
     s.eventually("3 launches", WAIT, |_| foreman.creates() == 3)
         .await;
     // Many ticks later (tick = 200 ms), still exactly the deficit.
-    let before = jicofo.requests();
-    while jicofo.requests() < before + 10 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    jicofo.wait_requests(10).await;
     assert_eq!(foreman.creates(), 3, "{}", s.log());
     let st = s.status().await;
     assert_eq!(st["ledger"]["in_flight"], 3);
@@ -40,19 +24,13 @@ async fn booting_instances_are_not_launched_again() {
     jicofo.set(2, 2);
     s.eventually("two seen", WAIT, |st| count(st, "ready") == 2)
         .await;
-    let before = jicofo.requests();
-    while jicofo.requests() < before + 5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    jicofo.wait_requests(5).await;
     assert_eq!(foreman.creates(), 3);
     // A call takes one: available 1 + in flight 1 < 3, so exactly one more.
     jicofo.set(2, 1);
     s.eventually("one more launch", WAIT, |_| foreman.creates() == 4)
         .await;
-    let before = jicofo.requests();
-    while jicofo.requests() < before + 5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    jicofo.wait_requests(5).await;
     assert_eq!(foreman.creates(), 4);
 }
 
@@ -81,14 +59,8 @@ async fn concurrent_adds(s: &Scaler, n: usize) -> Vec<u16> {
 /// Flaw 2: max counts launches in flight, also with concurrent `POST /scaler/instance`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_is_never_passed() {
-    let jicofo = FakeJicofo::start(4, 0).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 10\nmax = 8\nbulk_max = 100\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
-    fresh(&s).await;
+    let settings = "[settings]\nmin = 10\nmax = 8\nbulk_max = 100";
+    let Stack { s, foreman, .. } = Stack::fresh(4, 0, settings).await;
     // Deficit 10, but max 8 - total 4 = 4 launches.
     s.eventually("launches up to max", WAIT, |_| foreman.creates() == 4)
         .await;
@@ -103,8 +75,8 @@ async fn max_is_never_passed() {
     assert_eq!(st["ledger"]["in_flight"], 4);
 
     // With room for 3 more, 20 concurrent adds get exactly 3 accepted.
-    assert_eq!(s.post("/scaler/min", "1").await.0, 204);
-    assert_eq!(s.post("/scaler/max", "11").await.0, 204);
+    s.set("min", "1").await;
+    s.set("max", "11").await;
     let ok = concurrent_adds(&s, 20)
         .await
         .iter()
@@ -119,32 +91,8 @@ async fn max_is_never_passed() {
 /// the same host asking again spends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_idle_removals_stop_at_the_floor() {
-    let jicofo = FakeJicofo::start(5, 5).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
-    fresh(&s).await;
-    let mut handles = Vec::new();
-    for n in 0..50 {
-        let http = s.http.clone();
-        let url = format!("{}/scaler/remove", s.url);
-        handles.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .body(format!(r#"{{"host":"gw-{n}","reason":"idle"}}"#))
-                .send()
-                .await
-                .ok()?;
-            r.text().await.ok()
-        }));
-    }
-    let mut accepted = Vec::new();
-    for (n, h) in handles.into_iter().enumerate() {
-        match h.await.ok().flatten().as_deref() {
-            Some("accepted") => accepted.push(n),
-            Some("keep") => {}
-            other => panic!("unexpected answer {other:?}"),
-        }
-    }
+    let Stack { s, .. } = Stack::fresh(5, 5, "").await;
+    let (accepted, _) = support::idle_storm(std::slice::from_ref(&s), 50, 50).await;
     assert_eq!(accepted.len(), 3, "available 5 = min 2 + 3");
     // Repeats answer accepted again without spending budget; others still keep.
     for n in &accepted {
@@ -164,18 +112,12 @@ async fn concurrent_idle_removals_stop_at_the_floor() {
 async fn jicofo_down_fails_safe() {
     let jicofo = FakeJicofo::start(0, 0).await;
     jicofo.set_down(true);
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&fast_config(&jicofo.url, &[&foreman.url])).await;
+    let Stack { s, jicofo, foreman } = Stack::on(jicofo, FakeForeman::start().await, "").await;
     s.eventually("a failed reading", WAIT, |st| {
         st["jicofo"]["shards"][0]["last_error"].is_string()
     })
     .await;
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
-            .await
-            .1,
-        "keep"
-    );
+    assert_eq!(s.remove("gw-1", "idle").await, "keep");
     let (code, body) = s
         .post(
             "/scaler/instance",
@@ -183,18 +125,8 @@ async fn jicofo_down_fails_safe() {
         )
         .await;
     assert_eq!(code, 409, "{body}");
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-2","reason":"expired"}"#)
-            .await
-            .1,
-        "accepted"
-    );
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-3","reason":"unhealthy"}"#)
-            .await
-            .1,
-        "accepted"
-    );
+    assert_eq!(s.remove("gw-2", "expired").await, "accepted");
+    assert_eq!(s.remove("gw-3", "unhealthy").await, "accepted");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(foreman.creates(), 0, "no launch while blind");
     // A reading that is not JSON or lacks the brewery is missing too, never zero.
@@ -210,7 +142,7 @@ async fn jicofo_down_fails_safe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_failover_and_breaker() {
     let jicofo = FakeJicofo::start(0, 0).await;
-    let dead = format!("http://{}", dead_addr());
+    let dead = dead_url();
     let foreman = FakeForeman::start().await;
     let s = Scaler::start(&fast_config(&jicofo.url, &[&dead, &foreman.url])).await;
     s.eventually("launches on node 2", WAIT, |_| foreman.creates() == 2)
@@ -219,25 +151,14 @@ async fn foreman_failover_and_breaker() {
     assert_eq!(st["lifecycle"]["up"], true);
 
     // All nodes down.
-    let dead2 = format!("http://{}", dead_addr());
     let jicofo2 = FakeJicofo::start(10, 10).await;
-    let s2 = Scaler::start(&fast_config(&jicofo2.url, &[&dead, &dead2])).await;
-    fresh(&s2).await;
+    let s2 = Scaler::start(&fast_config(&jicofo2.url, &[&dead, &dead_url()])).await;
+    s2.fresh().await;
     // Expired removals are accepted and their deletes fail, opening the breakers.
-    assert_eq!(
-        s2.post("/scaler/remove", r#"{"host":"gw-9","reason":"expired"}"#)
-            .await
-            .1,
-        "accepted"
-    );
+    assert_eq!(s2.remove("gw-9", "expired").await, "accepted");
     s2.eventually("breakers open", WAIT, |st| st["lifecycle"]["up"] == false)
         .await;
-    assert_eq!(
-        s2.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
-            .await
-            .1,
-        "keep"
-    );
+    assert_eq!(s2.remove("gw-1", "idle").await, "keep");
     let st = s2.status().await;
     let last = &st["recent_decisions"][0];
     assert!(
@@ -249,18 +170,10 @@ async fn foreman_failover_and_breaker() {
 /// Flaw 6: a lost create response followed by a retry leaves exactly one host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_create_response_makes_one_host() {
-    let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
-    {
-        let mut st = foreman.state.lock().expect("lock");
-        st.lose_create_responses = 3;
-        st.slow = Duration::from_secs(3);
-    }
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    foreman.lose_create_responses(3, Duration::from_secs(3));
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let Stack { s, foreman, .. } = Stack::on(jicofo, foreman, "[settings]\nmin = 1").await;
     s.eventually("the launch confirmed", WAIT, |st| count(st, "booting") == 1)
         .await;
     assert_eq!(foreman.host_count(), 1, "{}", s.log());
@@ -272,11 +185,8 @@ async fn lost_create_response_makes_one_host() {
 /// A launch that never shows up in Jicofo becomes launch_failed and is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_that_never_shows_up_is_deleted() {
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    let cfg = fast_config(&jicofo.url, &[&foreman.url])
-        .replace("boot_timeout = \"30s\"", "boot_timeout = \"1500ms\"");
-    let s = Scaler::start(&format!("[settings]\nmin = 1\nbulk_max = 1\n{cfg}")).await;
+    let overrides = "boot_timeout = \"1500ms\"\n[settings]\nmin = 1\nbulk_max = 1";
+    let Stack { s, foreman, .. } = Stack::start(0, 0, overrides).await;
     s.eventually("a launch", WAIT, |_| foreman.creates() >= 1)
         .await;
     let first = foreman.hosts().first().cloned().unwrap_or_default();
@@ -285,14 +195,7 @@ async fn launch_that_never_shows_up_is_deleted() {
     })
     .await;
     let st = s.status().await;
-    let failed: Vec<String> = st["ledger"]["hosts"]["launch_failed"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|h| h["host"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let failed = support::hosts_in(&st, "launch_failed");
     assert!(failed.contains(&first), "{st:#}");
     // It stopped counting: a replacement was launched.
     s.eventually("a replacement", WAIT, |_| foreman.creates() >= 2)
@@ -302,13 +205,7 @@ async fn launch_that_never_shows_up_is_deleted() {
 /// An accepted removal is deleted in Foreman (drain_confirm = false, as the legacy scaler).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_removal_is_deleted_in_foreman() {
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let Stack { s, jicofo, foreman } = Stack::start(0, 0, "[settings]\nmin = 1").await;
     s.eventually("a launch", WAIT, |st| count(st, "booting") == 1)
         .await;
     let host = foreman.hosts().first().cloned().unwrap_or_default();
@@ -369,13 +266,8 @@ async fn a_stale_shard_is_ignored_and_all_stale_fails_safe() {
     s.eventually("all stale", WAIT, |st| st["jicofo"]["merged"].is_null())
         .await;
     let before = foreman.creates();
-    assert_eq!(
-        s.post("/scaler/remove", r#"{"host":"gw-1","reason":"idle"}"#)
-            .await
-            .1,
-        "keep"
-    );
-    assert_eq!(s.post("/scaler/min", "10").await.0, 204);
+    assert_eq!(s.remove("gw-1", "idle").await, "keep");
+    s.set("min", "10").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         foreman.creates(),

@@ -1,13 +1,9 @@
 //! `jitsi-scaler simulate` and `plan`, run as the real binary.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-}
+use support::{bin, temp_file};
 
 /// Runs the binary, asserts success, returns stdout.
 fn run(args: &[&str]) -> String {
@@ -18,6 +14,16 @@ fn run(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// [`run`] of a command line split at spaces.
+fn run_line(line: &str) -> String {
+    run(&line.split(' ').collect::<Vec<_>>())
+}
+
+/// [`json`] of a command line split at spaces.
+fn json_line(line: &str) -> Value {
+    json(&line.split(' ').collect::<Vec<_>>())
 }
 
 fn json(args: &[&str]) -> Value {
@@ -42,10 +48,10 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write temp file");
-    p.to_string_lossy().into_owned()
+/// A trace file in its own temp dir: (dir, path).
+fn trace_file(name: &str, csv: &str) -> (tempfile::TempDir, String) {
+    let (dir, path) = temp_file(name, csv);
+    (dir, path.to_string_lossy().into_owned())
 }
 
 #[test]
@@ -53,24 +59,9 @@ fn same_seed_gives_the_same_report_and_trace() {
     let dir = tempfile::tempdir().expect("temp dir");
     let args = |seed: &str, file: &str| {
         let t = dir.path().join(file).to_string_lossy().into_owned();
-        run(&[
-            "simulate",
-            "--days",
-            "1",
-            "--rate",
-            "40/h",
-            "--seed",
-            seed,
-            "--boot-cv",
-            "0.5",
-            "--lifecycle-fail",
-            "0.1",
-            "--spikes",
-            "3",
-            "--json",
-            "--write-trace",
-            &t,
-        ])
+        run_line(&format!(
+            "simulate --days 1 --rate 40/h --seed {seed} --boot-cv 0.5 --lifecycle-fail 0.1 --spikes 3 --json --write-trace {t}"
+        ))
     };
     let a = args("7", "a.csv");
     let b = args("7", "b.csv");
@@ -81,21 +72,9 @@ fn same_seed_gives_the_same_report_and_trace() {
     assert_eq!(read("a.csv"), read("b.csv"));
     // Replaying the written trace gives the same report as generating it.
     let trace = dir.path().join("a.csv").to_string_lossy().into_owned();
-    let replay: Value = serde_json::from_str(&run(&[
-        "simulate",
-        "--trace",
-        &trace,
-        "--horizon",
-        "24h",
-        "--seed",
-        "7",
-        "--boot-cv",
-        "0.5",
-        "--lifecycle-fail",
-        "0.1",
-        "--json",
-    ]))
-    .expect("JSON");
+    let replay = json_line(&format!(
+        "simulate --trace {trace} --horizon 24h --seed 7 --boot-cv 0.5 --lifecycle-fail 0.1"
+    ));
     let generated: Value = serde_json::from_str(&a).expect("JSON");
     assert_eq!(replay["policies"], generated["policies"]);
 }
@@ -125,25 +104,13 @@ fn same_seed_gives_the_same_report_and_trace() {
 /// Worker time 160 + 920 + 720 + 660 = 2460 s.
 #[test]
 fn a_tiny_trace_gives_the_hand_computed_counts() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let trace = write(
-        dir.path(),
+    let (_dir, trace) = trace_file(
         "tiny.csv",
         "arrival_s,duration_s\n100,60\n110,60\n1000,100\n",
     );
-    let r = json(&[
-        "simulate",
-        "--trace",
-        &trace,
-        "--horizon",
-        "30m",
-        "--min",
-        "1",
-        "--boot",
-        "60s",
-        "--stats-delay",
-        "0",
-    ]);
+    let r = json_line(&format!(
+        "simulate --trace {trace} --horizon 30m --min 1 --boot 60s --stats-delay 0"
+    ));
     assert_eq!(u(&r["calls"]), 3);
     // Oracle: three single-use gateways, boot + duration each: 120 + 120 + 160 s.
     assert!((f(&r["oracle_worker_hours"]) * 3600.0 - 400.0).abs() < 1e-6);
@@ -185,23 +152,15 @@ fn a_tiny_trace_gives_the_hand_computed_counts() {
 /// the same deficit again. Ours counts launches in flight and launches the deficit once.
 #[test]
 fn legacy_overshoots_while_gateways_boot_and_ours_does_not() {
-    let dir = tempfile::tempdir().expect("temp dir");
     // At 10 min, ten two-hour calls arrive at once: the two idle gateways take two.
     let mut csv = String::from("arrival_s,duration_s\n");
     for _ in 0..10 {
         csv.push_str("600,7200\n");
     }
-    let trace = write(dir.path(), "step.csv", &csv);
-    let r = json(&[
-        "simulate",
-        "--trace",
-        &trace,
-        "--horizon",
-        "1h",
-        "--boot",
-        "10m",
-        "--reuse",
-    ]);
+    let (_dir, trace) = trace_file("step.csv", &csv);
+    let r = json_line(&format!(
+        "simulate --trace {trace} --horizon 1h --boot 10m --reuse"
+    ));
     let ours = policy(&r, "ours");
     let legacy = policy(&r, "legacy");
     // The deficit is min = 2; ours launches exactly that.
@@ -217,38 +176,9 @@ fn legacy_overshoots_while_gateways_boot_and_ours_does_not() {
 /// breaks the floor nor passes `max`; legacy does both.
 #[test]
 fn ours_never_breaks_the_floor_nor_passes_max_under_stress() {
-    let r = json(&[
-        "simulate",
-        "--seed",
-        "1",
-        "--days",
-        "1",
-        "--rate",
-        "120/h",
-        "--mean-duration",
-        "5m",
-        "--burst",
-        "30@10h",
-        "--step",
-        "2@14h",
-        "--spikes",
-        "10",
-        "--boot",
-        "3m",
-        "--lifecycle-down",
-        "12h+10m",
-        "--jicofo-down",
-        "16h+5m",
-        "--max",
-        "25",
-        "--min",
-        "5",
-        "--bulk-max",
-        "4",
-        "--reuse",
-        "--policies",
-        "ours,legacy",
-    ]);
+    let r = json_line(
+        "simulate --seed 1 --days 1 --rate 120/h --mean-duration 5m --burst 30@10h --step 2@14h --spikes 10 --boot 3m --lifecycle-down 12h+10m --jicofo-down 16h+5m --max 25 --min 5 --bulk-max 4 --reuse --policies ours,legacy",
+    );
     let ours = policy(&r, "ours");
     let legacy = policy(&r, "legacy");
     assert_eq!(u(&ours["floor_breaks"]), 0);
@@ -267,45 +197,9 @@ fn ours_never_breaks_the_floor_nor_passes_max_under_stress() {
 #[test]
 fn ours_never_breaks_the_floor_nor_passes_max_with_single_use_churn() {
     for seed in ["1", "2", "3"] {
-        let r = json(&[
-            "simulate",
-            "--seed",
-            seed,
-            "--days",
-            "2",
-            "--rate",
-            "120/h",
-            "--mean-duration",
-            "5m",
-            "--burst",
-            "30@10h",
-            "--burst",
-            "25@30h",
-            "--step",
-            "2@20h",
-            "--spikes",
-            "10",
-            "--boot",
-            "2m",
-            "--boot-cv",
-            "0.8",
-            "--lifecycle-fail",
-            "0.2",
-            "--lifecycle-down",
-            "12h+10m",
-            "--jicofo-down",
-            "34h+5m",
-            "--stats-delay",
-            "20s",
-            "--max",
-            "25",
-            "--min",
-            "5",
-            "--bulk-max",
-            "4",
-            "--policies",
-            "ours",
-        ]);
+        let r = json_line(&format!(
+            "simulate --seed {seed} --days 2 --rate 120/h --mean-duration 5m --burst 30@10h --burst 25@30h --step 2@20h --spikes 10 --boot 2m --boot-cv 0.8 --lifecycle-fail 0.2 --lifecycle-down 12h+10m --jicofo-down 34h+5m --stats-delay 20s --max 25 --min 5 --bulk-max 4 --policies ours"
+        ));
         let ours = policy(&r, "ours");
         assert_eq!(u(&ours["floor_breaks"]), 0, "seed {seed}");
         assert_eq!(u(&ours["launches_past_max"]), 0, "seed {seed}");
@@ -316,24 +210,15 @@ fn ours_never_breaks_the_floor_nor_passes_max_with_single_use_churn() {
 #[test]
 fn plan_matches_published_erlang_b_values_and_inverts_it() {
     // lambda = 240/h = 1/15 s, L = 60 s: A = 4 erlang. B(10, 4) = 0.00531.
-    let p: Value = serde_json::from_str(&run(&[
-        "plan", "--rate", "240/h", "--lead", "60s", "--target", "0.0054", "--json",
-    ]))
-    .expect("JSON");
+    let p = json_line("plan --rate 240/h --lead 60s --target 0.0054");
     assert!((f(&p["offered_load"]) - 4.0).abs() < 1e-9);
     assert_eq!(u(&p["spare"]), 10);
     assert!((f(&p["rejection"]) - 0.005_308).abs() < 1e-5);
     // One notch stricter needs one more spare.
-    let p: Value = serde_json::from_str(&run(&[
-        "plan", "--rate", "240/h", "--lead", "1m", "--target", "0.53%", "--json",
-    ]))
-    .expect("JSON");
+    let p = json_line("plan --rate 240/h --lead 1m --target 0.53%");
     assert_eq!(u(&p["spare"]), 11);
     // A = 3: B(4, 3) = 0.2061 > 0.2 >= B(5, 3) = 0.1101.
-    let p: Value = serde_json::from_str(&run(&[
-        "plan", "--rate", "3/min", "--lead", "1m", "--target", "0.2", "--json",
-    ]))
-    .expect("JSON");
+    let p = json_line("plan --rate 3/min --lead 1m --target 0.2");
     assert_eq!(u(&p["spare"]), 5);
     assert!((f(&p["rejection"]) - 0.1101).abs() < 1e-4, "{p}");
     let rows = p["table"].as_array().expect("table");
@@ -344,22 +229,13 @@ fn plan_matches_published_erlang_b_values_and_inverts_it() {
         .expect("row for 4");
     assert!((b4 - 0.2061).abs() < 1e-4, "{b4}");
     // The text output names the answer.
-    let text = run(&[
-        "plan",
-        "--rate",
-        "30/h",
-        "--mean-duration",
-        "10m",
-        "--lead",
-        "2m",
-    ]);
+    let text = run_line("plan --rate 30/h --mean-duration 10m --lead 2m");
     assert!(text.contains("min = 5"), "{text}");
 }
 
 #[test]
 fn bad_input_gets_a_clear_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let bad_csv = write(dir.path(), "bad.csv", "arrival_s,duration_s\n1,2\nx,3\n");
+    let (dir, bad_csv) = trace_file("bad.csv", "arrival_s,duration_s\n1,2\nx,3\n");
     let missing = dir
         .path()
         .join("missing.csv")
@@ -395,7 +271,7 @@ fn the_plot_is_an_svg_with_a_panel_per_policy() {
     let dir = tempfile::tempdir().expect("temp dir");
     let svg = dir.path().join("p.svg");
     let svg_s = svg.to_string_lossy().into_owned();
-    let table = run(&["simulate", "--days", "0.5", "--plot", &svg_s]);
+    let table = run_line(&format!("simulate --days 0.5 --plot {svg_s}"));
     assert!(table.contains("floor-breaking removals"), "{table}");
     let text = std::fs::read_to_string(&svg).expect("plot written");
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
@@ -415,20 +291,13 @@ fn the_plot_is_an_svg_with_a_panel_per_policy() {
 /// on the hour, ours launches the difference once.
 #[test]
 fn a_min_schedule_changes_the_floor_on_the_hour() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let trace = write(dir.path(), "none.csv", "arrival_s,duration_s\n");
+    let (_dir, trace) = trace_file("none.csv", "arrival_s,duration_s\n");
     let mut schedule = vec!["1"; 24];
     schedule[1] = "4";
     let schedule = schedule.join(",");
-    let r = json(&[
-        "simulate",
-        "--trace",
-        &trace,
-        "--horizon",
-        "115m",
-        "--min-schedule",
-        &schedule,
-    ]);
+    let r = json_line(&format!(
+        "simulate --trace {trace} --horizon 115m --min-schedule {schedule}"
+    ));
     assert_eq!(r["min_schedule"][1], 4);
     let ours = policy(&r, "ours");
     assert_eq!(u(&ours["launches"]), 3);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jitsi_scaler::lifecycle::{
     Backend, CommandConfig, ForemanConfig, Lifecycle, LifecycleConfig, LifecycleError, PowerState,
 };
-use support::{FakeForeman, dead_addr};
+use support::{FOREMAN_TOKEN, FOREMAN_USER, FakeForeman, dead_addr};
 
 fn foreman(nodes: Vec<String>) -> Lifecycle {
     Lifecycle::from_config(&LifecycleConfig {
@@ -17,8 +17,8 @@ fn foreman(nodes: Vec<String>) -> Lifecycle {
         name_prefix: "vsg".into(),
         foreman: ForemanConfig {
             nodes,
-            user: "scaler".into(),
-            token: Some("t".into()),
+            user: FOREMAN_USER.into(),
+            token: Some(FOREMAN_TOKEN.into()),
             connect_timeout: Duration::from_millis(300),
             timeout: Duration::from_secs(2),
             attempts: 3,
@@ -57,15 +57,22 @@ async fn foreman_power_retries_fails_over_and_opens_breakers() {
     fm.add_stopped("vsg-a");
     // One 500: retried.
     let single = foreman(vec![fm.url.clone()]);
-    fm.state.lock().expect("lock").fail_power = 1;
+    fm.fail_next(500, "power failed", 1);
     single.start("vsg-a").await.expect("start after a retry");
+    // The 500 is answered before the fake looks at the action: one start, one status.
     assert_eq!(
-        fm.power_actions()[..2],
+        fm.power_actions(),
         [
             ("vsg-a".into(), "start".into()),
-            ("vsg-a".into(), "start".into())
+            ("vsg-a".into(), "status".into())
         ]
     );
+    let puts = fm
+        .seen()
+        .iter()
+        .filter(|r| r.path().ends_with("/power"))
+        .count();
+    assert_eq!(puts, 3, "a failed start, the start, its status check");
     single.stop("vsg-a").await.expect("stop");
     // A dead first node: the call fails over to the live one.
     let dead = format!("http://{}", dead_addr());
@@ -94,7 +101,7 @@ async fn foreman_refusals_are_definitive() {
     assert!(matches!(e, LifecycleError::Refused(_)), "{e}");
     // A compute resource without power management: 422.
     fm.add_stopped("vsg-a");
-    fm.state.lock().expect("lock").no_power = true;
+    fm.set_no_power(true);
     let e = lc.start("vsg-a").await.expect_err("422");
     assert!(
         matches!(&e, LifecycleError::Refused(m) if m.contains("422")),
@@ -114,7 +121,7 @@ async fn fake_foreman_answers_422_for_an_unknown_action_and_415_without_json() {
     let url = format!("{}/api/hosts/vsg-a/power", fm.url);
     let r = http
         .put(&url)
-        .basic_auth("u", Some("t"))
+        .basic_auth(FOREMAN_USER, Some(FOREMAN_TOKEN))
         .header("content-type", "application/json")
         .body(r#"{"power_action":"reboot-twice"}"#)
         .send()
@@ -123,7 +130,7 @@ async fn fake_foreman_answers_422_for_an_unknown_action_and_415_without_json() {
     assert_eq!(r.status().as_u16(), 422);
     let r = http
         .put(&url)
-        .basic_auth("u", Some("t"))
+        .basic_auth(FOREMAN_USER, Some(FOREMAN_TOKEN))
         .body(r#"{"power_action":"start"}"#)
         .send()
         .await

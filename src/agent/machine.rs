@@ -22,15 +22,24 @@ pub enum BusyStatus {
     Unknown,
 }
 
+/// The value whose spelling in `table` is `s` (trimmed, case-insensitively), else `unknown`.
+fn parse_spelling<T: Copy>(s: Option<&str>, table: &[(&str, T)], unknown: T) -> T {
+    let s = s.map(str::trim);
+    let found = table
+        .iter()
+        .find(|(name, _)| s.is_some_and(|s| s.eq_ignore_ascii_case(name)));
+    found.map_or(unknown, |&(_, value)| value)
+}
+
 impl BusyStatus {
     /// Parses Jibri's spelling (case-insensitively); anything else is `Unknown`.
     pub fn parse(s: Option<&str>) -> Self {
-        match s.map(str::trim) {
-            Some(s) if s.eq_ignore_ascii_case("IDLE") => BusyStatus::Idle,
-            Some(s) if s.eq_ignore_ascii_case("BUSY") => BusyStatus::Busy,
-            Some(s) if s.eq_ignore_ascii_case("EXPIRED") => BusyStatus::Expired,
-            _ => BusyStatus::Unknown,
-        }
+        use BusyStatus::*;
+        parse_spelling(
+            s,
+            &[("IDLE", Idle), ("BUSY", Busy), ("EXPIRED", Expired)],
+            Unknown,
+        )
     }
 }
 
@@ -48,11 +57,12 @@ pub enum HealthStatus {
 impl HealthStatus {
     /// Parses Jibri's spelling (case-insensitively); anything else is `Unknown`.
     pub fn parse(s: Option<&str>) -> Self {
-        match s.map(str::trim) {
-            Some(s) if s.eq_ignore_ascii_case("HEALTHY") => HealthStatus::Healthy,
-            Some(s) if s.eq_ignore_ascii_case("UNHEALTHY") => HealthStatus::Unhealthy,
-            _ => HealthStatus::Unknown,
-        }
+        use HealthStatus::*;
+        parse_spelling(
+            s,
+            &[("HEALTHY", Healthy), ("UNHEALTHY", Unhealthy)],
+            Unknown,
+        )
     }
 }
 
@@ -313,30 +323,15 @@ pub fn jitter(d: Duration, spread: f64, u: f64) -> Duration {
 mod tests {
     use super::*;
 
-    const IDLE: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Idle,
-        health: HealthStatus::Healthy,
-    };
-    const BUSY: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Busy,
-        health: HealthStatus::Healthy,
-    };
-    const EXPIRED: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Expired,
-        health: HealthStatus::Healthy,
-    };
-    const SICK: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Idle,
-        health: HealthStatus::Unhealthy,
-    };
-    const SICK_BUSY: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Busy,
-        health: HealthStatus::Unhealthy,
-    };
-    const UNKNOWN: JibriReading = JibriReading::Status {
-        busy: BusyStatus::Unknown,
-        health: HealthStatus::Unknown,
-    };
+    const fn status(busy: BusyStatus, health: HealthStatus) -> JibriReading {
+        JibriReading::Status { busy, health }
+    }
+    const IDLE: JibriReading = status(BusyStatus::Idle, HealthStatus::Healthy);
+    const BUSY: JibriReading = status(BusyStatus::Busy, HealthStatus::Healthy);
+    const EXPIRED: JibriReading = status(BusyStatus::Expired, HealthStatus::Healthy);
+    const SICK: JibriReading = status(BusyStatus::Idle, HealthStatus::Unhealthy);
+    const SICK_BUSY: JibriReading = status(BusyStatus::Busy, HealthStatus::Unhealthy);
+    const UNKNOWN: JibriReading = status(BusyStatus::Unknown, HealthStatus::Unknown);
     const DOWN: JibriReading = JibriReading::Unreachable;
 
     fn th() -> Thresholds {

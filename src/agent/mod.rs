@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use self::jibri::{JibriClient, Probe};
 use self::machine::{Cause, Machine, Millis, Reason, Thresholds, backoff, jitter};
@@ -81,7 +81,6 @@ pub struct AgentConfig {
     /// Base URL of the scaler API, e.g. `https://meet.example.org/scaler`. Required.
     pub scaler_url: String,
     /// Instance key sent as `host`; default: the IP of the interface that routes to the scaler.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     /// Path of the remove-me request under `scaler_url`.
     pub remove_path: String,
@@ -135,28 +134,22 @@ pub struct AgentConfig {
     /// Attempts to deliver the `drained` confirmation.
     pub drained_attempts: u32,
     /// Command run (`sh -c`) after the drain, e.g. `systemctl poweroff`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_accepted: Option<String>,
     /// Longest run time of `on_accepted` before it is killed.
     #[serde(with = "crate::duration")]
     pub on_accepted_timeout: Duration,
     /// Private key (PEM) that signs the ASAP token; default from `sidecar_env_file`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// Token header `kid`; default from `sidecar_env_file`, else none.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
     /// Token `sub`; default: the instance key.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     /// The component sidecar's env file (`ASAP_SIGNING_KEY_FILE`, `ASAP_JWT_KID`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sidecar_env_file: Option<PathBuf>,
     /// Token lifetime.
     #[serde(with = "crate::duration")]
     pub token_ttl: Duration,
     /// Extra CA certificate(s) (PEM) trusted for the scaler, besides the system roots.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// Log filter when `RUST_LOG` is not set.
     pub log_level: String,
@@ -267,22 +260,19 @@ impl AgentConfig {
             ));
         }
         if let Some(i) = &self.instance
-            && !valid_instance(i)
+            && !crate::hostname::is_valid(i)
         {
             p.push(format!("instance: {i:?} is not a host name or IP address"));
         }
-        for (key, d) in [
+        let durations = [
             ("check_interval", self.check_interval),
             ("jibri_timeout", self.jibri_timeout),
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
             ("retry_backoff", self.retry_backoff),
             ("token_ttl", self.token_ttl),
-        ] {
-            if d.is_zero() {
-                p.push(format!("{key}: must be more than 0"));
-            }
-        }
+        ];
+        p.extend(crate::duration::zero_problems(&durations));
         if self.retry_backoff_max < self.retry_backoff {
             p.push("retry_backoff_max: must be at least retry_backoff".into());
         }
@@ -339,24 +329,6 @@ mod optional_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         crate::duration::deserialize(d).map(Some)
     }
-}
-
-/// A host name (FQDN or short) or an IP address, as the scaler accepts in `host`.
-fn valid_instance(s: &str) -> bool {
-    if s.parse::<IpAddr>().is_ok() {
-        return true;
-    }
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
 }
 
 /// Reads `KEY=value` lines (optional `export`, quotes, `#` comments) of an env file.
@@ -868,27 +840,11 @@ pub async fn check_once(cfg: AgentConfig) -> Result<serde_json::Value, AgentErro
     }))
 }
 
-fn init_tracing(cfg: &AgentConfig) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    // try_init: a second subscriber (tests, demo) is not an error.
-    let _ = if cfg.log_format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Entry point of `jitsi-scaler agent`: a small current-thread runtime (the
 /// agent must stay light on the gateway), logs, signals, exit code.
 pub fn main(args: AgentArgs) -> Result<(), AgentError> {
     let cfg = AgentConfig::load(&args)?;
-    init_tracing(&cfg);
+    crate::runtime::init_tracing(&cfg.log_level, cfg.log_format == "json");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -902,28 +858,12 @@ pub fn main(args: AgentArgs) -> Result<(), AgentError> {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::runtime::wait_for_signal().await;
             signal.cancel();
         });
         run(cfg, shutdown).await?;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            debug!("no SIGTERM handler ({e}); Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -957,8 +897,9 @@ on_accepted = "systemctl poweroff"
         assert_eq!(c.idle_time, Duration::from_secs(900));
         assert_eq!(c.max_lifetime, Some(Duration::from_secs(86_400)));
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        // It round-trips through its own serialisation.
+        // It round-trips through its own serialisation (unset options are left out).
         let text = toml::to_string(&c).expect("serialises");
+        assert!(!text.contains("key_file"), "{text}");
         assert_eq!(AgentConfig::from_toml(&text).expect("reparses"), c);
     }
 
@@ -984,6 +925,8 @@ on_accepted = "systemctl poweroff"
             ..AgentConfig::default()
         };
         let problems = c.problems();
+        let zero = "check_interval: must be more than 0".to_string();
+        assert!(problems.contains(&zero), "{problems:?}");
         for key in [
             "scaler_url:",
             "remove_method:",
@@ -1061,15 +1004,5 @@ on_accepted = "systemctl poweroff"
             .expect("localhost resolves");
         assert!(ip.is_loopback(), "{ip}");
         assert!(detect_instance("not a url").await.is_err());
-    }
-
-    #[test]
-    fn instance_names() {
-        for ok in ["gw-1", "gw-1.example.org", "10.0.0.5", "::1"] {
-            assert!(valid_instance(ok), "{ok}");
-        }
-        for bad in ["", "a b", "-x", "a..b", "ä"] {
-            assert!(!valid_instance(bad), "{bad}");
-        }
     }
 }

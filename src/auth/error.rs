@@ -37,7 +37,23 @@ pub enum AuthError {
     Key(String),
 }
 
+/// Marks a response as an auth refusal, with its metrics label (`missing_token`,
+/// `invalid_token`, `forbidden`, `rate_limited`); the API counts it on the way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal(pub &'static str);
+
 impl AuthError {
+    /// The refusal label of a request-time error (`None` for start-up errors).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            AuthError::MissingToken(_) => Some(Refusal("missing_token")),
+            AuthError::InvalidToken(_) => Some(Refusal("invalid_token")),
+            AuthError::Forbidden(_) => Some(Refusal("forbidden")),
+            AuthError::RateLimited { .. } => Some(Refusal("rate_limited")),
+            AuthError::Config(_) | AuthError::Key(_) => None,
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -52,6 +68,7 @@ impl AuthError {
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let refusal = self.refusal();
         let (body, extra) = match &self {
             AuthError::MissingToken(_) => (
                 self.to_string(),
@@ -78,6 +95,9 @@ impl IntoResponse for AuthError {
         let mut response = (status, body).into_response();
         if let Some((name, value)) = extra {
             response.headers_mut().insert(name, value);
+        }
+        if let Some(r) = refusal {
+            response.extensions_mut().insert(r);
         }
         response
     }
@@ -120,6 +140,12 @@ mod tests {
             r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
             Some(&b"2"[..])
         );
+        let r = AuthError::InvalidToken("x").into_response();
+        assert_eq!(
+            r.extensions().get::<Refusal>(),
+            Some(&Refusal("invalid_token"))
+        );
+        assert_eq!(AuthError::Config("x".into()).refusal(), None);
         assert_eq!(
             challenge(AuthError::Config("secret path".into())),
             (StatusCode::INTERNAL_SERVER_ERROR, None)

@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, header};
 use serde_json::{Map, Value};
 
 pub use config::{AuthConfig, AuthMode, InstanceBinding};
-pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING};
+pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING, Refusal};
 pub use keys::{KeyAlg, kid_file_name};
 pub use net::{IpNet, client_ip};
 pub use ratelimit::RateLimiter;
@@ -79,11 +79,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
     /// `Ok` for admins, 403 for instance callers.
     pub fn require_admin(&self) -> Result<(), AuthError> {
         match self.role {

@@ -195,6 +195,19 @@ fn assert_401(r: Result<Caller, AuthError>, challenge: &str) -> String {
     reason
 }
 
+/// The caller `a` sees in a fresh RS256 token of `sub` with `claims` added, sent from
+/// 192.0.2.7; fails if refused.
+async fn caller(a: &Authenticator, sub: &str, claims: Value) -> Caller {
+    let mut all = fresh();
+    all["sub"] = json!(sub);
+    if let (Some(all), Some(more)) = (all.as_object_mut(), claims.as_object()) {
+        all.extend(more.clone());
+    }
+    let tok = rs256(&all);
+    let from = peer("192.0.2.7");
+    a.authenticate(&bearer(&tok), from).await.expect("ok")
+}
+
 fn fresh() -> Value {
     let t = now_secs();
     json!({"sub": "scaler", "iat": t, "exp": t + 60})
@@ -424,16 +437,12 @@ async fn missing_or_wrong_authorization_is_401() {
 #[tokio::test]
 async fn roles_and_require_admin() {
     let (a, _d) = authenticator(&keys().rsa_pub, |_| {});
-    let t = now_secs();
-    let tok = rs256(&json!({"sub": "gw-1.example.org", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "gw-1.example.org", json!({})).await;
     assert_eq!(c.role, Role::Instance);
     let e = c.require_admin().expect_err("403");
     assert_eq!(e.into_response().status(), StatusCode::FORBIDDEN);
     // no sub at all: instance, and nothing to bind by claim
+    let t = now_secs();
     let tok = rs256(&json!({"iat": t, "exp": t + 60}));
     let c = a
         .authenticate(&bearer(&tok), peer("192.0.2.7"))
@@ -469,10 +478,7 @@ async fn address_binding() {
     });
     let t = now_secs();
     let tok = rs256(&json!({"sub": "gw-1", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "gw-1", json!({})).await;
     assert_eq!(c.binding, InstanceBinding::Address);
     assert!(c.may_remove("192.0.2.7", &[]).is_ok());
     assert!(c.may_remove(" 192.0.2.7 ", &[]).is_ok());
@@ -514,19 +520,13 @@ async fn claim_binding() {
     let (a, _d) = authenticator(&keys().rsa_pub, |c| {
         c.instance_binding = InstanceBinding::Claim
     });
-    let t = now_secs();
     let forbidden = |r: Result<(), AuthError>| {
         assert_eq!(
             r.expect_err("403").into_response().status(),
             StatusCode::FORBIDDEN
         )
     };
-    let tok =
-        rs256(&json!({"sub": "agent", "instance": "gw-1.example.org", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "agent", json!({"instance": "gw-1.example.org"})).await;
     assert_eq!(c.instance.as_deref(), Some("gw-1.example.org"));
     assert!(c.may_remove("gw-1.example.org", &[]).is_ok());
     assert!(c.may_remove("GW-1.Example.Org.", &[]).is_ok());
@@ -540,25 +540,13 @@ async fn claim_binding() {
     forbidden(c.may_remove("192.0.2.7", &[ip("192.0.2.7")])); // the address is not the claim
     forbidden(c.may_remove("", &[]));
     // without the claim, sub names the host
-    let tok = rs256(&json!({"sub": "gw-3", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "gw-3", json!({})).await;
     assert!(c.may_remove("gw-3.example.org", &[]).is_ok());
     forbidden(c.may_remove("gw-4.example.org", &[]));
     // IP literals compare as IPs, and are never "short names"
-    let tok = rs256(&json!({"sub": "10.0.0.5", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "10.0.0.5", json!({})).await;
     assert!(c.may_remove("10.0.0.5", &[]).is_ok());
-    let tok = rs256(&json!({"sub": "10", "iat": t, "exp": t + 60}));
-    let c = a
-        .authenticate(&bearer(&tok), peer("192.0.2.7"))
-        .await
-        .expect("ok");
+    let c = caller(&a, "10", json!({})).await;
     forbidden(c.may_remove("10.0.0.5", &[]));
 }
 
@@ -629,19 +617,13 @@ async fn key_dir_by_kid_hash() {
         kid: Some("jitsi/default".into()),
         ..TokenOptions::default()
     };
-    let tok = signer.sign(&opts, SystemTime::now()).expect("tok");
-    assert!(
-        a.authenticate(&bearer(&tok), peer("192.0.2.1"))
-            .await
-            .is_ok()
-    );
+    let with_kid = || signer.sign(&opts, SystemTime::now()).expect("tok");
+    let from = peer("192.0.2.1");
+    let tok = with_kid();
+    assert!(a.authenticate(&bearer(&tok), from).await.is_ok());
     // cached: works after the file is gone
     std::fs::remove_dir_all(dir.path()).expect("rm");
-    assert!(
-        a.authenticate(&bearer(&tok), peer("192.0.2.1"))
-            .await
-            .is_ok()
-    );
+    assert!(a.authenticate(&bearer(&tok), from).await.is_ok());
     // no kid and no public_key_file
     let tok = signer
         .sign(&TokenOptions::default(), SystemTime::now())
@@ -666,17 +648,9 @@ async fn key_dir_by_kid_hash() {
         );
         assert!(a.cached_keys() <= keys::KEY_CACHE_MAX);
     }
-    let opts = TokenOptions {
-        kid: Some("jitsi/default".into()),
-        ..TokenOptions::default()
-    };
-    let tok = signer.sign(&opts, SystemTime::now()).expect("tok");
-    assert!(
-        a.authenticate(&bearer(&tok), peer("192.0.2.1"))
-            .await
-            .is_ok(),
-        "real key not evicted"
-    );
+    let tok = with_kid();
+    let accepted = a.authenticate(&bearer(&tok), from).await.is_ok();
+    assert!(accepted, "real key not evicted");
 }
 
 #[test]
@@ -730,22 +704,14 @@ fn bad_public_keys_are_refused_at_start() {
 #[test]
 fn signing_key_formats() {
     let k = keys();
-    assert_eq!(
-        SigningKey::from_pem(&k.rsa_p8).expect("p8").alg(),
-        KeyAlg::Rs256
-    );
-    assert_eq!(
-        SigningKey::from_pem(&k.rsa_p1).expect("p1").alg(),
-        KeyAlg::Rs256
-    );
-    assert_eq!(
-        SigningKey::from_pem(&k.ec_p8).expect("ec p8").alg(),
-        KeyAlg::Es256
-    );
-    assert_eq!(
-        SigningKey::from_pem(&k.ec_sec1).expect("sec1").alg(),
-        KeyAlg::Es256
-    );
+    for (pem, alg) in [
+        (&k.rsa_p8, KeyAlg::Rs256),
+        (&k.rsa_p1, KeyAlg::Rs256),
+        (&k.ec_p8, KeyAlg::Es256),
+        (&k.ec_sec1, KeyAlg::Es256),
+    ] {
+        assert_eq!(SigningKey::from_pem(pem).expect("key").alg(), alg);
+    }
     let e = SigningKey::from_pem(&k.rsa_pub)
         .expect_err("public")
         .to_string();
@@ -804,15 +770,27 @@ fn shareable_across_tasks() {
     send(a.authenticate(&h, peer("127.0.0.1")));
 }
 
-#[test]
-fn time_is_injectable() {
+/// Runs `check` on a current-thread runtime with an authenticator of the RSA key and a token
+/// of `scaler` valid from 1 000 000 000 s to 60 s later.
+fn at_fixed_times<F: std::future::Future<Output = ()>>(
+    check: impl FnOnce(Authenticator, String) -> F,
+) {
     let (a, _d) = authenticator(&keys().rsa_pub, |_| {});
     let tok = rs256(&json!({"sub": "scaler", "iat": 1_000_000_000, "exp": 1_000_000_060}));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("rt");
-    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-    rt.block_on(async {
+    rt.block_on(check(a, tok));
+}
+
+/// The time `s` seconds after the epoch.
+fn at(s: u64) -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s)
+}
+
+#[test]
+fn time_is_injectable() {
+    at_fixed_times(|a, tok| async move {
         assert!(
             a.authenticate_at(&bearer(&tok), peer("192.0.2.1"), at(1_000_000_030))
                 .await
@@ -828,13 +806,7 @@ fn time_is_injectable() {
 
 #[test]
 fn verified_tokens_are_remembered_within_bounds_and_still_expire() {
-    let (a, _d) = authenticator(&keys().rsa_pub, |_| {});
-    let tok = rs256(&json!({"sub": "scaler", "iat": 1_000_000_000, "exp": 1_000_000_060}));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("rt");
-    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-    rt.block_on(async {
+    at_fixed_times(|a, tok| async move {
         for _ in 0..3 {
             assert!(a.verify_token(&tok, at(1_000_000_030)).await.is_ok());
         }

@@ -230,6 +230,11 @@ impl World {
         }
     }
 
+    /// The totals since the start.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters
+    }
+
     /// The pool by state, and the totals.
     pub fn view(&self) -> PoolView {
         let now = Instant::now();

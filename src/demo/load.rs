@@ -1,5 +1,6 @@
 //! The call load: Poisson arrivals, lognormal durations (the simulator's generators); each call
-//! takes an idle gateway or is rejected.
+//! takes an idle gateway or is rejected. It starts once the scaler has brought up its floor
+//! ([`wait_for_floor`]), as calls reach a real pool only after it has been deployed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,32 @@ pub struct Load {
     pub per_second: f64,
     /// Mean call duration.
     pub mean_duration: Duration,
+}
+
+/// How often [`wait_for_floor`] looks at the pool.
+const FLOOR_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `floor` gateways are idle, at most `limit`; `false` when the limit passed
+/// first or the demo stops.
+pub async fn wait_for_floor(
+    world: &World,
+    floor: u32,
+    limit: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if world.view().idle >= floor {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(FLOOR_POLL) => {}
+            () = shutdown.cancelled() => return false,
+        }
+    }
 }
 
 /// Places calls on the world until `shutdown`.

@@ -153,10 +153,10 @@ pub fn main(args: DemoArgs) -> Result<(), DemoError> {
         tokio::spawn(async move {
             match limit {
                 Some(d) => tokio::select! {
-                    () = wait_for_signal() => {}
+                    () = crate::runtime::wait_for_signal() => {}
                     () = tokio::time::sleep(d) => {}
                 },
-                None => wait_for_signal().await,
+                None => crate::runtime::wait_for_signal().await,
             }
             stopper.cancel();
         });
@@ -165,29 +165,7 @@ pub fn main(args: DemoArgs) -> Result<(), DemoError> {
 }
 
 fn init_tracing(verbose: bool) {
-    use tracing_subscriber::EnvFilter;
-    let level = if verbose { VERBOSE_LOG } else { DEFAULT_LOG };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    crate::runtime::init_tracing(if verbose { VERBOSE_LOG } else { DEFAULT_LOG }, false);
 }
 
 async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), DemoError> {
@@ -224,7 +202,11 @@ fn scaler_config(
     jicofos: &[String],
     foreman: &str,
 ) -> Config {
-    let boot_timeout = (args.boot * 3).max(Duration::from_secs(60));
+    let boot_timeout = boot_timeout(args);
+    // Two hours of samples at the demo's tick for the status page's chart.
+    let history_samples = usize::try_from(7_200_000 / args.tick.as_millis().max(1))
+        .unwrap_or(usize::MAX)
+        .clamp(10, crate::ops::history::MAX_SAMPLES);
     Config {
         listen: listen.to_string(),
         data_dir,
@@ -273,6 +255,10 @@ fn scaler_config(
             },
             ..LifecycleConfig::default()
         },
+        metrics: crate::ops::MetricsConfig {
+            history_samples,
+            ..crate::ops::MetricsConfig::default()
+        },
         auth: crate::auth::AuthConfig {
             mode: crate::auth::AuthMode::None,
             // Every simulated gateway calls from 127.0.0.1.
@@ -282,6 +268,11 @@ fn scaler_config(
         },
         ..Config::default()
     }
+}
+
+/// The scaler's boot timeout in the demo: three boots, at least a minute.
+fn boot_timeout(args: &DemoArgs) -> Duration {
+    (args.boot * 3).max(Duration::from_secs(60))
 }
 
 /// A fresh data directory under the system temp dir.
@@ -315,8 +306,6 @@ async fn run_in(
     shutdown: CancellationToken,
     dir: PathBuf,
 ) -> Result<(), DemoError> {
-    use crate::{api, controller, jicofo, lifecycle, service, store};
-
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let tasks = TaskTracker::new();
     let (scaler_listener, scaler_addr) = bind(args.listen).await?;
@@ -351,39 +340,28 @@ async fn run_in(
     );
     cfg.validate()
         .map_err(|e| DemoError::Scaler(e.to_string()))?;
-    let scaler_err = |e: &dyn std::fmt::Display| DemoError::Scaler(e.to_string());
-    let store = store::Store::Embedded(
-        store::EmbeddedStore::open(&cfg.data_dir).map_err(|e| scaler_err(&e))?,
-    );
-    let lifecycle =
-        lifecycle::Lifecycle::from_config(&cfg.lifecycle).map_err(|e| scaler_err(&e))?;
-    let jicofo = jicofo::JicofoClient::new(&cfg.jicofo).map_err(|e| scaler_err(&e))?;
-    let auth =
-        Arc::new(crate::auth::Authenticator::from_config(&cfg.auth).map_err(|e| scaler_err(&e))?);
-    let svc = service::Service::start(cfg, store, lifecycle, jicofo)
+    let scaler = crate::server::start(cfg, Some(scaler_listener), shutdown.clone())
         .await
-        .map_err(|e| scaler_err(&e))?;
-    let scaler_tasks = TaskTracker::new();
-    let control = tokio::spawn(controller::run(
-        svc.clone(),
-        shutdown.clone(),
-        scaler_tasks.clone(),
-    ));
-    let app = api::router(svc.clone(), auth).into_make_service_with_connect_info::<SocketAddr>();
-    let api_server = axum::serve(scaler_listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let api = tokio::spawn(api_server.into_future());
-    tasks.spawn(load::run(
-        world.clone(),
-        load::Load {
-            per_second: args.rate,
-            mean_duration: args.mean_duration,
-        },
-        shutdown.clone(),
-    ));
+        .map_err(|e| DemoError::Scaler(e.to_string()))?;
+    let svc = scaler.svc.clone();
+    // The load generator's counters go into the status page's samples (demo only).
+    let counted = world.clone();
+    svc.ops.history.set_load_source(Arc::new(move || {
+        let c = counted.counters();
+        crate::ops::history::LoadCounts {
+            calls: c.calls,
+            rejected: c.rejected,
+        }
+    }));
 
     print_banner(args, &scaler_url, &jicofo_urls, &foreman_url);
     let started = Instant::now();
+    tasks.spawn(start_load(
+        world.clone(),
+        args.clone(),
+        started,
+        shutdown.clone(),
+    ));
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -397,20 +375,15 @@ async fn run_in(
     }
 
     println!("stopping ...");
-    if let Ok(Err(e)) = api.await {
-        tracing::error!("scaler API server failed: {e}");
+    if let Err(e) = scaler.finish().await {
+        tracing::warn!("scaler stopped with an error: {e}");
     }
-    let _ = control.await;
-    controller::drain_tasks(&scaler_tasks, STOP_GRACE).await;
     tasks.close();
     if tokio::time::timeout(STOP_GRACE, tasks.wait())
         .await
         .is_err()
     {
         tracing::warn!("some demo tasks did not stop in time");
-    }
-    if let Err(e) = svc.persist().await {
-        tracing::warn!("cannot store the final state: {e}");
     }
     let v = world.view();
     println!(
@@ -428,6 +401,40 @@ async fn run_in(
     Ok(())
 }
 
+/// Starts the call load once the scaler has brought up its floor (`--min` idle gateways), so
+/// the first calls do not meet an empty pool that nobody would run in production.
+async fn start_load(
+    world: Arc<World>,
+    args: DemoArgs,
+    started: Instant,
+    shutdown: CancellationToken,
+) {
+    let limit = boot_timeout(&args);
+    if load::wait_for_floor(&world, args.min, limit, &shutdown).await {
+        println!(
+            "floor up after {} s: {} idle gateway(s); calls start now",
+            started.elapsed().as_secs(),
+            args.min
+        );
+    } else if shutdown.is_cancelled() {
+        return;
+    } else {
+        println!(
+            "floor not up after {}: calls start anyway",
+            humantime::format_duration(limit)
+        );
+    }
+    load::run(
+        world,
+        load::Load {
+            per_second: args.rate,
+            mean_duration: args.mean_duration,
+        },
+        shutdown,
+    )
+    .await;
+}
+
 fn print_banner(args: &DemoArgs, scaler_url: &str, jicofos: &[String], foreman: &str) {
     println!(
         "jitsi-scaler demo: {} shard(s), boot {}, calls {:.1}/min of mean {}, agents ask after {} idle",
@@ -438,11 +445,16 @@ fn print_banner(args: &DemoArgs, scaler_url: &str, jicofos: &[String], foreman: 
         humantime::format_duration(args.idle_time),
     );
     println!("scaler: {scaler_url}  (auth.mode = \"none\": no token needed)");
+    println!("  status page: {scaler_url}/ui  (open it in a browser: the best way to watch)");
     println!("  curl {scaler_url}/status");
     for (n, url) in jicofos.iter().enumerate() {
         println!("  fake jicofo shard{}: {url}", n + 1);
     }
     println!("  fake foreman: {foreman}/api/hosts");
+    println!(
+        "the scaler launches its floor first (min {}); calls start once it is up",
+        args.min
+    );
     match args.duration {
         Some(d) => println!("stops after {} (or Ctrl-C)", humantime::format_duration(d)),
         None => println!("Ctrl-C stops"),

@@ -243,6 +243,19 @@ fn is_number(s: &str) -> bool {
     i == b.len()
 }
 
+/// How a sequence (object body or array) reads: its closing character (none: the end of the
+/// file closes the root object) and its error messages.
+struct Seq {
+    close: Option<char>,
+    what: &'static str,
+    /// A ',' where an item should start.
+    expected: &'static str,
+    /// A second ',' right after one.
+    double_comma: &'static str,
+    /// Where a separator was missing.
+    between: &'static str,
+}
+
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
@@ -275,6 +288,14 @@ impl Parser<'_> {
 
     fn err(&self, message: impl Into<String>) -> ParseError {
         self.err_at(self.pos, message)
+    }
+
+    /// The end of the file came before the `close` of the `what` opened at `open`.
+    fn unclosed(&self, what: &str, open: usize, close: char) -> ParseError {
+        let (line, column) = line_col(self.src, open);
+        self.err(format!(
+            "end of file inside the {what} opened at line {line}, column {column}: missing '{close}'"
+        ))
     }
 
     fn at_comment(&self) -> bool {
@@ -326,38 +347,55 @@ impl Parser<'_> {
 
     /// Parses object items up to the closing brace (consumed) or, for the root, the end.
     fn parse_object_body(&mut self, braced: bool, open: usize) -> Result<Object, ParseError> {
-        let mut items = Vec::new();
+        let seq = Seq {
+            close: braced.then_some('}'),
+            what: "object",
+            expected: "unexpected ',' (expected a key)",
+            double_comma: "unexpected ',' (two commas in a row)",
+            between: "after the value",
+        };
+        let items = self.sequence(open, &seq, Self::parse_item)?;
+        Ok(Object { items, braced })
+    }
+
+    /// Items separated by ',' or new lines up to `seq.close` (consumed) or, without one, the
+    /// end of the file.
+    fn sequence<T>(
+        &mut self,
+        open: usize,
+        seq: &Seq,
+        mut parse: impl FnMut(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<Vec<T>, ParseError> {
+        let mut out = Vec::new();
         loop {
             self.skip_all();
             match self.peek() {
-                None if braced => {
-                    let (line, column) = line_col(self.src, open);
-                    return Err(self.err(format!(
-                        "end of file inside the object opened at line {line}, column {column}: missing '}}'"
-                    )));
-                }
-                None => break,
-                Some('}') if braced => {
+                None => match seq.close {
+                    Some(close) => return Err(self.unclosed(seq.what, open, close)),
+                    None => break,
+                },
+                Some(c) if Some(c) == seq.close => {
                     self.pos += 1;
                     break;
                 }
-                Some(',') => return Err(self.err("unexpected ',' (expected a key)")),
+                Some(',') => return Err(self.err(seq.expected)),
                 Some(_) => {
-                    items.push(self.parse_item()?);
+                    out.push(parse(self)?);
                     self.skip_inline();
                     match self.peek() {
                         Some(',') => {
                             self.pos += 1;
                             self.skip_all();
                             if self.peek() == Some(',') {
-                                return Err(self.err("unexpected ',' (two commas in a row)"));
+                                return Err(self.err(seq.double_comma));
                             }
                         }
                         Some('\n') | None => {}
-                        Some('}') if braced => {}
+                        Some(c) if Some(c) == seq.close => {}
                         Some(c) => {
                             return Err(self.err(format!(
-                                "expected ',' or a new line after the value, found {}",
+                                "expected ',' or a new line {}, found {}",
+                                seq.between,
                                 describe(c)
                             )));
                         }
@@ -365,7 +403,7 @@ impl Parser<'_> {
                 }
             }
         }
-        Ok(Object { items, braced })
+        Ok(out)
     }
 
     fn parse_item(&mut self) -> Result<Item, ParseError> {
@@ -615,39 +653,14 @@ impl Parser<'_> {
     fn parse_array(&mut self) -> Result<Value, ParseError> {
         let open = self.pos;
         self.pos += 1; // '['
-        let mut elements = Vec::new();
-        loop {
-            self.skip_all();
-            match self.peek() {
-                None => {
-                    let (line, column) = line_col(self.src, open);
-                    return Err(self.err(format!(
-                        "end of file inside the array opened at line {line}, column {column}: missing ']'"
-                    )));
-                }
-                Some(']') => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(',') => return Err(self.err("unexpected ',' (expected a value)")),
-                Some(_) => {
-                    elements.push(self.parse_value()?);
-                    self.skip_inline();
-                    match self.peek() {
-                        Some(',') => {
-                            self.pos += 1;
-                        }
-                        Some('\n') | Some(']') | None => {}
-                        Some(c) => {
-                            return Err(self.err(format!(
-                                "expected ',' or a new line between array elements, found {}",
-                                describe(c)
-                            )));
-                        }
-                    }
-                }
-            }
-        }
+        let seq = Seq {
+            close: Some(']'),
+            what: "array",
+            expected: "unexpected ',' (expected a value)",
+            double_comma: "unexpected ',' (expected a value)",
+            between: "between array elements",
+        };
+        let elements = self.sequence(open, &seq, Self::parse_value)?;
         Ok(Value::Array(elements))
     }
 

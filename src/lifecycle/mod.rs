@@ -378,16 +378,10 @@ impl Lifecycle {
     }
 }
 
-/// Host names and prefixes go into URL paths and argv: allow only DNS characters, and no leading
-/// `-` (a program would read it as an option) or `.`.
+/// Host names and prefixes go into URL paths and argv: the one host-name rule (DNS characters
+/// only, no leading `-` that a program would read as an option), and no IPv6 `:`.
 fn validate_name(name: &str) -> Result<(), LifecycleError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && !name.starts_with(['-', '.']);
-    if ok {
+    if crate::hostname::is_valid(name) && !name.contains(':') {
         Ok(())
     } else {
         Err(LifecycleError::Refused(format!(

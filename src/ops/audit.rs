@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::Metrics;
-use crate::service::Decision;
+use crate::decision::Record as Decision;
 
 /// File name of the current audit file inside the data directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -291,13 +291,21 @@ mod tests {
     use super::*;
 
     fn decision(i: usize) -> Decision {
-        crate::service::Service::decision(
-            "remove",
-            Some(&format!("gw-{i}")),
-            "keep",
-            "idle: at the spare floor".into(),
-            Some("gw@10.0.0.1"),
+        Decision::new(
+            1_700_000_000_000,
+            crate::decision::Decision::Remove {
+                host: format!("gw-{i}"),
+                reason: policy::Reason::Idle,
+                answer: policy::RemovalDecision::Keep {
+                    cause: policy::KeepCause::Floor,
+                    available: 2,
+                    pending_removal: 0,
+                },
+                min: 2,
+                store_error: None,
+            },
         )
+        .by("gw@10.0.0.1")
     }
 
     #[test]

@@ -16,51 +16,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::decision::Record;
 use crate::lifecycle::{BreakerState, CallRecord, NodeStatus};
-use crate::service::Decision;
 
 /// Content type of the exposition (Prometheus scrapes OpenMetrics text).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Outcome label values; any other outcome is counted as `other` (bounded label set).
-const OUTCOMES: [&str; 21] = [
-    "accepted",
-    "keep",
-    "refused",
-    "requested",
-    "changed",
-    "delete",
-    "unknown",
-    "launch",
-    "hold",
-    "ready",
-    "left",
-    "launch_failed",
-    "deleting",
-    "not_pending",
-    "created",
-    "retry",
-    "deleted",
-    "gone",
-    "open",
-    "closed",
-    "half_open",
-];
-
-/// Kind label values; any other kind is counted as `other`.
-const KINDS: [&str; 12] = [
-    "launch",
-    "remove",
-    "add",
-    "create",
-    "delete",
-    "drained",
-    "seen",
-    "left",
-    "timeout",
-    "setting",
-    "reconcile",
-    "breaker",
+/// Auth refusal reasons (`reason` label of `jitsi_scaler_auth_failures_total`).
+const REFUSALS: [&str; 4] = [
+    "missing_token",
+    "invalid_token",
+    "forbidden",
+    "rate_limited",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,6 +50,11 @@ struct CallTimeLabels {
     backend: &'static str,
     node: String,
     op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +106,7 @@ struct Inner {
     audit_lines: Counter,
     audit_dropped: Counter,
     audit_errors: Counter,
+    auth_failures: Family<RefusalLabel, Counter>,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -187,6 +160,8 @@ pub struct View {
     pub start_time_s: f64,
     /// Seconds since the Unix epoch of the last finished tick (0: none yet).
     pub last_tick_s: f64,
+    /// Store writes that failed since start.
+    pub store_write_failures: u64,
 }
 
 /// One shard's reading for the gauges.
@@ -281,6 +256,16 @@ impl Metrics {
             "Audit file write or rotation errors",
             audit_errors.clone(),
         );
+        let auth_failures = Family::<RefusalLabel, Counter>::default();
+        // Every label present from the start, so a dashboard shows 0 rather than no data.
+        for reason in REFUSALS {
+            let _ = auth_failures.get_or_create(&RefusalLabel { reason });
+        }
+        registry.register(
+            "jitsi_scaler_auth_failures",
+            "API requests refused by authentication or authorisation, by reason",
+            auth_failures.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -294,22 +279,21 @@ impl Metrics {
                 audit_lines,
                 audit_dropped,
                 audit_errors,
+                auth_failures,
             }),
         }
     }
 
-    /// Counts a recorded decision (the hook in `Service::record`).
-    pub fn decision(&self, d: &Decision) {
-        let (outcome, n) = outcome_label(&d.outcome);
+    /// Counts a recorded decision (labels derived from its typed kind and outcome).
+    pub fn decision(&self, r: &Record) {
         let labels = DecisionLabels {
-            kind: label_of(d.kind, &KINDS),
-            outcome,
-            reason: d.reason.map_or("", |r| r.as_str()),
+            kind: r.kind().as_str(),
+            outcome: r.outcome().as_str(),
+            reason: r.decision.reason().map_or("", |r| r.as_str()),
         };
         self.inner.decisions.get_or_create(&labels).inc();
-        if d.kind == "launch" && outcome == "launch" {
-            // The launch decision's outcome is "launch N".
-            self.inner.launches.inc_by(n.unwrap_or(1));
+        if r.refused.is_none() {
+            self.inner.launches.inc_by(u64::from(r.decision.launched()));
         }
     }
 
@@ -360,16 +344,13 @@ impl Metrics {
         self.inner.audit_errors.inc();
     }
 
-    /// Decisions counted with these labels (for tests).
-    pub fn decisions_counted(&self, kind: &'static str, outcome: &'static str) -> u64 {
+    /// Counts a refused API request (`reason`: a [`crate::auth::Refusal`] label, one of a
+    /// fixed set).
+    pub fn auth_failure(&self, reason: &'static str) {
         self.inner
-            .decisions
-            .get(&DecisionLabels {
-                kind,
-                outcome,
-                reason: "",
-            })
-            .map_or(0, |c| c.get())
+            .auth_failures
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
     }
 
     /// The whole exposition: hook-fed metrics, then the gauges of `view`, then `# EOF`.
@@ -410,6 +391,13 @@ fn scrape_registry(v: &View) -> Registry {
         "When the control loop last finished a tick, seconds since the Unix epoch (0: never)",
         Unit::Seconds,
         last_tick,
+    );
+    let write_failures = Counter::<u64>::default();
+    write_failures.inc_by(v.store_write_failures);
+    r.register(
+        "jitsi_scaler_store_write_failures",
+        "Store writes that failed (unreachable, read-only or full), since start",
+        write_failures,
     );
     let flag = |b: bool| Gauge::<i64>::default().tap(i64::from(b));
     r.register(
@@ -590,49 +578,27 @@ impl Tap<i64> for Gauge<i64> {
     }
 }
 
-/// `label` if it is one of `known`, else `other` (bounded cardinality).
-fn label_of(label: &str, known: &[&'static str]) -> &'static str {
-    known
-        .iter()
-        .find(|k| **k == label)
-        .copied()
-        .unwrap_or("other")
-}
-
-/// The outcome's first word as a bounded label, and the number after it, if any
-/// (`"launch 3"` -> `("launch", Some(3))`).
-fn outcome_label(outcome: &str) -> (&'static str, Option<u64>) {
-    let mut words = outcome.split_whitespace();
-    let first = words.next().unwrap_or("");
-    let n = words.next().and_then(|w| w.parse().ok());
-    (label_of(first, &OUTCOMES), n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn outcome_labels_are_bounded() {
-        assert_eq!(outcome_label("launch 3"), ("launch", Some(3)));
-        assert_eq!(outcome_label("accepted"), ("accepted", None));
-        assert_eq!(outcome_label("something new"), ("other", None));
-        assert_eq!(label_of("remove", &KINDS), "remove");
-        assert_eq!(label_of("x", &KINDS), "other");
-    }
-
-    #[test]
     fn renders_with_eof_once() {
         let m = Metrics::new();
-        let mut d = crate::service::Service::decision(
-            "remove",
-            Some("gw"),
-            "accepted",
-            "idle".into(),
-            None,
-        );
-        d.reason = Some(policy::Reason::Idle);
-        m.decision(&d);
+        m.decision(&Record::new(
+            1,
+            crate::decision::Decision::Remove {
+                host: "gw".into(),
+                reason: policy::Reason::Idle,
+                answer: policy::RemovalDecision::Accept {
+                    repeat: false,
+                    available: 5,
+                    pending_removal: 0,
+                },
+                min: 2,
+                store_error: None,
+            },
+        ));
         let text = m
             .render(&View {
                 by_state: vec![(State::Ready, 2)],

@@ -1,30 +1,37 @@
-//! Operations: Prometheus metrics, the audit trail, systemd notification and the `status`
-//! command.
+//! Operations: Prometheus metrics, the audit trail, the per-tick history of the status page,
+//! the page itself, systemd notification and the `status` command.
 //!
-//! The service calls in through a few hooks: [`Ops::record`] from `Service::record` (every
-//! decision), [`Ops::tick_done`] from the control loop, the boot-time observation from
-//! `Event::Seen`, and the lifecycle backends' call observer. Everything else (breaker
-//! watching, the systemd watchdog) runs beside the service in [`spawn_tasks`].
+//! These are observers: they receive typed decisions and readings and never call the
+//! service. The service calls in through a few hooks: [`Ops::record`] for every decision,
+//! [`Ops::tick_done`] from the control loop, the boot-time observation from `Event::Seen`, and
+//! the lifecycle backends' call observer.
 
 pub mod audit;
+pub mod history;
 pub mod metrics;
 pub mod status_cli;
 pub mod systemd;
+pub mod ui;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use policy::Counts;
+use policy::Millis;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 pub use audit::{Audit, AuditConfig, AuditError};
 pub use metrics::{Metrics, ShardView, View};
 
-use crate::lifecycle::BreakerState;
-use crate::service::{Decision, Service, now_ms};
+use crate::decision::Record;
+
+/// Wall-clock time in milliseconds since the Unix epoch (the only clock read of the service).
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// Who may read `GET /metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,11 +45,37 @@ pub enum MetricsAccess {
 }
 
 /// `[metrics]` configuration.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `open` (default) or `token`.
     pub auth: MetricsAccess,
+    /// Per-tick samples kept for the status page's chart (`GET {prefix}/history`).
+    pub history_samples: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            auth: MetricsAccess::default(),
+            history_samples: history::DEFAULT_SAMPLES,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// What is wrong with this section (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let max = history::MAX_SAMPLES;
+        if (10..=max).contains(&self.history_samples) {
+            Vec::new()
+        } else {
+            vec![format!(
+                "metrics.history_samples: {} must be in 10..={max}",
+                self.history_samples
+            )]
+        }
+    }
 }
 
 /// The service's operations side: metrics, audit trail and the control loop's heartbeat.
@@ -54,16 +87,20 @@ pub struct Ops {
     pub audit: Audit,
     /// When the control loop last finished a tick (ms since the epoch; 0: never).
     last_tick: AtomicU64,
+    /// Per-tick samples for the status page.
+    pub history: history::History,
 }
 
 impl Ops {
-    /// The hook of `Service::record`: count the decision and queue its audit line.
-    pub fn record(&self, d: &Decision) {
-        self.metrics.decision(d);
-        if !self.audit.send(d) {
+    /// Records a decision: its log line, its metrics and its audit line.
+    pub fn record(&self, r: &Record) {
+        r.log();
+        self.metrics.decision(r);
+        self.history.decision(r);
+        if !self.audit.send(r) {
             self.metrics.audit_dropped();
             tracing::warn!(
-                kind = d.kind,
+                kind = r.kind().as_str(),
                 "audit queue full: decision not written to the audit file"
             );
         }
@@ -87,105 +124,36 @@ impl Ops {
     }
 }
 
-impl Service {
-    /// The state mirrored by the scrape-time gauges.
-    pub async fn metrics_view(&self) -> View {
-        let now = now_ms();
-        let core = self.core.lock().await;
-        let merged = crate::jicofo::merge(&core.shards, now, self.timing.stats_max_age_ms);
-        let ledger = &core.snap.ledger;
-        let counts = Counts::of(ledger);
-        let shards = core
-            .shards
-            .iter()
-            .map(|s| ShardView {
-                name: s.name.clone(),
-                total: s.last.map(|r| r.total),
-                available: s.last.map(|r| r.available),
-                age_s: s
-                    .last
-                    .map(|r| now.saturating_sub(r.taken_at) as f64 / 1000.0),
-                fresh: merged.fresh.contains(&s.name),
-                errors: s.errors,
-            })
-            .collect();
-        let view = View {
-            by_state: ledger.count_by_state().into_iter().collect(),
-            in_flight: counts.in_flight,
-            pending_removal: counts.pending_removal,
-            unmanaged: ledger.offset(),
-            settings: core.snap.settings,
-            shards,
-            merged: merged.observation.map(|o| (o.total, o.available)),
-            disagreement: merged.disagreement,
-            ..View::default()
-        };
-        drop(core);
-        View {
-            backend: self.lifecycle.backend_name(),
-            lifecycle_up: self.lifecycle.is_up(),
-            nodes: self.lifecycle.nodes(),
-            leader: self.is_leader(),
-            ready: self.is_ready(),
-            start_time_s: self.started_at as f64 / 1000.0,
-            last_tick_s: self.ops.last_tick_ms() as f64 / 1000.0,
-            ..view
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::Config;
+
+    #[test]
+    fn history_samples_is_a_checked_config_key() {
+        let load = |toml: &str| Config::from_toml(toml, "", &BTreeMap::new());
+        let default = load("").expect("defaults");
+        assert_eq!(
+            default.metrics.history_samples,
+            super::history::DEFAULT_SAMPLES
+        );
+        let c = load("[metrics]\nhistory_samples = 720\n").expect("parses");
+        assert_eq!(c.metrics.history_samples, 720);
+        assert!(c.problems().is_empty());
+        for bad in [0, 9, super::history::MAX_SAMPLES + 1] {
+            let c = load(&format!("[metrics]\nhistory_samples = {bad}\n")).expect("parses");
+            let p = c.problems();
+            assert!(
+                p.iter().any(|p| p.starts_with("metrics.history_samples:")),
+                "{bad}: {p:?}"
+            );
         }
-    }
-
-    /// The `GET /metrics` body.
-    pub async fn metrics_text(&self) -> Result<String, std::fmt::Error> {
-        let view = self.metrics_view().await;
-        self.ops.metrics.render(&view)
-    }
-}
-
-/// Starts the tasks beside the service: breaker watching (audit) and the systemd watchdog.
-pub fn spawn_tasks(svc: &Arc<Service>, shutdown: &CancellationToken) {
-    tokio::spawn(watch_breakers(svc.clone(), shutdown.clone()));
-    if let Some(period) = systemd::watchdog_period() {
-        tokio::spawn(systemd::watchdog(svc.clone(), shutdown.clone(), period));
-    }
-}
-
-/// How often breaker states are compared (a change is recorded within this time).
-const BREAKER_POLL: Duration = Duration::from_secs(1);
-
-/// Records every breaker state change of the lifecycle nodes as a decision (log, ring, audit).
-async fn watch_breakers(svc: Arc<Service>, shutdown: CancellationToken) {
-    let mut last: HashMap<String, BreakerState> = svc
-        .lifecycle
-        .nodes()
-        .into_iter()
-        .map(|n| (n.url, n.breaker))
-        .collect();
-    let mut interval = tokio::time::interval(BREAKER_POLL);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        for n in svc.lifecycle.nodes() {
-            let before = last.insert(n.url.clone(), n.breaker);
-            if before.is_none_or(|b| b == n.breaker) {
-                continue;
-            }
-            let outcome = match n.breaker {
-                BreakerState::Closed => "closed",
-                BreakerState::Open => "open",
-                BreakerState::HalfOpen => "half_open",
-            };
-            let why = match (&n.breaker, &n.last_error) {
-                (BreakerState::Open, Some(e)) => format!(
-                    "node {}: {} consecutive failures; last: {e}",
-                    n.url, n.consecutive_failures
-                ),
-                (BreakerState::HalfOpen, _) => {
-                    format!("node {}: cooldown over, next call is a trial", n.url)
-                }
-                _ => format!("node {}: {outcome}", n.url),
-            };
-            svc.record(Service::decision("breaker", None, outcome, why, None));
-        }
+        let env = BTreeMap::from([(
+            "JITSI_SCALER_METRICS__HISTORY_SAMPLES".to_string(),
+            "100".to_string(),
+        )]);
+        let c = Config::from_toml("", "", &env).expect("env override");
+        assert_eq!(c.metrics.history_samples, 100);
     }
 }

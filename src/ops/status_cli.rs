@@ -163,6 +163,38 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A table of the objects in `items` (the first `limit`): `columns` is `HEADER=key|...`; the
+/// last column is clipped to `clip_last` characters.
+fn items_table(out: &mut String, items: &Value, limit: usize, columns: &str, clip_last: usize) {
+    let columns: Vec<(&str, &str)> = columns
+        .split('|')
+        .filter_map(|c| c.split_once('='))
+        .collect();
+    let show = |item: &Value, key: &str| match key {
+        "at" => when(&item[key]),
+        "age_s" => item[key]
+            .as_f64()
+            .map_or_else(|| "-".into(), |a| format!("{a:.1}s")),
+        _ => cell(&item[key]),
+    };
+    let rows: Vec<Vec<String>> = items
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .take(limit)
+        .map(|item| {
+            let mut row: Vec<String> = columns.iter().map(|(_, key)| show(item, key)).collect();
+            if let Some(last) = row.last_mut() {
+                *last = clip(last, clip_last);
+            }
+            row
+        })
+        .collect();
+    let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+    table(out, &header, &rows);
+}
+
 /// Seconds as `1h 2m`, `3m 4s` or `5s`.
 fn human_secs(s: u64) -> String {
     let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
@@ -222,49 +254,13 @@ pub fn render(s: &Value, source: &str) -> String {
         ),
         None => "NO FRESH STATS (no launches; idle removals answer keep)".into(),
     };
-    let _ = writeln!(
-        out,
-        "\nJicofo ({}): {merged}{}",
-        cell(&j["component"]),
-        if j["disagreement"].as_bool() == Some(true) {
-            "; shards disagree"
-        } else {
-            ""
-        }
-    );
-    let rows: Vec<Vec<String>> = j["shards"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|sh| {
-            vec![
-                cell(&sh["name"]),
-                cell(&sh["total"]),
-                cell(&sh["available"]),
-                match sh["age_s"].as_f64() {
-                    Some(a) => format!("{a:.1}s"),
-                    None => "-".into(),
-                },
-                cell(&sh["fresh"]),
-                cell(&sh["errors"]),
-                clip(&cell(&sh["last_error"]), 60),
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        &[
-            "SHARD",
-            "TOTAL",
-            "AVAILABLE",
-            "AGE",
-            "FRESH",
-            "ERRORS",
-            "LAST ERROR",
-        ],
-        &rows,
-    );
+    let disagree = j["disagreement"].as_bool() == Some(true);
+    let disagree = if disagree { "; shards disagree" } else { "" };
+    let component = cell(&j["component"]);
+    let _ = writeln!(out, "\nJicofo ({component}): {merged}{disagree}");
+    let shards = "SHARD=name|TOTAL=total|AVAILABLE=available|AGE=age_s|FRESH=fresh|ERRORS=errors\
+        |LAST ERROR=last_error";
+    items_table(&mut out, &j["shards"], usize::MAX, shards, 60);
 
     let l = &s["ledger"];
     let counts: Vec<String> = l["counts"]
@@ -281,61 +277,20 @@ pub fn render(s: &Value, source: &str) -> String {
     );
 
     let lc = &s["lifecycle"];
-    let _ = writeln!(
-        out,
-        "\nLifecycle ({}): {}",
-        cell(&lc["backend"]),
-        if lc["up"].as_bool() == Some(false) {
-            "DOWN (every breaker open)"
-        } else {
-            "up"
-        }
-    );
-    let rows: Vec<Vec<String>> = lc["nodes"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|n| {
-            vec![
-                cell(&n["url"]),
-                cell(&n["breaker"]),
-                cell(&n["consecutive_failures"]),
-                cell(&n["calls_ok"]),
-                cell(&n["calls_failed"]),
-                clip(&cell(&n["last_error"]), 60),
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        &["NODE", "BREAKER", "FAILURES", "OK", "FAILED", "LAST ERROR"],
-        &rows,
-    );
+    let down = lc["up"].as_bool() == Some(false);
+    let up = if down {
+        "DOWN (every breaker open)"
+    } else {
+        "up"
+    };
+    let _ = writeln!(out, "\nLifecycle ({}): {up}", cell(&lc["backend"]));
+    let nodes = "NODE=url|BREAKER=breaker|FAILURES=consecutive_failures|OK=calls_ok\
+        |FAILED=calls_failed|LAST ERROR=last_error";
+    items_table(&mut out, &lc["nodes"], usize::MAX, nodes, 60);
 
     let _ = writeln!(out, "\nRecent decisions (newest first):");
-    let rows: Vec<Vec<String>> = s["recent_decisions"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .take(10)
-        .map(|d| {
-            vec![
-                when(&d["at"]),
-                cell(&d["kind"]),
-                cell(&d["host"]),
-                cell(&d["outcome"]),
-                cell(&d["by"]),
-                clip(&cell(&d["why"]), 90),
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        &["TIME (UTC)", "KIND", "HOST", "OUTCOME", "BY", "WHY"],
-        &rows,
-    );
+    let decisions = "TIME (UTC)=at|KIND=kind|HOST=host|OUTCOME=outcome|BY=by|WHY=why";
+    items_table(&mut out, &s["recent_decisions"], 10, decisions, 90);
     out
 }
 

@@ -3,13 +3,12 @@
 //!
 //! Without `NOTIFY_SOCKET` (not under systemd) every call is a no-op.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{Service, now_ms};
+use super::now_ms;
 
 /// Tells systemd the service is ready (listening, store loaded).
 pub fn ready() {
@@ -34,16 +33,16 @@ pub fn watchdog_period() -> Option<Duration> {
         .map(|d| d / 2)
 }
 
-/// The longest a tick may be missing before the watchdog stops being fed: three ticks plus
-/// the Jicofo timeout (a tick may wait that long for a shard).
-fn stall_limit(svc: &Service) -> Duration {
-    svc.cfg.policy.tick * 3 + svc.cfg.jicofo.timeout
-}
-
-/// Sends `WATCHDOG=1` every `period` while the control loop has ticked recently; a stalled
-/// loop stops the pings, and systemd restarts the service.
-pub async fn watchdog(svc: Arc<Service>, shutdown: CancellationToken, period: Duration) {
-    let limit = crate::duration::millis(stall_limit(&svc));
+/// Sends `WATCHDOG=1` every `period` while the control loop has ticked within `limit`
+/// (`last_tick` gives when it last did, in ms since the epoch); a stalled loop stops the pings,
+/// and systemd restarts the service.
+pub async fn watchdog(
+    last_tick: impl Fn() -> u64,
+    limit: Duration,
+    shutdown: CancellationToken,
+    period: Duration,
+) {
+    let limit = crate::duration::millis(limit);
     let mut interval = tokio::time::interval(period);
     let mut warned = false;
     loop {
@@ -51,9 +50,7 @@ pub async fn watchdog(svc: Arc<Service>, shutdown: CancellationToken, period: Du
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let last = svc.ops.last_tick_ms();
-        // Before the first tick the loop is starting: the start itself counts as a tick.
-        let last = if last == 0 { svc.started_at } else { last };
+        let last = last_tick();
         if now_ms().saturating_sub(last) <= limit {
             warned = false;
             notify(&[NotifyState::Watchdog]);

@@ -138,7 +138,7 @@ fn parse_schedule(s: &str) -> Result<MinSchedule, SimError> {
         .map_err(|_| bad())?;
     let a: [u32; 24] = v.try_into().map_err(|_| bad())?;
     if a.iter()
-        .any(|&m| Settings::check("min", i64::from(m)).is_err())
+        .any(|&m| policy::Setting::Min.check(i64::from(m)).is_err())
     {
         return Err(bad());
     }
@@ -181,6 +181,10 @@ pub struct WorldArgs {
     /// Jicofo cannot be read from START for LENGTH (repeatable), e.g. `36h+5m`.
     #[arg(long, value_name = "START+LENGTH", value_parser = |s: &str| trace::parse_window("--jicofo-down", s))]
     pub jicofo_down: Vec<Window>,
+    /// The shared store is unreachable from START for LENGTH (repeatable), e.g. `36h+5m`:
+    /// ours launches nothing, keeps idle gateways and queues expired/unhealthy approvals.
+    #[arg(long, value_name = "START+LENGTH", value_parser = |s: &str| trace::parse_window("--store-down", s))]
+    pub store_down: Vec<Window>,
 }
 
 /// The policies' settings (the service's defaults).
@@ -283,17 +287,12 @@ impl SimulateArgs {
         };
         if let Some(e) = s.problems().into_iter().next() {
             return Err(SimError::Arg {
-                flag: match e.name {
-                    "min" => "--min",
-                    "max" => "--max",
-                    _ => "--bulk-max",
+                flag: match e.setting {
+                    policy::Setting::Min => "--min",
+                    policy::Setting::Max => "--max",
+                    policy::Setting::BulkMax => "--bulk-max",
                 },
-                value: match e.name {
-                    "min" => p.min,
-                    "max" => p.max,
-                    _ => p.bulk_max,
-                }
-                .to_string(),
+                value: s.get(e.setting).to_string(),
                 why: e.to_string(),
             });
         }
@@ -410,6 +409,7 @@ impl SimulateArgs {
             lifecycle_fail: w.lifecycle_fail,
             lifecycle_down: w.lifecycle_down.clone(),
             jicofo_down: w.jicofo_down.clone(),
+            store_down: w.store_down.clone(),
             initial: min_by_hour[0],
             min_by_hour,
             max: self.policy.max,

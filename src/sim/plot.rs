@@ -10,7 +10,8 @@ const PANEL_H: f64 = 200.0;
 const LEFT: f64 = 50.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
-const GAP: f64 = 45.0;
+/// A panel and the gap below it.
+const PANEL_STEP: f64 = PANEL_H + 45.0;
 
 /// Series drawn, with their colours.
 const SERIES: [(&str, &str); 4] = [
@@ -43,7 +44,7 @@ fn nice_step(span: f64, n: f64) -> f64 {
 /// Renders the report's samples as an SVG document (all panels share the y scale).
 pub fn svg(report: &Report) -> String {
     let n = report.policies.len().max(1) as f64;
-    let height = TOP + n * (PANEL_H + GAP);
+    let height = TOP + n * PANEL_STEP;
     let hours = report.hours.max(1e-6);
     let y_max = report
         .policies
@@ -83,7 +84,7 @@ pub fn svg(report: &Report) -> String {
     let x_step = nice_step(hours, 12.0);
     let y_step = nice_step(y_max, 5.0);
     for (k, p) in report.policies.iter().enumerate() {
-        let top = TOP + k as f64 * (PANEL_H + GAP) + 20.0;
+        let top = TOP + k as f64 * PANEL_STEP + 20.0;
         let bottom = top + PANEL_H;
         let y_of = |v: u32| bottom - PANEL_H * f64::from(v) / y_max;
         let _ = writeln!(

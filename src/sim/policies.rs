@@ -52,6 +52,8 @@ pub struct Ours {
     obs: Option<Observation>,
     reading: Option<Reading>,
     next_id: u64,
+    /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
+    queued: Vec<(String, Reason)>,
     /// The warm pool (size 0: none), and whether reconciliation has run.
     pool: policy::WarmPool,
     reconciled: bool,
@@ -68,6 +70,7 @@ impl Ours {
             obs: None,
             reading: None,
             next_id: 0,
+            queued: Vec::new(),
             pool: policy::WarmPool::default(),
             reconciled: false,
         }
@@ -158,6 +161,13 @@ impl Controller for Ours {
             });
             self.reading = Some(r);
         }
+        // As `serve`: without the store nothing is recorded, so nothing is launched or deleted.
+        if w.store_health() != policy::StoreHealth::Ok {
+            return;
+        }
+        for (host, reason) in std::mem::take(&mut self.queued) {
+            self.ledger.approve(&host, reason, now, &self.timing);
+        }
         if self.pool.enabled() {
             return self.tick_pool(w);
         }
@@ -183,6 +193,16 @@ impl Controller for Ours {
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
         self.settings.min_available = w.min_setting();
+        // The same store-down rule as `serve`.
+        if let Some(d) = policy::decide_removal_without_store(w.store_health(), reason) {
+            if d.accepted() {
+                self.queued.push((host.to_string(), reason));
+            }
+            return Answer {
+                accept: d.accepted(),
+                reading: self.reading,
+            };
+        }
         if self.pool.enabled() {
             let (d, _) = policy::remove_request_with_pool(
                 &mut self.ledger,

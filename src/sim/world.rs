@@ -39,6 +39,8 @@ pub struct WorldConfig {
     pub lifecycle_down: Vec<Window>,
     /// Intervals when Jicofo cannot be read.
     pub jicofo_down: Vec<Window>,
+    /// Intervals when the shared store cannot be reached.
+    pub store_down: Vec<Window>,
     /// Idle ready gateways at time 0.
     pub initial: u32,
     /// The `min` setting per hour of the day (the same 24 times without a schedule): what the
@@ -397,6 +399,15 @@ impl World {
     /// The `min` setting now (an operator's schedule may change it by the hour).
     pub fn min_setting(&self) -> u32 {
         self.cfg.min_at(self.now)
+    }
+
+    /// Whether the shared store can record an approval now (no outage window).
+    pub fn store_health(&self) -> policy::StoreHealth {
+        if self.cfg.store_down.iter().any(|w| w.contains(self.now)) {
+            policy::StoreHealth::Down
+        } else {
+            policy::StoreHealth::Ok
+        }
     }
 
     /// Whether the lifecycle manager is reachable now (no outage window).
@@ -864,6 +875,7 @@ mod tests {
             stats_delay_ms: 0,
             lifecycle_fail: 0.0,
             lifecycle_down: vec![],
+            store_down: vec![],
             jicofo_down: vec![],
             initial,
             min_by_hour: [min; 24],
@@ -901,6 +913,39 @@ mod tests {
             .iter()
             .find(|(now, _)| *now == t)
             .and_then(|(_, r)| r.map(|r| (r.total, r.available)))
+    }
+
+    #[test]
+    fn ours_keeps_idle_gateways_and_launches_nothing_while_the_store_is_down() {
+        use crate::sim::policies::Ours;
+        let run = |initial: u32, min: u32, down: bool| {
+            let mut c = cfg(initial, min);
+            if down {
+                c.store_down = vec![Window {
+                    start_ms: 0,
+                    end_ms: 200_000,
+                }];
+            }
+            let settings = policy::Settings {
+                min_available: min,
+                ..policy::Settings::default()
+            };
+            let mut ours = Ours::new(settings, policy::Timing::default(), 15_000);
+            // One call at 10 s: single use, so its gateway expires and is replaced.
+            World::run(&c, &trace(&[(10_000, 20_000)], 200_000), &mut ours, 1)
+        };
+        // At the floor: the call's gateway is replaced, or not while the store is down.
+        assert!(run(5, 5, false).launches >= 1);
+        let down = run(5, 5, true);
+        assert_eq!(down.launches, 0, "nothing launched without the store");
+        assert_eq!(down.removals_expired, 1, "expired goes (queued)");
+        // Spares above the floor go when idle, but not while the store is down.
+        assert!(run(4, 1, false).removals_idle >= 2);
+        assert_eq!(
+            run(4, 1, true).removals_idle,
+            0,
+            "idle keeps without the store"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{Snapshot, StoreError};
 pub const STATE_FILE: &str = "state.json";
 
 /// One JSON document, replaced atomically.
-pub struct EmbeddedStore {
+pub(super) struct EmbeddedStore {
     dir: PathBuf,
     path: PathBuf,
     // Held for the life of the store so a second process cannot share the directory.

@@ -1,9 +1,11 @@
 //! The shared store for several replicas: Redis or Valkey.
 //!
 //! Keys (under `key_prefix`): `:state` the snapshot as JSON, `:version` a counter bumped by
-//! every write, `:lease` the leader lease (`<replica>:<fence>` with a TTL), `:fence` the
-//! counter that numbers leaderships. Every write is a compare-and-swap on `:version` in one
-//! Lua script, so two replicas can never both spend the same removal budget; a write made as
+//! every write, `:generation` the snapshot's generation (kept beside it so Lua need not parse
+//! JSON), `:lease` the leader lease (`<replica>:<fence>` with a TTL), `:fence` the counter
+//! that numbers leaderships, `:recovering` a marker (with a TTL) set while the state is being
+//! restored after a data loss. Every write is a compare-and-swap on `:version` in one Lua
+//! script, so two replicas can never both spend the same removal budget; a write made as
 //! leader also checks that the lease is still its own, so a deposed leader cannot overwrite.
 
 use std::time::Duration;
@@ -12,12 +14,36 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{CasOutcome, Snapshot, StoreError};
 
+/// One read of the store: the snapshot with its version, and whether it is being restored.
+pub(super) struct Loaded {
+    /// The snapshot and its version, if anything is stored.
+    pub state: Option<(Snapshot, u64)>,
+    /// The recovery marker is set.
+    pub recovering: bool,
+}
+
 const CAS: &str = r"
 local v = redis.call('GET', KEYS[1]) or '0'
 if v ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[4])
 redis.call('INCR', KEYS[1])
+return 1
+";
+
+/// Writes a replica's copy after a data loss if it is newer than what is stored (a missing
+/// generation counts as older than any), and marks the store as recovering.
+const RESTORE: &str = r"
+local g = tonumber(redis.call('GET', KEYS[3]) or '-1')
+if redis.call('EXISTS', KEYS[2]) == 1 and g >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3], 'NX')
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
 return 1
 ";
 
@@ -36,12 +62,13 @@ return 0
 ";
 
 /// A Redis-backed store shared by every replica.
-pub struct RedisStore {
+pub(super) struct RedisStore {
     url_for_humans: String,
     con: ConnectionManager,
     keys: Keys,
     timeout: Duration,
     cas: redis::Script,
+    restore: redis::Script,
     renew: redis::Script,
     release: redis::Script,
 }
@@ -49,6 +76,8 @@ pub struct RedisStore {
 struct Keys {
     state: String,
     version: String,
+    generation: String,
+    recovering: String,
     lease: String,
     fence: String,
 }
@@ -60,7 +89,7 @@ fn err(e: redis::RedisError) -> StoreError {
 impl RedisStore {
     /// Prepares a client; the connection is made (and remade) lazily, so a Redis that is down
     /// at start does not stop the service.
-    pub fn open(url: &str, key_prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub(super) fn open(url: &str, key_prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| StoreError::Config(format!("store.redis_url: {e}")))?;
         let info = client.get_connection_info();
@@ -78,18 +107,21 @@ impl RedisStore {
             keys: Keys {
                 state: k("state"),
                 version: k("version"),
+                generation: k("generation"),
+                recovering: k("recovering"),
                 lease: k("lease"),
                 fence: k("fence"),
             },
             timeout,
             cas: redis::Script::new(CAS),
+            restore: redis::Script::new(RESTORE),
             renew: redis::Script::new(RENEW),
             release: redis::Script::new(RELEASE),
         })
     }
 
     /// Where it points (without credentials).
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!("redis:{}", self.url_for_humans)
     }
 
@@ -103,27 +135,60 @@ impl RedisStore {
         }
     }
 
-    /// The snapshot and its version, read together.
-    pub async fn load_versioned(&self) -> Result<Option<(Snapshot, u64)>, StoreError> {
+    /// The snapshot, its version and the recovery marker, read together.
+    pub(super) async fn load(&self) -> Result<Loaded, StoreError> {
         let mut con = self.con.clone();
-        let (version, state): (Option<u64>, Option<String>) = self
+        let (version, state, recovering): (Option<u64>, Option<String>, Option<String>) = self
             .timed(
                 redis::cmd("MGET")
                     .arg(&self.keys.version)
                     .arg(&self.keys.state)
+                    .arg(&self.keys.recovering)
                     .query_async(&mut con),
             )
             .await?;
-        let Some(state) = state else {
-            return Ok(None);
+        let state = match state {
+            Some(state) => Some((
+                super::parse_snapshot(state.as_bytes(), &self.describe())?,
+                version.unwrap_or(0),
+            )),
+            None => None,
         };
-        let snap = super::parse_snapshot(state.as_bytes(), &self.describe())?;
-        Ok(Some((snap, version.unwrap_or(0))))
+        Ok(Loaded {
+            state,
+            recovering: recovering.is_some(),
+        })
+    }
+
+    /// Offers `snap` after a data loss: written if the store holds nothing newer; either way
+    /// the store is marked as recovering for `window`. Returns whether it was written.
+    pub(super) async fn restore(
+        &self,
+        snap: &Snapshot,
+        window: Duration,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(snap).map_err(|e| StoreError::Task(e.to_string()))?;
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut con = self.con.clone();
+        let r: i64 = self
+            .timed(
+                self.restore
+                    .key(&self.keys.version)
+                    .key(&self.keys.state)
+                    .key(&self.keys.generation)
+                    .key(&self.keys.recovering)
+                    .arg(json)
+                    .arg(snap.generation)
+                    .arg(window_ms)
+                    .invoke_async(&mut con),
+            )
+            .await?;
+        Ok(r == 1)
     }
 
     /// Writes `snap` if the stored version is still `version` (and, with `fence`, the lease is
     /// still held with that value).
-    pub async fn compare_and_swap(
+    pub(super) async fn compare_and_swap(
         &self,
         version: u64,
         snap: &Snapshot,
@@ -137,9 +202,11 @@ impl RedisStore {
                     .key(&self.keys.version)
                     .key(&self.keys.state)
                     .key(&self.keys.lease)
+                    .key(&self.keys.generation)
                     .arg(version.to_string())
                     .arg(json)
                     .arg(fence.unwrap_or(""))
+                    .arg(snap.generation)
                     .invoke_async(&mut con),
             )
             .await?;
@@ -151,13 +218,15 @@ impl RedisStore {
     }
 
     /// Writes `snap` unconditionally (migration).
-    pub async fn save(&self, snap: &Snapshot) -> Result<(), StoreError> {
+    pub(super) async fn save(&self, snap: &Snapshot) -> Result<(), StoreError> {
         let json = serde_json::to_string(snap).map_err(|e| StoreError::Task(e.to_string()))?;
         let mut con = self.con.clone();
         self.timed(
             redis::pipe()
                 .atomic()
                 .set(&self.keys.state, json)
+                .ignore()
+                .set(&self.keys.generation, snap.generation)
                 .ignore()
                 .incr(&self.keys.version, 1)
                 .ignore()
@@ -167,7 +236,7 @@ impl RedisStore {
     }
 
     /// Takes the lease if free, or renews it if `held` is ours; returns the lease value held.
-    pub async fn lease(
+    pub(super) async fn lease(
         &self,
         replica: &str,
         held: Option<&str>,
@@ -223,7 +292,7 @@ impl RedisStore {
     }
 
     /// Releases the lease if it is still `value` (clean shutdown).
-    pub async fn release(&self, value: &str) -> Result<(), StoreError> {
+    pub(super) async fn release(&self, value: &str) -> Result<(), StoreError> {
         let mut con = self.con.clone();
         let _: i64 = self
             .timed(
@@ -237,7 +306,7 @@ impl RedisStore {
     }
 
     /// The current lease holder, if any.
-    pub async fn lease_holder(&self) -> Result<Option<String>, StoreError> {
+    pub(super) async fn lease_holder(&self) -> Result<Option<String>, StoreError> {
         let mut con = self.con.clone();
         self.timed(
             redis::cmd("GET")

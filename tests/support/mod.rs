@@ -1,10 +1,39 @@
-//! Test support: fake neighbours (Jicofo, Foreman) following SPEC §7, and the real `serve`
-//! binary started on loopback with a generated config.
+//! The one fixture set of the integration tests (every `tests/*.rs` uses it; add to it rather
+//! than writing another fake):
+//! - fake neighbours on loopback following SPEC §7: [`FakeJicofo`], [`FakeForeman`]
+//!   (`foreman`: strict auth, pages, nodes sharing one database, scripted failures) and
+//!   [`FakeJibri`] (`jibri`: health and graceful shutdown);
+//! - processes of the real binary: [`Scaler`] (`serve` with [`fast_config`]), [`Agent`]
+//!   (`agent`, with fast timings), [`RedisServer`], and [`bin`] / [`run_with_config`] for
+//!   one-shot commands;
+//! - fixtures: [`Stack`] (a Jicofo, a Foreman and `serve` on them, config changes through
+//!   [`with_overrides`]) and [`Stack::agent`] (an agent of a fake Jibri asking that `serve`);
+//! - `tokens`: key pairs made with `openssl`, signed tokens, the shell client's token,
+//!   [`AuthKeys`] with its `[auth]` table;
+//! - helpers on a status document ([`count`], [`ledger_state`], [`hosts_in`]) and on the API
+//!   ([`Scaler::set`], [`Scaler::settings`], [`Scaler::remove`], [`Scaler::request_as`],
+//!   [`idle_storm`]).
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod foreman;
+pub mod jibri;
 pub mod openmetrics;
+pub mod tokens;
 
-use std::collections::BTreeMap;
+// Not every test file uses every fixture.
+#[allow(unused_imports)]
+pub use agent::Agent;
+#[allow(unused_imports)]
+pub use foreman::{FOREMAN_TOKEN, FOREMAN_USER, FakeForeman};
+#[allow(unused_imports)]
+pub use jibri::{FakeJibri, JibriMode};
+#[allow(unused_imports)]
+pub use tokens::{
+    AuthKeys, ec_key_pair, jwt_part, openssl, rsa_key_pair, shell_client_token, token,
+};
+
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -12,10 +41,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 /// Binds a listener on a free loopback port and serves `app` on it.
@@ -36,6 +65,11 @@ pub fn dead_addr() -> SocketAddr {
     let a = l.local_addr().expect("addr");
     drop(l);
     a
+}
+
+/// An http URL where nothing listens.
+pub fn dead_url() -> String {
+    format!("http://{}", dead_addr())
 }
 
 /// What the fake Jicofo answers.
@@ -91,6 +125,14 @@ impl FakeJicofo {
     pub fn requests(&self) -> u64 {
         self.state.lock().expect("lock").requests
     }
+
+    /// Waits until `n` more requests have come (so about `n` ticks have passed).
+    pub async fn wait_requests(&self, n: u64) {
+        let before = self.requests();
+        while self.requests() < before + n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response {
@@ -104,7 +146,7 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
     }
     let (total, available) = match follow {
         Some(f) => {
-            // Only hosts that run and have finished booting (provisioning or power-on).
+            // Hosts that run and have finished booting (provisioning or power-on).
             let t = total + f.running_count() as u32;
             (t, t.saturating_sub(busy))
         }
@@ -117,366 +159,6 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
         "sip_jibri_detector": {"count": total, "available": available},
         "threads": 90
     }))
-    .into_response()
-}
-
-/// What the fake Foreman holds and how it misbehaves.
-#[derive(Default, Debug)]
-pub struct ForemanState {
-    pub hosts: BTreeMap<String, Value>,
-    pub creates: u64,
-    pub deletes: Vec<String>,
-    pub requests: u64,
-    /// Answer 500 to everything.
-    pub down: bool,
-    /// Store the next N creates but answer only after this delay (the client times out).
-    pub lose_create_responses: u32,
-    pub slow: Duration,
-    /// Power state per host (warm pool): created hosts are on.
-    pub power: BTreeMap<String, Power>,
-    /// A created host joins (is counted by a following Jicofo) this long after the create.
-    pub provision_delay: Duration,
-    /// A started host joins this long after the power-on.
-    pub power_on_delay: Duration,
-    /// Every power action received, in order: (host, action).
-    pub power_actions: Vec<(String, String)>,
-    /// The compute resource has no power management: power actions get 422.
-    pub no_power: bool,
-    /// Answer the next N power actions with 500.
-    pub fail_power: u32,
-}
-
-/// One host's power state in the fake Foreman.
-#[derive(Clone, Copy, Debug)]
-pub struct Power {
-    pub on: bool,
-    /// When its gateway is up (joined), while on.
-    pub up_at: Option<Instant>,
-}
-
-/// A fake Foreman API v2 (hosts create/get/delete/search) on loopback.
-#[derive(Clone, Debug)]
-pub struct FakeForeman {
-    pub url: String,
-    pub state: Arc<Mutex<ForemanState>>,
-}
-
-impl FakeForeman {
-    pub async fn start() -> FakeForeman {
-        let state = Arc::new(Mutex::new(ForemanState::default()));
-        let app = Router::new()
-            .route("/api/hosts", get(fm_search).post(fm_create))
-            .route("/api/hosts/{name}", get(fm_get).delete(fm_delete))
-            .route("/api/hosts/{name}/power", put(fm_power))
-            .with_state(state.clone());
-        let addr = serve_on_loopback(app).await;
-        FakeForeman {
-            url: format!("http://{addr}"),
-            state,
-        }
-    }
-
-    pub fn host_count(&self) -> usize {
-        self.state.lock().expect("lock").hosts.len()
-    }
-
-    /// Hosts powered on whose gateway is up (past its provisioning or power-on delay).
-    pub fn running_count(&self) -> usize {
-        let s = self.state.lock().expect("lock");
-        let now = Instant::now();
-        s.hosts
-            .keys()
-            .filter(|h| {
-                s.power
-                    .get(*h)
-                    .is_none_or(|p| p.on && p.up_at.is_some_and(|t| t <= now))
-            })
-            .count()
-    }
-
-    /// Hosts that exist and are powered off.
-    pub fn stopped(&self) -> Vec<String> {
-        let s = self.state.lock().expect("lock");
-        s.hosts
-            .keys()
-            .filter(|h| s.power.get(*h).is_some_and(|p| !p.on))
-            .cloned()
-            .collect()
-    }
-
-    /// Adds a host that exists powered off (left from a previous run).
-    pub fn add_stopped(&self, name: &str) {
-        let mut s = self.state.lock().expect("lock");
-        let n = s.hosts.len() + 10;
-        s.hosts.insert(
-            name.to_string(),
-            json!({"name": name, "ip": format!("10.9.1.{n}"), "id": n}),
-        );
-        s.power.insert(
-            name.to_string(),
-            Power {
-                on: false,
-                up_at: None,
-            },
-        );
-    }
-
-    /// Sets the provisioning and power-on delays.
-    pub fn set_delays(&self, provision: Duration, power_on: Duration) {
-        let mut s = self.state.lock().expect("lock");
-        s.provision_delay = provision;
-        s.power_on_delay = power_on;
-    }
-
-    /// Power actions received so far: (host, action).
-    pub fn power_actions(&self) -> Vec<(String, String)> {
-        self.state.lock().expect("lock").power_actions.clone()
-    }
-
-    pub fn hosts(&self) -> Vec<String> {
-        self.state
-            .lock()
-            .expect("lock")
-            .hosts
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    pub fn creates(&self) -> u64 {
-        self.state.lock().expect("lock").creates
-    }
-
-    pub fn deletes(&self) -> Vec<String> {
-        self.state.lock().expect("lock").deletes.clone()
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.state.lock().expect("lock").requests
-    }
-
-    pub fn set_down(&self, down: bool) {
-        self.state.lock().expect("lock").down = down;
-    }
-}
-
-type Fm = State<Arc<Mutex<ForemanState>>>;
-
-fn authorized(headers: &HeaderMap) -> bool {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Basic "))
-}
-
-async fn fm_create(State(state): Fm, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let slow = {
-        let mut s = state.lock().expect("lock");
-        s.requests += 1;
-        if s.down {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
-        }
-        if !authorized(&headers) {
-            return (StatusCode::UNAUTHORIZED, "auth").into_response();
-        }
-        let json_ct = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !json_ct {
-            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "need json").into_response();
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-            return (StatusCode::BAD_REQUEST, "bad json").into_response();
-        };
-        let Some(name) = v
-            .pointer("/host/name")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return (StatusCode::UNPROCESSABLE_ENTITY, "no name").into_response();
-        };
-        if s.hosts.contains_key(&name) {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(
-                    json!({"error": {"id": null, "errors": {"name": ["has already been taken"]},
-                    "full_messages": ["Name has already been taken"]}}),
-                ),
-            )
-                .into_response();
-        }
-        s.creates += 1;
-        let n = s.hosts.len() + 10;
-        let host = json!({"name": name, "ip": format!("10.9.0.{n}"), "id": n});
-        let up_at = Some(Instant::now() + s.provision_delay);
-        s.power.insert(name.clone(), Power { on: true, up_at });
-        s.hosts.insert(name, host);
-        if s.lose_create_responses > 0 {
-            s.lose_create_responses -= 1;
-            Some(s.slow)
-        } else {
-            None
-        }
-    };
-    if let Some(d) = slow {
-        tokio::time::sleep(d).await;
-    }
-    let last = state
-        .lock()
-        .expect("lock")
-        .hosts
-        .values()
-        .last()
-        .cloned()
-        .unwrap_or(Value::Null);
-    (StatusCode::CREATED, axum::Json(last)).into_response()
-}
-
-async fn fm_get(State(state): Fm, Path(name): Path<String>) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests += 1;
-    if s.down {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
-    }
-    match s.hosts.get(&name) {
-        Some(h) => axum::Json(h.clone()).into_response(),
-        None => not_found(&name),
-    }
-}
-
-fn not_found(name: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(
-            json!({"error": {"message": format!("Resource host not found by id '{name}'")}}),
-        ),
-    )
-        .into_response()
-}
-
-async fn fm_delete(State(state): Fm, Path(name): Path<String>) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests += 1;
-    if s.down {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
-    }
-    match s.hosts.remove(&name) {
-        Some(h) => {
-            s.power.remove(&name);
-            s.deletes.push(name);
-            axum::Json(h).into_response()
-        }
-        None => not_found(&name),
-    }
-}
-
-/// `PUT /api/hosts/:name/power` with `{"power_action": "start"|"stop"|"status"}`: answers
-/// `{"power": true}` for an action, `{"power": "on"|"off"}` for status, 422 for another action.
-async fn fm_power(
-    State(state): Fm,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests += 1;
-    if s.down {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
-    }
-    if !authorized(&headers) {
-        return (StatusCode::UNAUTHORIZED, "auth").into_response();
-    }
-    let json_ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_ct {
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "need json").into_response();
-    }
-    if !s.hosts.contains_key(&name) {
-        return not_found(&name);
-    }
-    let action = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.get("power_action")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    s.power_actions.push((name.clone(), action.clone()));
-    if s.fail_power > 0 {
-        s.fail_power -= 1;
-        return (StatusCode::INTERNAL_SERVER_ERROR, "power failed").into_response();
-    }
-    let unsupported = || {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"error": {"message": format!("Unknown power action: available methods are start, stop, status")}})),
-        )
-            .into_response()
-    };
-    if s.no_power {
-        return unsupported();
-    }
-    let delay = s.power_on_delay;
-    let p = s.power.entry(name).or_insert(Power {
-        on: true,
-        up_at: Some(Instant::now()),
-    });
-    match action.as_str() {
-        "start" => {
-            if !p.on {
-                *p = Power {
-                    on: true,
-                    up_at: Some(Instant::now() + delay),
-                };
-            }
-            axum::Json(json!({"power": true})).into_response()
-        }
-        "stop" => {
-            *p = Power {
-                on: false,
-                up_at: None,
-            };
-            axum::Json(json!({"power": true})).into_response()
-        }
-        "status" => axum::Json(json!({"power": if p.on { "on" } else { "off" }})).into_response(),
-        _ => unsupported(),
-    }
-}
-
-async fn fm_search(
-    State(state): Fm,
-    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
-) -> Response {
-    let mut s = state.lock().expect("lock");
-    s.requests += 1;
-    if s.down {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
-    }
-    let search = q.get("search").cloned().unwrap_or_default();
-    let results: Vec<Value> = s
-        .hosts
-        .values()
-        .filter(|h| {
-            if let Some(ip) = search.strip_prefix("ip = ") {
-                h["ip"] == ip.trim()
-            } else if let Some(prefix) = search.split('~').nth(1) {
-                h["name"]
-                    .as_str()
-                    .is_some_and(|n| n.contains(prefix.trim().trim_end_matches('%')))
-            } else {
-                true
-            }
-        })
-        .cloned()
-        .collect();
-    axum::Json(
-        json!({"total": results.len(), "subtotal": results.len(), "page": 1,
-        "per_page": 1000, "search": search, "results": results}),
-    )
     .into_response()
 }
 
@@ -519,8 +201,8 @@ backend = "foreman"
 name_prefix = "vsg"
 [lifecycle.foreman]
 nodes = [{nodes}]
-user = "scaler"
-token = "test-token"
+user = "{FOREMAN_USER}"
+token = "{FOREMAN_TOKEN}"
 connect_timeout = "300ms"
 timeout = "1s"
 create_timeout = "1s"
@@ -531,6 +213,100 @@ breaker_cooldown = "60s"
 "#,
         nodes = nodes.join(", ")
     )
+}
+
+/// An answer of the scaler's API.
+#[derive(Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub content_type: String,
+    /// The `WWW-Authenticate` header.
+    pub challenge: Option<String>,
+    pub body: String,
+}
+
+/// `base` with `overrides` applied: each `key = value` line before the first `[table]` line
+/// replaces the line of that key in `base` (which must hold it once), or, for a key `base`
+/// lacks, goes into its `[policy]` table; the tables from the first `[table]` on are appended.
+pub fn with_overrides(base: &str, overrides: &str) -> String {
+    let split = overrides
+        .lines()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(overrides.lines().count());
+    let mut out = base.to_string();
+    for line in overrides
+        .lines()
+        .take(split)
+        .filter(|l| !l.trim().is_empty())
+    {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let at = |l: &&str| l.trim_start().starts_with(&format!("{key} ="));
+        let found: Vec<&str> = out.lines().filter(at).collect();
+        assert!(
+            found.len() <= 1,
+            "{key} is in the config {} times",
+            found.len()
+        );
+        out = match found.first() {
+            Some(old) => out.replacen(old, line, 1),
+            None => out.replacen("[policy]\n", &format!("[policy]\n{line}\n"), 1),
+        };
+    }
+    let tables: Vec<&str> = overrides.lines().skip(split).collect();
+    format!("{out}\n{}\n", tables.join("\n"))
+}
+
+/// The scaler fixture: a fake Jicofo, a fake Foreman node and the real `serve` on both.
+pub struct Stack {
+    pub jicofo: FakeJicofo,
+    pub foreman: FakeForeman,
+    pub s: Scaler,
+}
+
+impl Stack {
+    /// Fakes with Jicofo reporting (`total`, `available`); `serve` on [`fast_config`] with
+    /// `overrides` (see [`with_overrides`]).
+    pub async fn start(total: u32, available: u32, overrides: &str) -> Stack {
+        let jicofo = FakeJicofo::start(total, available).await;
+        Stack::on(jicofo, FakeForeman::start().await, overrides).await
+    }
+
+    /// As [`Stack::start`], then waits for a first fresh Jicofo reading.
+    pub async fn fresh(total: u32, available: u32, overrides: &str) -> Stack {
+        let stack = Stack::start(total, available, overrides).await;
+        stack.s.fresh().await;
+        stack
+    }
+
+    /// `serve` on these fakes (set up by the test first).
+    pub async fn on(jicofo: FakeJicofo, foreman: FakeForeman, overrides: &str) -> Stack {
+        let cfg = with_overrides(&fast_config(&jicofo.url, &[&foreman.url]), overrides);
+        let s = Scaler::start(&cfg).await;
+        Stack { jicofo, foreman, s }
+    }
+
+    /// The agent fixture: the real agent of `jibri`, asking this scaler (`extra`: agent config).
+    pub fn agent(&self, jibri: &FakeJibri, extra: &str) -> Agent {
+        Agent::start(&format!("{}/scaler", self.s.url), jibri, extra)
+    }
+}
+
+/// Waits until `check()` holds, or fails naming `what`, with `log()`.
+pub async fn until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl Scaler {
@@ -681,15 +457,38 @@ impl Scaler {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, String) {
+        let reply = self
+            .request_as(self.bearer.as_deref(), method, path, body)
+            .await;
+        (reply.code, reply.body)
+    }
+
+    /// A request with `token` as the bearer token (`None`: without one).
+    pub async fn request_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+    ) -> Reply {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.url))
             .body(body.to_string());
-        if let Some(t) = &self.bearer {
+        if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let r = req.send().await.expect("request");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
+        let header = |name: &str| {
+            let value = r.headers().get(name).and_then(|v| v.to_str().ok());
+            value.map(str::to_string)
+        };
+        Reply {
+            code: r.status().as_u16(),
+            content_type: header("content-type").unwrap_or_default(),
+            challenge: header("www-authenticate"),
+            body: r.text().await.unwrap_or_default(),
+        }
     }
 
     pub async fn status(&self) -> Value {
@@ -722,56 +521,133 @@ impl Scaler {
     }
 }
 
+impl Scaler {
+    /// Waits for a fresh Jicofo reading; the status then.
+    pub async fn fresh(&self) -> Value {
+        self.eventually("a fresh reading", Duration::from_secs(20), |st| {
+            st["jicofo"]["merged"].is_object()
+        })
+        .await
+    }
+
+    /// `POST /scaler/<name>` (min, max, bulk-max) with `value`, asserting 204.
+    pub async fn set(&self, name: &str, value: &str) {
+        let (code, body) = self.post(&format!("/scaler/{name}"), value).await;
+        assert_eq!(code, 204, "{name} = {value}: {body}");
+    }
+
+    /// The settings as `GET /scaler/min`, `max` and `bulk-max` answer them.
+    pub async fn settings(&self) -> [String; 3] {
+        let mut out = [String::new(), String::new(), String::new()];
+        for (name, value) in ["min", "max", "bulk-max"].iter().zip(&mut out) {
+            let (code, body) = self.get(&format!("/scaler/{name}")).await;
+            assert_eq!(code, 200, "{name}: {body}");
+            *value = body;
+        }
+        out
+    }
+
+    /// `POST /scaler/remove` for `host` with `reason`: the answer body.
+    pub async fn remove(&self, host: &str, reason: &str) -> String {
+        let body = json!({"host": host, "reason": reason}).to_string();
+        let (code, text) = self.post("/scaler/remove", &body).await;
+        assert_eq!(code, 200, "remove {host} ({reason}): {text}");
+        text
+    }
+
+    /// The recent decisions of `kind` about `host`, oldest first: (outcome, why).
+    pub async fn decisions(&self, kind: &str, host: &str) -> Vec<(String, String)> {
+        let st = self.status().await;
+        let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+        let mut out: Vec<(String, String)> = st["recent_decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["kind"] == kind && d["host"] == host)
+            .map(|d| (text(&d["outcome"]), text(&d["why"])))
+            .collect();
+        out.reverse();
+        out
+    }
+}
+
+/// `n` concurrent idle remove-me requests: request `i` names host `gw-{i % hosts}` and goes to
+/// replica `i % scalers.len()`. Fails on an answer other than `accepted` or `keep`; returns the
+/// host numbers accepted and the number of `keep` answers.
+pub async fn idle_storm(scalers: &[Scaler], n: usize, hosts: usize) -> (BTreeSet<usize>, usize) {
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let s = &scalers[i % scalers.len()];
+        let (http, url) = (s.http.clone(), format!("{}/scaler/remove", s.url));
+        let host = i % hosts;
+        handles.push(tokio::spawn(async move {
+            let body = format!(r#"{{"host":"gw-{host}","reason":"idle"}}"#);
+            let r = http.post(url).body(body).send().await.ok()?;
+            r.text().await.ok().map(|t| (host, t))
+        }));
+    }
+    let (mut accepted, mut keeps) = (BTreeSet::new(), 0);
+    for h in handles {
+        match h.await.ok().flatten() {
+            Some((host, t)) if t == "accepted" => {
+                accepted.insert(host);
+            }
+            Some((_, t)) if t == "keep" => keeps += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    (accepted, keeps)
+}
+
+/// The ledger state `host` is in, from a status document.
+pub fn ledger_state(status: &Value, host: &str) -> Option<String> {
+    let hosts = status["ledger"]["hosts"].as_object()?;
+    hosts.iter().find_map(|(state, list)| {
+        list.as_array()?
+            .iter()
+            .any(|h| h["host"] == host)
+            .then(|| state.clone())
+    })
+}
+
+/// The hosts in ledger state `state`, from a status document.
+pub fn hosts_in(status: &Value, state: &str) -> Vec<String> {
+    status["ledger"]["hosts"][state]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["host"].as_str().map(str::to_string))
+        .collect()
+}
+
 impl Drop for Scaler {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
+/// A file `name` holding `text` in a new temp dir (removed when the dir is dropped).
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    (dir, path)
+}
+
+/// The `jitsi-scaler` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+}
+
+/// Runs `jitsi-scaler <args> --config <config>` to its end.
+pub fn run_with_config(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    let out = bin().args(args).arg("--config").arg(config).output();
+    out.expect("the binary runs")
+}
+
 /// The number of ledger entries in `state` from a status document.
 pub fn count(status: &Value, state: &str) -> u64 {
     status["ledger"]["counts"][state].as_u64().unwrap_or(0)
-}
-
-/// An RSA key pair made with the openssl CLI: (private PEM path, public PEM path).
-pub fn rsa_key_pair(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&private)
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl")
-        .success();
-    assert!(ok, "openssl genpkey failed");
-    let ok = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .arg("-out")
-        .arg(&public)
-        .status()
-        .expect("run openssl")
-        .success();
-    assert!(ok, "openssl pkey failed");
-    (private, public)
-}
-
-/// A token signed with `key` for subject `sub`, valid for a minute.
-pub fn token(key: &std::path::Path, sub: &str) -> String {
-    let pem = std::fs::read(key).expect("read key");
-    let opts = jitsi_scaler::auth::TokenOptions {
-        sub: sub.to_string(),
-        ..Default::default()
-    };
-    jitsi_scaler::auth::sign_token(&pem, &opts).expect("sign")
 }
 
 /// A real `redis-server` on a free loopback port, with its own directory (append-only file on,
@@ -844,6 +720,22 @@ impl RedisServer {
     /// Starts it again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// Starts it again with its data gone (a Redis without persistence restarting).
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
         self.spawn();
     }
 }

@@ -15,10 +15,10 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Family {
     pub name: String,
+    pub samples: Vec<Sample>,
     pub kind: String,
     pub help: Option<String>,
     pub unit: Option<String>,
-    pub samples: Vec<Sample>,
 }
 
 /// A parsed exposition.

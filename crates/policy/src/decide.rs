@@ -138,6 +138,9 @@ pub enum KeepCause {
     LifecycleDown,
     /// The shared store is not reachable: the budget cannot be reserved safely.
     StoreDown,
+    /// The shared store lost its data and is being re-seeded from the replicas: the budget is
+    /// not spent until the newest state any replica held is back.
+    StoreRecovering,
     /// Removing one more would take available below `min`.
     Floor,
 }
@@ -224,6 +227,44 @@ pub fn decide_removal(
     }
 }
 
+/// Whether the shared store can record a removal approval now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreHealth {
+    /// Reachable and holding the newest state: approvals go through [`decide_removal`].
+    Ok,
+    /// Unreachable (or every write fails): nothing can be recorded.
+    Down,
+    /// Re-seeded after losing its data, within the recovery window.
+    Recovering,
+}
+
+/// The store-down rule (SPEC §6): when an approval cannot be stored safely, `idle` is kept
+/// (its budget cannot be reserved across replicas) while `expired` and `unhealthy` are
+/// accepted (they go anyway and are replaced; the caller queues them until the store is back).
+/// Returns `None` when the store is healthy and [`decide_removal`] decides.
+pub fn decide_removal_without_store(store: StoreHealth, reason: Reason) -> Option<RemovalDecision> {
+    let cause = match store {
+        StoreHealth::Ok => return None,
+        StoreHealth::Down => KeepCause::StoreDown,
+        StoreHealth::Recovering => KeepCause::StoreRecovering,
+    };
+    Some(match (reason, store) {
+        (Reason::Idle, _) => RemovalDecision::Keep {
+            cause,
+            available: 0,
+            pending_removal: 0,
+        },
+        // While recovering the store is writable: the normal rule records the approval.
+        (_, StoreHealth::Recovering) => return None,
+        _ => RemovalDecision::Accept {
+            repeat: false,
+            available: 0,
+            pending_removal: 0,
+        },
+    })
+}
+
 /// Why `POST /scaler/instance` was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "cause", rename_all = "snake_case")]
@@ -274,6 +315,24 @@ mod tests {
             available,
             taken_at: 1_000,
         }
+    }
+
+    #[test]
+    fn without_the_store_idle_keeps_and_the_others_go() {
+        use StoreHealth::*;
+        assert_eq!(decide_removal_without_store(Ok, Reason::Idle), None);
+        for store in [Down, Recovering] {
+            let d = decide_removal_without_store(store, Reason::Idle);
+            assert!(d.is_some_and(|d| !d.accepted()), "{store:?}");
+        }
+        let down = |r| decide_removal_without_store(Down, r).map(|d| d.accepted());
+        assert_eq!(down(Reason::Expired), Some(true));
+        assert_eq!(down(Reason::Unhealthy), Some(true));
+        // A writable store in recovery records expired/unhealthy approvals normally.
+        assert_eq!(
+            decide_removal_without_store(Recovering, Reason::Expired),
+            None
+        );
     }
 
     #[test]

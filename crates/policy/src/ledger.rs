@@ -156,6 +156,10 @@ pub struct Instance {
     /// Consecutive starts from the pool that were not seen within the start timeout.
     #[serde(default)]
     pub start_failures: u32,
+    /// Its delete was refused for good (a name the lifecycle manager never accepts): reported
+    /// once and no longer retried; reconciliation forgets it once it is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
 }
 
 impl Instance {
@@ -179,6 +183,7 @@ impl Instance {
             to_pool: false,
             refill: false,
             start_failures: 0,
+            parked: false,
         }
     }
 
@@ -421,6 +426,16 @@ impl Ledger {
     /// A delete call failed; it is retried on the next tick.
     pub fn delete_error(&mut self, host: &str, error: &str) {
         if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.attempts += 1;
+            i.last_error = Some(error.to_string());
+        }
+    }
+
+    /// A delete was refused for good: stop retrying it (it stays in the ledger, shown as
+    /// parked, until reconciliation finds it gone).
+    pub fn park(&mut self, host: &str, error: &str) {
+        if let Some(i) = self.instances.get_mut(&key_of(host)) {
+            i.parked = true;
             i.attempts += 1;
             i.last_error = Some(error.to_string());
         }
@@ -746,7 +761,9 @@ impl Ledger {
         self.instances
             .values()
             .filter(|i| {
-                i.deleted_at.is_none() && matches!(i.state, State::Deleting | State::LaunchFailed)
+                i.deleted_at.is_none()
+                    && !i.parked
+                    && matches!(i.state, State::Deleting | State::LaunchFailed)
             })
             .map(|i| i.host.clone())
             .collect()
@@ -845,6 +862,20 @@ mod tests {
         assert!(l.deletes_owed().is_empty());
         let ev = l.expire(&t, t.boot_timeout_ms + 1 + t.retention_ms);
         assert_eq!(ev, vec![Event::Forgotten { host: "a".into() }]);
+    }
+
+    #[test]
+    fn a_parked_delete_is_owed_no_more_and_shows_why() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.record_launch("a", Origin::Scaler, 0);
+        l.launch_confirmed("a", 1);
+        l.expire(&t, t.boot_timeout_ms);
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        l.park("a", "invalid host name");
+        assert!(l.deletes_owed().is_empty(), "not retried every tick");
+        let i = l.find("a").expect("kept in the ledger");
+        assert!(i.parked && i.last_error.as_deref() == Some("invalid host name"));
     }
 
     #[test]

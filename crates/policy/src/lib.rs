@@ -12,15 +12,15 @@ mod pool;
 mod settings;
 
 pub use decide::{
-    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
-    decide_external_add, decide_launch, decide_removal,
+    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision, StoreHealth,
+    decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use pool::{
     LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
     remove_request_with_pool, tick_with_pool,
 };
-pub use settings::{Settings, SettingsError, Timing};
+pub use settings::{Setting, Settings, SettingsError, Timing};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
 pub type Millis = u64;

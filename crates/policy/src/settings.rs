@@ -23,11 +23,85 @@ impl Default for Settings {
     }
 }
 
+/// One of the three API settings, by name: the only way code names a setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Setting {
+    /// `min`: available gateways to keep.
+    #[serde(rename = "min")]
+    Min,
+    /// `max`: gateways in total.
+    #[serde(rename = "max")]
+    Max,
+    /// `bulk-max`: launches in one go.
+    #[serde(rename = "bulk-max")]
+    BulkMax,
+}
+
+impl Setting {
+    /// Every setting, in API order.
+    pub const ALL: [Setting; 3] = [Setting::Min, Setting::Max, Setting::BulkMax];
+
+    /// The API name (`min`, `max`, `bulk-max`), also the route and the config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Setting::Min => "min",
+            Setting::Max => "max",
+            Setting::BulkMax => "bulk-max",
+        }
+    }
+
+    /// The key in the config file's `[settings]` section.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Setting::BulkMax => "bulk_max",
+            other => other.as_str(),
+        }
+    }
+
+    /// Parses an API name; `bulk_max` (the config key) is accepted too.
+    pub fn parse(name: &str) -> Option<Setting> {
+        match name {
+            "min" => Some(Setting::Min),
+            "max" => Some(Setting::Max),
+            "bulk-max" | "bulk_max" => Some(Setting::BulkMax),
+            _ => None,
+        }
+    }
+
+    /// The allowed range (as the legacy API).
+    pub fn range(self) -> (u32, u32) {
+        match self {
+            Setting::Min => (1, 100),
+            Setting::Max => (1, 1000),
+            Setting::BulkMax => (1, 100),
+        }
+    }
+
+    /// Checks a value for this setting.
+    pub fn check(self, value: i64) -> Result<u32, SettingsError> {
+        let (low, high) = self.range();
+        if value < i64::from(low) || value > i64::from(high) {
+            return Err(SettingsError {
+                setting: self,
+                low,
+                high,
+            });
+        }
+        Ok(value as u32)
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A setting value outside its allowed range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError {
-    /// The setting's API name (`min`, `max`, `bulk-max`).
-    pub name: &'static str,
+    /// The setting.
+    pub setting: Setting,
     /// Lowest allowed value.
     pub low: u32,
     /// Highest allowed value.
@@ -39,7 +113,7 @@ impl std::fmt::Display for SettingsError {
         write!(
             f,
             "{} must be an integer in {}..={}",
-            self.name, self.low, self.high
+            self.setting, self.low, self.high
         )
     }
 }
@@ -48,36 +122,31 @@ impl std::fmt::Display for SettingsError {
 impl std::error::Error for SettingsError {}
 
 impl Settings {
-    /// Allowed range of `min` (as the legacy API).
-    pub const MIN_RANGE: (u32, u32) = (1, 100);
-    /// Allowed range of `max`.
-    pub const MAX_RANGE: (u32, u32) = (1, 1000);
-    /// Allowed range of `bulk-max`.
-    pub const BULK_RANGE: (u32, u32) = (1, 100);
-
-    /// Checks a value for the named setting (`min`, `max`, `bulk-max`).
-    pub fn check(name: &'static str, value: i64) -> Result<u32, SettingsError> {
-        let (low, high) = match name {
-            "min" => Self::MIN_RANGE,
-            "max" => Self::MAX_RANGE,
-            _ => Self::BULK_RANGE,
-        };
-        if value < i64::from(low) || value > i64::from(high) {
-            return Err(SettingsError { name, low, high });
+    /// The value of one setting.
+    pub fn get(&self, setting: Setting) -> u32 {
+        match setting {
+            Setting::Min => self.min_available,
+            Setting::Max => self.max_total,
+            Setting::BulkMax => self.bulk_max,
         }
-        Ok(value as u32)
+    }
+
+    /// Sets one setting (unchecked: check with [`Setting::check`] first); returns the old value.
+    pub fn set(&mut self, setting: Setting, value: u32) -> u32 {
+        let slot = match setting {
+            Setting::Min => &mut self.min_available,
+            Setting::Max => &mut self.max_total,
+            Setting::BulkMax => &mut self.bulk_max,
+        };
+        std::mem::replace(slot, value)
     }
 
     /// Every problem with these settings (empty when valid).
     pub fn problems(&self) -> Vec<SettingsError> {
-        [
-            ("min", self.min_available),
-            ("max", self.max_total),
-            ("bulk-max", self.bulk_max),
-        ]
-        .into_iter()
-        .filter_map(|(n, v)| Self::check(n, i64::from(v)).err())
-        .collect()
+        Setting::ALL
+            .into_iter()
+            .filter_map(|s| s.check(i64::from(self.get(s))).err())
+            .collect()
     }
 }
 

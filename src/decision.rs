@@ -1,0 +1,710 @@
+//! Typed decisions: what the service decided, with its numbers.
+//!
+//! Every decision is one [`Decision`] value. The log line, the metric labels, the audit
+//! record and the `/scaler/status` entry are all derived from it, so they cannot disagree;
+//! [`Kind`] and [`Outcome`] are the bounded label sets, and every variant maps to them by an
+//! exhaustive match: a new decision without labels does not compile.
+
+use policy::{
+    AddRefusal, KeepCause, LaunchDecision, LaunchHold, Millis, Reason, RemovalDecision, Setting,
+};
+use serde::{Serialize, Serializer};
+
+use crate::lifecycle::BreakerState;
+
+/// Declares a label enum with its `ALL` list and its label text, from one table.
+macro_rules! labels {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $v,)+ }
+
+        impl $name {
+            /// Every label, for documentation and pre-registered metrics.
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            /// The label text.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s,)+ }
+            }
+        }
+    };
+}
+
+labels! {
+    /// What a decision is about (the `kind` label).
+    Kind {
+        /// The launch rule.
+        Launch = "launch",
+        /// A remove-me request.
+        Remove = "remove",
+        /// `POST /scaler/instance`.
+        Add = "add",
+        /// A lifecycle create call.
+        Create = "create",
+        /// A lifecycle delete call.
+        Delete = "delete",
+        /// An agent's drain confirmation.
+        Drained = "drained",
+        /// A launch counted by Jicofo.
+        Seen = "seen",
+        /// An approved host no longer counted.
+        Left = "left",
+        /// A boot, drain or pending timeout.
+        Timeout = "timeout",
+        /// An API setting changed.
+        Setting = "setting",
+        /// Reconciliation with the lifecycle manager.
+        Reconcile = "reconcile",
+        /// A lifecycle node's circuit breaker.
+        Breaker = "breaker",
+        /// The leader lease.
+        Leader = "leader",
+        /// The warm pool: power calls, refills, trims (issue 13).
+        Pool = "pool",
+    }
+}
+
+labels! {
+    /// How a decision came out (the `outcome` label).
+    Outcome {
+        /// A removal approved.
+        Accepted = "accepted",
+        /// A removal refused.
+        Keep = "keep",
+        /// Refused: an add over `max`, or a decision whose store write was refused.
+        Refused = "refused",
+        /// A launch recorded on request.
+        Requested = "requested",
+        /// A setting changed.
+        Changed = "changed",
+        /// A drained host may now be deleted.
+        Delete = "delete",
+        /// A drain confirmation for a host with no approved removal.
+        Unknown = "unknown",
+        /// Hosts launched.
+        Launch = "launch",
+        /// The launch rule holds.
+        Hold = "hold",
+        /// A launch is counted by Jicofo.
+        Ready = "ready",
+        /// A host no longer counted.
+        Left = "left",
+        /// A launch not seen within the boot timeout.
+        LaunchFailed = "launch_failed",
+        /// Deleted without a drain confirmation.
+        Deleting = "deleting",
+        /// No longer pending removal.
+        NotPending = "not_pending",
+        /// The lifecycle manager created the host.
+        Created = "created",
+        /// A lifecycle call failed and is retried.
+        Retry = "retry",
+        /// The lifecycle manager deleted the host.
+        Deleted = "deleted",
+        /// Missing from the lifecycle manager.
+        Gone = "gone",
+        /// A breaker opened.
+        Open = "open",
+        /// A breaker closed.
+        Closed = "closed",
+        /// A breaker lets a trial call through.
+        HalfOpen = "half_open",
+        /// This replica took the lease.
+        Acquired = "acquired",
+        /// This replica lost the lease.
+        Lost = "lost",
+        /// An approval queued while the store was down is now stored.
+        Recorded = "recorded",
+        /// An entry that can never be deleted, reported once and no longer retried.
+        Parked = "parked",
+        /// Warm pool: hosts started (powered on), or a power-on confirmed.
+        Started = "started",
+        /// Warm pool: a power-off confirmed, or a stopped host learned: in the pool.
+        Stopped = "stopped",
+        /// Warm pool: a failed start is being powered off and checked.
+        Stopping = "stopping",
+        /// Warm pool: hosts created to refill it.
+        Refill = "refill",
+    }
+}
+
+/// One decision of the service, with the numbers that made it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// The launch rule launched `hosts`.
+    Launch {
+        /// The rule's numbers.
+        numbers: LaunchDecision,
+        /// The host names recorded before the create calls.
+        hosts: Vec<String>,
+    },
+    /// The launch rule holds (recorded when the reason changes).
+    Hold {
+        /// The rule's numbers (`hold` says why).
+        numbers: LaunchDecision,
+    },
+    /// A remove-me request answered.
+    Remove {
+        /// The host.
+        host: String,
+        /// Its reason.
+        reason: Reason,
+        /// The answer.
+        answer: RemovalDecision,
+        /// The floor it was checked against.
+        min: u32,
+        /// The store error, when the approval could not be stored (queued or kept).
+        store_error: Option<String>,
+    },
+    /// An approval queued while the store was down, now stored.
+    QueuedStored {
+        /// The host.
+        host: String,
+        /// Its reason.
+        reason: Reason,
+    },
+    /// An agent confirmed its drain.
+    Drained {
+        /// The host.
+        host: String,
+        /// Whether it had an approved removal.
+        known: bool,
+    },
+    /// `POST /scaler/instance` recorded a launch.
+    Add {
+        /// The host name chosen.
+        host: String,
+        /// Launches in flight before it.
+        in_flight: u32,
+    },
+    /// `POST /scaler/instance` refused.
+    AddRefused {
+        /// Why.
+        refusal: AddRefusal,
+    },
+    /// A launch is counted by Jicofo.
+    Seen {
+        /// The host.
+        host: String,
+        /// Launch to first seen.
+        boot_ms: u64,
+    },
+    /// An approved host is no longer counted by Jicofo.
+    Left {
+        /// The host.
+        host: String,
+    },
+    /// A launch was not seen within the boot timeout.
+    BootTimeout {
+        /// The host.
+        host: String,
+    },
+    /// A draining host sent no confirmation within the drain timeout.
+    DrainTimeout {
+        /// The host.
+        host: String,
+    },
+    /// An approved host is still counted after the pending-removal TTL.
+    PendingExpired {
+        /// The host.
+        host: String,
+    },
+    /// The lifecycle manager created a host.
+    Created {
+        /// The host.
+        host: String,
+        /// How long the call took.
+        elapsed_ms: u64,
+    },
+    /// The lifecycle manager refused a create for good.
+    CreateRefused {
+        /// The host.
+        host: String,
+        /// The refusal.
+        error: String,
+    },
+    /// A create failed and is retried next tick.
+    CreateRetry {
+        /// The host.
+        host: String,
+        /// The failure.
+        error: String,
+    },
+    /// The lifecycle manager deleted a host (or had none with its address).
+    Deleted {
+        /// The host.
+        host: String,
+        /// What was deleted.
+        detail: String,
+    },
+    /// A delete failed and is retried next tick.
+    DeleteRetry {
+        /// The host.
+        host: String,
+        /// The failure.
+        error: String,
+    },
+    /// A delete that can never succeed: reported once, no longer retried.
+    Parked {
+        /// The host.
+        host: String,
+        /// Why it cannot be deleted.
+        error: String,
+    },
+    /// An API setting changed.
+    Setting {
+        /// Which.
+        setting: Setting,
+        /// Its value before.
+        before: u32,
+        /// Its value now.
+        after: u32,
+    },
+    /// Reconciliation found a host of ours missing from the lifecycle manager.
+    Vanished {
+        /// The host.
+        host: String,
+    },
+    /// A lifecycle node's breaker changed state.
+    Breaker {
+        /// The node URL.
+        node: String,
+        /// Its new state.
+        state: BreakerState,
+        /// Failures in a row when it opened.
+        failures: u32,
+        /// The last error, when it opened.
+        last_error: Option<String>,
+    },
+    /// A warm-pool decision (issue 13).
+    Pool(crate::warm_pool::PoolDecision),
+    /// This replica took the leader lease (`Some(value)`) or lost it (`None`).
+    Leader {
+        /// The lease value when acquired.
+        lease: Option<String>,
+    },
+}
+
+impl Decision {
+    /// What it is about.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Decision::Launch { .. } | Decision::Hold { .. } => Kind::Launch,
+            Decision::Remove { .. } | Decision::QueuedStored { .. } => Kind::Remove,
+            Decision::Add { .. } | Decision::AddRefused { .. } => Kind::Add,
+            Decision::Created { .. }
+            | Decision::CreateRefused { .. }
+            | Decision::CreateRetry { .. } => Kind::Create,
+            Decision::Deleted { .. } | Decision::DeleteRetry { .. } | Decision::Parked { .. } => {
+                Kind::Delete
+            }
+            Decision::Drained { .. } => Kind::Drained,
+            Decision::Seen { .. } => Kind::Seen,
+            Decision::Left { .. } => Kind::Left,
+            Decision::BootTimeout { .. }
+            | Decision::DrainTimeout { .. }
+            | Decision::PendingExpired { .. } => Kind::Timeout,
+            Decision::Setting { .. } => Kind::Setting,
+            Decision::Vanished { .. } => Kind::Reconcile,
+            Decision::Breaker { .. } => Kind::Breaker,
+            Decision::Leader { .. } => Kind::Leader,
+            Decision::Pool(p) => p.kind(),
+        }
+    }
+
+    /// How it came out.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Decision::Launch { .. } => Outcome::Launch,
+            Decision::Hold { .. } => Outcome::Hold,
+            Decision::Remove { answer, .. } if answer.accepted() => Outcome::Accepted,
+            Decision::Remove { .. } => Outcome::Keep,
+            Decision::QueuedStored { .. } => Outcome::Recorded,
+            Decision::Drained { known: true, .. } => Outcome::Delete,
+            Decision::Drained { known: false, .. } => Outcome::Unknown,
+            Decision::Add { .. } => Outcome::Requested,
+            Decision::AddRefused { .. } => Outcome::Refused,
+            Decision::Seen { .. } => Outcome::Ready,
+            Decision::Left { .. } => Outcome::Left,
+            Decision::BootTimeout { .. } | Decision::CreateRefused { .. } => Outcome::LaunchFailed,
+            Decision::DrainTimeout { .. } => Outcome::Deleting,
+            Decision::PendingExpired { .. } => Outcome::NotPending,
+            Decision::Created { .. } => Outcome::Created,
+            Decision::CreateRetry { .. } | Decision::DeleteRetry { .. } => Outcome::Retry,
+            Decision::Deleted { .. } => Outcome::Deleted,
+            Decision::Parked { .. } => Outcome::Parked,
+            Decision::Setting { .. } => Outcome::Changed,
+            Decision::Vanished { .. } => Outcome::Gone,
+            Decision::Breaker { state, .. } => match state {
+                BreakerState::Closed => Outcome::Closed,
+                BreakerState::Open => Outcome::Open,
+                BreakerState::HalfOpen => Outcome::HalfOpen,
+            },
+            Decision::Leader { lease: Some(_) } => Outcome::Acquired,
+            Decision::Leader { lease: None } => Outcome::Lost,
+            Decision::Pool(p) => p.outcome(),
+        }
+    }
+
+    /// The host concerned, if any.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Decision::Remove { host, .. }
+            | Decision::QueuedStored { host, .. }
+            | Decision::Drained { host, .. }
+            | Decision::Add { host, .. }
+            | Decision::Seen { host, .. }
+            | Decision::Left { host }
+            | Decision::BootTimeout { host }
+            | Decision::DrainTimeout { host }
+            | Decision::PendingExpired { host }
+            | Decision::Created { host, .. }
+            | Decision::CreateRefused { host, .. }
+            | Decision::CreateRetry { host, .. }
+            | Decision::Deleted { host, .. }
+            | Decision::DeleteRetry { host, .. }
+            | Decision::Parked { host, .. }
+            | Decision::Vanished { host } => Some(host),
+            Decision::Launch { .. }
+            | Decision::Hold { .. }
+            | Decision::AddRefused { .. }
+            | Decision::Setting { .. }
+            | Decision::Breaker { .. }
+            | Decision::Leader { .. } => None,
+            Decision::Pool(p) => p.host(),
+        }
+    }
+
+    /// The remove-me reason (a metric label), for removal decisions.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Remove { reason, .. } | Decision::QueuedStored { reason, .. } => {
+                Some(*reason)
+            }
+            _ => None,
+        }
+    }
+
+    /// Gateways launched by this decision (the launches counter).
+    pub fn launched(&self) -> u32 {
+        match self {
+            Decision::Launch { numbers, .. } => numbers.launch,
+            _ => 0,
+        }
+    }
+
+    /// Why, in words with the numbers.
+    pub fn why(&self) -> String {
+        match self {
+            Decision::Launch { numbers, hosts } => {
+                format!(
+                    "launch {}: {}; hosts {}",
+                    numbers.launch,
+                    launch_numbers(numbers),
+                    hosts.join(", ")
+                )
+            }
+            Decision::Hold { numbers } => match numbers.hold {
+                Some(LaunchHold::StatsMissing) => {
+                    "no fresh Jicofo stats: launching nothing".to_string()
+                }
+                _ => format!("at max: {}", launch_numbers(numbers)),
+            },
+            Decision::Remove {
+                reason,
+                answer,
+                min,
+                store_error,
+                ..
+            } => format!(
+                "{}: {}",
+                reason.as_str(),
+                removal_why(answer, *reason, *min, store_error.as_deref())
+            ),
+            Decision::QueuedStored { reason, .. } => {
+                format!("{}: queued approval stored", reason.as_str())
+            }
+            Decision::Drained { known: true, .. } => "agent confirmed the drain".into(),
+            Decision::Drained { known: false, .. } => "no approved removal for this host".into(),
+            Decision::Add { in_flight, .. } => {
+                format!("on request: in flight {in_flight} + 1, within max")
+            }
+            Decision::AddRefused { refusal } => refusal_text(refusal),
+            Decision::Seen { boot_ms, .. } => format!(
+                "counted by Jicofo {:.0}s after launch",
+                *boot_ms as f64 / 1000.0
+            ),
+            Decision::Left { .. } => "no longer counted by Jicofo".into(),
+            Decision::BootTimeout { .. } => {
+                "not seen in Jicofo within the boot timeout: deleting it".into()
+            }
+            Decision::DrainTimeout { .. } => {
+                "no drain confirmation within the drain timeout: deleting it".into()
+            }
+            Decision::PendingExpired { .. } => {
+                "still counted by Jicofo after the pending-removal TTL".into()
+            }
+            Decision::Created { elapsed_ms, .. } => {
+                format!("lifecycle manager created it in {elapsed_ms} ms")
+            }
+            Decision::CreateRefused { error, .. } => format!("create refused: {error}"),
+            Decision::CreateRetry { error, .. } => {
+                format!("create failed, retrying next tick: {error}")
+            }
+            Decision::Deleted { detail, .. } => detail.clone(),
+            Decision::DeleteRetry { error, .. } => {
+                format!("delete failed, retrying next tick: {error}")
+            }
+            Decision::Parked { error, .. } => format!(
+                "cannot ever be deleted ({error}): parked, no longer retried; delete it by hand, then it is forgotten"
+            ),
+            Decision::Setting {
+                setting,
+                before,
+                after,
+            } => format!("{setting} {before} -> {after}"),
+            Decision::Vanished { .. } => "missing from the lifecycle manager".into(),
+            Decision::Breaker {
+                node,
+                state,
+                failures,
+                last_error,
+            } => match (state, last_error) {
+                (BreakerState::Open, Some(e)) => {
+                    format!("node {node}: {failures} consecutive failures; last: {e}")
+                }
+                (BreakerState::HalfOpen, _) => {
+                    format!("node {node}: cooldown over, next call is a trial")
+                }
+                _ => format!("node {node}: {}", self.outcome().as_str()),
+            },
+            Decision::Leader { lease: Some(v) } => format!("lease {v}"),
+            Decision::Leader { lease: None } => "lease taken or store unreachable".into(),
+            Decision::Pool(p) => p.why(),
+        }
+    }
+}
+
+/// The launch rule's numbers in words.
+fn launch_numbers(d: &LaunchDecision) -> String {
+    format!(
+        "deficit {} = min - (available {} + in flight {} - pending {}); room under max {} (total {})",
+        d.deficit, d.available, d.in_flight, d.pending_removal, d.room, d.total
+    )
+}
+
+/// The words of an add refusal, with its numbers (also the 409 body).
+pub fn refusal_text(r: &AddRefusal) -> String {
+    match r {
+        AddRefusal::StatsMissing => "refused: no fresh Jicofo stats, the total is unknown".into(),
+        AddRefusal::AtMax {
+            total,
+            in_flight,
+            max,
+        } => {
+            format!("refused: total {total} + in flight {in_flight} + 1 would pass max {max}")
+        }
+    }
+}
+
+/// The words of a removal decision, with its numbers.
+fn removal_why(d: &RemovalDecision, reason: Reason, min: u32, store_error: Option<&str>) -> String {
+    match (*d, store_error) {
+        (RemovalDecision::Accept { .. }, Some(e)) => {
+            format!("store unavailable ({e}): accepted and queued until it is back")
+        }
+        (RemovalDecision::Keep { .. }, Some(e)) => {
+            format!("cannot reserve the removal budget: {e}")
+        }
+        (RemovalDecision::Accept { repeat: true, .. }, None) => {
+            "already approved (no budget spent)".into()
+        }
+        (
+            RemovalDecision::Accept {
+                available,
+                pending_removal,
+                ..
+            },
+            None,
+        ) if reason == Reason::Idle => format!(
+            "available {available} - pending {pending_removal} - 1 >= min {min}; stats fresh, lifecycle up"
+        ),
+        (RemovalDecision::Accept { .. }, None) => {
+            format!("{} hosts are removed at once and replaced", reason.as_str())
+        }
+        (
+            RemovalDecision::Keep {
+                cause,
+                available,
+                pending_removal,
+            },
+            None,
+        ) => match cause {
+            KeepCause::StatsMissing => "no fresh Jicofo stats: fail safe".into(),
+            KeepCause::LifecycleDown => "lifecycle manager unreachable (all breakers open)".into(),
+            KeepCause::StoreDown => "store unreachable".into(),
+            KeepCause::StoreRecovering => {
+                "shared store is restoring its state after a data loss: no idle removal until it is complete".into()
+            }
+            KeepCause::Floor => format!(
+                "available {available} - pending {pending_removal} - 1 < min {min}: at the spare floor"
+            ),
+        },
+    }
+}
+
+/// A decision as recorded: when, by whom, and whether its store write went through.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// When (ms since the epoch).
+    pub at: Millis,
+    /// Who asked (token subject and client address), when someone did.
+    pub by: Option<String>,
+    /// The decision.
+    pub decision: Decision,
+    /// Why its store write was refused (a deposed leader): then nothing happened.
+    pub refused: Option<String>,
+}
+
+impl Record {
+    /// A decision made at `at`.
+    pub fn new(at: Millis, decision: Decision) -> Record {
+        Record {
+            at,
+            by: None,
+            decision,
+            refused: None,
+        }
+    }
+
+    /// The same record, asked for by `by`.
+    pub fn by(mut self, by: &str) -> Record {
+        self.by = Some(by.to_string());
+        self
+    }
+
+    /// The same record, marked as not carried out because its write was refused.
+    pub fn refused(mut self, why: String) -> Record {
+        self.refused = Some(why);
+        self
+    }
+
+    /// The kind label.
+    pub fn kind(&self) -> Kind {
+        self.decision.kind()
+    }
+
+    /// The outcome label: `refused` when the write was refused.
+    pub fn outcome(&self) -> Outcome {
+        if self.refused.is_some() {
+            Outcome::Refused
+        } else {
+            self.decision.outcome()
+        }
+    }
+
+    /// Why, with the numbers (and the refusal first, when refused).
+    pub fn why(&self) -> String {
+        match &self.refused {
+            Some(r) => format!(
+                "not carried out ({r}): {} {}",
+                self.decision.outcome().as_str(),
+                self.decision.why()
+            ),
+            None => self.decision.why(),
+        }
+    }
+
+    /// Writes the decision's log line.
+    pub fn log(&self) {
+        let (kind, outcome) = (self.kind().as_str(), self.outcome().as_str());
+        let host = self.decision.host().unwrap_or("-");
+        let by = self.by.as_deref().unwrap_or("-");
+        if self.refused.is_some() {
+            tracing::warn!(kind, host, outcome, by, "{}", self.why());
+        } else {
+            tracing::info!(kind, host, outcome, by, "{}", self.why());
+        }
+    }
+}
+
+/// The JSON of a record (audit trail, `/scaler/status`): `at`, `kind`, `host`, `outcome`,
+/// `why`, `by`, `reason`.
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            at: Millis,
+            kind: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            host: Option<&'a str>,
+            outcome: &'static str,
+            why: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            by: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<Reason>,
+        }
+        Doc {
+            at: self.at,
+            kind: self.kind().as_str(),
+            host: self.decision.host(),
+            outcome: self.outcome().as_str(),
+            why: self.why(),
+            by: self.by.as_deref(),
+            reason: self.decision.reason(),
+        }
+        .serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_is_documented_in_metrics_md() {
+        let doc = include_str!("../docs/metrics.md");
+        for k in Kind::ALL {
+            assert!(doc.contains(&format!("`{}`", k.as_str())), "kind {k:?}");
+        }
+        for o in Outcome::ALL {
+            assert!(doc.contains(&format!("`{}`", o.as_str())), "outcome {o:?}");
+        }
+    }
+
+    #[test]
+    fn records_serialise_with_derived_labels() {
+        let r = Record::new(
+            5,
+            Decision::Setting {
+                setting: Setting::BulkMax,
+                before: 5,
+                after: 7,
+            },
+        )
+        .by("scaler@127.0.0.1");
+        let v = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(v["kind"], "setting");
+        assert_eq!(v["outcome"], "changed");
+        assert_eq!(v["why"], "bulk-max 5 -> 7");
+        assert_eq!(v["by"], "scaler@127.0.0.1");
+        let refused = Record::new(
+            5,
+            Decision::Created {
+                host: "vsg-1".into(),
+                elapsed_ms: 3,
+            },
+        )
+        .refused("not the leader any more".into());
+        let v = serde_json::to_value(&refused).unwrap_or_default();
+        assert_eq!(v["kind"], "create");
+        assert_eq!(v["outcome"], "refused");
+        assert!(
+            v["why"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("not carried out"))
+        );
+    }
+}
