@@ -37,6 +37,10 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
     lease_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = Instant::now();
     svc.renew_lease().await;
+    // warm pool (issue 13): learn stopped hosts left from a previous run before any launch.
+    if svc.cfg.warm_pool.size > 0 && svc.is_leader() {
+        ctl.reconcile().await;
+    }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

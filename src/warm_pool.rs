@@ -478,6 +478,7 @@ pub fn status(pool: &WarmPoolConfig, ledger: &Ledger) -> serde_json::Value {
     serde_json::json!({
         "size": pool.size,
         "level": ledger.pool_level(),
+        "refill_level": ledger.refill_level(&p),
         "stopped": n(State::Stopped),
         "starting": n(State::Starting) + n(State::Resuming),
         "stopping": n(State::Stopping),

@@ -225,3 +225,166 @@ async fn command_without_power_actions_is_unsupported() {
         "{e}"
     );
 }
+
+/// The pool's section of `/scaler/status`.
+fn pool_num(st: &serde_json::Value, key: &str) -> u64 {
+    st["warm_pool"][key].as_u64().unwrap_or(0)
+}
+
+/// Decisions of `kind` with `outcome` in the status, any host.
+fn decided(st: &serde_json::Value, kind: &str, outcome: &str) -> Vec<String> {
+    st["recent_decisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"] == kind && d["outcome"] == outcome)
+        .map(|d| d["why"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// `serve` end to end with a Foreman that provisions in 60 s and powers on in 3 s (the issue's
+/// 10 min and 30 s scaled by 1/10: provisioning is far slower than the whole test). Three
+/// stopped hosts are left from a previous run; the ledger is empty.
+#[tokio::test]
+async fn serve_starts_from_the_pool_returns_removals_to_it_and_refills_it() {
+    let jicofo = support::FakeJicofo::start(0, 0).await;
+    let fm = FakeForeman::start().await;
+    fm.set_delays(Duration::from_secs(60), Duration::from_secs(3));
+    for h in ["vsg-p1", "vsg-p2", "vsg-p3"] {
+        fm.add_stopped(h);
+    }
+    // Jicofo counts the hosts that run and are up; `busy` of them are in a call.
+    jicofo.state.lock().expect("lock").follow = Some(fm.clone());
+    let stack = support::Stack::on(
+        jicofo,
+        fm.clone(),
+        "boot_timeout = \"5m\"\n[settings]\nmin = 1\nmax = 10\nbulk_max = 5\n[warm_pool]\nsize = 3\nstart_timeout = \"20s\"\n",
+    )
+    .await;
+    let s = &stack.s;
+
+    // Reconciliation at start learns the three stopped hosts; the first launch starts one.
+    let st = s
+        .eventually(
+            "a launch served from the pool",
+            Duration::from_secs(20),
+            |st| pool_num(st, "starting") + support::count(st, "ready") >= 1,
+        )
+        .await;
+    assert_eq!(decided(&st, "reconcile", "stopped").len(), 3, "{st:#}");
+    assert_eq!(fm.creates(), 0, "no create while stopped hosts exist");
+    let first = fm
+        .power_actions()
+        .into_iter()
+        .find(|(_, a)| a == "start")
+        .map(|(h, _)| h)
+        .expect("a power-on");
+    // Up 3 s later: counted by Jicofo, ready, and the lead of the start path is measured.
+    let st = s
+        .eventually("the started host ready", Duration::from_secs(20), |st| {
+            support::ledger_state(st, &first).as_deref() == Some("ready")
+        })
+        .await;
+    assert!(
+        !decided(&st, "seen", "ready").is_empty(),
+        "a start counted by Jicofo is a seen decision: {st:#}"
+    );
+    assert!(
+        st["warm_pool"]["lead_s"]["start"]
+            .as_f64()
+            .is_some_and(|l| l >= 2.5),
+        "{st:#}"
+    );
+    assert_eq!(pool_num(&st, "stopped"), 2);
+
+    // A call takes it: available 0 -> the next launch starts another stopped host.
+    stack.jicofo.state.lock().expect("lock").busy = 1;
+    let st = s
+        .eventually("a second start", Duration::from_secs(20), |st| {
+            pool_num(st, "stopped") == 1 && support::count(st, "ready") == 2
+        })
+        .await;
+    assert_eq!(fm.creates(), 0, "{st:#}");
+
+    // The call ends and the single-use gateway expires: its removal powers it off into the pool.
+    stack.jicofo.state.lock().expect("lock").busy = 0;
+    assert_eq!(s.remove(&first, "expired").await, "accepted");
+    s.eventually(
+        "the expired host back in the pool",
+        Duration::from_secs(20),
+        |st| support::ledger_state(st, &first).as_deref() == Some("stopped"),
+    )
+    .await;
+    assert!(fm.stopped().contains(&first), "powered off, not deleted");
+    assert!(!fm.deletes().contains(&first));
+    assert_eq!(fm.creates(), 0);
+
+    // An unhealthy host is deleted, never pooled: the pool is short of a host and is refilled
+    // by a create (the only create of the test), while launches keep starting stopped hosts.
+    let st = s.status().await;
+    let second = support::hosts_in(&st, "ready")
+        .into_iter()
+        .find(|h| h != &first)
+        .expect("the second started host");
+    assert_eq!(s.remove(&second, "unhealthy").await, "accepted");
+    let st = s
+        .eventually("a refill", Duration::from_secs(20), |st| {
+            !decided(st, "pool", "refill").is_empty()
+        })
+        .await;
+    s.eventually(
+        "the unhealthy host deleted",
+        Duration::from_secs(20),
+        |_| fm.deletes().contains(&second),
+    )
+    .await;
+    assert_eq!(fm.creates(), 1, "one refill: {st:#}");
+    assert!(
+        decided(&st, "launch", "launch").is_empty(),
+        "every launch was a start from the pool, none a create: {st:#}"
+    );
+    assert!(!decided(&st, "launch", "started").is_empty());
+    // The refill provisions for 60 s: meanwhile it counts toward the pool (with the hosts on
+    // loan from it), so nothing more is created.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fm.creates(), 1);
+    let st = s.status().await;
+    assert_eq!(pool_num(&st, "refill_level"), 3, "{st:#}");
+}
+
+/// A power-on that is refused (a compute resource without power management) deletes the host
+/// and never loses it; the launch is then served by the next stopped host.
+#[tokio::test]
+async fn serve_deletes_a_host_whose_start_is_refused() {
+    let jicofo = support::FakeJicofo::start(0, 0).await;
+    let fm = FakeForeman::start().await;
+    fm.set_delays(Duration::from_secs(60), Duration::from_millis(500));
+    fm.add_stopped("vsg-p1");
+    jicofo.state.lock().expect("lock").follow = Some(fm.clone());
+    // No stats (no launch) until reconciliation has learned the stopped host; then the compute
+    // resource refuses power actions.
+    jicofo.set_down(true);
+    let stack = support::Stack::on(
+        jicofo,
+        fm.clone(),
+        "boot_timeout = \"5m\"\n[settings]\nmin = 1\nmax = 10\nbulk_max = 1\n[warm_pool]\nsize = 1\n",
+    )
+    .await;
+    let s = &stack.s;
+    s.eventually("the stopped host learned", Duration::from_secs(20), |st| {
+        pool_num(st, "stopped") == 1
+    })
+    .await;
+    fm.set_no_power(true);
+    stack.jicofo.set_down(false);
+    s.eventually("the refused start deleted", Duration::from_secs(20), |_| {
+        fm.deletes().contains(&"vsg-p1".to_string())
+    })
+    .await;
+    let st = s.status().await;
+    assert_eq!(decided(&st, "pool", "launch_failed").len(), 1, "{st:#}");
+    assert!(
+        support::ledger_state(&st, "vsg-p1").is_some(),
+        "kept in the ledger: {st:#}"
+    );
+}
