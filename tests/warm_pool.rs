@@ -388,3 +388,58 @@ async fn serve_deletes_a_host_whose_start_is_refused() {
         "kept in the ledger: {st:#}"
     );
 }
+
+/// `simulate --warm-pool N --resume 30s`: on the slow-boot case the pool holds the rejection
+/// rate at far fewer worker-hours, reports stopped-hours apart, and measures against the
+/// warm-pool oracle.
+#[test]
+fn simulate_with_a_warm_pool() {
+    use jitsi_scaler::sim::{SimulateArgs, simulate};
+    let run = |extra: &str| {
+        let flags = format!(
+            "--profile flat --rate 300/h --days 0.5 --boot 10m --boot-cv 0.5 --mean-duration 20m --max 400 --policies ours --seed 3 {extra}"
+        );
+        let args = SimulateArgs::parse_from(flags.split_whitespace()).expect("flags");
+        let (trace, what) = args.trace().expect("trace");
+        simulate(&args, &trace, &what).expect("simulate")
+    };
+    let none = run("--min 67");
+    let pool = run("--min 11 --warm-pool 130 --resume 30s");
+    let (a, b) = (&none.policies[0], &pool.policies[0]);
+    assert!(none.oracle_warm_worker_hours.is_none());
+    assert_eq!(a.stopped_hours, 0.0);
+    let warm = pool.oracle_warm_worker_hours.expect("warm oracle");
+    assert!(
+        warm < pool.oracle_worker_hours * 0.75,
+        "{warm} vs {}",
+        pool.oracle_worker_hours
+    );
+    assert!(b.stopped_hours > 0.0);
+    assert!(
+        b.resumes > 1000,
+        "launches served from the pool: {}",
+        b.resumes
+    );
+    assert!(b.launches < 20, "creates: {}", b.launches);
+    assert!(
+        b.rejected_pct <= a.rejected_pct + 0.5,
+        "{} vs {}",
+        b.rejected_pct,
+        a.rejected_pct
+    );
+    assert!(b.worker_hours.total < 0.75 * a.worker_hours.total);
+    assert!(
+        b.overprovisioning_warm.is_some_and(|x| x < 1.15),
+        "{:?}",
+        b.overprovisioning_warm
+    );
+    assert_eq!(
+        (b.launches_past_max, b.floor_breaks, b.cut_calls),
+        (0, 0, 0)
+    );
+    let table = pool.to_table();
+    assert!(
+        table.contains("stopped-hours") && table.contains("x warm-pool oracle"),
+        "{table}"
+    );
+}

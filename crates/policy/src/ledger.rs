@@ -200,7 +200,7 @@ impl Instance {
     /// available (idle, or expired by lifetime while idle): what an idle approval must
     /// reserve so that concurrent removals never break the floor.
     pub fn pending_removal(&self) -> bool {
-        self.counted && self.state.approved() && self.reason != Some(Reason::Unhealthy)
+        self.counted && self.leaving() && self.reason != Some(Reason::Unhealthy)
     }
 
     /// Left Jicofo (or never joined) but not yet deleted in the lifecycle manager: the host
@@ -216,7 +216,13 @@ impl Instance {
     /// would launch one extra gateway per expiry; an idle-expired host is replaced once it
     /// leaves.
     pub fn pending_idle_removal(&self) -> bool {
-        self.counted && self.state.approved() && self.reason == Some(Reason::Idle)
+        self.counted && self.leaving() && self.reason == Some(Reason::Idle)
+    }
+
+    /// On its way out of Jicofo's count after an approved removal: approved, or powered off
+    /// into the warm pool by one (Jicofo may count it a little longer, as a deleted host).
+    pub fn leaving(&self) -> bool {
+        self.state.approved() || (self.state == State::Stopped && self.approved_at.is_some())
     }
 
     /// Where an approved removal goes once drained: power-off into the pool, or delete.
@@ -729,7 +735,8 @@ impl Ledger {
                 }
                 events.push(Event::DrainTimeout { host: key.clone() });
             }
-            if counted && state.approved() && approved.is_some_and(|a| a >= timing.pending_ttl_ms) {
+            let leaving = self.instances.get(&key).is_some_and(Instance::leaving);
+            if counted && leaving && approved.is_some_and(|a| a >= timing.pending_ttl_ms) {
                 self.set_counted(&key, false);
                 events.push(Event::PendingExpired { host: key.clone() });
             }

@@ -450,10 +450,10 @@ impl Ledger {
             && i.state == State::Stopping
         {
             i.set_state(State::Stopped, now);
-            // Jibri is gone: Jicofo stops counting it shortly.
+            // Jibri is gone: Jicofo stops counting it shortly. The approval (reason, time)
+            // stays until the host is taken again: while Jicofo still counts it, it is still
+            // reserved as a pending removal (`Instance::leaving`).
             i.stopped_at.get_or_insert(now);
-            i.approved_at = None;
-            i.reason = None;
             i.started_at = None;
             i.to_pool = false;
         }

@@ -567,3 +567,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_host_powered_off_into_the_pool_stays_reserved_while_jicofo_counts_it() {
+    // Jicofo lags: after the power-off it still counts the host as available for a while.
+    let t = Timing::default();
+    let s = settings(1, 80, 5);
+    let p = pool(2);
+    let mut l = Ledger::new();
+    for h in ["a", "b", "c"] {
+        l.record_launch(h, Origin::Scaler, 0);
+        l.launch_confirmed(h, 0);
+    }
+    l.absorb(&obs(3, 3, 1_000), &t);
+    let o = obs(3, 3, 2_000);
+    let idle = |l: &mut Ledger, h: &str, now| {
+        remove_request_with_pool(l, &s, &p, Some(&o), true, &t, now, h, Reason::Idle).0
+    };
+    assert!(idle(&mut l, "a", 2_000).accepted());
+    l.stop_done("a", 2_500);
+    // 3 available - a (pending, still counted) - 1 = 1 >= min 1: b may go.
+    assert!(idle(&mut l, "b", 3_000).accepted());
+    // 3 - a - b - 1 < 1: c keeps, although a is already stopped.
+    assert!(!idle(&mut l, "c", 3_000).accepted());
+    assert_eq!(Counts::of(&l).pending_idle, 2);
+    // Once Jicofo no longer counts it (stop grace), it is no longer reserved.
+    l.absorb(&obs(2, 2, 2_500 + t.stop_grace_ms), &t);
+    assert_eq!(Counts::of(&l).pending_idle, 1);
+}
