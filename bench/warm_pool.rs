@@ -94,9 +94,9 @@ pub fn section(o: &Options) -> String {
         let _ = writeln!(md, "### {}\n", c.name);
         let _ = writeln!(
             md,
-            "| variant | rejected % | worst hour % | worker-hours | x oracle | x warm-pool oracle | stopped-hours | creates/h | starts/h | calls cut |"
+            "| variant | rejected % | worst hour % | worker-hours | x oracle | x warm-pool oracle | stopped-hours | creates/h | starts/h | calls cut | floor breaks | past max |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut results = Vec::new();
         let mut flags_used = Vec::new();
         for (label, flag) in &variants {
@@ -127,9 +127,14 @@ pub fn section(o: &Options) -> String {
                 .collect();
             let stopped = col(&|p| p.stopped_hours);
             let cut: u64 = reports.iter().map(|r| r.policies[0].cut_calls).sum();
+            let breaks: u64 = reports.iter().map(|r| r.policies[0].floor_breaks).sum();
+            let past: u64 = reports
+                .iter()
+                .map(|r| r.policies[0].launches_past_max)
+                .sum();
             let _ = writeln!(
                 md,
-                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {cut} |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {cut} | {breaks} | {past} |",
                 ci(&rej, 2),
                 ci(&col(&|p| p.worst_hour.map_or(0.0, |w| w.pct)), 1),
                 ci(&wh, 0),
@@ -154,12 +159,12 @@ pub fn section(o: &Options) -> String {
         let (oracle, warm) = (&results[0].4, &results[1].5);
         let _ = writeln!(
             md,
-            "| oracle | 0 | 0 | {} | 1.00 | | | | | |",
+            "| oracle | 0 | 0 | {} | 1.00 | | | | | | | |",
             ci(oracle, 0)
         );
         let _ = writeln!(
             md,
-            "| warm-pool oracle | 0 | 0 | {} | | 1.00 | | | | |\n",
+            "| warm-pool oracle | 0 | 0 | {} | | 1.00 | | | | | | |\n",
             ci(warm, 0)
         );
         for f in &flags_used {
