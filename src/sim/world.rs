@@ -466,6 +466,9 @@ impl World {
         self.gws[g].reason = None;
         self.gws[g].approved_at = None;
         self.gws[g].left_at = None;
+        // Its earlier idle approval is over (it left when powered off): the floor judge must
+        // not count the same gateway, now fresh, as still leaving.
+        self.idle_approvals.retain(|&a| a != g);
         self.tally.resumes += 1;
         if self.census.jicofo_total() + self.census.booting > self.cfg.max {
             self.tally.past_max += 1;
