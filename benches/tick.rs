@@ -45,6 +45,8 @@ fn ledger() -> Ledger {
             to_pool: false,
             refill: false,
             start_failures: 0,
+            drain: None,
+            sidecar: None,
             parked: false,
         }
     });

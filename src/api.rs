@@ -24,6 +24,9 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::{AuthError, Authenticator, Caller};
 use crate::service::{Service, ServiceError};
 
+// Issue 14: jitsi-autoscaler's sidecar routes (`src/api/sidecar.rs`).
+mod sidecar;
+
 /// How long one request may take before the service answers 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -117,6 +120,7 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route("/health", get(health).options(options))
         .route("/ready", get(ready).options(options))
         .route("/metrics", get(metrics).options(options))
+        .merge(sidecar::routes(&p))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -246,6 +250,18 @@ async fn add_instance(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Reads the optional `"drain"` of a remove-me body: `"confirm"` (our agent: it confirms
+/// with `drained`) or `"immediate"`; absent means the client does not say (issue 14).
+fn drain_field(value: &Value) -> Result<Option<policy::DrainMode>, ApiError> {
+    match value.get("drain") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => policy::DrainMode::parse(s).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!("drain {s:?} is not one of confirm, immediate"))
+        }),
+        Some(_) => Err(ApiError::BadRequest("drain must be a string".into())),
+    }
+}
+
 /// Reads `{"host"|"ip": ..., "reason": ...}`.
 fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reason>), ApiError> {
     let obj = value.as_object().ok_or_else(|| {
@@ -283,7 +299,7 @@ async fn instance_request(
     peer: SocketAddr,
     body: Result<Bytes, BytesRejection>,
     need_reason: bool,
-) -> Result<(Caller, String, Option<Reason>), ApiError> {
+) -> Result<(Caller, String, Option<Reason>, Value), ApiError> {
     let caller = authenticate(st, headers, peer).await?;
     st.auth.check_remove_rate(caller.client_ip)?;
     let value = json_body(body)?;
@@ -293,7 +309,7 @@ async fn instance_request(
         tracing::warn!(host, by = %who(&caller), "refused: an instance may only name itself");
         return Err(e.into());
     }
-    Ok((caller, host, reason))
+    Ok((caller, host, reason, value))
 }
 
 async fn remove_me(
@@ -302,9 +318,14 @@ async fn remove_me(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (caller, host, reason) = instance_request(&st, &headers, peer, body, true).await?;
+    let (caller, host, reason, value) = instance_request(&st, &headers, peer, body, true).await?;
+    let drain = drain_field(&value)?;
     let reason = reason.unwrap_or(Reason::Idle);
-    match st.svc.remove_me(&host, reason, &who(&caller)).await {
+    match st
+        .svc
+        .remove_me_as(&host, reason, drain, &who(&caller))
+        .await
+    {
         d if d.accepted() => Ok("accepted".into_response()),
         _ => Ok("keep".into_response()),
     }
@@ -316,7 +337,7 @@ async fn drained(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (caller, host, _) = instance_request(&st, &headers, peer, body, false).await?;
+    let (caller, host, _, _) = instance_request(&st, &headers, peer, body, false).await?;
     match st.svc.drained(&host, &who(&caller)).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(false) => Err(ApiError::Conflict(format!(

@@ -121,7 +121,9 @@ pub struct PolicyConfig {
     /// An approved host stops counting as pending removal after this long.
     #[serde(with = "crate::duration")]
     pub pending_ttl: Duration,
-    /// Wait for the agent's `drained` confirmation before deleting a host.
+    /// Wait for a `drained` confirmation before deleting a host whose remove-me request does
+    /// not say how it drains (our agent says `"drain": "confirm"`; the legacy script says
+    /// nothing and is deleted at once with the default `false`).
     pub drain_confirm: bool,
     /// Delete a draining host after this long even without confirmation.
     #[serde(with = "crate::duration")]
@@ -135,6 +137,13 @@ pub struct PolicyConfig {
     /// Interval of reconciliation with the lifecycle manager's host list.
     #[serde(with = "crate::duration")]
     pub reconcile_interval: Duration,
+    /// A sidecar report older than this is stale (the host is no longer a spare); a sidecar
+    /// host told to shut down and silent this long is taken as gone and deleted.
+    #[serde(with = "crate::duration")]
+    pub sidecar_ttl: Duration,
+    /// The sidecar `group`s this scaler manages (empty: any). Reports of other groups (e.g.
+    /// recording Jibris pointed here by mistake) are answered "no command" and not recorded.
+    pub sidecar_groups: Vec<String>,
     /// How many recent decisions `/scaler/status` keeps.
     pub recent_decisions: usize,
 }
@@ -147,14 +156,17 @@ impl Default for PolicyConfig {
             boot_timeout: Duration::from_millis(t.boot_timeout_ms),
             stats_max_age: Duration::from_millis(t.stats_max_age_ms),
             pending_ttl: Duration::from_millis(t.pending_ttl_ms),
-            // Our agent confirms the drain, so wait for it: an approved gateway takes no new
-            // call and keeps its current one (flaw 11). Legacy scripts never confirm: false.
-            drain_confirm: true,
+            // Per host since issue 14: our agent asks to confirm in its request and waits; a
+            // client that does not say (the legacy script, which never confirms) is deleted
+            // right after approval, as the legacy scaler did.
+            drain_confirm: false,
             // Longer than the agent's drain deadline (3 h), so a long call is never cut.
             drain_timeout: Duration::from_secs(3 * 3600 + 15 * 60),
             retention: Duration::from_millis(t.retention_ms),
             stop_grace: Duration::from_millis(t.stop_grace_ms),
             reconcile_interval: Duration::from_secs(300),
+            sidecar_ttl: Duration::from_millis(t.sidecar_ttl_ms),
+            sidecar_groups: Vec::new(),
             recent_decisions: 200,
         }
     }
@@ -172,6 +184,7 @@ impl PolicyConfig {
             drain_confirm: self.drain_confirm,
             retention_ms: millis(self.retention),
             stop_grace_ms: millis(self.stop_grace),
+            sidecar_ttl_ms: millis(self.sidecar_ttl),
         }
     }
 }
@@ -416,6 +429,7 @@ impl Config {
             ("policy.pending_ttl", pol.pending_ttl),
             ("policy.drain_timeout", pol.drain_timeout),
             ("policy.reconcile_interval", pol.reconcile_interval),
+            ("policy.sidecar_ttl", pol.sidecar_ttl),
         ] {
             if d.is_zero() {
                 p.push(format!("{key}: must be more than 0"));

@@ -67,6 +67,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
 struct Planned {
     tick: policy::Tick,
     launched: Vec<String>,
+    sidecar: policy::SidecarTick,
     merged_stale: Vec<String>,
     merged_fresh: Vec<String>,
     disagreement: bool,
@@ -109,6 +110,7 @@ impl Controller {
         };
         let now = now_ms();
         let prefix = &svc.cfg.lifecycle.name_prefix;
+        let lifecycle_up = svc.lifecycle().is_up();
         let planned = svc
             .apply(Some(&fence), |snap, merged, _| {
                 // warm pool (issue 13): policy::tick plus starts from the pool and refills.
@@ -121,9 +123,19 @@ impl Controller {
                     svc.timing(),
                     now,
                 );
+                // Issue 14 hook: sidecar silence timeouts and shutdown orders, same write.
+                let sidecar = policy::sidecar_tick(
+                    &mut snap.ledger,
+                    &snap.settings,
+                    merged.observation.as_ref(),
+                    lifecycle_up,
+                    svc.timing(),
+                    now,
+                );
                 Planned {
                     tick: pool.tick.clone(),
                     launched: pool.created.clone(),
+                    sidecar,
                     starts: snap.ledger.starts_owed(),
                     stops: snap.ledger.stops_owed(),
                     pool,
@@ -147,6 +159,8 @@ impl Controller {
         for e in &p.tick.events {
             self.record_event(e, now);
         }
+        // Issue 14 hook: one decision per sidecar order and timeout.
+        crate::sidecar::record_tick(svc, p.sidecar, now);
         if !p.merged_stale.is_empty() && !p.merged_fresh.is_empty() {
             tracing::warn!(stale = ?p.merged_stale, fresh = ?p.merged_fresh, "some shards have no fresh stats; using the fresh ones");
         }

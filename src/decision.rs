@@ -6,7 +6,8 @@
 //! exhaustive match: a new decision without labels does not compile.
 
 use policy::{
-    AddRefusal, KeepCause, LaunchDecision, LaunchHold, Millis, Reason, RemovalDecision, Setting,
+    AddRefusal, KeepCause, LaunchDecision, LaunchHold, Millis, Reason, RemovalDecision,
+    RequestedAdd, Setting, Shutdown,
 };
 use serde::{Serialize, Serializer};
 
@@ -62,6 +63,8 @@ labels! {
         Leader = "leader",
         /// The warm pool: power calls, refills, trims (issue 13).
         Pool = "pool",
+        /// A jitsi-autoscaler sidecar host (issue 14).
+        Sidecar = "sidecar",
     }
 }
 
@@ -126,6 +129,16 @@ labels! {
         Stopping = "stopping",
         /// Warm pool: hosts created to refill it.
         Refill = "refill",
+        /// `POST /scaler/instance` not needed: answered as accepted, nothing launched.
+        NotNeeded = "not_needed",
+        /// A sidecar host told to shut down.
+        Shutdown = "shutdown",
+        /// A sidecar's `/sidecar/shutdown` arrived.
+        ShutdownConfirmed = "shutdown_confirmed",
+        /// A sidecar host the ledger did not know, from its first report.
+        Adopted = "adopted",
+        /// An adopted sidecar host silent past the TTL, no longer tracked.
+        Forgotten = "forgotten",
     }
 }
 
@@ -182,6 +195,47 @@ pub enum Decision {
     AddRefused {
         /// Why.
         refusal: AddRefusal,
+    },
+    /// `POST /scaler/instance` not needed (issue 14): answered as the legacy scaler did,
+    /// nothing launched.
+    AddNotNeeded {
+        /// The launch rule's numbers (deficit <= 0).
+        add: RequestedAdd,
+    },
+    /// A sidecar host told to shut down at its next poll (surplus spare, or expired).
+    SidecarShutdown {
+        /// Which host and why, with the numbers.
+        order: Shutdown,
+    },
+    /// A sidecar's `/sidecar/shutdown` arrived: the host is deleted.
+    SidecarConfirmed {
+        /// The host.
+        host: String,
+        /// Whether we had told it to shut down (else it leaves on its own: expired).
+        ordered: bool,
+    },
+    /// A sidecar host told to shut down fell silent past the TTL: deleted.
+    SidecarSilent {
+        /// The host.
+        host: String,
+        /// How long it was silent.
+        silent_ms: u64,
+    },
+    /// An adopted sidecar host fell silent past the TTL: no longer tracked, not deleted.
+    SidecarForgotten {
+        /// The host.
+        host: String,
+        /// How long it was silent.
+        silent_ms: u64,
+    },
+    /// A sidecar host the ledger did not know, adopted at its first report.
+    SidecarAdopted {
+        /// The host.
+        host: String,
+        /// Its `instanceType`.
+        kind: Option<String>,
+        /// Its `group`.
+        group: Option<String>,
     },
     /// A launch is counted by Jicofo.
     Seen {
@@ -292,7 +346,14 @@ impl Decision {
         match self {
             Decision::Launch { .. } | Decision::Hold { .. } => Kind::Launch,
             Decision::Remove { .. } | Decision::QueuedStored { .. } => Kind::Remove,
-            Decision::Add { .. } | Decision::AddRefused { .. } => Kind::Add,
+            Decision::Add { .. } | Decision::AddRefused { .. } | Decision::AddNotNeeded { .. } => {
+                Kind::Add
+            }
+            Decision::SidecarShutdown { .. }
+            | Decision::SidecarConfirmed { .. }
+            | Decision::SidecarSilent { .. }
+            | Decision::SidecarForgotten { .. }
+            | Decision::SidecarAdopted { .. } => Kind::Sidecar,
             Decision::Created { .. }
             | Decision::CreateRefused { .. }
             | Decision::CreateRetry { .. } => Kind::Create,
@@ -325,6 +386,12 @@ impl Decision {
             Decision::Drained { known: false, .. } => Outcome::Unknown,
             Decision::Add { .. } => Outcome::Requested,
             Decision::AddRefused { .. } => Outcome::Refused,
+            Decision::AddNotNeeded { .. } => Outcome::NotNeeded,
+            Decision::SidecarShutdown { .. } => Outcome::Shutdown,
+            Decision::SidecarConfirmed { .. } => Outcome::ShutdownConfirmed,
+            Decision::SidecarSilent { .. } => Outcome::Deleting,
+            Decision::SidecarForgotten { .. } => Outcome::Forgotten,
+            Decision::SidecarAdopted { .. } => Outcome::Adopted,
             Decision::Seen { .. } => Outcome::Ready,
             Decision::Left { .. } => Outcome::Left,
             Decision::BootTimeout { .. } | Decision::CreateRefused { .. } => Outcome::LaunchFailed,
@@ -365,10 +432,16 @@ impl Decision {
             | Decision::Deleted { host, .. }
             | Decision::DeleteRetry { host, .. }
             | Decision::Parked { host, .. }
-            | Decision::Vanished { host } => Some(host),
+            | Decision::Vanished { host }
+            | Decision::SidecarConfirmed { host, .. }
+            | Decision::SidecarSilent { host, .. }
+            | Decision::SidecarForgotten { host, .. }
+            | Decision::SidecarAdopted { host, .. } => Some(host),
+            Decision::SidecarShutdown { order } => Some(&order.host),
             Decision::Launch { .. }
             | Decision::Hold { .. }
             | Decision::AddRefused { .. }
+            | Decision::AddNotNeeded { .. }
             | Decision::Setting { .. }
             | Decision::Breaker { .. }
             | Decision::Leader { .. } => None,
@@ -382,6 +455,7 @@ impl Decision {
             Decision::Remove { reason, .. } | Decision::QueuedStored { reason, .. } => {
                 Some(*reason)
             }
+            Decision::SidecarShutdown { order } => Some(order.reason),
             _ => None,
         }
     }
@@ -431,6 +505,49 @@ impl Decision {
                 format!("on request: in flight {in_flight} + 1, within max")
             }
             Decision::AddRefused { refusal } => refusal_text(refusal),
+            Decision::AddNotNeeded { add } => match add {
+                RequestedAdd::NotNeeded {
+                    deficit,
+                    available,
+                    in_flight,
+                    pending,
+                    min,
+                } => format!(
+                    "not needed, launching nothing: available {available} + in flight {in_flight} - pending {pending} >= min {min} (deficit {deficit}); raise min for more spares"
+                ),
+                RequestedAdd::Launch { deficit } => format!("needed: deficit {deficit}"),
+            },
+            Decision::SidecarShutdown { order } => match order.reason {
+                Reason::Idle => format!(
+                    "surplus spare, idle {:.0}s: available {} - pending {} - 1 >= min; told to shut down at its next poll",
+                    order.idle_ms.unwrap_or(0) as f64 / 1000.0,
+                    order.available,
+                    order.pending_removal
+                ),
+                r => format!(
+                    "reports {}: told to shut down at its next poll and replaced",
+                    r.as_str()
+                ),
+            },
+            Decision::SidecarConfirmed { ordered: true, .. } => {
+                "the sidecar confirmed its shutdown: deleting the host".into()
+            }
+            Decision::SidecarConfirmed { ordered: false, .. } => {
+                "the sidecar reports a shutdown we did not order: the host leaves (expired) and is replaced".into()
+            }
+            Decision::SidecarSilent { silent_ms, .. } => format!(
+                "silent {:.0}s after its shutdown order: taken as gone, deleting it",
+                *silent_ms as f64 / 1000.0
+            ),
+            Decision::SidecarForgotten { silent_ms, .. } => format!(
+                "adopted sidecar host silent {:.0}s: no longer tracked (not ours to delete)",
+                *silent_ms as f64 / 1000.0
+            ),
+            Decision::SidecarAdopted { kind, group, .. } => format!(
+                "first report from a host the ledger did not know (type {}, group {})",
+                kind.as_deref().unwrap_or("-"),
+                group.as_deref().unwrap_or("-")
+            ),
             Decision::Seen { boot_ms, .. } => format!(
                 "counted by Jicofo {:.0}s after launch",
                 *boot_ms as f64 / 1000.0

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod sidecar;
 pub mod sim;
 pub mod store;
 pub mod warm_pool;

@@ -98,6 +98,10 @@ Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [store] [metric
 every key with its default: docs/configuration.md. A key is overridden by the environment
 variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
 Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
+Mixed fleets (legacy scripts, the agent, jitsi-autoscaler's sidecar; docs/migration.md):
+  policy.drain_confirm = false       clients that do not say how they drain are deleted at once
+  policy.sidecar_ttl = \"5m\"          sidecar reports go stale; silence after a shutdown = gone
+  [auth.sidecar]                     sidecar token rules (iss, aud, lifetime, binding)
 Operations keys:
   metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token
   metrics.history_samples = 1440     per-tick samples behind the status page (GET /scaler/ui)

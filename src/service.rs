@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use policy::{
     Counts, LaunchDecision, Millis, Origin, Reason, RemovalDecision, Setting, Settings,
-    StoreHealth, Timing, decide_external_add,
+    StoreHealth, Timing,
 };
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -58,6 +58,12 @@ struct HostRow<'a> {
     last_error: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     parked: bool,
+    /// Issue 14: how its removal is carried out (`confirm`, `immediate`, `sidecar`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain: Option<&'static str>,
+    /// Issue 14: its jitsi-autoscaler sidecar's last report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sidecar: Option<&'a policy::SidecarEvidence>,
 }
 
 /// The `ledger` part of `/scaler/status`.
@@ -99,7 +105,8 @@ struct Core {
     /// The control loop's last launch decision, for `/scaler/status`.
     last_launch: Option<LaunchDecision>,
     /// Expired/unhealthy approvals accepted while the store was unreachable, applied later.
-    queued: Vec<(String, Reason, String)>,
+    /// (host, reason, by, drain mode: issue 14, so a queued agent approval still waits).
+    queued: Vec<(String, Reason, String, policy::DrainMode)>,
 }
 
 /// The running service: config, store, neighbours and the recent decisions.
@@ -285,8 +292,21 @@ impl Service {
     /// answers (idle hosts are kept; expired/unhealthy ones are accepted and queued until the
     /// store is back).
     pub async fn remove_me(&self, host: &str, reason: Reason, by: &str) -> RemovalDecision {
+        self.remove_me_as(host, reason, None, by).await
+    }
+
+    /// [`Service::remove_me`] for a client that may say how its host drains (issue 14:
+    /// `"drain": "confirm"` from our agent); `None` takes `policy.drain_confirm`.
+    pub async fn remove_me_as(
+        &self,
+        host: &str,
+        reason: Reason,
+        drain: Option<policy::DrainMode>,
+        by: &str,
+    ) -> RemovalDecision {
         let now = now_ms();
         let lifecycle_up = self.lifecycle.is_up();
+        let mode = drain.unwrap_or(policy::DrainMode::default_for(&self.timing));
         let min = |s: &Snapshot| s.settings.min_available;
         let result = self
             .apply(None, |snap, merged, health| {
@@ -306,6 +326,7 @@ impl Service {
                     now,
                     host,
                     reason,
+                    mode,
                 );
                 (d, min(snap))
             })
@@ -322,11 +343,12 @@ impl Service {
                     },
                 );
                 if d.accepted() {
-                    self.core
-                        .lock()
-                        .await
-                        .queued
-                        .push((host.to_string(), reason, by.to_string()));
+                    self.core.lock().await.queued.push((
+                        host.to_string(),
+                        reason,
+                        by.to_string(),
+                        mode,
+                    ));
                 }
                 (d, self.store.read(min).await, Some(e.to_string()))
             }
@@ -360,14 +382,14 @@ impl Service {
         let result = self
             .store
             .apply(None, |snap, _| {
-                for (host, reason, _) in &queued {
-                    snap.ledger.approve(host, *reason, now, &self.timing);
+                for (host, reason, _, mode) in &queued {
+                    snap.ledger.approve_as(host, *reason, now, *mode);
                 }
             })
             .await;
         match result {
             Ok(()) => {
-                for (host, reason, by) in queued {
+                for (host, reason, by, _) in queued {
                     self.record(Record::new(now, Decision::QueuedStored { host, reason }).by(&by));
                 }
             }
@@ -396,40 +418,48 @@ impl Service {
         Ok(known)
     }
 
-    /// `POST /scaler/instance`: one launch on request, through the same ledger and max check.
-    pub async fn external_add(&self, by: &str) -> Result<String, ServiceError> {
+    /// `POST /scaler/instance`: one launch on request, through the same ledger and max check,
+    /// and only while it is needed (issue 14): the legacy scale-up script left running beside
+    /// the scale-up loop must not launch a second time for the same deficit. Returns the host
+    /// launched, or `None` when nothing was needed (answered as accepted, as the legacy scaler
+    /// did; the decision says why).
+    pub async fn external_add(&self, by: &str) -> Result<Option<String>, ServiceError> {
         let now = now_ms();
         let prefix = &self.cfg.lifecycle.name_prefix;
         let result = self
             .apply(None, |snap, merged, _| {
                 let counts = Counts::of(&snap.ledger);
-                decide_external_add(
+                let add = policy::decide_requested_add(
                     counts,
                     &snap.settings,
                     merged.observation.as_ref(),
                     now,
                     &self.timing,
                 )?;
+                if let policy::RequestedAdd::NotNeeded { .. } = add {
+                    return Ok(Err(add));
+                }
                 let host = crate::hostname::new_host_name(prefix, &snap.ledger);
                 snap.ledger.record_launch(&host, Origin::Api, now);
-                Ok((host, counts.in_flight))
+                Ok(Ok((host, counts.in_flight)))
             })
             .await?;
         let (decision, out) = match result {
-            Ok((host, in_flight)) => (
+            Ok(Ok((host, in_flight))) => (
                 Decision::Add {
                     host: host.clone(),
                     in_flight,
                 },
-                Ok(host),
+                Ok(Some(host)),
             ),
+            Ok(Err(add)) => (Decision::AddNotNeeded { add }, Ok(None)),
             Err(refusal) => (
                 Decision::AddRefused { refusal },
                 Err(ServiceError::AddRefused(refusal)),
             ),
         };
         self.record(Record::new(now, decision).by(by));
-        if out.is_ok() {
+        if matches!(out, Ok(Some(_))) {
             self.wake();
         }
         out
@@ -699,6 +729,8 @@ fn ledger_doc(ledger: &policy::Ledger, now: Millis) -> LedgerDoc<'_> {
                 attempts: i.attempts,
                 last_error: i.last_error.as_deref(),
                 parked: i.parked,
+                drain: i.drain.map(policy::DrainMode::as_str),
+                sidecar: i.sidecar.as_ref(),
             });
         }
     }

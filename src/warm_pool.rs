@@ -326,7 +326,8 @@ impl PoolDecision {
     }
 }
 
-/// The remove-me hook (in `Service::remove_me`): `policy::remove_request_with_pool`.
+/// The remove-me hook (in `Service::remove_me`): `policy::remove_request_with_pool` (the same
+/// as `policy::remove_request_as` without a pool).
 #[allow(clippy::too_many_arguments)]
 pub fn remove_request(
     pool: &WarmPoolConfig,
@@ -338,6 +339,7 @@ pub fn remove_request(
     now: policy::Millis,
     host: &str,
     reason: Reason,
+    mode: policy::DrainMode,
 ) -> RemovalDecision {
     let (d, to_pool) = policy::remove_request_with_pool(
         ledger,
@@ -349,6 +351,7 @@ pub fn remove_request(
         now,
         host,
         reason,
+        mode,
     );
     if to_pool && matches!(d, RemovalDecision::Accept { repeat: false, .. }) {
         tracing::info!(

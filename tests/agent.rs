@@ -346,7 +346,8 @@ async fn requests_are_signed_and_errors_never_drain() {
         let want_body = if last {
             json!({"host": "gw-1"})
         } else {
-            json!({"host": "gw-1", "reason": "idle"})
+            // Issue 14: the agent says it confirms, so serve waits for its `drained`.
+            json!({"host": "gw-1", "reason": "idle", "drain": "confirm"})
         };
         assert_eq!(body, &want_body);
         assert_eq!(

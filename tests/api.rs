@@ -61,10 +61,16 @@ async fn instance_and_remove_rows() {
     ] {
         assert_eq!(s.post("/scaler/instance", bad).await.0, 400, "{bad}");
     }
-    s.eventually("the add reaches Foreman", Duration::from_secs(10), |_| {
-        foreman.creates() == 1
+    // Issue 14: 10 available >= min, so the add is answered as the legacy scaler did (204)
+    // but launches nothing; the decision says why.
+    s.eventually("the add's decision", Duration::from_secs(10), |st| {
+        st["recent_decisions"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["kind"] == "add" && d["outcome"] == "not_needed")
+        })
     })
     .await;
+    assert_eq!(foreman.creates(), 0);
 
     // Remove-me through both paths and the legacy body shapes.
     let del = |body: &'static str| s.send(Method::DELETE, "/scaler/instance", body);

@@ -74,17 +74,20 @@ async fn max_is_never_passed() {
     let st = s.status().await;
     assert_eq!(st["ledger"]["in_flight"], 4);
 
-    // With room for 3 more, 20 concurrent adds get exactly 3 accepted.
-    s.set("min", "1").await;
+    // With room for 3 more, 20 concurrent adds (still needed: issue 14 launches an add only
+    // while there is a deficit) and the loop together fill exactly the room.
+    s.set("min", "20").await;
     s.set("max", "11").await;
     let ok = concurrent_adds(&s, 20)
         .await
         .iter()
         .filter(|c| **c == 204)
         .count();
-    assert_eq!(ok, 3);
+    assert!(ok <= 3, "{ok} adds accepted with room for 3");
     s.eventually("7 hosts", WAIT, |_| foreman.creates() == 7)
         .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(foreman.creates(), 7, "{}", s.log());
 }
 
 /// Flaw 3: 50 concurrent idle remove-me with available = min + 3 give exactly 3 `accepted`;

@@ -518,7 +518,9 @@ impl Agent {
                 extra_ca_pem,
             },
             signer,
-        )?;
+        )?
+        // Issue 14: the scaler decides per host whether to wait for `drained`.
+        .confirming_drain(cfg.confirm_drained);
         let jibri = JibriClient::new(
             &cfg.jibri_health_url,
             &cfg.jibri_shutdown_url,

@@ -113,6 +113,8 @@ pub struct ScalerClient {
     drained_url: reqwest::Url,
     unhealthy_reason: String,
     signer: Option<Signer>,
+    /// Say `"drain": "confirm"` in remove-me requests: this agent confirms with `drained`.
+    drain_confirm: bool,
 }
 
 /// Where and how the client talks to the scaler.
@@ -194,7 +196,15 @@ impl ScalerClient {
             drained_url,
             unhealthy_reason: ep.unhealthy_reason.clone(),
             signer,
+            drain_confirm: false,
         })
+    }
+
+    /// Makes remove-me requests say `"drain": "confirm"`, so `serve` waits for this agent's
+    /// `drained` before deleting the host, whatever its `policy.drain_confirm` default.
+    pub fn confirming_drain(mut self, confirm: bool) -> Self {
+        self.drain_confirm = confirm;
+        self
     }
 
     /// Where remove-me requests go (for the start-up log).
@@ -208,7 +218,10 @@ impl ScalerClient {
             Reason::Unhealthy => self.unhealthy_reason.as_str(),
             other => other.as_str(),
         };
-        let body = json!({"host": host, "reason": reason});
+        let mut body = json!({"host": host, "reason": reason});
+        if self.drain_confirm {
+            body["drain"] = json!("confirm");
+        }
         let (status, text) = self
             .send(self.remove_method.clone(), &self.remove_url, &body)
             .await?;

@@ -81,6 +81,8 @@ pub struct AuthConfig {
     pub remove_rate_per_minute: u32,
     /// Remove requests a client may send at once before the rate applies.
     pub remove_burst: u32,
+    /// Rules for jitsi-autoscaler sidecar tokens (`[auth.sidecar]`).
+    pub sidecar: super::SidecarAuthConfig,
 }
 
 impl Default for AuthConfig {
@@ -104,6 +106,7 @@ impl Default for AuthConfig {
             trusted_proxies: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
             remove_rate_per_minute: 30,
             remove_burst: 10,
+            sidecar: super::SidecarAuthConfig::default(),
         }
     }
 }
@@ -206,6 +209,7 @@ impl AuthConfig {
         if self.remove_burst == 0 {
             problems.push("auth.remove_burst: must be at least 1".to_owned());
         }
+        problems.extend(self.sidecar.validate());
         problems
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod keys;
 mod net;
 mod ratelimit;
+mod sidecar;
 mod sign;
 mod verify;
 
@@ -30,6 +31,7 @@ pub use error::{AuthError, CHALLENGE_INVALID, CHALLENGE_MISSING, Refusal};
 pub use keys::{KeyAlg, kid_file_name};
 pub use net::{IpNet, client_ip};
 pub use ratelimit::RateLimiter;
+pub use sidecar::{SidecarAuthConfig, SidecarBinding, SidecarCaller};
 pub use sign::{SigningKey, TokenArgs, TokenOptions, parse_claim, run_token, sign_token};
 
 use keys::KeyStore;
@@ -170,6 +172,9 @@ pub struct Authenticator {
     /// Tokens whose signature was verified; the time rules are still checked at every use.
     verified: Mutex<HashMap<String, CachedToken>>,
     verified_ttl: Duration,
+    /// `[auth.sidecar]` and its claim rules (jitsi-autoscaler sidecar tokens; `sidecar.rs`).
+    sidecar: SidecarAuthConfig,
+    sidecar_rules: Rules,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -227,6 +232,8 @@ impl Authenticator {
             ),
             verified: Mutex::new(HashMap::new()),
             verified_ttl: TOKEN_CACHE_TTL.min(cfg.key_cache_ttl),
+            sidecar: cfg.sidecar.clone(),
+            sidecar_rules: cfg.sidecar.rules(cfg.leeway),
         })
     }
 

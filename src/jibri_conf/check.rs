@@ -41,6 +41,8 @@ pub enum Code {
     UnknownEnvironment,
     /// Two environments share a name.
     DuplicateName,
+    /// Two environments list the same XMPP server: both join one shard, the other gets none.
+    SharedServerHost,
     /// A field that must be equal across shards differs.
     InconsistentField,
     /// A SIP gateway with a session limit (it would cut calls).
@@ -74,6 +76,7 @@ impl Code {
             Code::MissingShard => "missing-shard",
             Code::UnknownEnvironment => "unknown-environment",
             Code::DuplicateName => "duplicate-name",
+            Code::SharedServerHost => "shared-server-host",
             Code::InconsistentField => "inconsistent-field",
             Code::UsageTimeoutNotZero => "usage-timeout-not-zero",
             Code::UsageTimeoutWithoutUnit => "usage-timeout-without-unit",
@@ -255,6 +258,7 @@ pub fn check(
     }
 
     check_duplicates(&mut cx, &objects);
+    check_shared_hosts(&mut cx, &objects);
     check_consistency(&mut cx, &objects);
     if let Some(shards) = shards {
         check_against_shards(&mut cx, &objects, shards, shards_label);
@@ -483,6 +487,49 @@ fn check_duplicates(cx: &mut Ctx<'_>, envs: &[(&str, &ConfNode)]) {
                 Some(label),
                 Some(env.span),
             );
+        }
+    }
+}
+
+/// The `xmpp-server-hosts` entries of an environment, normalised (case, spaces, trailing dot).
+fn server_hosts(env: &ConfNode) -> Vec<(String, Span)> {
+    match present(env, "xmpp-server-hosts").map(|v| &v.value) {
+        Some(Conf::Array(hosts)) => hosts
+            .iter()
+            .filter_map(|h| {
+                let t = h.as_text()?;
+                let t = t.trim().trim_end_matches('.').to_ascii_lowercase();
+                (!t.is_empty()).then_some((t, h.span))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Two environments with the same `xmpp-server-hosts` entry: a copy-paste mistake that makes
+/// the gateway join one shard twice and leaves the other shard without gateways.
+fn check_shared_hosts(cx: &mut Ctx<'_>, envs: &[(&str, &ConfNode)]) {
+    for (i, (label, env)) in envs.iter().enumerate() {
+        let mut reported = Vec::new();
+        for (host, span) in server_hosts(env) {
+            if reported.contains(&host) {
+                continue;
+            }
+            let earlier = envs[..i]
+                .iter()
+                .find(|(_, e)| server_hosts(e).iter().any(|(h, _)| *h == host));
+            if let Some((other, _)) = earlier {
+                cx.push(
+                    Code::SharedServerHost,
+                    format!(
+                        "`xmpp-server-hosts` entry {host:?} is also used by environment '{other}': \
+                         both environments join the same XMPP server, so one shard gets no gateways"
+                    ),
+                    Some(label),
+                    Some(span),
+                );
+                reported.push(host);
+            }
         }
     }
 }

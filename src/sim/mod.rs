@@ -6,6 +6,7 @@
 pub mod plot;
 pub mod policies;
 pub mod report;
+pub mod sidecar;
 pub mod trace;
 pub mod world;
 

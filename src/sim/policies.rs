@@ -16,6 +16,8 @@ pub enum PolicyKind {
     Legacy,
     /// jitsi-autoscaler's threshold rule with periods and a cooldown.
     Autoscaler,
+    /// Ours, with gateways on jitsi-autoscaler's sidecar: the scaler picks which spares go.
+    Sidecar,
 }
 
 impl PolicyKind {
@@ -25,6 +27,7 @@ impl PolicyKind {
             PolicyKind::Ours => "ours",
             PolicyKind::Legacy => "legacy",
             PolicyKind::Autoscaler => "autoscaler",
+            PolicyKind::Sidecar => "sidecar",
         }
     }
 
@@ -39,6 +42,9 @@ impl PolicyKind {
             PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms)),
             PolicyKind::Legacy => Box::new(Legacy::new(settings)),
             PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings)),
+            PolicyKind::Sidecar => {
+                Box::new(super::sidecar::SidecarFleet::new(settings, timing, tick_ms))
+            }
         }
     }
 }
@@ -214,6 +220,7 @@ impl Controller for Ours {
                 now,
                 host,
                 reason,
+                policy::DrainMode::default_for(&self.timing),
             );
             return Answer {
                 accept: d.accepted(),

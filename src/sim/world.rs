@@ -556,8 +556,36 @@ impl World {
                 self.start_drain(g, Reason::Idle);
                 true
             }
+            // A sidecar told to shut down after its call (single use): it goes and is replaced.
+            Some(&g) if self.gws[g].state == GwState::Expired => {
+                self.count_removal(g, GwState::Expired, reading);
+                self.start_drain(g, Reason::Expired);
+                true
+            }
             _ => false,
         }
+    }
+
+    /// What each gateway's sidecar would report now: (host, busy status, Jibri still running).
+    /// Booting gateways have no report yet; exited ones send their `/sidecar/shutdown`.
+    pub fn sidecar_view(&self) -> Vec<(String, policy::BusyStatus, bool)> {
+        use policy::BusyStatus as B;
+        self.by_host
+            .iter()
+            .filter_map(|(host, &g)| {
+                let (busy, running) = match self.gws[g].state {
+                    GwState::Idle | GwState::DrainingIdle => (B::Idle, true),
+                    GwState::Busy => (B::Busy, true),
+                    GwState::Expired | GwState::DrainingExpired => (B::Expired, true),
+                    GwState::Exited => (B::Unknown, false),
+                    // A powered-off host's sidecar sends nothing.
+                    GwState::Booting | GwState::Gone | GwState::Stopped => return None,
+                };
+                Some((host.clone(), busy, running))
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
     // ----- physics -----

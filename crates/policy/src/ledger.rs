@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Millis, Observation, Reason, Timing};
+use crate::{DrainMode, Millis, Observation, Reason, SidecarEvidence, Timing};
 
 /// Lifecycle state of one gateway in the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -156,6 +156,12 @@ pub struct Instance {
     /// Consecutive starts from the pool that were not seen within the start timeout.
     #[serde(default)]
     pub start_failures: u32,
+    /// How its approved removal is carried out (set at approval; see [`DrainMode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainMode>,
+    /// What a jitsi-autoscaler sidecar on the host last reported (see `crate::sidecar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<SidecarEvidence>,
     /// Its delete was refused for good (a name the lifecycle manager never accepts): reported
     /// once and no longer retried; reconciliation forgets it once it is gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -183,6 +189,8 @@ impl Instance {
             to_pool: false,
             refill: false,
             start_failures: 0,
+            drain: None,
+            sidecar: None,
             parked: false,
         }
     }
@@ -496,20 +504,33 @@ impl Ledger {
         true
     }
 
-    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it.
+    /// Applies an approved removal for `name`, adopting the host if the ledger does not know it,
+    /// with the drain mode `timing.drain_confirm` gives clients that do not say.
     /// Returns the ledger key of the host.
     pub fn approve(&mut self, name: &str, reason: Reason, now: Millis, timing: &Timing) -> String {
-        self.approve_to(name, reason, now, timing, false)
+        self.approve_as(name, reason, now, DrainMode::default_for(timing))
     }
 
-    /// [`Ledger::approve`], choosing where the host goes: powered off into the warm pool
+    /// Applies an approved removal for `name` carried out as `mode` (the host's own way to
+    /// drain), adopting the host if the ledger does not know it. Returns its ledger key.
+    pub fn approve_as(
+        &mut self,
+        name: &str,
+        reason: Reason,
+        now: Millis,
+        mode: DrainMode,
+    ) -> String {
+        self.approve_to(name, reason, now, mode, false)
+    }
+
+    /// [`Ledger::approve_as`], choosing where the host goes: powered off into the warm pool
     /// (`to_pool`) or deleted. A repeat keeps the first choice.
     pub fn approve_to(
         &mut self,
         name: &str,
         reason: Reason,
         now: Millis,
-        timing: &Timing,
+        mode: DrainMode,
         to_pool: bool,
     ) -> String {
         let key = match self.find(name) {
@@ -536,7 +557,7 @@ impl Ledger {
             && i.state != State::LaunchFailed
         {
             i.seen_at.get_or_insert(now);
-            let next = if timing.drain_confirm {
+            let next = if mode.waits() {
                 State::Draining
             } else if to_pool {
                 State::Stopping
@@ -548,6 +569,7 @@ impl Ledger {
             i.approved_at = Some(now);
             i.to_pool = to_pool;
             i.refill = false;
+            i.drain = Some(mode);
         }
         key
     }
@@ -568,6 +590,24 @@ impl Ledger {
             Some(i) => i.state.approved(),
             None => false,
         }
+    }
+
+    /// The entry stored under the ledger key `key`, to change (for the sibling modules).
+    pub(crate) fn entry_mut(&mut self, key: &str) -> Option<&mut Instance> {
+        self.instances.get_mut(key)
+    }
+
+    /// Adds a running host the ledger did not know (counted, `ready`, origin `adopted`).
+    /// Returns its ledger key.
+    pub(crate) fn adopt(&mut self, name: &str, now: Millis) -> String {
+        let key = key_of(name);
+        if !self.instances.contains_key(&key) {
+            let mut i = Instance::new(&key, State::Ready, Origin::Adopted, now);
+            i.seen_at = Some(now);
+            self.instances.insert(key.clone(), i);
+            self.set_counted(&key, true);
+        }
+        key
     }
 
     /// Sets `counted` outside of a reading, moving `offset` so the next reading still balances.
@@ -628,7 +668,12 @@ impl Ledger {
             // candidate too (counted while it goes; it leaves by the stop evidence), so its
             // join is not taken for a launch that is still booting.
             let late_start = |i: &Instance| i.recalled() && !i.counted;
-            for key in self.oldest(|i| i.state.in_flight() || late_start(i), expected) {
+            // Launches whose sidecar already reports go first: they are proven to run.
+            let order = |i: &Instance| match i.sidecar {
+                Some(_) => expected(i) / 2,
+                None => u64::MAX / 2 + expected(i) / 2,
+            };
+            for key in self.oldest(|i| i.state.in_flight() || late_start(i), order) {
                 if diff == 0 {
                     break;
                 }

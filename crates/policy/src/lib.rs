@@ -8,19 +8,26 @@
 
 mod decide;
 mod ledger;
+mod mixed;
 mod pool;
 mod settings;
+mod sidecar;
 
 pub use decide::{
     AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision, StoreHealth,
     decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
+pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
 pub use pool::{
     LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
     remove_request_with_pool, tick_with_pool,
 };
 pub use settings::{Setting, Settings, SettingsError, Timing};
+pub use sidecar::{
+    BusyStatus, HealthStatus, Shutdown, SidecarEvent, SidecarEvidence, SidecarReport, SidecarTick,
+    select_shutdowns, sidecar_tick,
+};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
 pub type Millis = u64;
@@ -118,9 +125,7 @@ pub fn remove_request(
     host: &str,
     reason: Reason,
 ) -> RemovalDecision {
-    // Whatever the answer, the host runs: it must never be failed at the boot timeout.
-    ledger.seen_alive(host, now);
-    let d = decide_removal(
+    remove_request_as(
         ledger,
         settings,
         obs,
@@ -129,9 +134,6 @@ pub fn remove_request(
         now,
         host,
         reason,
-    );
-    if let RemovalDecision::Accept { repeat: false, .. } = d {
-        ledger.approve(host, reason, now, timing);
-    }
-    d
+        DrainMode::default_for(timing),
+    )
 }

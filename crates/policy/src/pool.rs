@@ -18,8 +18,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Counts, Event, Instance, LaunchDecision, LaunchHold, Ledger, Millis, Observation, Origin,
-    Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch, decide_removal,
+    Counts, DrainMode, Event, Instance, LaunchDecision, LaunchHold, Ledger, Millis, Observation,
+    Origin, Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch, decide_removal,
     ledger::key_of,
 };
 
@@ -280,9 +280,9 @@ pub fn expire(ledger: &mut Ledger, pool: &WarmPool, now: Millis) -> Vec<Event> {
     events
 }
 
-/// A remove-me request with a warm pool (as [`crate::remove_request`]): an accepted idle or
-/// expired removal goes into the pool while it is below its size. Returns the decision and
-/// whether the host goes into the pool.
+/// A remove-me request with a warm pool (as [`crate::remove_request_as`], drained as `mode`):
+/// an accepted idle or expired removal goes into the pool while it is below its size. Returns
+/// the decision and whether the host goes into the pool.
 #[allow(clippy::too_many_arguments)]
 pub fn remove_request_with_pool(
     ledger: &mut Ledger,
@@ -294,6 +294,7 @@ pub fn remove_request_with_pool(
     now: Millis,
     host: &str,
     reason: Reason,
+    mode: DrainMode,
 ) -> (RemovalDecision, bool) {
     ledger.seen_alive(host, now);
     let d = decide_removal(
@@ -309,7 +310,7 @@ pub fn remove_request_with_pool(
     match d {
         RemovalDecision::Accept { repeat: false, .. } => {
             let to_pool = ledger.pool_takes(pool, host, reason);
-            ledger.approve_to(host, reason, now, timing, to_pool);
+            ledger.approve_to(host, reason, now, mode, to_pool);
             (d, to_pool)
         }
         RemovalDecision::Accept { repeat: true, .. } => {

@@ -171,10 +171,18 @@ pub struct Timing {
     /// 0.2 % where 90 s rejects 0.9 %, diurnal, min 11).
     #[serde(default = "default_stop_grace")]
     pub stop_grace_ms: u64,
+    /// A sidecar report older than this (our receive time) is stale: the host no longer counts
+    /// as a spare; after a shutdown was ordered, silence this long means the host is gone.
+    #[serde(default = "default_sidecar_ttl")]
+    pub sidecar_ttl_ms: u64,
 }
 
 fn default_stop_grace() -> u64 {
     20000
+}
+
+fn default_sidecar_ttl() -> u64 {
+    300_000
 }
 
 impl Default for Timing {
@@ -187,6 +195,7 @@ impl Default for Timing {
             drain_confirm: false,
             retention_ms: 60 * 60_000,
             stop_grace_ms: default_stop_grace(),
+            sidecar_ttl_ms: default_sidecar_ttl(),
         }
     }
 }

@@ -9,6 +9,23 @@ fn obs(total: u32, available: u32, taken_at: Millis) -> Observation {
     }
 }
 
+/// A remove-me as `serve` makes it, with the drain mode `timing` gives.
+#[allow(clippy::too_many_arguments)]
+fn rr(
+    l: &mut Ledger,
+    s: &Settings,
+    p: &WarmPool,
+    o: Option<&Observation>,
+    up: bool,
+    t: &Timing,
+    now: Millis,
+    host: &str,
+    reason: Reason,
+) -> (RemovalDecision, bool) {
+    let mode = crate::DrainMode::default_for(t);
+    remove_request_with_pool(l, s, p, o, up, t, now, host, reason, mode)
+}
+
 fn pool(size: u32) -> WarmPool {
     WarmPool {
         size,
@@ -90,7 +107,7 @@ fn no_create_while_a_stopped_host_is_there() {
     l.start_confirmed("p0", 1_000);
     l.absorb(&obs(1, 1, 2_000), &t);
     let o = obs(1, 1, 2_000);
-    remove_request_with_pool(
+    rr(
         &mut l,
         &s,
         &p,
@@ -163,7 +180,7 @@ fn approved_removals_go_into_the_pool_below_its_size_unhealthy_never() {
     }
     l.absorb(&obs(3, 3, 1_000), &t);
     let o = obs(3, 3, 2_000);
-    let (d, to_pool) = remove_request_with_pool(
+    let (d, to_pool) = rr(
         &mut l,
         &s,
         &p,
@@ -176,17 +193,15 @@ fn approved_removals_go_into_the_pool_below_its_size_unhealthy_never() {
     );
     assert!(d.accepted() && !to_pool);
     assert_eq!(state(&l, "a"), Some(State::Deleting));
-    let (d, to_pool) =
-        remove_request_with_pool(&mut l, &s, &p, Some(&o), true, &t, 2_000, "b", Reason::Idle);
+    let (d, to_pool) = rr(&mut l, &s, &p, Some(&o), true, &t, 2_000, "b", Reason::Idle);
     assert!(d.accepted() && to_pool);
     assert_eq!(state(&l, "b"), Some(State::Stopping));
     assert_eq!(l.stops_owed(), vec!["b".to_string()]);
     // A repeat keeps the answer and the destination.
-    let (d, to_pool) =
-        remove_request_with_pool(&mut l, &s, &p, Some(&o), true, &t, 2_500, "b", Reason::Idle);
+    let (d, to_pool) = rr(&mut l, &s, &p, Some(&o), true, &t, 2_500, "b", Reason::Idle);
     assert!(matches!(d, RemovalDecision::Accept { repeat: true, .. }) && to_pool);
     // The pool (size 1) is full with b on its way in: c is deleted.
-    let (d, to_pool) = remove_request_with_pool(
+    let (d, to_pool) = rr(
         &mut l,
         &s,
         &p,
@@ -221,15 +236,14 @@ fn drain_confirmation_works_as_for_deletion() {
     }
     l.absorb(&obs(3, 3, 1_000), &t);
     let o = obs(3, 3, 2_000);
-    let (_, to_pool) =
-        remove_request_with_pool(&mut l, &s, &p, Some(&o), true, &t, 2_000, "a", Reason::Idle);
+    let (_, to_pool) = rr(&mut l, &s, &p, Some(&o), true, &t, 2_000, "a", Reason::Idle);
     assert!(to_pool);
     assert_eq!(state(&l, "a"), Some(State::Draining));
     assert!(l.stops_owed().is_empty() && l.deletes_owed().is_empty());
     assert!(l.drained("a", 5_000));
     assert_eq!(l.stops_owed(), vec!["a".to_string()]);
     // Without confirmation, the drain timeout powers it off too.
-    remove_request_with_pool(
+    rr(
         &mut l,
         &s,
         &p,
@@ -383,7 +397,7 @@ fn refills_join_as_spares_and_enter_the_pool_by_idle_removal() {
         "a joined refill still counts for the pool"
     );
     let o = obs(2, 2, 1_200_000);
-    let (d, to_pool) = remove_request_with_pool(
+    let (d, to_pool) = rr(
         &mut l,
         &s,
         &p,
@@ -581,9 +595,8 @@ fn a_host_powered_off_into_the_pool_stays_reserved_while_jicofo_counts_it() {
     }
     l.absorb(&obs(3, 3, 1_000), &t);
     let o = obs(3, 3, 2_000);
-    let idle = |l: &mut Ledger, h: &str, now| {
-        remove_request_with_pool(l, &s, &p, Some(&o), true, &t, now, h, Reason::Idle).0
-    };
+    let idle =
+        |l: &mut Ledger, h: &str, now| rr(l, &s, &p, Some(&o), true, &t, now, h, Reason::Idle).0;
     assert!(idle(&mut l, "a", 2_000).accepted());
     l.stop_done("a", 2_500);
     // 3 available - a (pending, still counted) - 1 = 1 >= min 1: b may go.

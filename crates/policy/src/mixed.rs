@@ -1,0 +1,275 @@
+//! Mixed fleets: the legacy scripts, our agent and jitsi-autoscaler's sidecar side by side.
+//!
+//! Two decisions live here: how an approved host is taken out ([`DrainMode`], per host, so a
+//! fleet half on the old script and half on the agent needs no global switch), and whether a
+//! legacy `POST /scaler/instance` is still needed beside the scale-up loop
+//! ([`decide_requested_add`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AddRefusal, Counts, Ledger, Millis, Observation, Reason, RemovalDecision, Settings, Timing,
+    decide_external_add, decide_launch, decide_removal,
+};
+
+/// How an approved host is taken out: decided per host by what its client can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainMode {
+    /// Our agent: it drains Jibri and confirms with `POST /scaler/drained`; the host is deleted
+    /// then (or at the drain timeout).
+    Confirm,
+    /// A client that never confirms (the legacy scale-down script): deleted right after the
+    /// approval, as the legacy scaler did.
+    Immediate,
+    /// A jitsi-autoscaler sidecar: told `shutdown: true` in its poll answers; deleted after its
+    /// `/sidecar/shutdown`, or its silence past the sidecar TTL (or at the drain timeout).
+    Sidecar,
+}
+
+impl DrainMode {
+    /// Whether the host drains before the delete (anything but [`DrainMode::Immediate`]).
+    pub fn waits(self) -> bool {
+        self != DrainMode::Immediate
+    }
+
+    /// The mode of a remove-me client that does not say: `policy.drain_confirm`.
+    pub fn default_for(timing: &Timing) -> DrainMode {
+        if timing.drain_confirm {
+            DrainMode::Confirm
+        } else {
+            DrainMode::Immediate
+        }
+    }
+
+    /// The `drain` field of a remove-me request: `confirm` or `immediate`. (`sidecar` is never
+    /// asked for: only the sidecar routes set it.)
+    pub fn parse(s: &str) -> Option<DrainMode> {
+        match s {
+            "confirm" => Some(DrainMode::Confirm),
+            "immediate" => Some(DrainMode::Immediate),
+            _ => None,
+        }
+    }
+
+    /// The snake_case name, as in `/scaler/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainMode::Confirm => "confirm",
+            DrainMode::Immediate => "immediate",
+            DrainMode::Sidecar => "sidecar",
+        }
+    }
+}
+
+/// [`crate::remove_request`] for a client that said how it drains (`mode`); the approval is
+/// recorded with that mode.
+#[allow(clippy::too_many_arguments)]
+pub fn remove_request_as(
+    ledger: &mut Ledger,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    lifecycle_up: bool,
+    timing: &Timing,
+    now: Millis,
+    host: &str,
+    reason: Reason,
+    mode: DrainMode,
+) -> RemovalDecision {
+    // Whatever the answer, the host runs: it must never be failed at the boot timeout.
+    ledger.seen_alive(host, now);
+    let d = decide_removal(
+        ledger,
+        settings,
+        obs,
+        lifecycle_up,
+        timing,
+        now,
+        host,
+        reason,
+    );
+    if let RemovalDecision::Accept { repeat: false, .. } = d {
+        ledger.approve_as(host, reason, now, mode);
+    }
+    d
+}
+
+/// The answer to a legacy `POST /scaler/instance` that fits under `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RequestedAdd {
+    /// Needed: launch one.
+    Launch {
+        /// The launch rule's deficit before this launch.
+        deficit: i64,
+    },
+    /// Not needed (answered as accepted, launching nothing): the pool already has `min`
+    /// available or on its way, e.g. because the scale-up loop launched for the same deficit.
+    NotNeeded {
+        /// The launch rule's deficit (<= 0).
+        deficit: i64,
+        /// Jicofo's available.
+        available: u32,
+        /// Launches in flight.
+        in_flight: u32,
+        /// Approved idle removals still counted as available.
+        pending: u32,
+        /// The `min` setting.
+        min: u32,
+    },
+}
+
+/// Whether a legacy `POST /scaler/instance` launches: only while it is needed (the launch
+/// rule's deficit `min - (available + in_flight - pending)` is positive) and one more fits
+/// under `max`. The legacy scale-up script, left running beside `serve`, thus never launches
+/// more than the deficit `serve` launches for anyway.
+pub fn decide_requested_add(
+    counts: Counts,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    now: Millis,
+    timing: &Timing,
+) -> Result<RequestedAdd, AddRefusal> {
+    decide_external_add(counts, settings, obs, now, timing)?;
+    let d = decide_launch(counts, settings, obs, now, timing);
+    if d.deficit > 0 {
+        Ok(RequestedAdd::Launch { deficit: d.deficit })
+    } else {
+        Ok(RequestedAdd::NotNeeded {
+            deficit: d.deficit,
+            available: d.available,
+            in_flight: d.in_flight,
+            pending: d.pending_removal,
+            min: settings.min_available,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Origin, State};
+
+    fn obs(total: u32, available: u32) -> Observation {
+        Observation {
+            total,
+            available,
+            taken_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn each_host_drains_its_own_way() {
+        let t = Timing {
+            drain_confirm: true,
+            ..Timing::default()
+        };
+        let s = Settings {
+            min_available: 1,
+            ..Settings::default()
+        };
+        let mut l = Ledger::new();
+        let o = obs(5, 5);
+        l.absorb(&o, &t);
+        let d = remove_request_as(
+            &mut l,
+            &s,
+            Some(&o),
+            true,
+            &t,
+            1_000,
+            "legacy",
+            Reason::Idle,
+            DrainMode::Immediate,
+        );
+        assert!(d.accepted());
+        let d = remove_request_as(
+            &mut l,
+            &s,
+            Some(&o),
+            true,
+            &t,
+            1_000,
+            "agent",
+            Reason::Idle,
+            DrainMode::Confirm,
+        );
+        assert!(d.accepted());
+        assert_eq!(l.get("legacy").map(|i| i.state), Some(State::Deleting));
+        assert_eq!(
+            l.get("legacy").and_then(|i| i.drain),
+            Some(DrainMode::Immediate)
+        );
+        assert_eq!(l.get("agent").map(|i| i.state), Some(State::Draining));
+        assert_eq!(l.deletes_owed(), vec!["legacy".to_string()]);
+        // A client that does not say gets `drain_confirm`.
+        l.approve("quiet", Reason::Expired, 1_000, &t);
+        assert_eq!(
+            l.get("quiet").and_then(|i| i.drain),
+            Some(DrainMode::Confirm)
+        );
+        let t2 = Timing {
+            drain_confirm: false,
+            ..t
+        };
+        l.approve("quiet2", Reason::Expired, 1_000, &t2);
+        assert_eq!(l.get("quiet2").map(|i| i.state), Some(State::Deleting));
+        // A repeat with another mode changes nothing.
+        remove_request_as(
+            &mut l,
+            &s,
+            Some(&o),
+            true,
+            &t,
+            2_000,
+            "agent",
+            Reason::Idle,
+            DrainMode::Immediate,
+        );
+        assert_eq!(l.get("agent").map(|i| i.state), Some(State::Draining));
+        assert_eq!(DrainMode::parse("confirm"), Some(DrainMode::Confirm));
+        assert_eq!(DrainMode::parse("immediate"), Some(DrainMode::Immediate));
+        assert_eq!(DrainMode::parse("sidecar"), None);
+    }
+
+    #[test]
+    fn a_requested_add_launches_only_the_deficit() {
+        let s = Settings {
+            min_available: 3,
+            max_total: 10,
+            bulk_max: 5,
+        };
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        let o = obs(1, 1);
+        l.absorb(&o, &t);
+        // Deficit 2: two requested adds launch, the third finds nothing missing.
+        let mut launched = 0;
+        for n in 0..5 {
+            match decide_requested_add(Counts::of(&l), &s, Some(&o), 1_000, &t) {
+                Ok(RequestedAdd::Launch { deficit }) => {
+                    assert_eq!(deficit, 2 - n);
+                    l.record_launch(&format!("h{n}"), Origin::Api, 1_000);
+                    launched += 1;
+                }
+                Ok(RequestedAdd::NotNeeded {
+                    deficit, in_flight, ..
+                }) => {
+                    assert_eq!((deficit, in_flight), (0, 2));
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(launched, 2);
+        // Stale stats and `max` still refuse, as before.
+        assert_eq!(
+            decide_requested_add(Counts::of(&l), &s, None, 1_000, &t),
+            Err(AddRefusal::StatsMissing)
+        );
+        let full = obs(10, 0);
+        assert!(matches!(
+            decide_requested_add(Counts::of(&l), &s, Some(&full), 1_000, &t),
+            Err(AddRefusal::AtMax { .. })
+        ));
+    }
+}

@@ -1,0 +1,682 @@
+//! Gateways managed through jitsi-autoscaler's sidecar (see docs/migration.md).
+//!
+//! A sidecar reports its Jibri's busy status and health by name (`/sidecar/status` and
+//! `/sidecar/stats`), and asks whether to shut down. The reports are evidence in the ledger,
+//! timed on our own clock (the sidecar's `timestamp` comes from its clock). The scaler, not the
+//! gateway, decides when a sidecar host goes: [`select_shutdowns`] picks surplus idle, healthy
+//! hosts, longest idle first, through [`decide_removal`] — the budget remove-me requests spend,
+//! so the floor holds and a shared store serialises it across replicas. A host told to shut
+//! down is `draining` (mode [`DrainMode::Sidecar`]) until its `/sidecar/shutdown` or its silence
+//! past the TTL; then its delete is owed as for any other host.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::key_of;
+use crate::{
+    DrainMode, Ledger, Millis, Observation, Origin, Reason, Settings, State, Timing, decide_removal,
+};
+
+/// Jibri's `busyStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusyStatus {
+    /// Free for a call.
+    Idle,
+    /// In a call.
+    Busy,
+    /// Done (single use, or past its lifetime): should go and be replaced.
+    Expired,
+    /// Missing from the report (a failed stats read).
+    Unknown,
+}
+
+impl BusyStatus {
+    /// Parses Jibri's spelling (`IDLE`, `BUSY`, `EXPIRED`); anything else is unknown.
+    pub fn parse(s: &str) -> BusyStatus {
+        match s {
+            "IDLE" => BusyStatus::Idle,
+            "BUSY" => BusyStatus::Busy,
+            "EXPIRED" => BusyStatus::Expired,
+            _ => BusyStatus::Unknown,
+        }
+    }
+}
+
+/// Jibri's `health.healthStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// `HEALTHY`.
+    Healthy,
+    /// `UNHEALTHY`.
+    Unhealthy,
+    /// Missing from the report.
+    Unknown,
+}
+
+impl HealthStatus {
+    /// Parses Jibri's spelling (`HEALTHY`, `UNHEALTHY`); anything else is unknown.
+    pub fn parse(s: &str) -> HealthStatus {
+        match s {
+            "HEALTHY" => HealthStatus::Healthy,
+            "UNHEALTHY" => HealthStatus::Unhealthy,
+            _ => HealthStatus::Unknown,
+        }
+    }
+}
+
+/// One status report (`/sidecar/status` or `/sidecar/stats`), as the policy needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarReport {
+    /// `stats.status.busyStatus`.
+    pub busy: BusyStatus,
+    /// `stats.status.health.healthStatus`.
+    pub health: HealthStatus,
+    /// `shutdownStatus`: the sidecar has started its shutdown scripts.
+    pub shutting_down: bool,
+}
+
+/// What the ledger keeps of a host's sidecar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarEvidence {
+    /// Last reported busy status.
+    pub busy: BusyStatus,
+    /// Last reported health.
+    pub health: HealthStatus,
+    /// Our receive time of the last status report (refreshed at most every TTL/5 while
+    /// nothing changes, to keep store writes rare).
+    pub reported_at: Millis,
+    /// Our receive time of the last request of any kind (same refresh rule).
+    pub heard_at: Millis,
+    /// Since when it reports idle without a break (our clock): longest idle goes first.
+    #[serde(default)]
+    pub idle_since: Option<Millis>,
+    /// Since when it reports UNHEALTHY without a break (our clock).
+    #[serde(default)]
+    pub unhealthy_since: Option<Millis>,
+    /// The sidecar reported `shutdownStatus: true`.
+    #[serde(default)]
+    pub shutting_down: bool,
+    /// When its `/sidecar/shutdown` arrived.
+    #[serde(default)]
+    pub confirmed_at: Option<Millis>,
+}
+
+impl SidecarEvidence {
+    /// The last report is younger than the TTL.
+    pub fn fresh(&self, now: Millis, timing: &Timing) -> bool {
+        now.saturating_sub(self.reported_at) <= timing.sidecar_ttl_ms
+    }
+
+    /// Reports UNHEALTHY, not BUSY, freshly and for at least TTL/5 (Jibri's UNHEALTHY is sticky
+    /// until a restart; a short streak is not enough, as the agent's `unhealthy_checks`).
+    pub fn broken(&self, now: Millis, timing: &Timing) -> bool {
+        self.fresh(now, timing)
+            && self.busy != BusyStatus::Busy
+            && self
+                .unhealthy_since
+                .is_some_and(|t| now.saturating_sub(t) >= refresh_ms(timing))
+    }
+
+    /// Counts as a spare: a fresh report of IDLE *and* HEALTHY, not shutting down.
+    pub fn spare(&self, now: Millis, timing: &Timing) -> bool {
+        self.fresh(now, timing)
+            && self.busy == BusyStatus::Idle
+            && self.health == HealthStatus::Healthy
+            && !self.shutting_down
+    }
+}
+
+/// A ledger change made by [`sidecar_tick`] (for the decision log).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SidecarEvent {
+    /// A host told to shut down fell silent past the TTL: taken as gone, delete owed.
+    SilentAfterShutdown {
+        /// The host.
+        host: String,
+        /// Silence so far.
+        silent_ms: u64,
+    },
+    /// A host adopted from its reports fell silent past the TTL without being told to shut
+    /// down: forgotten (left to Jicofo's count as an unmanaged gateway), no delete.
+    Forgotten {
+        /// The host.
+        host: String,
+        /// Silence so far.
+        silent_ms: u64,
+    },
+}
+
+/// A host [`select_shutdowns`] told to shut down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Shutdown {
+    /// The ledger key of the host.
+    pub host: String,
+    /// Idle (surplus spare) or expired.
+    pub reason: Reason,
+    /// How long it had been idle (our clock), for idle ones.
+    pub idle_ms: Option<u64>,
+    /// Jicofo's available when decided.
+    pub available: u32,
+    /// Pending removals before this one.
+    pub pending_removal: u32,
+}
+
+/// What [`sidecar_tick`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SidecarTick {
+    /// Silence timeouts.
+    pub events: Vec<SidecarEvent>,
+    /// Hosts now told to shut down.
+    pub shutdowns: Vec<Shutdown>,
+}
+
+/// How often unchanged evidence is re-stamped: often enough for the TTL, rare enough that a
+/// fleet of sidecars reporting every minute does not rewrite the store on every report.
+fn refresh_ms(timing: &Timing) -> u64 {
+    timing.sidecar_ttl_ms / 5
+}
+
+impl Ledger {
+    /// Records a sidecar request for `instance` at `now`: a status report (`Some`) or a poll
+    /// (`None`, which proves nothing about the host). A report from a host the ledger does not
+    /// know adopts it (it runs, so Jicofo counts it). Returns the ledger key, or `None` for a poll from an unknown host.
+    pub fn sidecar_heard(
+        &mut self,
+        instance: &str,
+        report: Option<SidecarReport>,
+        now: Millis,
+        timing: &Timing,
+    ) -> Option<String> {
+        let key = match (self.find(instance).map(|i| key_of(&i.host)), report) {
+            (Some(k), _) => k,
+            (None, Some(_)) => self.adopt(instance, now),
+            (None, None) => return None,
+        };
+        // A launch in flight is not made ready here: Jicofo may not count it yet, and the
+        // count attributes it (reporting launches first, see `Ledger::absorb`).
+        let refresh = refresh_ms(timing);
+        let i = self.entry_mut(&key)?;
+        if matches!(i.state, State::Gone | State::LaunchFailed) {
+            // Deleted or failed: a late report must not bring it back.
+            return Some(key);
+        }
+        let ev = i.sidecar.get_or_insert(SidecarEvidence {
+            busy: BusyStatus::Unknown,
+            health: HealthStatus::Unknown,
+            reported_at: 0,
+            heard_at: 0,
+            idle_since: None,
+            unhealthy_since: None,
+            shutting_down: false,
+            confirmed_at: None,
+        });
+        let stale = |t: Millis| now.saturating_sub(t) >= refresh;
+        if stale(ev.heard_at) {
+            ev.heard_at = now;
+        }
+        if let Some(r) = report {
+            let changed =
+                (ev.busy, ev.health, ev.shutting_down) != (r.busy, r.health, r.shutting_down);
+            if changed || stale(ev.reported_at) {
+                ev.reported_at = now;
+                ev.heard_at = now;
+            }
+            if r.busy == BusyStatus::Idle {
+                if ev.busy != BusyStatus::Idle || ev.idle_since.is_none() {
+                    ev.idle_since = Some(now);
+                }
+            } else {
+                ev.idle_since = None;
+            }
+            if r.health == HealthStatus::Unhealthy {
+                ev.unhealthy_since.get_or_insert(now);
+            } else {
+                ev.unhealthy_since = None;
+            }
+            ev.busy = r.busy;
+            ev.health = r.health;
+            ev.shutting_down |= r.shutting_down;
+        }
+        Some(key)
+    }
+
+    /// `/sidecar/shutdown`: the host's terminate script runs, so its Jibri is stopping. A host
+    /// told to shut down goes to `deleting` at once (rather than after the silence); a host we
+    /// did not tell is leaving anyway, so its removal is recorded as expired (no budget, it is
+    /// replaced). Returns the ledger key, or `None` for a host the ledger does not know.
+    pub fn sidecar_shutdown(&mut self, instance: &str, now: Millis) -> Option<String> {
+        let key = self.find(instance).map(|i| key_of(&i.host))?;
+        let state = self.get(&key).map(|i| i.state)?;
+        if !state.approved() && state != State::LaunchFailed {
+            self.approve_as(&key, Reason::Expired, now, DrainMode::Sidecar);
+        }
+        let i = self.entry_mut(&key)?;
+        if let Some(ev) = i.sidecar.as_mut() {
+            ev.confirmed_at.get_or_insert(now);
+            ev.heard_at = now;
+        }
+        if i.state == State::Draining {
+            i.set_state(State::Deleting, now);
+        }
+        i.stopped_at.get_or_insert(now);
+        Some(key)
+    }
+
+    /// Whether a sidecar asking for `instance` must be told to shut down: its removal was
+    /// approved (or its launch failed), so it must go until it is gone.
+    pub fn sidecar_told(&self, instance: &str) -> bool {
+        self.find(instance)
+            .is_some_and(|i| i.state.approved() || i.state == State::LaunchFailed)
+    }
+
+    /// The silence timeouts of sidecar hosts (see [`SidecarEvent`]).
+    fn sidecar_expire(&mut self, timing: &Timing, now: Millis) -> Vec<SidecarEvent> {
+        let mut events = Vec::new();
+        let keys: Vec<String> = self
+            .instances()
+            .filter(|i| i.sidecar.is_some())
+            .map(|i| key_of(&i.host))
+            .collect();
+        for key in keys {
+            let Some(i) = self.get(&key) else { continue };
+            let Some(ev) = &i.sidecar else { continue };
+            let since = ev.heard_at.max(i.approved_at.unwrap_or(0));
+            let silent_ms = now.saturating_sub(since);
+            if silent_ms < timing.sidecar_ttl_ms {
+                continue;
+            }
+            let (state, origin, mode) = (i.state, i.origin, i.drain);
+            if state == State::Draining && mode == Some(DrainMode::Sidecar) {
+                if let Some(i) = self.entry_mut(&key) {
+                    i.set_state(State::Deleting, now);
+                    i.stopped_at.get_or_insert(now);
+                }
+                events.push(SidecarEvent::SilentAfterShutdown {
+                    host: key,
+                    silent_ms,
+                });
+            } else if state == State::Ready && origin == Origin::Adopted {
+                // Docker gives a gateway a new identity at each start: the old one is gone for
+                // good. Without a lifecycle-manager host of ours, we only stop tracking it.
+                self.vanished(&key, now);
+                events.push(SidecarEvent::Forgotten {
+                    host: key,
+                    silent_ms,
+                });
+            }
+        }
+        events
+    }
+}
+
+/// Picks the sidecar hosts to tell to shut down now, and records each as approved (mode
+/// [`DrainMode::Sidecar`]) in `ledger`:
+/// - every host with a fresh EXPIRED report, or UNHEALTHY and not BUSY for TTL/5 (removed at
+///   once and replaced, as an expired or unhealthy remove-me; never a BUSY one);
+/// - while the pool holds more spares than `min`: idle, healthy hosts (fresh reports), longest
+///   idle first, each only if [`decide_removal`] accepts it as an idle remove-me (stats fresh,
+///   lifecycle manager up, `available - pending - 1 >= min`). It stops at the first `keep`, so
+///   the floor is never broken and the budget is the one remove-me requests spend.
+pub fn select_shutdowns(
+    ledger: &mut Ledger,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    lifecycle_up: bool,
+    timing: &Timing,
+    now: Millis,
+) -> Vec<Shutdown> {
+    let mut out = Vec::new();
+    let ready_with = |ledger: &Ledger, pick: &dyn Fn(&SidecarEvidence) -> bool| {
+        let mut v: Vec<(Millis, String)> = ledger
+            .instances()
+            .filter(|i| i.state == State::Ready)
+            .filter_map(|i| {
+                let ev = i.sidecar.as_ref()?;
+                pick(ev).then(|| (ev.idle_since.unwrap_or(ev.reported_at), key_of(&i.host)))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let gone = ready_with(ledger, &|ev| {
+        (ev.fresh(now, timing) && ev.busy == BusyStatus::Expired) || ev.broken(now, timing)
+    });
+    for (_, host) in gone {
+        let reason = match ledger.get(&host).and_then(|i| i.sidecar.as_ref()) {
+            Some(ev) if ev.busy == BusyStatus::Expired => Reason::Expired,
+            _ => Reason::Unhealthy,
+        };
+        let d = decide_removal(
+            ledger,
+            settings,
+            obs,
+            lifecycle_up,
+            timing,
+            now,
+            &host,
+            reason,
+        );
+        if let crate::RemovalDecision::Accept {
+            available,
+            pending_removal,
+            ..
+        } = d
+        {
+            ledger.approve_as(&host, reason, now, DrainMode::Sidecar);
+            out.push(Shutdown {
+                host,
+                reason,
+                idle_ms: None,
+                available,
+                pending_removal,
+            });
+        }
+    }
+    let idle = ready_with(ledger, &|ev| ev.spare(now, timing));
+    for (since, host) in idle {
+        let d = decide_removal(
+            ledger,
+            settings,
+            obs,
+            lifecycle_up,
+            timing,
+            now,
+            &host,
+            Reason::Idle,
+        );
+        let crate::RemovalDecision::Accept {
+            available,
+            pending_removal,
+            ..
+        } = d
+        else {
+            break;
+        };
+        ledger.approve_as(&host, Reason::Idle, now, DrainMode::Sidecar);
+        out.push(Shutdown {
+            host,
+            reason: Reason::Idle,
+            idle_ms: Some(now.saturating_sub(since)),
+            available,
+            pending_removal,
+        });
+    }
+    out
+}
+
+/// The sidecar part of one leader tick (after [`crate::tick`], in the same store write):
+/// silence timeouts, then [`select_shutdowns`].
+pub fn sidecar_tick(
+    ledger: &mut Ledger,
+    settings: &Settings,
+    obs: Option<&Observation>,
+    lifecycle_up: bool,
+    timing: &Timing,
+    now: Millis,
+) -> SidecarTick {
+    let events = ledger.sidecar_expire(timing, now);
+    let shutdowns = select_shutdowns(ledger, settings, obs, lifecycle_up, timing, now);
+    SidecarTick { events, shutdowns }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obs(total: u32, available: u32, at: Millis) -> Observation {
+        Observation {
+            total,
+            available,
+            taken_at: at,
+        }
+    }
+
+    fn report(busy: BusyStatus, health: HealthStatus) -> Option<SidecarReport> {
+        Some(SidecarReport {
+            busy,
+            health,
+            shutting_down: false,
+        })
+    }
+
+    const IDLE: BusyStatus = BusyStatus::Idle;
+    const OK: HealthStatus = HealthStatus::Healthy;
+
+    #[test]
+    fn surplus_idle_healthy_hosts_go_longest_idle_first() {
+        let t = Timing::default();
+        let s = Settings {
+            min_available: 2,
+            ..Settings::default()
+        };
+        let mut l = Ledger::new();
+        l.absorb(&obs(6, 5, 0), &t);
+        // a idle since 100, b since 300, c since 200, d unhealthy, e busy, f idle.
+        l.sidecar_heard("a", report(IDLE, OK), 100, &t);
+        l.sidecar_heard("c", report(IDLE, OK), 200, &t);
+        l.sidecar_heard("b", report(IDLE, OK), 300, &t);
+        l.sidecar_heard("d", report(IDLE, HealthStatus::Unhealthy), 100, &t);
+        l.sidecar_heard("e", report(BusyStatus::Busy, OK), 100, &t);
+        l.sidecar_heard("f", report(IDLE, OK), 400, &t);
+        let o = obs(6, 5, 1_000);
+        // available 5, min 2: three may go; of the four healthy idle ones, f is the newest.
+        let sd = select_shutdowns(&mut l, &s, Some(&o), true, &t, 1_000);
+        let hosts: Vec<&str> = sd.iter().map(|x| x.host.as_str()).collect();
+        assert_eq!(hosts, ["a", "c", "b"]);
+        assert!(l.sidecar_told("a") && !l.sidecar_told("f") && !l.sidecar_told("e"));
+        assert_eq!(l.get("a").and_then(|i| i.drain), Some(DrainMode::Sidecar));
+        assert_eq!(l.get("a").map(|i| i.state), Some(State::Draining));
+        // A second pass spends nothing more (the budget is taken).
+        assert!(select_shutdowns(&mut l, &s, Some(&o), true, &t, 1_100).is_empty());
+        // Idle time keeps counting while reports repeat IDLE.
+        l.sidecar_heard("f", report(IDLE, OK), 900_000, &t);
+        assert_eq!(
+            l.get("f").and_then(|i| i.sidecar.as_ref()?.idle_since),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn no_fresh_stats_no_lifecycle_or_stale_reports_shut_nothing() {
+        let t = Timing::default();
+        let s = Settings {
+            min_available: 1,
+            ..Settings::default()
+        };
+        let mut l = Ledger::new();
+        l.sidecar_heard("a", report(IDLE, OK), 0, &t);
+        l.sidecar_heard("b", report(IDLE, OK), 0, &t);
+        let o = obs(5, 5, 1_000);
+        assert!(select_shutdowns(&mut l, &s, None, true, &t, 1_000).is_empty());
+        assert!(select_shutdowns(&mut l, &s, Some(&o), false, &t, 1_000).is_empty());
+        let late = t.sidecar_ttl_ms + 1;
+        let o_late = obs(5, 5, late);
+        assert!(select_shutdowns(&mut l, &s, Some(&o_late), true, &t, late).is_empty());
+    }
+
+    #[test]
+    fn expired_hosts_are_told_at_once_and_busy_ones_never() {
+        let t = Timing::default();
+        let s = Settings {
+            min_available: 5,
+            ..Settings::default()
+        };
+        let mut l = Ledger::new();
+        l.sidecar_heard("x", report(BusyStatus::Expired, OK), 0, &t);
+        l.sidecar_heard("y", report(BusyStatus::Busy, OK), 0, &t);
+        // At the floor (available 0 < min): the expired one still goes.
+        let sd = select_shutdowns(&mut l, &s, Some(&obs(2, 0, 10)), true, &t, 10);
+        assert_eq!(sd.len(), 1);
+        assert_eq!((sd[0].host.as_str(), sd[0].reason), ("x", Reason::Expired));
+        assert!(!l.sidecar_told("y"));
+    }
+
+    #[test]
+    fn a_lasting_unhealthy_report_is_told_unless_busy() {
+        let t = Timing::default();
+        let s = Settings::default();
+        let bad = HealthStatus::Unhealthy;
+        let mut l = Ledger::new();
+        l.sidecar_heard("u", report(IDLE, bad), 0, &t);
+        l.sidecar_heard("b", report(BusyStatus::Busy, bad), 0, &t);
+        l.sidecar_heard("f", report(IDLE, bad), 0, &t);
+        l.sidecar_heard("f", report(IDLE, OK), 30_000, &t);
+        l.sidecar_heard("f", report(IDLE, bad), 40_000, &t);
+        let o = obs(3, 0, 10);
+        // A short streak is not enough.
+        assert!(select_shutdowns(&mut l, &s, Some(&o), true, &t, 59_999).is_empty());
+        let sd = select_shutdowns(&mut l, &s, Some(&o), true, &t, 60_000);
+        let got: Vec<(&str, Reason)> = sd.iter().map(|x| (x.host.as_str(), x.reason)).collect();
+        // u: unhealthy for 60 s; b: busy (never); f: its streak restarted at 40 s.
+        assert_eq!(got, [("u", Reason::Unhealthy)]);
+        assert!(!l.sidecar_told("b") && !l.sidecar_told("f"));
+    }
+
+    #[test]
+    fn shutdown_report_or_silence_owes_the_delete() {
+        let t = Timing::default();
+        let s = Settings {
+            min_available: 1,
+            ..Settings::default()
+        };
+        let mut l = Ledger::new();
+        l.sidecar_heard("a", report(IDLE, OK), 0, &t);
+        l.sidecar_heard("b", report(IDLE, OK), 10, &t);
+        l.sidecar_heard("c", report(IDLE, OK), 20, &t);
+        let o = obs(3, 3, 100);
+        let sd = sidecar_tick(&mut l, &s, Some(&o), true, &t, 100).shutdowns;
+        assert_eq!(sd.len(), 2);
+        assert!(l.deletes_owed().is_empty(), "draining until it confirms");
+        // a confirms through /sidecar/shutdown.
+        assert_eq!(l.sidecar_shutdown("a", 5_000), Some("a".to_string()));
+        assert_eq!(l.deletes_owed(), vec!["a".to_string()]);
+        // b keeps polling while its scripts run, then falls silent.
+        l.sidecar_heard("b", None, 100_000, &t);
+        l.sidecar_heard("c", report(IDLE, OK), 300_000, &t);
+        let tick = sidecar_tick(
+            &mut l,
+            &s,
+            Some(&obs(3, 3, 60_000)),
+            true,
+            &t,
+            100_000 + t.sidecar_ttl_ms - 1,
+        );
+        assert!(tick.events.is_empty(), "{tick:?}");
+        let tick = sidecar_tick(
+            &mut l,
+            &s,
+            Some(&obs(2, 2, 61_000)),
+            true,
+            &t,
+            100_000 + t.sidecar_ttl_ms,
+        );
+        assert!(
+            matches!(&tick.events[..], [SidecarEvent::SilentAfterShutdown { host, .. }] if host == "b")
+        );
+        assert_eq!(l.deletes_owed().len(), 2);
+        // An unknown instance's poll or shutdown changes nothing.
+        assert_eq!(l.sidecar_heard("zz", None, 1, &t), None);
+        assert_eq!(l.sidecar_shutdown("zz", 1), None);
+        assert!(!l.sidecar_told("zz"));
+    }
+
+    #[test]
+    fn a_shutdown_we_did_not_order_is_recorded_as_expired() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.sidecar_heard("a", report(BusyStatus::Busy, OK), 0, &t);
+        l.sidecar_shutdown("a", 10);
+        let i = l.get("a").cloned().unwrap_or_else(|| panic!("entry"));
+        assert_eq!(
+            (i.state, i.reason),
+            (State::Deleting, Some(Reason::Expired))
+        );
+    }
+
+    #[test]
+    fn silent_adopted_hosts_are_forgotten_without_a_delete() {
+        let t = Timing::default();
+        let s = Settings::default();
+        let mut l = Ledger::new();
+        l.absorb(&obs(1, 1, 0), &t);
+        l.sidecar_heard("jibri-1", report(BusyStatus::Busy, OK), 0, &t);
+        assert_eq!(
+            l.offset(),
+            0,
+            "adoption moves it out of the unmanaged count"
+        );
+        let tick = sidecar_tick(&mut l, &s, None, true, &t, t.sidecar_ttl_ms);
+        assert!(matches!(&tick.events[..], [SidecarEvent::Forgotten { .. }]));
+        assert!(l.deletes_owed().is_empty());
+        assert_eq!(l.offset(), 1);
+    }
+
+    #[test]
+    fn unchanged_reports_rewrite_the_evidence_rarely() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.sidecar_heard("a", report(IDLE, OK), 0, &t);
+        let before = l.clone();
+        l.sidecar_heard("a", report(IDLE, OK), 59_000, &t);
+        assert_eq!(
+            l, before,
+            "a repeat within TTL/5 changes nothing (no store write)"
+        );
+        l.sidecar_heard("a", report(IDLE, OK), 60_000, &t);
+        assert_eq!(
+            l.get("a")
+                .and_then(|i| i.sidecar.as_ref().map(|e| e.reported_at)),
+            Some(60_000)
+        );
+        let before = l.clone();
+        l.sidecar_heard("a", report(BusyStatus::Busy, OK), 61_000, &t);
+        assert_ne!(l, before, "a change is written at once");
+    }
+
+    proptest! {
+        /// Whatever the reports, the stats and the settings: a host reported BUSY is never told
+        /// to shut down, and idle shutdowns never take Jicofo's available (minus pending
+        /// removals) below `min`.
+        #[test]
+        fn never_a_busy_one_never_below_the_floor(
+            min in 1u32..=10,
+            hosts in proptest::collection::vec((0u8..4, 0u8..3, 0u64..600_000), 1..40),
+            extra_available in 0u32..10,
+            rounds in 1usize..4,
+        ) {
+            let t = Timing::default();
+            let s = Settings { min_available: min, ..Settings::default() };
+            let mut l = Ledger::new();
+            let now = 600_000;
+            let mut idle = 0u32;
+            for (n, (busy, health, at)) in hosts.iter().enumerate() {
+                let busy = [BusyStatus::Idle, BusyStatus::Busy, BusyStatus::Expired, BusyStatus::Unknown][*busy as usize];
+                let health = [HealthStatus::Healthy, HealthStatus::Unhealthy, HealthStatus::Unknown][*health as usize];
+                if busy == BusyStatus::Idle && health == HealthStatus::Healthy { idle += 1; }
+                l.sidecar_heard(&format!("h{n}"), report(busy, health), *at, &t);
+            }
+            let available = idle + extra_available;
+            let o = obs(hosts.len() as u32 + extra_available, available, now);
+            let mut idle_told = 0i64;
+            for _ in 0..rounds {
+                for sd in select_shutdowns(&mut l, &s, Some(&o), true, &t, now) {
+                    let ev = l.get(&sd.host).and_then(|i| i.sidecar.clone());
+                    prop_assert!(ev.as_ref().is_some_and(|e| e.busy != BusyStatus::Busy));
+                    if sd.reason == Reason::Idle {
+                        prop_assert!(ev.is_some_and(|e| e.spare(now, &t)));
+                        idle_told += 1;
+                    }
+                }
+            }
+            let pending_expired = l.instances().filter(|i| i.reason == Some(Reason::Expired)).count() as i64;
+            prop_assert!(i64::from(available) - idle_told - pending_expired >= i64::from(min) || idle_told == 0);
+            // Exactly the surplus (or every spare when fewer) goes.
+            let spares = l.instances().filter(|i| i.state == State::Ready && i.sidecar.as_ref().is_some_and(|e| e.spare(now, &t))).count() as i64 + idle_told;
+            let budget = (i64::from(available) - pending_expired - i64::from(min)).max(0);
+            prop_assert_eq!(idle_told, budget.min(spares));
+        }
+    }
+}
