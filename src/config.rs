@@ -47,6 +47,8 @@ pub struct Config {
     pub audit: crate::ops::AuditConfig,
     /// HTTP server limits (issue 15).
     pub server: crate::http_server::ServerConfig,
+    /// Warm pool of stopped hosts (issue 13).
+    pub warm_pool: crate::warm_pool::WarmPoolConfig,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             metrics: crate::ops::MetricsConfig::default(),
             audit: crate::ops::AuditConfig::default(),
             server: crate::http_server::ServerConfig::default(),
+            warm_pool: crate::warm_pool::WarmPoolConfig::default(),
         }
     }
 }
@@ -388,7 +391,7 @@ impl Config {
 
     /// Every problem that would stop `serve`, each naming its key.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
+        let mut p = self.warm_pool.problems(); // warm pool (issue 13)
         if self.listen.parse::<SocketAddr>().is_err() {
             p.push(format!(
                 "listen: {:?} is not an address like 127.0.0.1:9000",

@@ -61,6 +61,8 @@ labels! {
         Breaker = "breaker",
         /// The leader lease.
         Leader = "leader",
+        /// The warm pool: power calls, refills, trims (issue 13).
+        Pool = "pool",
         /// A jitsi-autoscaler sidecar host (issue 14).
         Sidecar = "sidecar",
         /// An agent announced its host at start (issue 15).
@@ -121,6 +123,14 @@ labels! {
         Recorded = "recorded",
         /// An entry that can never be deleted, reported once and no longer retried.
         Parked = "parked",
+        /// Warm pool: hosts started (powered on), or a power-on confirmed.
+        Started = "started",
+        /// Warm pool: a power-off confirmed, or a stopped host learned: in the pool.
+        Stopped = "stopped",
+        /// Warm pool: a failed start is being powered off and checked.
+        Stopping = "stopping",
+        /// Warm pool: hosts created to refill it.
+        Refill = "refill",
         /// `POST /scaler/instance` not needed: answered as accepted, nothing launched.
         NotNeeded = "not_needed",
         /// A sidecar host told to shut down.
@@ -343,6 +353,8 @@ pub enum Decision {
         /// The last error, when it opened.
         last_error: Option<String>,
     },
+    /// A warm-pool decision (issue 13).
+    Pool(crate::warm_pool::PoolDecision),
     /// This replica took the leader lease (`Some(value)`) or lost it (`None`).
     Leader {
         /// The lease value when acquired.
@@ -383,6 +395,7 @@ impl Decision {
             Decision::Vanished { .. } => Kind::Reconcile,
             Decision::Breaker { .. } => Kind::Breaker,
             Decision::Leader { .. } => Kind::Leader,
+            Decision::Pool(p) => p.kind(),
         }
     }
 
@@ -424,6 +437,7 @@ impl Decision {
             },
             Decision::Leader { lease: Some(_) } => Outcome::Acquired,
             Decision::Leader { lease: None } => Outcome::Lost,
+            Decision::Pool(p) => p.outcome(),
         }
     }
 
@@ -460,6 +474,7 @@ impl Decision {
             | Decision::Setting { .. }
             | Decision::Breaker { .. }
             | Decision::Leader { .. } => None,
+            Decision::Pool(p) => p.host(),
         }
     }
 
@@ -628,6 +643,7 @@ impl Decision {
             },
             Decision::Leader { lease: Some(v) } => format!("lease {v}"),
             Decision::Leader { lease: None } => "lease taken or store unreachable".into(),
+            Decision::Pool(p) => p.why(),
         }
     }
 }

@@ -93,6 +93,8 @@ struct StatusDoc<'a> {
     ledger: LedgerDoc<'a>,
     last_launch_decision: Option<LaunchDecision>,
     lifecycle: serde_json::Value,
+    /// warm pool (issue 13)
+    warm_pool: serde_json::Value,
     recent_decisions: &'a [Record],
 }
 
@@ -313,7 +315,9 @@ impl Service {
                 if let Some(d) = policy::decide_removal_without_store(health, reason) {
                     return (d, min(snap));
                 }
-                let d = policy::remove_request_as(
+                // warm pool (issue 13): an approved removal may go into the pool.
+                let d = crate::warm_pool::remove_request(
+                    &self.cfg.warm_pool,
                     &mut snap.ledger,
                     &snap.settings,
                     merged.observation.as_ref(),
@@ -563,6 +567,7 @@ impl Service {
                     ledger: ledger_doc(&snap.ledger, now),
                     last_launch_decision: core.last_launch,
                     lifecycle,
+                    warm_pool: crate::warm_pool::status(&self.cfg.warm_pool, &snap.ledger),
                     recent_decisions: &decisions,
                 };
                 // Serialising plain structs and strings cannot fail.

@@ -60,6 +60,9 @@ pub struct Ours {
     next_id: u64,
     /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
     queued: Vec<(String, Reason)>,
+    /// The warm pool (size 0: none), and whether reconciliation has run.
+    pool: policy::WarmPool,
+    reconciled: bool,
 }
 
 impl Ours {
@@ -74,6 +77,74 @@ impl Ours {
             reading: None,
             next_id: 0,
             queued: Vec::new(),
+            pool: policy::WarmPool::default(),
+            reconciled: false,
+        }
+    }
+
+    /// The same, with a warm pool (as `serve` with `[warm_pool]`).
+    pub fn with_pool(mut self, pool: policy::WarmPool) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The warm pool's tick, as `serve` runs it (src/warm_pool.rs): reconcile once (learn the
+    /// stopped hosts), tick, record starts/creates/refills, then the owed calls.
+    fn tick_pool(&mut self, w: &mut World) {
+        let now = w.now();
+        if !self.reconciled {
+            self.reconciled = true;
+            for h in w.stopped_hosts() {
+                self.ledger.learn_stopped(&h, now);
+            }
+        }
+        let t = policy::tick_with_pool(
+            &mut self.ledger,
+            &self.settings,
+            &self.pool,
+            self.obs.as_ref(),
+            &self.timing,
+            now,
+        );
+        for n in 0..t.create + t.refill {
+            let host = format!("vsg-{:06}", self.next_id);
+            self.next_id += 1;
+            if n < t.create {
+                self.ledger.record_launch(&host, Origin::Scaler, now);
+            } else {
+                self.ledger.record_refill(&host, now);
+            }
+        }
+        for host in self.ledger.starts_owed() {
+            match w.power_on(&host) {
+                Ok(()) => self.ledger.start_confirmed(&host, now),
+                Err(e) => self.ledger.start_error(&host, now, &e.to_string(), false),
+            }
+        }
+        for host in self.ledger.stops_owed() {
+            match w.power_off(&host) {
+                Ok(()) => self.ledger.stop_done(&host, now),
+                Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),
+            }
+        }
+        self.calls(w, now);
+    }
+
+    /// Creates and deletes owed (shared by both ticks).
+    fn calls(&mut self, w: &mut World, now: u64) {
+        // New launches and earlier ones whose create failed (a transient error keeps them
+        // `requested` until the boot timeout).
+        for host in self.ledger.creates_owed() {
+            match w.create(&host) {
+                Ok(()) => self.ledger.launch_confirmed(&host, now),
+                Err(e) => self.ledger.launch_error(&host, now, &e.to_string(), false),
+            }
+        }
+        for host in self.ledger.deletes_owed() {
+            match w.delete(&host) {
+                Ok(()) => self.ledger.delete_done(&host, now),
+                Err(e) => self.ledger.delete_error(&host, &e.to_string()),
+            }
         }
     }
 }
@@ -103,6 +174,9 @@ impl Controller for Ours {
         for (host, reason) in std::mem::take(&mut self.queued) {
             self.ledger.approve(&host, reason, now, &self.timing);
         }
+        if self.pool.enabled() {
+            return self.tick_pool(w);
+        }
         let t = policy::tick(
             &mut self.ledger,
             &self.settings,
@@ -115,20 +189,11 @@ impl Controller for Ours {
             self.next_id += 1;
             self.ledger.record_launch(&host, Origin::Scaler, now);
         }
-        // New launches and earlier ones whose create failed (a transient error keeps them
-        // `requested` until the boot timeout).
-        for host in self.ledger.creates_owed() {
-            match w.create(&host) {
-                Ok(()) => self.ledger.launch_confirmed(&host, now),
-                Err(e) => self.ledger.launch_error(&host, now, &e.to_string(), false),
-            }
-        }
-        for host in self.ledger.deletes_owed() {
-            match w.delete(&host) {
-                Ok(()) => self.ledger.delete_done(&host, now),
-                Err(e) => self.ledger.delete_error(&host, &e.to_string()),
-            }
-        }
+        self.calls(w, now);
+    }
+
+    fn uses_pool(&self) -> bool {
+        self.pool.enabled()
     }
 
     /// The same ledger call as `serve`'s `POST {prefix}/hello`.
@@ -144,6 +209,24 @@ impl Controller for Ours {
             if d.accepted() {
                 self.queued.push((host.to_string(), reason));
             }
+            return Answer {
+                accept: d.accepted(),
+                reading: self.reading,
+            };
+        }
+        if self.pool.enabled() {
+            let (d, _) = policy::remove_request_with_pool(
+                &mut self.ledger,
+                &self.settings,
+                &self.pool,
+                self.obs.as_ref(),
+                w.lifecycle_up(),
+                &self.timing,
+                now,
+                host,
+                reason,
+                policy::DrainMode::default_for(&self.timing),
+            );
             return Answer {
                 accept: d.accepted(),
                 reading: self.reading,

@@ -149,6 +149,8 @@ mod tests {
             min_by_hour: [2; 24],
             max: 80,
             sample_ms: 60_000,
+            pool: 0,
+            resume_ms: 0,
         }
     }
 

@@ -146,7 +146,8 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
     }
     let (total, available) = match follow {
         Some(f) => {
-            let t = total + f.host_count() as u32;
+            // Hosts that run and have finished booting (provisioning or power-on).
+            let t = total + f.running_count() as u32;
             (t, t.saturating_sub(busy))
         }
         None => (total, available),

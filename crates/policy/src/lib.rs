@@ -9,6 +9,7 @@
 mod decide;
 mod ledger;
 mod mixed;
+mod pool;
 mod settings;
 mod sidecar;
 
@@ -18,6 +19,10 @@ pub use decide::{
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
+pub use pool::{
+    LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
+    remove_request_with_pool, tick_with_pool,
+};
 pub use settings::{Setting, Settings, SettingsError, Timing};
 pub use sidecar::{
     BusyStatus, HealthStatus, Shutdown, SidecarEvent, SidecarEvidence, SidecarReport, SidecarTick,
