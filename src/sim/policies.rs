@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use policy::{Ledger, Observation, Origin, Reason, Settings, Timing};
+use policy::{Ledger, Millis, Observation, Origin, Reason, Settings, Timing};
 
 use super::world::{Answer, Controller, Reading, World};
 
@@ -51,12 +51,12 @@ impl PolicyKind {
 
 /// Our policy: the very functions `serve` calls, in the order it calls them.
 pub struct Ours {
-    ledger: Ledger,
-    settings: Settings,
-    timing: Timing,
+    pub(super) ledger: Ledger,
+    pub(super) settings: Settings,
+    pub(super) timing: Timing,
     tick_ms: u64,
-    obs: Option<Observation>,
-    reading: Option<Reading>,
+    pub(super) obs: Option<Observation>,
+    pub(super) reading: Option<Reading>,
     next_id: u64,
     /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
     queued: Vec<(String, Reason)>,
@@ -78,16 +78,13 @@ impl Ours {
     }
 }
 
-impl Controller for Ours {
-    fn period_ms(&self) -> u64 {
-        self.tick_ms
-    }
-
-    /// observe -> `policy::tick` -> record launches -> creates owed -> deletes owed.
-    fn tick(&mut self, w: &mut World) {
-        let now = w.now();
+impl Ours {
+    /// The start of `serve`'s tick at `now`: takes the reading (a failed read keeps the previous
+    /// one, which then ages until it is stale) and, with the store up, stores the approvals
+    /// queued while it was down. Whether the store is up: as in `serve`, without it nothing is
+    /// recorded, so nothing is launched or deleted.
+    pub(super) fn observe(&mut self, w: &mut World, now: Millis) -> bool {
         self.settings.min_available = w.min_setting();
-        // A failed read keeps the previous reading, which then ages until it is stale.
         if let Some(r) = w.reading() {
             self.obs = Some(Observation {
                 total: r.total,
@@ -96,13 +93,17 @@ impl Controller for Ours {
             });
             self.reading = Some(r);
         }
-        // As `serve`: without the store nothing is recorded, so nothing is launched or deleted.
         if w.store_health() != policy::StoreHealth::Ok {
-            return;
+            return false;
         }
         for (host, reason) in std::mem::take(&mut self.queued) {
             self.ledger.approve(&host, reason, now, &self.timing);
         }
+        true
+    }
+
+    /// `policy::tick`, then the record of each launch it decided.
+    pub(super) fn launch(&mut self, now: Millis) {
         let t = policy::tick(
             &mut self.ledger,
             &self.settings,
@@ -115,8 +116,11 @@ impl Controller for Ours {
             self.next_id += 1;
             self.ledger.record_launch(&host, Origin::Scaler, now);
         }
-        // New launches and earlier ones whose create failed (a transient error keeps them
-        // `requested` until the boot timeout).
+    }
+
+    /// The lifecycle calls owed: creates (new launches and earlier ones whose create failed: a
+    /// transient error keeps them `requested` until the boot timeout), then deletes.
+    pub(super) fn carry_out(&mut self, w: &mut World, now: Millis) {
         for host in self.ledger.creates_owed() {
             match w.create(&host) {
                 Ok(()) => self.ledger.launch_confirmed(&host, now),
@@ -128,6 +132,21 @@ impl Controller for Ours {
                 Ok(()) => self.ledger.delete_done(&host, now),
                 Err(e) => self.ledger.delete_error(&host, &e.to_string()),
             }
+        }
+    }
+}
+
+impl Controller for Ours {
+    fn period_ms(&self) -> u64 {
+        self.tick_ms
+    }
+
+    /// observe -> `policy::tick` -> record launches -> creates owed -> deletes owed.
+    fn tick(&mut self, w: &mut World) {
+        let now = w.now();
+        if self.observe(w, now) {
+            self.launch(now);
+            self.carry_out(w, now);
         }
     }
 
@@ -145,7 +164,7 @@ impl Controller for Ours {
             };
         }
         // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
-        let d = policy::remove_request(
+        let d = policy::remove_request_as(
             &mut self.ledger,
             &self.settings,
             self.obs.as_ref(),
@@ -154,6 +173,7 @@ impl Controller for Ours {
             now,
             host,
             reason,
+            policy::DrainMode::default_for(&self.timing),
         );
         Answer {
             accept: d.accepted(),
