@@ -70,11 +70,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     .await;
     // The legacy clients' token: no kid, sub scaler, 60 s.
     s.bearer = Some(token(&key, "scaler"));
-    let status = s
-        .eventually("a fresh Jicofo reading", WAIT, |st| {
-            st["jicofo"]["merged"].is_object()
-        })
-        .await;
+    let status = s.fresh().await;
     let tick = Duration::from_secs(15);
     assert_eq!(
         status["settings"]["min"], 2,
@@ -90,13 +86,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
         .await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     let asked = Instant::now();
-    let (code, body) = s
-        .send(
-            reqwest::Method::DELETE,
-            "/scaler/instance",
-            r#"{"host": "gw-legacy", "reason": "idle"}"#,
-        )
-        .await;
+    let (code, body) = s.legacy_delete("gw-legacy", "idle").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     s.eventually("the legacy host's delete", tick, |_| {
         foreman.deletes() == ["gw-legacy"]
@@ -117,13 +107,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(foreman.deletes(), ["gw-legacy"]);
     // A repeat of the legacy request (the script repeats every 60 s) is idempotent.
-    let (code, body) = s
-        .send(
-            reqwest::Method::DELETE,
-            "/scaler/instance",
-            r#"{"host": "gw-legacy", "reason": "idle"}"#,
-        )
-        .await;
+    let (code, body) = s.legacy_delete("gw-legacy", "idle").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     // Its drained, and only then, deletes it.
     let (code, _) = s.post("/scaler/drained", r#"{"host": "gw-agent"}"#).await;
@@ -175,10 +159,7 @@ async fn legacy_scale_up_beside_the_loop_launches_exactly_the_deficit() {
         fast_config(&jicofo.url, &[&foreman.url])
     ))
     .await;
-    s.eventually("a fresh Jicofo reading", WAIT, |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
+    s.fresh().await;
     for _ in 0..3 {
         let codes = script_round(&s, &jicofo, 2).await;
         assert!(codes.iter().all(|c| *c == 204), "{codes:?}");
@@ -243,10 +224,7 @@ async fn approvals_queued_while_the_store_is_down_keep_their_drain_mode() {
         support::redis_store(&redis, "r0")
     ))
     .await;
-    s.eventually("a fresh Jicofo reading", WAIT, |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
+    s.fresh().await;
     redis.stop();
     s.eventually("store down", WAIT, |st| st["store"]["reachable"] == false)
         .await;
@@ -257,13 +235,7 @@ async fn approvals_queued_while_the_store_is_down_keep_their_drain_mode() {
         )
         .await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
-    let (code, body) = s
-        .send(
-            reqwest::Method::DELETE,
-            "/scaler/instance",
-            r#"{"host": "gw-legacy", "reason": "expired"}"#,
-        )
-        .await;
+    let (code, body) = s.legacy_delete("gw-legacy", "expired").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     redis.restart();
     s.eventually("the legacy host deleted", WAIT, |_| {
