@@ -41,6 +41,12 @@ fn add_host(foreman: &FakeForeman, name: &str, ip: &str) {
     foreman.insert(name, ip);
 }
 
+/// `POST /scaler/remove` for `host` with `reason`, saying how it drains: (status, body).
+async fn remove_drain(s: &Scaler, host: &str, reason: &str, drain: &str) -> (u16, String) {
+    let body = serde_json::json!({"host": host, "reason": reason, "drain": drain});
+    s.post("/scaler/remove", &body.to_string()).await
+}
+
 fn host_row<'a>(status: &'a Value, host: &str) -> Option<&'a Value> {
     status["ledger"]["hosts"]
         .as_object()?
@@ -78,12 +84,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     );
 
     // The agent first, so the legacy delete cannot be carried by a tick the agent started.
-    let (code, body) = s
-        .post(
-            "/scaler/remove",
-            r#"{"host": "gw-agent", "reason": "idle", "drain": "confirm"}"#,
-        )
-        .await;
+    let (code, body) = remove_drain(&s, "gw-agent", "idle", "confirm").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     let asked = Instant::now();
     let (code, body) = s.legacy_delete("gw-legacy", "idle").await;
@@ -117,12 +118,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     })
     .await;
     // A drain mode other than confirm/immediate is a 400 that changes nothing.
-    let (code, body) = s
-        .post(
-            "/scaler/remove",
-            r#"{"host": "gw-x", "reason": "idle", "drain": "later"}"#,
-        )
-        .await;
+    let (code, body) = remove_drain(&s, "gw-x", "idle", "later").await;
     assert_eq!(code, 400, "{body}");
     assert!(host_row(&s.status().await, "gw-x").is_none());
     s.stop();
@@ -228,12 +224,7 @@ async fn approvals_queued_while_the_store_is_down_keep_their_drain_mode() {
     redis.stop();
     s.eventually("store down", WAIT, |st| st["store"]["reachable"] == false)
         .await;
-    let (code, body) = s
-        .post(
-            "/scaler/remove",
-            r#"{"host": "gw-agent", "reason": "expired", "drain": "confirm"}"#,
-        )
-        .await;
+    let (code, body) = remove_drain(&s, "gw-agent", "expired", "confirm").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     let (code, body) = s.legacy_delete("gw-legacy", "expired").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post};
+use axum::routing::post;
 use serde_json::json;
 
 use super::{ApiError, AppState, Call, json_body};
@@ -25,21 +25,21 @@ pub const ANSWER_WITHIN: Duration = Duration::from_millis(2300);
 /// Longest time the answer after [`ANSWER_WITHIN`] may take to read the last known ledger.
 const LAST_WORD: Duration = Duration::from_millis(400);
 
-/// The four routes under `prefix`.
+/// The four routes under `prefix`, each one `POST` handler of its [`Route`].
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
-    Router::new()
-        .route(&format!("{prefix}/sidecar/poll"), answer(Route::Poll))
-        .route(&format!("{prefix}/sidecar/status"), answer(Route::Status))
-        .route(&format!("{prefix}/sidecar/stats"), answer(Route::Stats))
-        .route(
-            &format!("{prefix}/sidecar/shutdown"),
-            answer(Route::Shutdown),
+    [
+        ("poll", Route::Poll),
+        ("status", Route::Status),
+        ("stats", Route::Stats),
+        ("shutdown", Route::Shutdown),
+    ]
+    .into_iter()
+    .fold(Router::new(), |router, (name, route)| {
+        router.route(
+            &format!("{prefix}/sidecar/{name}"),
+            post(move |call: Call, body: Result<Bytes, BytesRejection>| handle(call, route, body)),
         )
-}
-
-/// The `POST` handler of `route`.
-fn answer(route: Route) -> MethodRouter<AppState> {
-    post(move |call: Call, body: Result<Bytes, BytesRejection>| handle(call, route, body))
+    })
 }
 
 /// Which route, for the shared flow.
