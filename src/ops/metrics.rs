@@ -376,22 +376,23 @@ fn scrape_registry(v: &View) -> Registry {
         "Always 1; the version is a label",
         info,
     );
-    let start = FloatGauge::default();
-    start.set(v.start_time_s);
-    r.register_with_unit(
-        "jitsi_scaler_start_time",
-        "When the process started, seconds since the Unix epoch",
-        Unit::Seconds,
-        start,
-    );
-    let last_tick = FloatGauge::default();
-    last_tick.set(v.last_tick_s);
-    r.register_with_unit(
-        "jitsi_scaler_last_tick_timestamp",
-        "When the control loop last finished a tick, seconds since the Unix epoch (0: never)",
-        Unit::Seconds,
-        last_tick,
-    );
+    // Timestamps, in seconds since the Unix epoch.
+    for (name, help, value) in [
+        (
+            "jitsi_scaler_start_time",
+            "When the process started, seconds since the Unix epoch",
+            v.start_time_s,
+        ),
+        (
+            "jitsi_scaler_last_tick_timestamp",
+            "When the control loop last finished a tick, seconds since the Unix epoch (0: never)",
+            v.last_tick_s,
+        ),
+    ] {
+        let gauge = FloatGauge::default();
+        gauge.set(value);
+        r.register_with_unit(name, help, Unit::Seconds, gauge);
+    }
     let write_failures = Counter::<u64>::default();
     write_failures.inc_by(v.store_write_failures);
     r.register(
