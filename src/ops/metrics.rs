@@ -238,24 +238,25 @@ impl Metrics {
             Unit::Seconds,
             tick_seconds.clone(),
         );
-        let audit_lines = Counter::default();
-        registry.register(
-            "jitsi_scaler_audit_lines",
-            "Lines written to the audit file",
-            audit_lines.clone(),
-        );
-        let audit_dropped = Counter::default();
-        registry.register(
-            "jitsi_scaler_audit_dropped",
-            "Decisions not written to the audit file because its queue was full",
-            audit_dropped.clone(),
-        );
-        let audit_errors = Counter::default();
-        registry.register(
-            "jitsi_scaler_audit_errors",
-            "Audit file write or rotation errors",
-            audit_errors.clone(),
-        );
+        let [audit_lines, audit_dropped, audit_errors] = [
+            (
+                "jitsi_scaler_audit_lines",
+                "Lines written to the audit file",
+            ),
+            (
+                "jitsi_scaler_audit_dropped",
+                "Decisions not written to the audit file because its queue was full",
+            ),
+            (
+                "jitsi_scaler_audit_errors",
+                "Audit file write or rotation errors",
+            ),
+        ]
+        .map(|(name, help)| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        });
         let auth_failures = Family::<RefusalLabel, Counter>::default();
         // Every label present from the start, so a dashboard shows 0 rather than no data.
         for reason in REFUSALS {
