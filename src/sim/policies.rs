@@ -102,6 +102,22 @@ impl Ours {
         true
     }
 
+    /// What the policy's removal and sidecar functions read, as `serve` passes them: the ledger
+    /// (to change), the settings, the reading, whether the lifecycle manager is up, the timing.
+    pub(super) fn inputs(
+        &mut self,
+        w: &World,
+    ) -> (&mut Ledger, &Settings, Option<&Observation>, bool, &Timing) {
+        let up = w.lifecycle_up();
+        (
+            &mut self.ledger,
+            &self.settings,
+            self.obs.as_ref(),
+            up,
+            &self.timing,
+        )
+    }
+
     /// `policy::tick`, then the record of each launch it decided.
     pub(super) fn launch(&mut self, now: Millis) {
         let t = policy::tick(
@@ -164,17 +180,10 @@ impl Controller for Ours {
             };
         }
         // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
-        let d = policy::remove_request_as(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            w.lifecycle_up(),
-            &self.timing,
-            now,
-            host,
-            reason,
-            policy::DrainMode::default_for(&self.timing),
-        );
+        let (ledger, settings, obs, up, timing) = self.inputs(w);
+        let mode = policy::DrainMode::default_for(timing);
+        let d =
+            policy::remove_request_as(ledger, settings, obs, up, timing, now, host, reason, mode);
         Answer {
             accept: d.accepted(),
             reading: self.reading,

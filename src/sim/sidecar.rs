@@ -60,14 +60,8 @@ impl Controller for SidecarFleet {
             }
         }
         o.launch(now);
-        let sc = policy::sidecar_tick(
-            &mut o.ledger,
-            &o.settings,
-            o.obs.as_ref(),
-            w.lifecycle_up(),
-            &o.timing,
-            now,
-        );
+        let (ledger, settings, obs, up, timing) = o.inputs(w);
+        let sc = policy::sidecar_tick(ledger, settings, obs, up, timing, now);
         for s in sc.shutdowns {
             // The answer to its next poll; the gateway drains and exits.
             w.shut_down(&s.host, o.reading);
