@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use policy::{Ledger, Observation, Origin, Reason, Settings, Timing};
+use policy::{Ledger, Millis, Observation, Origin, Reason, Settings, Timing};
 
 use super::world::{Answer, Controller, Reading, World};
 
@@ -51,12 +51,12 @@ impl PolicyKind {
 
 /// Our policy: the very functions `serve` calls, in the order it calls them.
 pub struct Ours {
-    ledger: Ledger,
-    settings: Settings,
-    timing: Timing,
+    pub(super) ledger: Ledger,
+    pub(super) settings: Settings,
+    pub(super) timing: Timing,
     tick_ms: u64,
-    obs: Option<Observation>,
-    reading: Option<Reading>,
+    pub(super) obs: Option<Observation>,
+    pub(super) reading: Option<Reading>,
     next_id: u64,
     /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
     queued: Vec<(String, Reason)>,
@@ -127,13 +127,69 @@ impl Ours {
                 Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),
             }
         }
-        self.calls(w, now);
+        self.carry_out(w, now);
+    }
+}
+
+impl Ours {
+    /// The start of `serve`'s tick at `now`: takes the reading (a failed read keeps the previous
+    /// one, which then ages until it is stale) and, with the store up, stores the approvals
+    /// queued while it was down. Whether the store is up: as in `serve`, without it nothing is
+    /// recorded, so nothing is launched or deleted.
+    pub(super) fn observe(&mut self, w: &mut World, now: Millis) -> bool {
+        self.settings.min_available = w.min_setting();
+        if let Some(r) = w.reading() {
+            self.obs = Some(Observation {
+                total: r.total,
+                available: r.available,
+                taken_at: now,
+            });
+            self.reading = Some(r);
+        }
+        if w.store_health() != policy::StoreHealth::Ok {
+            return false;
+        }
+        for (host, reason) in std::mem::take(&mut self.queued) {
+            self.ledger.approve(&host, reason, now, &self.timing);
+        }
+        true
     }
 
-    /// Creates and deletes owed (shared by both ticks).
-    fn calls(&mut self, w: &mut World, now: u64) {
-        // New launches and earlier ones whose create failed (a transient error keeps them
-        // `requested` until the boot timeout).
+    /// What the policy's removal and sidecar functions read, as `serve` passes them: the ledger
+    /// (to change), the settings, the reading, whether the lifecycle manager is up, the timing.
+    pub(super) fn inputs(
+        &mut self,
+        w: &World,
+    ) -> (&mut Ledger, &Settings, Option<&Observation>, bool, &Timing) {
+        let up = w.lifecycle_up();
+        (
+            &mut self.ledger,
+            &self.settings,
+            self.obs.as_ref(),
+            up,
+            &self.timing,
+        )
+    }
+
+    /// `policy::tick`, then the record of each launch it decided.
+    pub(super) fn launch(&mut self, now: Millis) {
+        let t = policy::tick(
+            &mut self.ledger,
+            &self.settings,
+            self.obs.as_ref(),
+            &self.timing,
+            now,
+        );
+        for _ in 0..t.launch.launch {
+            let host = format!("vsg-{:06}", self.next_id);
+            self.next_id += 1;
+            self.ledger.record_launch(&host, Origin::Scaler, now);
+        }
+    }
+
+    /// The lifecycle calls owed: creates (new launches and earlier ones whose create failed: a
+    /// transient error keeps them `requested` until the boot timeout), then deletes.
+    pub(super) fn carry_out(&mut self, w: &mut World, now: Millis) {
         for host in self.ledger.creates_owed() {
             match w.create(&host) {
                 Ok(()) => self.ledger.launch_confirmed(&host, now),
@@ -157,39 +213,15 @@ impl Controller for Ours {
     /// observe -> `policy::tick` -> record launches -> creates owed -> deletes owed.
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
-        self.settings.min_available = w.min_setting();
-        // A failed read keeps the previous reading, which then ages until it is stale.
-        if let Some(r) = w.reading() {
-            self.obs = Some(Observation {
-                total: r.total,
-                available: r.available,
-                taken_at: now,
-            });
-            self.reading = Some(r);
-        }
-        // As `serve`: without the store nothing is recorded, so nothing is launched or deleted.
-        if w.store_health() != policy::StoreHealth::Ok {
+        if !self.observe(w, now) {
             return;
         }
-        for (host, reason) in std::mem::take(&mut self.queued) {
-            self.ledger.approve(&host, reason, now, &self.timing);
-        }
         if self.pool.enabled() {
-            return self.tick_pool(w);
+            self.tick_pool(w);
+        } else {
+            self.launch(now);
+            self.carry_out(w, now);
         }
-        let t = policy::tick(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            &self.timing,
-            now,
-        );
-        for _ in 0..t.launch.launch {
-            let host = format!("vsg-{:06}", self.next_id);
-            self.next_id += 1;
-            self.ledger.record_launch(&host, Origin::Scaler, now);
-        }
-        self.calls(w, now);
     }
 
     fn uses_pool(&self) -> bool {
@@ -233,16 +265,10 @@ impl Controller for Ours {
             };
         }
         // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
-        let d = policy::remove_request(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            w.lifecycle_up(),
-            &self.timing,
-            now,
-            host,
-            reason,
-        );
+        let (ledger, settings, obs, up, timing) = self.inputs(w);
+        let mode = policy::DrainMode::default_for(timing);
+        let d =
+            policy::remove_request_as(ledger, settings, obs, up, timing, now, host, reason, mode);
         Answer {
             accept: d.accepted(),
             reading: self.reading,

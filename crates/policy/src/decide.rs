@@ -306,16 +306,9 @@ pub fn decide_external_add(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{obs, obs_at};
     use crate::{Event, Origin, State};
     use proptest::prelude::*;
-
-    fn obs(total: u32, available: u32) -> Observation {
-        Observation {
-            total,
-            available,
-            taken_at: 1_000,
-        }
-    }
 
     #[test]
     fn without_the_store_idle_keeps_and_the_others_go() {
@@ -430,14 +423,6 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, Event::BootTimeout { .. }))
         );
-    }
-
-    fn obs_at(total: u32, available: u32, taken_at: Millis) -> Observation {
-        Observation {
-            total,
-            available,
-            taken_at,
-        }
     }
 
     proptest! {

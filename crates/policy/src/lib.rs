@@ -112,28 +112,22 @@ pub fn tick(
     Tick { events, launch }
 }
 
-/// A remove-me request, end to end on the ledger (shared by `serve` and `simulate`): note that
-/// the host runs, decide, and record a new approval (a repeat spends nothing).
-#[allow(clippy::too_many_arguments)]
-pub fn remove_request(
-    ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
-    host: &str,
-    reason: Reason,
-) -> RemovalDecision {
-    remove_request_as(
-        ledger,
-        settings,
-        obs,
-        lifecycle_up,
-        timing,
-        now,
-        host,
-        reason,
-        DrainMode::default_for(timing),
-    )
+/// Test fixtures shared by the modules' tests.
+#[cfg(test)]
+mod testing {
+    use crate::{Millis, Observation};
+
+    /// A reading of `total` gateways, `available` of them free, taken at `taken_at`.
+    pub(crate) fn obs_at(total: u32, available: u32, taken_at: Millis) -> Observation {
+        Observation {
+            total,
+            available,
+            taken_at,
+        }
+    }
+
+    /// [`obs_at`] 1 s.
+    pub(crate) fn obs(total: u32, available: u32) -> Observation {
+        obs_at(total, available, 1_000)
+    }
 }
