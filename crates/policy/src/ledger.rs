@@ -258,6 +258,13 @@ impl Instance {
         }
     }
 
+    /// Its agent announced it since it was last launched (created, or started from the pool):
+    /// it runs, so it is never failed for not showing up.
+    pub fn proven_alive(&self) -> bool {
+        self.alive_at
+            .is_some_and(|a| self.started_at.is_none_or(|s| a >= s))
+    }
+
     /// Counts as a launch in flight for the launch rule: asked for (created or started), not
     /// yet seen, not a pool refill; or a failed start still being powered off.
     pub fn holds_launch(&self) -> bool {
@@ -537,16 +544,25 @@ impl Ledger {
         let Some(i) = self.instances.get_mut(&key) else {
             return false;
         };
-        let adoptable = i.state == State::LaunchFailed && i.deleted_at.is_none() && !i.counted;
+        // Failed and still there: a launch past the boot timeout, or a start from the pool
+        // that timed out and is being deleted or powered off.
+        let adoptable = !i.counted
+            && ((i.state == State::LaunchFailed && i.deleted_at.is_none()) || i.recalled());
         // In flight and not yet known alive, or failed and still there.
-        let news = (i.state.in_flight() && i.alive_at.is_none()) || adoptable;
+        let news = (i.state.in_flight() && !i.proven_alive()) || adoptable;
         if !news {
             return false;
         }
         i.alive_at = Some(now);
-        // The create happened: whatever its call said, the host exists.
-        if i.state != State::Booting {
-            i.set_state(State::Booting, now);
+        // The create (or power-on) happened, whatever its call said: the host runs and waits to
+        // be counted, on its own path.
+        let waiting = if i.started_at.is_some() {
+            State::Resuming
+        } else {
+            State::Booting
+        };
+        if i.state != waiting {
+            i.set_state(waiting, now);
         }
         true
     }
@@ -717,11 +733,13 @@ impl Ledger {
             let late_start = |i: &Instance| i.recalled() && !i.counted;
             // Hosts proven to run go first: those that announced themselves (earliest hello
             // first), then launches whose sidecar already reports; then by expected arrival.
-            let order = |i: &Instance| match (i.alive_at, i.sidecar.is_some()) {
-                (Some(t), _) => t / 4,
-                (None, true) => u64::MAX / 4 + expected(i) / 4,
-                (None, false) => u64::MAX / 2 + expected(i) / 2,
-            };
+            let order =
+                |i: &Instance| match (i.alive_at.filter(|_| i.proven_alive()), i.sidecar.is_some())
+                {
+                    (Some(t), _) => t / 4,
+                    (None, true) => u64::MAX / 4 + expected(i) / 4,
+                    (None, false) => u64::MAX / 2 + expected(i) / 2,
+                };
             for key in self.oldest(|i| i.state.in_flight() || late_start(i), order) {
                 if diff == 0 {
                     break;

@@ -238,8 +238,10 @@ pub fn expire(ledger: &mut Ledger, pool: &WarmPool, now: Millis) -> Vec<Event> {
         let Some(started) = i.started_at else {
             continue;
         };
+        // A host whose agent announced it runs: never recalled for not showing up.
         if !matches!(i.state, State::Starting | State::Resuming)
             || now.saturating_sub(started) < pool.start_timeout_ms
+            || i.proven_alive()
         {
             continue;
         }
