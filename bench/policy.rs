@@ -7,12 +7,16 @@
 //! of an hourly Erlang-B spare pool for the scenario's lead time.
 //!
 //! Run: `bench/policy.sh` (= `cargo bench --bench policy --`). Options: `--seeds N` (default
-//! 10), `--out FILE`, `--only NAME`.
+//! 10), `--out FILE`, `--only NAME` (`--only warm`: the warm-pool rows alone, issue 13, with any
+//! `simulate` flag appended to every run).
 
 use std::fmt::Write;
 use std::path::PathBuf;
 
 use jitsi_scaler::plan::{erlang_b, spare_needed};
+
+/// Warm-pool rows (issue 13), in their own block of docs/benchmarks.md.
+mod warm_pool;
 use jitsi_scaler::sim::{self, Report, SimulateArgs};
 
 /// The target every row is sized for.
@@ -22,6 +26,8 @@ const TARGET_FLAG: &str = "0.5%";
 const LEAD_EXTRA_S: f64 = 30.0;
 /// Days ours-target learns before the measured span.
 const LEARN_DAYS: f64 = 7.0;
+/// The warm-pool rows' target (their hand-sized `min`, issue 13).
+const TARGET_REJECTION: f64 = 0.01;
 
 /// One scenario: `simulate` flags, the rate shape that sizes the hand-set rows, boot time.
 struct Scenario {
@@ -109,8 +115,24 @@ fn profile(diurnal: bool) -> [f64; 24] {
     }
 }
 
+/// `min` for every hour of the diurnal profile at this mean rate, at [`TARGET_REJECTION`]
+/// (the warm-pool rows).
+fn hourly_min(mean_per_hour: f64, lead_s: f64) -> String {
+    profile(true)
+        .iter()
+        .map(|w| {
+            let a = mean_per_hour * w / 3600.0 * lead_s;
+            spare_needed(a, TARGET_REJECTION)
+                .unwrap_or(100)
+                .clamp(1, 100)
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `min` for every hour of the day: Erlang B at that hour's mean rate.
-fn hourly_min(sc: &Scenario, lead_s: f64) -> Vec<u32> {
+fn hourly_min_for(sc: &Scenario, lead_s: f64) -> Vec<u32> {
     profile(sc.diurnal)
         .iter()
         .map(|w| {
@@ -179,6 +201,8 @@ struct Options {
     seeds: u64,
     out: PathBuf,
     only: Option<String>,
+    /// `simulate` flags appended to every warm-pool run.
+    extra: Vec<String>,
 }
 
 fn options() -> Option<Options> {
@@ -187,6 +211,7 @@ fn options() -> Option<Options> {
         seeds: 10,
         out: PathBuf::from("docs/benchmarks.md"),
         only: None,
+        extra: Vec::new(),
     };
     let mut bench = false;
     while let Some(a) = args.next() {
@@ -195,15 +220,20 @@ fn options() -> Option<Options> {
             "--seeds" => o.seeds = args.next()?.parse().ok()?,
             "--out" => o.out = PathBuf::from(args.next()?),
             "--only" => o.only = args.next(),
-            _ => {}
+            _ => o.extra.push(a),
         }
     }
     // `cargo test --all-targets` runs this file too, without `--bench`: do nothing then.
     bench.then_some(o)
 }
 
+/// Runs `args` for seeds 1..=`seeds` (the warm-pool rows).
+fn run_seeds(args: &[String], seeds: u64) -> Result<Vec<Report>, String> {
+    run_flags(&args.join(" "), &(1..=seeds).collect::<Vec<_>>())
+}
+
 /// Runs `flags` for every seed in `seeds` on all cores; reports in seed order.
-fn run_seeds(flags: &str, seeds: &[u64]) -> Result<Vec<Report>, String> {
+fn run_flags(flags: &str, seeds: &[u64]) -> Result<Vec<Report>, String> {
     let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunks: Vec<&[u64]> = seeds.chunks(seeds.len().div_ceil(workers).max(1)).collect();
@@ -284,7 +314,7 @@ fn tune_autoscaler(base: &str) -> Result<String, String> {
                 let flags = format!(
                     "{base} --policies autoscaler --as-quantity {q} --as-grace {grace} --as-down-gap {gap}"
                 );
-                let r = run_seeds(&flags, &[1001, 1002, 1003])?;
+                let r = run_flags(&flags, &[1001, 1002, 1003])?;
                 let rej = mean(
                     &r.iter()
                         .map(|r| r.policies[0].rejected_pct)
@@ -346,6 +376,11 @@ fn run() -> Result<(), String> {
         println!("policy benchmark: run it with `bench/policy.sh` (cargo bench --bench policy)");
         return Ok(());
     };
+    // `--only warm`: the warm-pool rows alone (issue 13).
+    if o.only.as_deref() == Some("warm") {
+        warm_pool::run(&o);
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     let seeds: Vec<u64> = (1..=o.seeds).collect();
     let mut md = String::new();
@@ -383,7 +418,10 @@ fn run() -> Result<(), String> {
             ),
         ];
         if sc.diurnal {
-            let sched: Vec<String> = hourly_min(sc, lead_s).iter().map(u32::to_string).collect();
+            let sched: Vec<String> = hourly_min_for(sc, lead_s)
+                .iter()
+                .map(u32::to_string)
+                .collect();
             variants.push((
                 "ours, hourly Erlang-B schedule".into(),
                 format!(
@@ -415,7 +453,7 @@ fn run() -> Result<(), String> {
             } else {
                 format!("{flags} --learn-days {LEARN_DAYS}")
             };
-            let reports = run_seeds(&flags, &seeds).map_err(|e| format!("{}: {e}", sc.name))?;
+            let reports = run_flags(&flags, &seeds).map_err(|e| format!("{}: {e}", sc.name))?;
             let r = row(&name, flags, reports);
             let _ = writeln!(
                 md,
@@ -466,7 +504,7 @@ fn run() -> Result<(), String> {
                 let fresh = row(
                     "fresh",
                     fresh_flags.clone(),
-                    run_seeds(&fresh_flags, &seeds)?,
+                    run_flags(&fresh_flags, &seeds)?,
                 );
                 let rf = mean(&fresh.rejected);
                 checks.push(format!(

@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -81,13 +82,42 @@ pub struct AppState {
 
 type Shared = AppState;
 
-/// Authenticates a request: the auth seam of every API route but health and readiness.
-async fn authenticate(
-    st: &AppState,
-    headers: &HeaderMap,
+/// What every authenticated handler extracts first: the state, the peer address and the
+/// headers of the request.
+struct Call {
+    st: AppState,
     peer: SocketAddr,
-) -> Result<Caller, ApiError> {
-    Ok(st.auth.authenticate(headers, peer).await?)
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Call {
+            st: st.clone(),
+            peer,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl Call {
+    /// Authenticates the caller: the auth seam of every API route but health, readiness and
+    /// the sidecar routes.
+    async fn caller(&self) -> Result<Caller, ApiError> {
+        Ok(self.st.auth.authenticate(&self.headers, self.peer).await?)
+    }
+
+    /// [`Call::caller`], who must be an admin.
+    async fn admin(&self) -> Result<Caller, ApiError> {
+        let caller = self.caller().await?;
+        caller.require_admin()?;
+        Ok(caller)
+    }
 }
 
 /// The caller's name in logs and the audit trail: `subject@address`.
@@ -152,24 +182,16 @@ async fn count_refusals(State(st): State<Shared>, req: Request, next: Next) -> R
 }
 
 fn setting_routes(setting: Setting) -> MethodRouter<Shared> {
-    get(
-        move |State(st): State<Shared>,
-              ConnectInfo(peer): ConnectInfo<SocketAddr>,
-              headers: HeaderMap| async move {
-            authenticate(&st, &headers, peer).await?.require_admin()?;
-            Ok::<_, ApiError>(integer_body(i64::from(
-                st.svc.settings().await.get(setting),
-            )))
-        },
-    )
+    get(move |call: Call| async move {
+        call.admin().await?;
+        Ok::<_, ApiError>(integer_body(i64::from(
+            call.st.svc.settings().await.get(setting),
+        )))
+    })
     .post(
-        move |State(st): State<Shared>,
-              ConnectInfo(peer): ConnectInfo<SocketAddr>,
-              headers: HeaderMap,
-              body: Result<Bytes, BytesRejection>| async move {
-            let caller = authenticate(&st, &headers, peer).await?;
-            caller.require_admin()?;
-            post_setting(&st.svc, setting, &caller, body).await
+        move |call: Call, body: Result<Bytes, BytesRejection>| async move {
+            let caller = call.admin().await?;
+            post_setting(&call.st.svc, setting, &caller, body).await
         },
     )
     .options(options)
@@ -231,29 +253,27 @@ async fn post_setting(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_schedule(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, peer).await?.require_admin()?;
-    Ok(axum::Json(st.svc.capacity_schedule()).into_response())
+async fn get_schedule(call: Call) -> Result<Response, ApiError> {
+    call.admin().await?;
+    Ok(axum::Json(call.st.svc.capacity_schedule()).into_response())
 }
 
 async fn put_schedule(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    call: Call,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&st, &headers, peer).await?;
-    caller.require_admin()?;
+    let caller = call.admin().await?;
     let value = json_body(body)?;
     let entries: Vec<policy::capacity::ScheduleEntry> =
         serde_json::from_value(value).map_err(|e| {
             ApiError::BadRequest(format!("expected a JSON array of schedule entries: {e}"))
         })?;
-    match st.svc.set_capacity_schedule(entries, &who(&caller)).await {
+    match call
+        .st
+        .svc
+        .set_capacity_schedule(entries, &who(&caller))
+        .await
+    {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(crate::capacity::serve::ScheduleRefused::Invalid(e)) => {
             Err(ApiError::BadRequest(e.to_string()))
@@ -267,14 +287,11 @@ fn conflict(e: ServiceError) -> ApiError {
 }
 
 async fn add_instance(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    call: Call,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&st, &headers, peer).await?;
-    caller.require_admin()?;
-    let svc = &st.svc;
+    let caller = call.admin().await?;
+    let svc = &call.st.svc;
     let value = json_body(body)?;
     let kind = value
         .get("instance_type")
@@ -334,13 +351,12 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
 
 /// Authenticates a remove-me or drained request and checks the host belongs to the caller.
 async fn instance_request(
-    st: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
+    call: &Call,
     body: Result<Bytes, BytesRejection>,
     need_reason: bool,
 ) -> Result<(Caller, String, Option<Reason>, Value), ApiError> {
-    let caller = authenticate(st, headers, peer).await?;
+    let st = &call.st;
+    let caller = call.caller().await?;
     st.auth.check_remove_rate(caller.client_ip)?;
     let value = json_body(body)?;
     let (host, reason) = remove_body(&value, need_reason)?;
@@ -352,16 +368,12 @@ async fn instance_request(
     Ok((caller, host, reason, value))
 }
 
-async fn remove_me(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let (caller, host, reason, value) = instance_request(&st, &headers, peer, body, true).await?;
+async fn remove_me(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let (caller, host, reason, value) = instance_request(&call, body, true).await?;
     let drain = drain_field(&value)?;
     let reason = reason.unwrap_or(Reason::Idle);
-    match st
+    match call
+        .st
         .svc
         .remove_me_as(&host, reason, drain, &who(&caller))
         .await
@@ -371,14 +383,9 @@ async fn remove_me(
     }
 }
 
-async fn drained(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let (caller, host, _, _) = instance_request(&st, &headers, peer, body, false).await?;
-    match st.svc.drained(&host, &who(&caller)).await {
+async fn drained(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let (caller, host, _, _) = instance_request(&call, body, false).await?;
+    match call.st.svc.drained(&host, &who(&caller)).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(false) => Err(ApiError::Conflict(format!(
             "no approved removal for {host}"
@@ -389,43 +396,33 @@ async fn drained(
 
 /// `POST {prefix}/hello` `{"host": ...}`: the agent on that host has started (204). An
 /// instance token may only speak for its own host, as for remove-me.
-async fn hello(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let (caller, host, _, _) = instance_request(&st, &headers, peer, body, false).await?;
-    st.svc.hello(&host, &who(&caller)).await.map_err(conflict)?;
+async fn hello(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let (caller, host, _, _) = instance_request(&call, body, false).await?;
+    call.st
+        .svc
+        .hello(&host, &who(&caller))
+        .await
+        .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn status(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, peer).await?.require_admin()?;
+async fn status(call: Call) -> Result<Response, ApiError> {
+    call.admin().await?;
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        st.svc.status_json().await,
+        call.st.svc.status_json().await,
     )
         .into_response())
 }
 
 /// `GET {prefix}/history[?since=MS]`: the per-tick samples after `since` (admin).
-async fn history(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, peer).await?.require_admin()?;
+async fn history(call: Call, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    call.admin().await?;
     let since = history_since(query.as_deref())?;
-    Ok(axum::Json(st.svc.history(since)).into_response())
+    Ok(axum::Json(call.st.svc.history(since)).into_response())
 }
 
 /// The `since` parameter of `/history`: ms since the epoch, 0 when absent.
@@ -456,15 +453,12 @@ async fn ui_page() -> Response {
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
-async fn metrics(
-    State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if st.svc.cfg.metrics.auth == crate::ops::MetricsAccess::Token {
-        authenticate(&st, &headers, peer).await?.require_admin()?;
+async fn metrics(call: Call) -> Result<Response, ApiError> {
+    let svc = &call.st.svc;
+    if svc.cfg.metrics.auth == crate::ops::MetricsAccess::Token {
+        call.admin().await?;
     }
-    match st.svc.metrics_text().await {
+    match svc.metrics_text().await {
         Ok(text) => Ok((
             [(
                 header::CONTENT_TYPE,

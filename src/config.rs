@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::lifecycle::{Backend, LifecycleConfig};
 
 /// Prefix of environment variables that override config keys.
-pub const ENV_PREFIX: &str = "JITSI_SCALER_";
+pub use crate::runtime::ENV_PREFIX;
 
 /// The whole configuration of `serve`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -49,6 +49,8 @@ pub struct Config {
     pub capacity: crate::capacity::CapacitySection,
     /// HTTP server limits (issue 15).
     pub server: crate::http_server::ServerConfig,
+    /// Warm pool of stopped hosts (issue 13).
+    pub warm_pool: crate::warm_pool::WarmPoolConfig,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             audit: crate::ops::AuditConfig::default(),
             capacity: crate::capacity::CapacitySection::default(),
             server: crate::http_server::ServerConfig::default(),
+            warm_pool: crate::warm_pool::WarmPoolConfig::default(),
         }
     }
 }
@@ -391,7 +394,7 @@ impl Config {
 
     /// Every problem that would stop `serve`, each naming its key.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
+        let mut p = self.warm_pool.problems(); // warm pool (issue 13)
         if self.listen.parse::<SocketAddr>().is_err() {
             p.push(format!(
                 "listen: {:?} is not an address like 127.0.0.1:9000",
@@ -656,6 +659,33 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_samples_is_a_checked_config_key() {
+        let load = |toml: &str| Config::from_toml(toml, "", &BTreeMap::new());
+        let default = load("").expect("defaults");
+        assert_eq!(
+            default.metrics.history_samples,
+            crate::ops::history::DEFAULT_SAMPLES
+        );
+        let c = load("[metrics]\nhistory_samples = 720\n").expect("parses");
+        assert_eq!(c.metrics.history_samples, 720);
+        assert!(c.problems().is_empty());
+        for bad in [0, 9, crate::ops::history::MAX_SAMPLES + 1] {
+            let c = load(&format!("[metrics]\nhistory_samples = {bad}\n")).expect("parses");
+            let p = c.problems();
+            assert!(
+                p.iter().any(|p| p.starts_with("metrics.history_samples:")),
+                "{bad}: {p:?}"
+            );
+        }
+        let env = BTreeMap::from([(
+            "JITSI_SCALER_METRICS__HISTORY_SAMPLES".to_string(),
+            "100".to_string(),
+        )]);
+        let c = Config::from_toml("", "", &env).expect("env override");
+        assert_eq!(c.metrics.history_samples, 100);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -37,6 +37,10 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
     lease_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = Instant::now();
     svc.renew_lease().await;
+    // warm pool (issue 13): learn stopped hosts left from a previous run before any launch.
+    if svc.cfg.warm_pool.size > 0 && svc.is_leader() {
+        ctl.reconcile().await;
+    }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -70,6 +74,10 @@ struct Planned {
     disagreement: bool,
     creates: Vec<String>,
     deletes: Vec<String>,
+    // warm pool (issue 13)
+    pool: crate::warm_pool::Launches,
+    starts: Vec<String>,
+    stops: Vec<String>,
 }
 
 /// A lifecycle call the loop makes.
@@ -77,6 +85,9 @@ struct Planned {
 enum Call {
     Create,
     Delete,
+    /// Warm pool: power on / off (issue 13).
+    Start,
+    Stop,
 }
 
 impl Controller {
@@ -110,41 +121,37 @@ impl Controller {
                 if let Some(p) = &profile {
                     snap.capacity.get_or_insert_with(Default::default).profile = Some(p.clone());
                 }
+                // Issue 12 hook: the effective min of target mode.
                 let settings = svc.capacity.effective(&snap.settings);
-                let tick = policy::tick(
+                // Issue 15 hook: after a refused create, no new host name until the hold ends.
+                let hold = svc.lifecycle().launch_hold();
+                // warm pool (issue 13): policy::tick plus starts from the pool and refills.
+                let pool = crate::warm_pool::tick(
+                    &svc.cfg.warm_pool,
+                    hold.is_none().then_some(prefix.as_str()),
                     &mut snap.ledger,
                     &settings,
                     merged.observation.as_ref(),
                     svc.timing(),
                     now,
                 );
-                let mut launched = Vec::new();
-                // Issue 15 hook: after a refused create, no new host name until the hold ends.
-                let hold = svc.lifecycle().launch_hold();
-                let allowed = if hold.is_some() {
-                    0
-                } else {
-                    tick.launch.launch
-                };
-                for _ in 0..allowed {
-                    let host = crate::hostname::new_host_name(prefix, &snap.ledger);
-                    snap.ledger.record_launch(&host, Origin::Scaler, now);
-                    launched.push(host);
-                }
                 // Issue 14 hook: sidecar silence timeouts and shutdown orders, same write.
                 let sidecar = policy::sidecar_tick(
                     &mut snap.ledger,
-                    &snap.settings,
+                    &settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
                     svc.timing(),
                     now,
                 );
                 Planned {
-                    tick,
+                    tick: pool.tick.clone(),
                     hold,
-                    launched,
+                    launched: pool.created.clone(),
                     sidecar,
+                    starts: snap.ledger.starts_owed(),
+                    stops: snap.ledger.stops_owed(),
+                    pool,
                     merged_stale: merged.stale.clone(),
                     merged_fresh: merged.fresh.clone(),
                     disagreement: merged.disagreement,
@@ -188,7 +195,12 @@ impl Controller {
             tracing::warn!(shards = ?p.merged_fresh, "shards disagree on the gateway counts; using highest total, lowest available");
         }
         let d = p.tick.launch;
-        if let Some(h) = p.hold.as_ref().filter(|_| d.launch > 0) {
+        crate::warm_pool::record_launches(svc, &p.pool, &svc.cfg.warm_pool, now); // warm pool
+        if let Some(h) = p
+            .hold
+            .as_ref()
+            .filter(|_| d.launch > p.pool.resumed.len() as u32)
+        {
             // Issue 15 hook: one decision per refusal, then quiet until the hold ends.
             if h.new {
                 svc.record(Record::new(
@@ -201,15 +213,22 @@ impl Controller {
                     },
                 ));
             }
-        } else if d.launch > 0 {
+        } else if !p.launched.is_empty() {
+            // With a warm pool, `launch` counts the starts too: creates are the rest.
+            let numbers = policy::LaunchDecision {
+                launch: p.launched.len() as u32,
+                ..d
+            };
             svc.record(Record::new(
                 now,
                 Decision::Launch {
-                    numbers: d,
+                    numbers,
                     hosts: p.launched,
                 },
             ));
-        } else if previous.map(|p| p.hold) != Some(d.hold) && d.hold != Some(LaunchHold::NoDeficit)
+        } else if d.launch == 0
+            && previous.map(|p| p.hold) != Some(d.hold)
+            && d.hold != Some(LaunchHold::NoDeficit)
         {
             svc.record(Record::new(now, Decision::Hold { numbers: d }));
         } else {
@@ -225,6 +244,13 @@ impl Controller {
         }
         for host in p.deletes {
             self.spawn_call(host, Call::Delete);
+        }
+        // warm pool (issue 13)
+        for host in p.starts {
+            self.spawn_call(host, Call::Start);
+        }
+        for host in p.stops {
+            self.spawn_call(host, Call::Stop);
         }
     }
 
@@ -253,6 +279,13 @@ impl Controller {
                 tracing::debug!(host, "forgotten after the retention period");
                 return;
             }
+            // warm pool (issue 13)
+            Event::Resumed { .. } | Event::StartTimeout { .. } | Event::PoolTrimmed { .. } => {
+                match crate::warm_pool::event_decision(e) {
+                    Some(d) => d,
+                    None => return,
+                }
+            }
         };
         self.svc.record(Record::new(now, d));
     }
@@ -272,6 +305,8 @@ impl Controller {
             match call {
                 Call::Create => ctl.create(&host).await,
                 Call::Delete => ctl.delete(&host).await,
+                Call::Start => crate::warm_pool::power(&ctl.svc, &host, true).await,
+                Call::Stop => crate::warm_pool::power(&ctl.svc, &host, false).await,
             }
             if let Ok(mut calls) = ctl.calls.lock() {
                 calls.remove(&host);
@@ -409,6 +444,10 @@ impl Controller {
                                 | policy::State::Ready
                                 | policy::State::Draining
                                 | policy::State::Deleting
+                                // warm pool (issue 13)
+                                | policy::State::Stopped
+                                | policy::State::Resuming
+                                | policy::State::Stopping
                         );
                         i.origin != Origin::Adopted
                             && live
@@ -438,6 +477,9 @@ impl Controller {
         for host in vanished {
             svc.record(Record::new(now, Decision::Vanished { host }));
         }
+        // warm pool (issue 13): powered-off orphans join the pool.
+        let learned = crate::warm_pool::learn_stopped(svc, &orphans).await;
+        let orphans: Vec<&String> = orphans.iter().filter(|h| !learned.contains(h)).collect();
         if !orphans.is_empty() {
             tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
         }

@@ -63,6 +63,8 @@ labels! {
         Leader = "leader",
         /// Target mode's spare floor (issue 12).
         Capacity = "capacity",
+        /// The warm pool: power calls, refills, trims (issue 13).
+        Pool = "pool",
         /// A jitsi-autoscaler sidecar host (issue 14).
         Sidecar = "sidecar",
         /// An agent announced its host at start (issue 15).
@@ -123,6 +125,14 @@ labels! {
         Recorded = "recorded",
         /// An entry that can never be deleted, reported once and no longer retried.
         Parked = "parked",
+        /// Warm pool: hosts started (powered on), or a power-on confirmed.
+        Started = "started",
+        /// Warm pool: a power-off confirmed, or a stopped host learned: in the pool.
+        Stopped = "stopped",
+        /// Warm pool: a failed start is being powered off and checked.
+        Stopping = "stopping",
+        /// Warm pool: hosts created to refill it.
+        Refill = "refill",
         /// `POST /scaler/instance` not needed: answered as accepted, nothing launched.
         NotNeeded = "not_needed",
         /// A sidecar host told to shut down.
@@ -345,6 +355,8 @@ pub enum Decision {
         /// The last error, when it opened.
         last_error: Option<String>,
     },
+    /// A warm-pool decision (issue 13).
+    Pool(crate::warm_pool::PoolDecision),
     /// This replica took the leader lease (`Some(value)`) or lost it (`None`).
     Leader {
         /// The lease value when acquired.
@@ -398,6 +410,7 @@ impl Decision {
             Decision::Breaker { .. } => Kind::Breaker,
             Decision::Leader { .. } => Kind::Leader,
             Decision::Capacity { .. } | Decision::CapacitySchedule { .. } => Kind::Capacity,
+            Decision::Pool(p) => p.kind(),
         }
     }
 
@@ -440,6 +453,7 @@ impl Decision {
             Decision::Leader { lease: Some(_) } => Outcome::Acquired,
             Decision::Leader { lease: None } => Outcome::Lost,
             Decision::Capacity { .. } | Decision::CapacitySchedule { .. } => Outcome::Changed,
+            Decision::Pool(p) => p.outcome(),
         }
     }
 
@@ -478,6 +492,7 @@ impl Decision {
             | Decision::Leader { .. }
             | Decision::Capacity { .. }
             | Decision::CapacitySchedule { .. } => None,
+            Decision::Pool(p) => p.host(),
         }
     }
 
@@ -650,6 +665,7 @@ impl Decision {
             Decision::CapacitySchedule { entries } => {
                 format!("capacity schedule replaced: {entries} entries")
             }
+            Decision::Pool(p) => p.why(),
         }
     }
 }

@@ -27,3 +27,4 @@ pub mod service;
 pub mod sidecar;
 pub mod sim;
 pub mod store;
+pub mod warm_pool;

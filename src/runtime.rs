@@ -1,4 +1,9 @@
-//! Process plumbing shared by every command: log setup and the stop signal.
+//! Process plumbing shared by every command: log setup, the stop signal, and the prefix of
+//! our environment variables.
+
+/// Prefix of the environment variables that override config keys (`JITSI_SCALER_SECTION__KEY`);
+/// lifecycle commands never inherit them.
+pub const ENV_PREFIX: &str = "JITSI_SCALER_";
 
 /// Sets up logging to stderr: `level` in `RUST_LOG` syntax (the `RUST_LOG` variable wins when
 /// set), `json` for JSON lines. A second call (tests, `demo`) is not an error.

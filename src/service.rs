@@ -95,6 +95,8 @@ struct StatusDoc<'a> {
     /// Target mode: effective min, its source and numbers (issue 12 hook).
     capacity: serde_json::Value,
     lifecycle: serde_json::Value,
+    /// warm pool (issue 13)
+    warm_pool: serde_json::Value,
     recent_decisions: &'a [Record],
 }
 
@@ -337,7 +339,9 @@ impl Service {
                 }
                 // Issue 12 hook: the effective min (target mode), not only the API's floor.
                 let settings = self.capacity.effective(&snap.settings);
-                let d = policy::remove_request_as(
+                // warm pool (issue 13): an approved removal may go into the pool.
+                let d = crate::warm_pool::remove_request(
+                    &self.cfg.warm_pool,
                     &mut snap.ledger,
                     &settings,
                     merged.observation.as_ref(),
@@ -594,6 +598,7 @@ impl Service {
                     last_launch_decision: core.last_launch,
                     capacity: self.capacity.status(),
                     lifecycle,
+                    warm_pool: crate::warm_pool::status(&self.cfg.warm_pool, &snap.ledger),
                     recent_decisions: &decisions,
                 };
                 // Serialising plain structs and strings cannot fail.

@@ -749,6 +749,71 @@ fn write_through_a_symlink_replaces_the_target() {
     assert!(dir.path().join("real.conf.bak").exists());
 }
 
+// ---------------------------------------------------------------- one XMPP server, two environments
+
+// Issue 14, item 4: `check` finds two environments on one XMPP server; the SPEC file still passes.
+
+/// Checks `text` on its own (no shards file): the exit status and the JSON.
+fn check_alone(text: &str) -> (i32, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("jibri.conf");
+    fs::write(&conf, text).unwrap();
+    check_json(&conf, None, &[])
+}
+
+#[test]
+fn the_seed_two_environment_file_passes() {
+    let (status, v) = check_alone(SPEC_CONF);
+    assert_eq!(status, 0, "{v:#}");
+    assert_eq!(v["findings"], serde_json::json!([]));
+}
+
+#[test]
+fn two_environments_on_one_xmpp_server_fail_naming_the_field() {
+    // The copy-paste mistake: shard-2 still points at shard-1's server.
+    assert_eq!(SPEC_CONF.matches("\"10.0.2.10\"").count(), 1);
+    let text = SPEC_CONF.replacen("\"10.0.2.10\"", "\"10.0.1.10\"", 1);
+    let (status, v) = check_alone(&text);
+    assert_eq!(status, 1, "{v:#}");
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{v:#}");
+    let f = &findings[0];
+    assert_eq!(f["code"], "shared-server-host");
+    assert_eq!(f["environment"], "shard-2");
+    let msg = f["message"].as_str().unwrap();
+    assert!(msg.contains("xmpp-server-hosts"), "{msg}");
+    assert!(
+        msg.contains("10.0.1.10") && msg.contains("shard-1"),
+        "{msg}"
+    );
+    // Positioned at the entry in the second environment.
+    let line = f["line"].as_u64().unwrap() as usize;
+    assert!(
+        text.lines().nth(line - 1).unwrap().contains("10.0.1.10"),
+        "line {line}"
+    );
+}
+
+#[test]
+fn case_and_trailing_dots_do_not_hide_a_shared_server() {
+    let text = SPEC_CONF
+        .replacen(
+            "\"10.0.1.10\"",
+            "\"xmpp.Shard1.example.com\", \"10.0.1.10\"",
+            1,
+        )
+        .replacen("\"10.0.2.10\"", "\"XMPP.shard1.example.com.\"", 1);
+    let (status, v) = check_alone(&text);
+    assert_eq!(status, 1, "{v:#}");
+    let codes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["shared-server-host"], "{v:#}");
+}
+
 // ---------------------------------------------------------------- cross-check
 
 /// What Jibri's own config library (Typesafe config) reads from our output and from the

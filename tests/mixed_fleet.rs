@@ -41,6 +41,12 @@ fn add_host(foreman: &FakeForeman, name: &str, ip: &str) {
     foreman.insert(name, ip);
 }
 
+/// `POST /scaler/remove` for `host` with `reason`, saying how it drains: (status, body).
+async fn remove_drain(s: &Scaler, host: &str, reason: &str, drain: &str) -> (u16, String) {
+    let body = serde_json::json!({"host": host, "reason": reason, "drain": drain});
+    s.post("/scaler/remove", &body.to_string()).await
+}
+
 fn host_row<'a>(status: &'a Value, host: &str) -> Option<&'a Value> {
     status["ledger"]["hosts"]
         .as_object()?
@@ -70,11 +76,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     .await;
     // The legacy clients' token: no kid, sub scaler, 60 s.
     s.bearer = Some(token(&key, "scaler"));
-    let status = s
-        .eventually("a fresh Jicofo reading", WAIT, |st| {
-            st["jicofo"]["merged"].is_object()
-        })
-        .await;
+    let status = s.fresh().await;
     let tick = Duration::from_secs(15);
     assert_eq!(
         status["settings"]["min"], 2,
@@ -82,21 +84,10 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     );
 
     // The agent first, so the legacy delete cannot be carried by a tick the agent started.
-    let (code, body) = s
-        .post(
-            "/scaler/remove",
-            r#"{"host": "gw-agent", "reason": "idle", "drain": "confirm"}"#,
-        )
-        .await;
+    let (code, body) = remove_drain(&s, "gw-agent", "idle", "confirm").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     let asked = Instant::now();
-    let (code, body) = s
-        .send(
-            reqwest::Method::DELETE,
-            "/scaler/instance",
-            r#"{"host": "gw-legacy", "reason": "idle"}"#,
-        )
-        .await;
+    let (code, body) = s.legacy_delete("gw-legacy", "idle").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     s.eventually("the legacy host's delete", tick, |_| {
         foreman.deletes() == ["gw-legacy"]
@@ -117,13 +108,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(foreman.deletes(), ["gw-legacy"]);
     // A repeat of the legacy request (the script repeats every 60 s) is idempotent.
-    let (code, body) = s
-        .send(
-            reqwest::Method::DELETE,
-            "/scaler/instance",
-            r#"{"host": "gw-legacy", "reason": "idle"}"#,
-        )
-        .await;
+    let (code, body) = s.legacy_delete("gw-legacy", "idle").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     // Its drained, and only then, deletes it.
     let (code, _) = s.post("/scaler/drained", r#"{"host": "gw-agent"}"#).await;
@@ -133,12 +118,7 @@ async fn legacy_delete_goes_at_once_while_the_agent_host_waits_for_drained() {
     })
     .await;
     // A drain mode other than confirm/immediate is a 400 that changes nothing.
-    let (code, body) = s
-        .post(
-            "/scaler/remove",
-            r#"{"host": "gw-x", "reason": "idle", "drain": "later"}"#,
-        )
-        .await;
+    let (code, body) = remove_drain(&s, "gw-x", "idle", "later").await;
     assert_eq!(code, 400, "{body}");
     assert!(host_row(&s.status().await, "gw-x").is_none());
     s.stop();
@@ -175,10 +155,7 @@ async fn legacy_scale_up_beside_the_loop_launches_exactly_the_deficit() {
         fast_config(&jicofo.url, &[&foreman.url])
     ))
     .await;
-    s.eventually("a fresh Jicofo reading", WAIT, |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
+    s.fresh().await;
     for _ in 0..3 {
         let codes = script_round(&s, &jicofo, 2).await;
         assert!(codes.iter().all(|c| *c == 204), "{codes:?}");
@@ -243,27 +220,13 @@ async fn approvals_queued_while_the_store_is_down_keep_their_drain_mode() {
         support::redis_store(&redis, "r0")
     ))
     .await;
-    s.eventually("a fresh Jicofo reading", WAIT, |st| {
-        st["jicofo"]["merged"].is_object()
-    })
-    .await;
+    s.fresh().await;
     redis.stop();
     s.eventually("store down", WAIT, |st| st["store"]["reachable"] == false)
         .await;
-    let (code, body) = s
-        .post(
-            "/scaler/remove",
-            r#"{"host": "gw-agent", "reason": "expired", "drain": "confirm"}"#,
-        )
-        .await;
+    let (code, body) = remove_drain(&s, "gw-agent", "expired", "confirm").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
-    let (code, body) = s
-        .send(
-            reqwest::Method::DELETE,
-            "/scaler/instance",
-            r#"{"host": "gw-legacy", "reason": "expired"}"#,
-        )
-        .await;
+    let (code, body) = s.legacy_delete("gw-legacy", "expired").await;
     assert_eq!((code, body.as_str()), (200, "accepted"));
     redis.restart();
     s.eventually("the legacy host deleted", WAIT, |_| {

@@ -7,19 +7,17 @@
 //! `reconfigure`: we have no reconfigure script to run) or `{"save": "OK"}`. A bad token is 401
 //! with a text body, a malformed body 400, another instance's id 403.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use super::{ApiError, AppState, json_body};
+use super::{ApiError, AppState, Call, json_body};
 use crate::sidecar::{SidecarBody, parse_details, parse_report};
 
 /// Longest time a sidecar route spends on the store before answering from what it knows.
@@ -27,13 +25,21 @@ pub const ANSWER_WITHIN: Duration = Duration::from_millis(2300);
 /// Longest time the answer after [`ANSWER_WITHIN`] may take to read the last known ledger.
 const LAST_WORD: Duration = Duration::from_millis(400);
 
-/// The four routes under `prefix`.
+/// The four routes under `prefix`, each one `POST` handler of its [`Route`].
 pub(super) fn routes(prefix: &str) -> Router<AppState> {
-    Router::new()
-        .route(&format!("{prefix}/sidecar/poll"), post(poll))
-        .route(&format!("{prefix}/sidecar/status"), post(status))
-        .route(&format!("{prefix}/sidecar/stats"), post(stats))
-        .route(&format!("{prefix}/sidecar/shutdown"), post(shutdown))
+    [
+        ("poll", Route::Poll),
+        ("status", Route::Status),
+        ("stats", Route::Stats),
+        ("shutdown", Route::Shutdown),
+    ]
+    .into_iter()
+    .fold(Router::new(), |router, (name, route)| {
+        router.route(
+            &format!("{prefix}/sidecar/{name}"),
+            post(move |call: Call, body: Result<Bytes, BytesRejection>| handle(call, route, body)),
+        )
+    })
 }
 
 /// Which route, for the shared flow.
@@ -55,13 +61,15 @@ fn saved() -> Response {
 
 /// Authenticates, parses, binds the caller to the instance, then answers the route.
 async fn handle(
-    st: AppState,
+    call: Call,
     route: Route,
-    headers: HeaderMap,
-    peer: SocketAddr,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = st.auth.authenticate_sidecar(&headers, peer).await?;
+    let st = &call.st;
+    let caller = st
+        .auth
+        .authenticate_sidecar(&call.headers, call.peer)
+        .await?;
     let value = json_body(body)?;
     let parsed: Result<SidecarBody, _> = match route {
         Route::Poll | Route::Shutdown => parse_details(&value),
@@ -122,40 +130,4 @@ async fn handle(
             })
         }
     }
-}
-
-async fn poll(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    handle(st, Route::Poll, headers, peer, body).await
-}
-
-async fn status(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    handle(st, Route::Status, headers, peer, body).await
-}
-
-async fn stats(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    handle(st, Route::Stats, headers, peer, body).await
-}
-
-async fn shutdown(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    handle(st, Route::Shutdown, headers, peer, body).await
 }

@@ -113,9 +113,7 @@ impl Caller {
                 .is_some_and(|name| host_matches(host, name)),
             InstanceBinding::Address => {
                 parse_ip_literal(host).is_some_and(|ip| ip == self.client_ip)
-                    || known_ips_of_host
-                        .iter()
-                        .any(|ip| ip.to_canonical() == self.client_ip)
+                    || is_known(self.client_ip, known_ips_of_host)
             }
         };
         if ok {
@@ -124,6 +122,12 @@ impl Caller {
             Err(AuthError::Forbidden("an instance may only remove itself"))
         }
     }
+}
+
+/// Whether `client` is one of the `known` addresses of a host (compared canonically: an
+/// IPv4-mapped IPv6 address is its IPv4 address).
+fn is_known(client: IpAddr, known: &[IpAddr]) -> bool {
+    known.iter().any(|ip| ip.to_canonical() == client)
 }
 
 fn parse_ip_literal(s: &str) -> Option<IpAddr> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyAlg;
 use super::verify::{self, Rules};
-use super::{AuthError, AuthMode, Authenticator, bearer_token};
+use super::{AuthError, AuthMode, Authenticator, bearer_token, is_known};
 
 /// How a sidecar request is tied to the instance id in its body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,12 +126,7 @@ impl SidecarCaller {
                     .map(|ip| ip.to_canonical());
                 match literal {
                     Some(ip) => ip == self.client_ip,
-                    None => {
-                        known_ips.is_empty()
-                            || known_ips
-                                .iter()
-                                .any(|ip| ip.to_canonical() == self.client_ip)
-                    }
+                    None => known_ips.is_empty() || is_known(self.client_ip, known_ips),
                 }
             }
         };

@@ -402,14 +402,23 @@ fn as_bool(v: &ConfNode) -> Option<bool> {
     }
 }
 
-fn check_muc(cx: &mut Ctx<'_>, label: &str, key: &str, muc: &ConfNode) {
-    if !matches!(muc.value, Conf::Object(_)) {
+/// Whether `node` (the value of `key`) is an object; if not, reports that it must be one
+/// holding `fields`.
+fn is_object(cx: &mut Ctx<'_>, label: &str, key: &str, node: &ConfNode, fields: &str) -> bool {
+    let object = matches!(node.value, Conf::Object(_));
+    if !object {
         cx.push(
             Code::InvalidValue,
-            format!("`{key}` must be an object with domain, room-name and nickname"),
+            format!("`{key}` must be an object with {fields}"),
             Some(label),
-            Some(muc.span),
+            Some(node.span),
         );
+    }
+    object
+}
+
+fn check_muc(cx: &mut Ctx<'_>, label: &str, key: &str, muc: &ConfNode) {
+    if !is_object(cx, label, key, muc, "domain, room-name and nickname") {
         return;
     }
     for sub in ["domain", "room-name"] {
@@ -441,13 +450,7 @@ fn check_muc(cx: &mut Ctx<'_>, label: &str, key: &str, muc: &ConfNode) {
 }
 
 fn check_login(cx: &mut Ctx<'_>, label: &str, key: &str, login: &ConfNode) {
-    if !matches!(login.value, Conf::Object(_)) {
-        cx.push(
-            Code::InvalidValue,
-            format!("`{key}` must be an object with domain, username and password"),
-            Some(label),
-            Some(login.span),
-        );
+    if !is_object(cx, label, key, login, "domain, username and password") {
         return;
     }
     for sub in ["domain", "username", "password"] {
@@ -684,46 +687,27 @@ fn check_against_shards(
                 );
             }
         }
+        // A string field the shards file sets: its path and value.
+        let set = |path: &[&'static str], v: &str| (path.to_vec(), Some(v.to_owned()));
         let mut strings: Vec<(Vec<&str>, Option<String>)> = vec![
-            (vec!["xmpp-domain"], Some(shard.xmpp_domain.clone())),
-            (
-                vec!["control-muc", "domain"],
-                Some(shard.control_muc.domain.clone()),
+            set(&["xmpp-domain"], &shard.xmpp_domain),
+            set(&["control-muc", "domain"], &shard.control_muc.domain),
+            set(&["control-muc", "room-name"], &shard.control_muc.room_name),
+            set(&["control-login", "domain"], &shard.control_login.domain),
+            set(
+                &["control-login", "username"],
+                &shard.control_login.username,
             ),
-            (
-                vec!["control-muc", "room-name"],
-                Some(shard.control_muc.room_name.clone()),
-            ),
-            (
-                vec!["control-login", "domain"],
-                Some(shard.control_login.domain.clone()),
-            ),
-            (
-                vec!["control-login", "username"],
-                Some(shard.control_login.username.clone()),
-            ),
-            (
-                vec!["call-login", "domain"],
-                Some(shard.call_login.domain.clone()),
-            ),
-            (
-                vec!["call-login", "username"],
-                Some(shard.call_login.username.clone()),
-            ),
-            (
-                vec!["strip-from-room-domain"],
-                Some(shard.strip_from_room_domain.clone()),
-            ),
+            set(&["call-login", "domain"], &shard.call_login.domain),
+            set(&["call-login", "username"], &shard.call_login.username),
+            set(&["strip-from-room-domain"], &shard.strip_from_room_domain),
             (vec!["base-url"], shard.base_url.clone()),
             (vec!["security-mode"], shard.security_mode.clone()),
         ];
         match (&shard.sip_control_muc, present(env, "sip-control-muc")) {
             (Some(Muc { domain, room_name }), Some(_)) => {
-                strings.push((vec!["sip-control-muc", "domain"], Some(domain.clone())));
-                strings.push((
-                    vec!["sip-control-muc", "room-name"],
-                    Some(room_name.clone()),
-                ));
+                strings.push(set(&["sip-control-muc", "domain"], domain));
+                strings.push(set(&["sip-control-muc", "room-name"], room_name));
             }
             (Some(_), None) => differs(
                 "sip-control-muc",

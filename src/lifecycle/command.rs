@@ -99,11 +99,11 @@ impl CommandRunner {
             // The scaler's own settings, tokens included, never reach the program.
             if name
                 .to_ascii_uppercase()
-                .starts_with(crate::config::ENV_PREFIX)
+                .starts_with(crate::runtime::ENV_PREFIX)
             {
                 return Err(config(format!(
                     "pass_env: {name} is refused ({}* variables hold the scaler's settings and secrets)",
-                    crate::config::ENV_PREFIX
+                    crate::runtime::ENV_PREFIX
                 )));
             }
         }
@@ -164,6 +164,27 @@ impl CommandRunner {
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    /// Warm pool: `<program> start <name>` / `stop <name>` (exit 0 once the host is on / off;
+    /// exit 2: the program has no power actions) and `status <name>` (prints `on` or `off`).
+    pub async fn power(
+        &self,
+        name: &str,
+        action: super::PowerAction,
+    ) -> Result<super::PowerState, LifecycleError> {
+        let out = self.run_checked(&[action.as_str(), name], true).await?;
+        Ok(match action {
+            super::PowerAction::Start => super::PowerState::On,
+            super::PowerAction::Stop => super::PowerState::Off,
+            super::PowerAction::Status => super::PowerState::parse(
+                out.stdout
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or_default(),
+            ),
+        })
     }
 
     /// False after `DOWN_AFTER` consecutive failed runs (calls still run: the next success heals).
@@ -372,6 +393,9 @@ fn sub_op(sub: &str) -> &'static str {
         "remove" => "delete",
         "find-ip" => "find_by_ip",
         "list" => "list",
+        "start" => "power_start",
+        "stop" => "power_stop",
+        "status" => "power_status",
         _ => "other",
     }
 }

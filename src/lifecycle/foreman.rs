@@ -18,6 +18,8 @@ use super::{
 };
 use crate::duration::millis;
 
+mod power;
+
 /// Hosts asked for per page when listing (Foreman may cap it lower; we follow its answer).
 const LIST_PAGE_SIZE: u64 = 1000;
 /// Bound on pages followed by one `list`, so a misbehaving server cannot loop us forever.

@@ -7,10 +7,12 @@
 mod breaker;
 mod command;
 mod foreman;
+mod power;
 mod refusal;
 
 pub use command::CommandRunner;
 pub use foreman::ForemanClient;
+pub use power::{PowerAction, PowerState};
 pub use refusal::Hold;
 
 use std::path::PathBuf;
@@ -160,8 +162,9 @@ impl std::fmt::Debug for ForemanConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommandConfig {
-    /// Program to run; it gets `add <type> <name>`, `remove <name>`, `list <prefix>` or
-    /// `find-ip <ip>`; exit 0 = success (see `docs/lifecycle.md`).
+    /// Program to run; it gets `add <type> <name>`, `remove <name>`, `list <prefix>`,
+    /// `find-ip <ip>`, and for the warm pool `start <name>`, `stop <name>`, `status <name>`;
+    /// exit 0 = success (see `docs/lifecycle.md`).
     pub program: Option<PathBuf>,
     /// Timeout of one run (the program is killed after it).
     #[serde(with = "crate::duration")]

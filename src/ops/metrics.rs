@@ -244,24 +244,25 @@ impl Metrics {
             Unit::Seconds,
             tick_seconds.clone(),
         );
-        let audit_lines = Counter::default();
-        registry.register(
-            "jitsi_scaler_audit_lines",
-            "Lines written to the audit file",
-            audit_lines.clone(),
-        );
-        let audit_dropped = Counter::default();
-        registry.register(
-            "jitsi_scaler_audit_dropped",
-            "Decisions not written to the audit file because its queue was full",
-            audit_dropped.clone(),
-        );
-        let audit_errors = Counter::default();
-        registry.register(
-            "jitsi_scaler_audit_errors",
-            "Audit file write or rotation errors",
-            audit_errors.clone(),
-        );
+        let [audit_lines, audit_dropped, audit_errors] = [
+            (
+                "jitsi_scaler_audit_lines",
+                "Lines written to the audit file",
+            ),
+            (
+                "jitsi_scaler_audit_dropped",
+                "Decisions not written to the audit file because its queue was full",
+            ),
+            (
+                "jitsi_scaler_audit_errors",
+                "Audit file write or rotation errors",
+            ),
+        ]
+        .map(|(name, help)| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        });
         let auth_failures = Family::<RefusalLabel, Counter>::default();
         // Every label present from the start, so a dashboard shows 0 rather than no data.
         for reason in REFUSALS {
@@ -432,22 +433,23 @@ fn scrape_registry(v: &View) -> Registry {
         "Always 1; the version is a label",
         info,
     );
-    let start = FloatGauge::default();
-    start.set(v.start_time_s);
-    r.register_with_unit(
-        "jitsi_scaler_start_time",
-        "When the process started, seconds since the Unix epoch",
-        Unit::Seconds,
-        start,
-    );
-    let last_tick = FloatGauge::default();
-    last_tick.set(v.last_tick_s);
-    r.register_with_unit(
-        "jitsi_scaler_last_tick_timestamp",
-        "When the control loop last finished a tick, seconds since the Unix epoch (0: never)",
-        Unit::Seconds,
-        last_tick,
-    );
+    // Timestamps, in seconds since the Unix epoch.
+    for (name, help, value) in [
+        (
+            "jitsi_scaler_start_time",
+            "When the process started, seconds since the Unix epoch",
+            v.start_time_s,
+        ),
+        (
+            "jitsi_scaler_last_tick_timestamp",
+            "When the control loop last finished a tick, seconds since the Unix epoch (0: never)",
+            v.last_tick_s,
+        ),
+    ] {
+        let gauge = FloatGauge::default();
+        gauge.set(value);
+        r.register_with_unit(name, help, Unit::Seconds, gauge);
+    }
     let write_failures = Counter::<u64>::default();
     write_failures.inc_by(v.store_write_failures);
     r.register(

@@ -123,37 +123,3 @@ impl Ops {
         Arc::new(move |c| metrics.lifecycle_call(c))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use crate::config::Config;
-
-    #[test]
-    fn history_samples_is_a_checked_config_key() {
-        let load = |toml: &str| Config::from_toml(toml, "", &BTreeMap::new());
-        let default = load("").expect("defaults");
-        assert_eq!(
-            default.metrics.history_samples,
-            super::history::DEFAULT_SAMPLES
-        );
-        let c = load("[metrics]\nhistory_samples = 720\n").expect("parses");
-        assert_eq!(c.metrics.history_samples, 720);
-        assert!(c.problems().is_empty());
-        for bad in [0, 9, super::history::MAX_SAMPLES + 1] {
-            let c = load(&format!("[metrics]\nhistory_samples = {bad}\n")).expect("parses");
-            let p = c.problems();
-            assert!(
-                p.iter().any(|p| p.starts_with("metrics.history_samples:")),
-                "{bad}: {p:?}"
-            );
-        }
-        let env = BTreeMap::from([(
-            "JITSI_SCALER_METRICS__HISTORY_SAMPLES".to_string(),
-            "100".to_string(),
-        )]);
-        let c = Config::from_toml("", "", &env).expect("env override");
-        assert_eq!(c.metrics.history_samples, 100);
-    }
-}

@@ -173,6 +173,9 @@ pub struct WorldArgs {
     /// Probability that a lifecycle call (create or delete) fails.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub lifecycle_fail: f64,
+    /// Warm pool: power-on of a stopped host to joined in Jicofo (lognormal with --boot-cv).
+    #[arg(long, default_value = "30s", value_parser = ms_parser("--resume"))]
+    pub resume: u64,
     /// The lifecycle manager is unreachable from START for LENGTH (repeatable), e.g. `36h+10m`.
     #[arg(long, value_name = "START+LENGTH", value_parser = |s: &str| trace::parse_window("--lifecycle-down", s))]
     pub lifecycle_down: Vec<Window>,
@@ -237,6 +240,19 @@ pub struct PolicyArgs {
     /// jitsi-autoscaler baseline: scale-down threshold minus the scale-up threshold (`min`).
     #[arg(long, default_value_t = AsParams::default().down_gap)]
     pub as_down_gap: u32,
+    /// Warm pool for ours: keep N stopped hosts and power them on instead of creating hosts
+    /// (the world starts with N stopped hosts); 0: no pool. Other policies ignore it.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub warm_pool: u32,
+    /// Warm pool: a start not seen after this long is powered off (twice: deleted).
+    #[arg(long, default_value = "5m", value_parser = ms_parser("--start-timeout"))]
+    pub start_timeout: u64,
+    /// Warm pool: idle removals are deleted instead of going back into the pool.
+    #[arg(long)]
+    pub pool_no_idle: bool,
+    /// Warm pool: stopped hosts count toward `max`.
+    #[arg(long)]
+    pub pool_counts_toward_max: bool,
 }
 
 /// `jitsi-scaler simulate`: replay or generate a call trace and compare policies on it.
@@ -464,6 +480,20 @@ impl SimulateArgs {
             max: self.policy.max,
             // About 1500 points per series, never finer than a minute.
             sample_ms: (horizon_ms / 1500).max(60_000),
+            pool: self.policy.warm_pool,
+            resume_ms: w.resume,
+        }
+    }
+
+    /// The warm pool of ours.
+    fn warm_pool(&self) -> policy::WarmPool {
+        let p = &self.policy;
+        policy::WarmPool {
+            size: p.warm_pool,
+            recycle_idle: !p.pool_no_idle,
+            recycle_expired: true,
+            count_toward_max: p.pool_counts_toward_max,
+            start_timeout_ms: p.start_timeout,
         }
     }
 }
@@ -537,6 +567,11 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
     let cfg = args.world(trace.horizon_ms);
     let oracle = report::oracle_hours(trace, cfg.boot_ms, cfg.reuse);
     let opts = args.options()?;
+    let pool = args.warm_pool();
+    // The oracle of the warm-pool world: every gateway resumed from the pool just in time.
+    let oracle_warm = pool
+        .enabled()
+        .then(|| report::oracle_hours(trace, cfg.resume_ms, cfg.reuse));
     let mut policies = Vec::new();
     let mut seen = Vec::new();
     for &kind in &args.policy.policies {
@@ -544,15 +579,22 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
             continue;
         }
         seen.push(kind);
-        let mut ctl = kind.controller(settings, timing, args.policy.tick, &opts);
+        let mut ctl = if kind == PolicyKind::Ours && pool.enabled() {
+            Box::new(
+                policies::Ours::new(settings, timing, args.policy.tick)
+                    .with_target(&opts)
+                    .with_pool(pool),
+            )
+        } else {
+            kind.controller(settings, timing, args.policy.tick, &opts)
+        };
         // Every policy meets the same world randomness (boot times, failures) in launch order.
         let tally = World::run(&cfg, trace, ctl.as_mut(), args.seed ^ WORLD_SEED);
-        policies.push(PolicyReport::from_tally(
-            kind.as_str(),
-            tally,
-            trace.horizon_ms,
-            oracle,
-        ));
+        let mut p = PolicyReport::from_tally(kind.as_str(), tally, trace.horizon_ms, oracle);
+        p.overprovisioning_warm = oracle_warm
+            .filter(|o| *o > 0.0)
+            .map(|o| p.worker_hours.total / o);
+        policies.push(p);
     }
     Ok(Report {
         seed: args.seed,
@@ -562,6 +604,8 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
         min: cfg.min_by_hour[0],
         min_schedule: args.policy.min_schedule.map(|s| s.0.to_vec()),
         oracle_worker_hours: oracle,
+        oracle_warm_worker_hours: oracle_warm,
+        warm_pool: pool.size,
         policies,
     })
 }

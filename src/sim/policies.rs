@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use policy::capacity::{CapacityConfig, Demand, DemandSample, Profile, Sizer, WEEK_MS};
-use policy::{Event, Ledger, Observation, Origin, Reason, RemovalDecision, Settings, Timing};
+use policy::{
+    Event, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings, Timing,
+};
 
 use super::world::{AgentModel, Answer, Controller, KeepRetry, Reading, World};
 
@@ -41,19 +43,7 @@ impl PolicyKind {
         opts: &PolicyOptions,
     ) -> Box<dyn Controller> {
         match self {
-            PolicyKind::Ours => {
-                let mut o = Ours::new(settings, timing, tick_ms);
-                if let Some(t) = &opts.target {
-                    o.capacity = Some(TargetMode {
-                        demand: Demand::new(t.config, t.profile.clone()),
-                        sizer: Sizer::new(),
-                        start_week_ms: t.start_week_ms,
-                        completions: 0,
-                        changes: 0,
-                    });
-                }
-                Box::new(o)
-            }
+            PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms).with_target(opts)),
             PolicyKind::Legacy => Box::new(Legacy::new(settings)),
             PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings, opts.autoscaler)),
             PolicyKind::Sidecar => {
@@ -96,21 +86,24 @@ struct TargetMode {
 
 /// Our policy: the very functions `serve` calls, in the order it calls them.
 pub struct Ours {
-    ledger: Ledger,
-    settings: Settings,
-    timing: Timing,
+    pub(super) ledger: Ledger,
+    pub(super) settings: Settings,
+    pub(super) timing: Timing,
     tick_ms: u64,
-    obs: Option<Observation>,
-    reading: Option<Reading>,
+    pub(super) obs: Option<Observation>,
+    pub(super) reading: Option<Reading>,
     next_id: u64,
-    capacity: Option<TargetMode>,
     /// Expired/unhealthy approvals accepted while the store was down, stored when it is back.
     queued: Vec<(String, Reason)>,
+    /// The warm pool (size 0: none), and whether reconciliation has run.
+    pool: policy::WarmPool,
+    reconciled: bool,
+    /// Target mode (issue 12): the spare floor sized each tick.
+    capacity: Option<TargetMode>,
 }
 
 impl Ours {
-    /// A fresh service: empty ledger, no reading yet. Like `serve`'s defaults, it waits for the
-    /// agent's `drained` confirmation before deleting a host.
+    /// A fresh service: empty ledger, no reading yet.
     pub fn new(settings: Settings, timing: Timing, tick_ms: u64) -> Self {
         Ours {
             ledger: Ledger::new(),
@@ -120,9 +113,25 @@ impl Ours {
             obs: None,
             reading: None,
             next_id: 0,
-            capacity: None,
             queued: Vec::new(),
+            pool: policy::WarmPool::default(),
+            reconciled: false,
+            capacity: None,
         }
+    }
+
+    /// The same in target mode when `opts` asks for it (`--target`).
+    pub fn with_target(mut self, opts: &PolicyOptions) -> Self {
+        if let Some(t) = &opts.target {
+            self.capacity = Some(TargetMode {
+                demand: Demand::new(t.config, t.profile.clone()),
+                sizer: Sizer::new(),
+                start_week_ms: t.start_week_ms,
+                completions: 0,
+                changes: 0,
+            });
+        }
+        self
     }
 
     /// The spare floor now: the operator's `min`, or in target mode the last effective min.
@@ -132,19 +141,95 @@ impl Ours {
             None => w.min_setting(),
         }
     }
-}
 
-impl Controller for Ours {
-    fn period_ms(&self) -> u64 {
-        self.tick_ms
+    /// Target mode: feeds the reading to the estimator and sizes the spare floor (as `serve`'s
+    /// `capacity_tick`, once per tick before anything else).
+    fn size(&mut self, w: &World, now: Millis, fresh: Option<Reading>) {
+        let Some(c) = &mut self.capacity else { return };
+        let week = (c.start_week_ms + now) % WEEK_MS;
+        if let Some(r) = fresh {
+            c.demand.observe(
+                now,
+                week,
+                DemandSample {
+                    busy: r.total.saturating_sub(r.available),
+                    available: r.available,
+                    completions: std::mem::take(&mut c.completions),
+                    failures: None,
+                },
+            );
+        }
+        let before = c.sizer.current();
+        let s = c.sizer.size(
+            &mut c.demand,
+            now,
+            week,
+            w.min_setting(),
+            None,
+            self.settings.max_total,
+        );
+        if before != Some(s.effective_min) {
+            c.changes += 1;
+        }
+        self.settings.min_available = s.effective_min;
     }
 
-    /// observe -> size (target mode) -> `policy::tick` -> record launches -> creates owed ->
-    /// deletes owed.
-    fn tick(&mut self, w: &mut World) {
+    /// The same, with a warm pool (as `serve` with `[warm_pool]`).
+    pub fn with_pool(mut self, pool: policy::WarmPool) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The warm pool's tick, as `serve` runs it (src/warm_pool.rs): reconcile once (learn the
+    /// stopped hosts), tick, record starts/creates/refills, then the owed calls.
+    fn tick_pool(&mut self, w: &mut World) {
         let now = w.now();
+        if !self.reconciled {
+            self.reconciled = true;
+            for h in w.stopped_hosts() {
+                self.ledger.learn_stopped(&h, now);
+            }
+        }
+        let t = policy::tick_with_pool(
+            &mut self.ledger,
+            &self.settings,
+            &self.pool,
+            self.obs.as_ref(),
+            &self.timing,
+            now,
+        );
+        for n in 0..t.create + t.refill {
+            let host = format!("vsg-{:06}", self.next_id);
+            self.next_id += 1;
+            if n < t.create {
+                self.ledger.record_launch(&host, Origin::Scaler, now);
+            } else {
+                self.ledger.record_refill(&host, now);
+            }
+        }
+        for host in self.ledger.starts_owed() {
+            match w.power_on(&host) {
+                Ok(()) => self.ledger.start_confirmed(&host, now),
+                Err(e) => self.ledger.start_error(&host, now, &e.to_string(), false),
+            }
+        }
+        for host in self.ledger.stops_owed() {
+            match w.power_off(&host) {
+                Ok(()) => self.ledger.stop_done(&host, now),
+                Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),
+            }
+        }
+        self.carry_out(w, now);
+    }
+}
+
+impl Ours {
+    /// The start of `serve`'s tick at `now`: takes the reading (a failed read keeps the previous
+    /// one, which then ages until it is stale) and, with the store up, stores the approvals
+    /// queued while it was down. Whether the store is up: as in `serve`, without it nothing is
+    /// recorded, so nothing is launched or deleted.
+    pub(super) fn observe(&mut self, w: &mut World, now: Millis) -> bool {
         self.settings.min_available = w.min_setting();
-        // A failed read keeps the previous reading, which then ages until it is stale.
         let fresh = w.reading();
         if let Some(r) = fresh {
             self.obs = Some(Observation {
@@ -154,41 +239,34 @@ impl Controller for Ours {
             });
             self.reading = Some(r);
         }
-        if let Some(c) = &mut self.capacity {
-            let week = (c.start_week_ms + now) % WEEK_MS;
-            if let Some(r) = fresh {
-                c.demand.observe(
-                    now,
-                    week,
-                    DemandSample {
-                        busy: r.total.saturating_sub(r.available),
-                        available: r.available,
-                        completions: std::mem::take(&mut c.completions),
-                        failures: None,
-                    },
-                );
-            }
-            let before = c.sizer.current();
-            let s = c.sizer.size(
-                &mut c.demand,
-                now,
-                week,
-                w.min_setting(),
-                None,
-                self.settings.max_total,
-            );
-            if before != Some(s.effective_min) {
-                c.changes += 1;
-            }
-            self.settings.min_available = s.effective_min;
-        }
-        // As `serve`: without the store nothing is recorded, so nothing is launched or deleted.
+        self.size(w, now, fresh);
         if w.store_health() != policy::StoreHealth::Ok {
-            return;
+            return false;
         }
         for (host, reason) in std::mem::take(&mut self.queued) {
             self.ledger.approve(&host, reason, now, &self.timing);
         }
+        true
+    }
+
+    /// What the policy's removal and sidecar functions read, as `serve` passes them: the ledger
+    /// (to change), the settings, the reading, whether the lifecycle manager is up, the timing.
+    pub(super) fn inputs(
+        &mut self,
+        w: &World,
+    ) -> (&mut Ledger, &Settings, Option<&Observation>, bool, &Timing) {
+        let up = w.lifecycle_up();
+        (
+            &mut self.ledger,
+            &self.settings,
+            self.obs.as_ref(),
+            up,
+            &self.timing,
+        )
+    }
+
+    /// `policy::tick`, then the record of each launch it decided.
+    pub(super) fn launch(&mut self, now: Millis) {
         let t = policy::tick(
             &mut self.ledger,
             &self.settings,
@@ -208,8 +286,11 @@ impl Controller for Ours {
             self.next_id += 1;
             self.ledger.record_launch(&host, Origin::Scaler, now);
         }
-        // New launches and earlier ones whose create failed (a transient error keeps them
-        // `requested` until the boot timeout).
+    }
+
+    /// The lifecycle calls owed: creates (new launches and earlier ones whose create failed: a
+    /// transient error keeps them `requested` until the boot timeout), then deletes.
+    pub(super) fn carry_out(&mut self, w: &mut World, now: Millis) {
         for host in self.ledger.creates_owed() {
             match w.create(&host) {
                 Ok(()) => self.ledger.launch_confirmed(&host, now),
@@ -223,10 +304,39 @@ impl Controller for Ours {
             }
         }
     }
+}
+
+impl Controller for Ours {
+    fn period_ms(&self) -> u64 {
+        self.tick_ms
+    }
+
+    /// observe -> `policy::tick` -> record launches -> creates owed -> deletes owed.
+    fn tick(&mut self, w: &mut World) {
+        let now = w.now();
+        if !self.observe(w, now) {
+            return;
+        }
+        if self.pool.enabled() {
+            self.tick_pool(w);
+        } else {
+            self.launch(now);
+            self.carry_out(w, now);
+        }
+    }
+
+    fn uses_pool(&self) -> bool {
+        self.pool.enabled()
+    }
 
     /// The same ledger call as `serve`'s `POST {prefix}/hello`.
     fn hello(&mut self, w: &mut World, host: &str) {
         self.ledger.hello(host, w.now());
+    }
+
+    /// The agent confirms the drain once Jibri has exited; the delete follows at the next tick.
+    fn drained(&mut self, w: &mut World, host: &str) {
+        self.ledger.drained(host, w.now());
     }
 
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
@@ -242,19 +352,30 @@ impl Controller for Ours {
                 reading: self.reading,
             };
         }
+        if self.pool.enabled() {
+            let (d, _) = policy::remove_request_with_pool(
+                &mut self.ledger,
+                &self.settings,
+                &self.pool,
+                self.obs.as_ref(),
+                w.lifecycle_up(),
+                &self.timing,
+                now,
+                host,
+                reason,
+                policy::DrainMode::Confirm,
+            );
+            return Answer {
+                accept: d.accepted(),
+                reading: self.reading,
+            };
+        }
         // The same call as `serve` for our agent's request (`"drain": "confirm"`): a repeat is
         // answered `accepted` again, spending nothing.
-        let d = policy::remove_request_as(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            w.lifecycle_up(),
-            &self.timing,
-            now,
-            host,
-            reason,
-            policy::DrainMode::Confirm,
-        );
+        let (ledger, settings, obs, up, timing) = self.inputs(w);
+        let mode = policy::DrainMode::Confirm;
+        let d =
+            policy::remove_request_as(ledger, settings, obs, up, timing, now, host, reason, mode);
         if let (Some(c), RemovalDecision::Accept { repeat: false, .. }) = (&mut self.capacity, &d)
             && reason == Reason::Expired
         {
@@ -264,11 +385,6 @@ impl Controller for Ours {
             accept: d.accepted(),
             reading: self.reading,
         }
-    }
-
-    /// The agent confirms the drain once Jibri has exited; the delete follows at the next tick.
-    fn drained(&mut self, w: &mut World, host: &str) {
-        self.ledger.drained(host, w.now());
     }
 }
 

@@ -91,6 +91,14 @@ pub struct PolicyReport {
     pub floor_breaks: u64,
     /// Launches past `max` (must be 0 for ours).
     pub launches_past_max: u64,
+    /// Stopped-host-hours in the warm pool: storage, not compute (not in `worker_hours`).
+    pub stopped_hours: f64,
+    /// Power-ons from the warm pool.
+    pub resumes: u64,
+    /// Hosts powered off into the warm pool.
+    pub pool_returns: u64,
+    /// Worker-hours divided by the warm-pool oracle's (with a warm pool).
+    pub overprovisioning_warm: Option<f64>,
     /// Plot samples (not in the JSON).
     #[serde(skip)]
     pub samples: Vec<Sample>,
@@ -116,6 +124,11 @@ pub struct Report {
     pub min_schedule: Option<Vec<u32>>,
     /// The clairvoyant oracle's worker-hours.
     pub oracle_worker_hours: f64,
+    /// The warm-pool oracle's worker-hours (every gateway resumed from the pool just in time),
+    /// with a warm pool.
+    pub oracle_warm_worker_hours: Option<f64>,
+    /// The warm pool's size (0: none).
+    pub warm_pool: u32,
     /// One entry per policy.
     pub policies: Vec<PolicyReport>,
 }
@@ -234,6 +247,10 @@ impl PolicyReport {
             },
             floor_breaks: t.floor_breaks,
             launches_past_max: t.past_max,
+            stopped_hours: wh(t.stopped_ms),
+            resumes: t.resumes,
+            pool_returns: t.pool_returns,
+            overprovisioning_warm: None,
             samples: t.samples,
             rejected_at_ms: t.rejected_at,
         }
@@ -271,9 +288,17 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "oracle (clairvoyant) worker-hours: {:.1}\n",
+            "oracle (clairvoyant) worker-hours: {:.1}",
             self.oracle_worker_hours
         );
+        if let Some(w) = self.oracle_warm_worker_hours {
+            let _ = writeln!(
+                out,
+                "warm pool {} (ours only); warm-pool oracle worker-hours: {w:.1}",
+                self.warm_pool
+            );
+        }
+        out.push('\n');
         let mut rows: Vec<(String, Vec<String>)> = Vec::new();
         let mut row = |label: &str, f: &dyn Fn(&PolicyReport) -> String| {
             rows.push((label.to_string(), self.policies.iter().map(f).collect()));
@@ -294,6 +319,16 @@ impl Report {
         row("  booting", &|p| format!("{:.1}", p.worker_hours.booting));
         row("  draining", &|p| format!("{:.1}", p.worker_hours.draining));
         row("x oracle", &|p| format!("{:.2}", p.overprovisioning));
+        if self.warm_pool > 0 {
+            row("x warm-pool oracle", &|p| {
+                p.overprovisioning_warm
+                    .map_or("-".into(), |x| format!("{x:.2}"))
+            });
+            row("stopped-hours", &|p| format!("{:.1}", p.stopped_hours));
+            row("starts from pool / h", &|p| {
+                format!("{:.2}", p.resumes as f64 / self.hours.max(1e-9))
+            });
+        }
         row("time below floor", &|p| {
             format!("{:.2}%", p.below_floor_pct)
         });

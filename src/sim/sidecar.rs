@@ -4,62 +4,43 @@
 //! ([`policy::sidecar_tick`], the function `serve` runs), instead of waiting for each gateway's
 //! idle timer as the remove-me agent does.
 
-use policy::{
-    HealthStatus, Ledger, Observation, Origin, Reason, Settings, SidecarReport, State, Timing,
-};
+use policy::{HealthStatus, Reason, Settings, SidecarReport, State, Timing};
 
-use super::world::{Answer, Controller, Reading, World};
+use super::policies::Ours;
+use super::world::{Answer, Controller, World};
 
-/// Our policy with sidecar gateways: `policy::tick`, then `policy::sidecar_tick` in the same
-/// step, as the leader's tick in `serve`.
+/// Our policy with sidecar gateways: [`Ours`]' tick with the sidecars' reports before
+/// `policy::tick` and `policy::sidecar_tick` after it in the same step, as the leader's tick in
+/// `serve`.
 pub struct SidecarFleet {
-    ledger: Ledger,
-    settings: Settings,
-    timing: Timing,
-    tick_ms: u64,
-    obs: Option<Observation>,
-    reading: Option<Reading>,
-    next_id: u64,
+    ours: Ours,
 }
 
 impl SidecarFleet {
     /// A fresh service: empty ledger, no reading yet.
     pub fn new(settings: Settings, timing: Timing, tick_ms: u64) -> Self {
         SidecarFleet {
-            ledger: Ledger::new(),
-            settings,
-            timing,
-            tick_ms,
-            obs: None,
-            reading: None,
-            next_id: 0,
+            ours: Ours::new(settings, timing, tick_ms),
         }
     }
 }
 
 impl Controller for SidecarFleet {
     fn period_ms(&self) -> u64 {
-        self.tick_ms
+        self.ours.period_ms()
     }
 
     /// reports -> `policy::tick` -> launches -> `policy::sidecar_tick` -> shutdowns ->
     /// creates owed -> deletes owed.
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
-        self.settings.min_available = w.min_setting();
-        if let Some(r) = w.reading() {
-            self.obs = Some(Observation {
-                total: r.total,
-                available: r.available,
-                taken_at: now,
-            });
-            self.reading = Some(r);
-        }
         // As `serve`: without the store nothing is recorded (reports included), so nothing is
         // launched, ordered or deleted; the sidecars' polls are answered from the last ledger.
-        if w.store_health() != policy::StoreHealth::Ok {
+        // (Nothing is ever queued: sidecar gateways never ask to be removed.)
+        if !self.ours.observe(w, now) {
             return;
         }
+        let o = &mut self.ours;
         // Each sidecar's report (status/stats, every minute and on each change: taken as
         // current at the tick), and the /sidecar/shutdown of those whose Jibri has exited.
         for (host, busy, running) in w.sidecar_view() {
@@ -67,61 +48,32 @@ impl Controller for SidecarFleet {
                 let report = SidecarReport {
                     busy,
                     health: HealthStatus::Healthy,
-                    shutting_down: self.ledger.sidecar_told(&host),
+                    shutting_down: o.ledger.sidecar_told(&host),
                 };
-                self.ledger
-                    .sidecar_heard(&host, Some(report), now, &self.timing);
-            } else if self
+                o.ledger.sidecar_heard(&host, Some(report), now, &o.timing);
+            } else if o
                 .ledger
                 .get(&host)
                 .is_some_and(|i| i.state == State::Draining)
             {
-                self.ledger.sidecar_shutdown(&host, now);
+                o.ledger.sidecar_shutdown(&host, now);
             }
         }
-        let t = policy::tick(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            &self.timing,
-            now,
-        );
-        for _ in 0..t.launch.launch {
-            let host = format!("vsg-{:06}", self.next_id);
-            self.next_id += 1;
-            self.ledger.record_launch(&host, Origin::Scaler, now);
-        }
-        let sc = policy::sidecar_tick(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            w.lifecycle_up(),
-            &self.timing,
-            now,
-        );
+        o.launch(now);
+        let (ledger, settings, obs, up, timing) = o.inputs(w);
+        let sc = policy::sidecar_tick(ledger, settings, obs, up, timing, now);
         for s in sc.shutdowns {
             // The answer to its next poll; the gateway drains and exits.
-            w.shut_down(&s.host, self.reading);
+            w.shut_down(&s.host, o.reading);
         }
-        for host in self.ledger.creates_owed() {
-            match w.create(&host) {
-                Ok(()) => self.ledger.launch_confirmed(&host, now),
-                Err(e) => self.ledger.launch_error(&host, now, &e.to_string(), false),
-            }
-        }
-        for host in self.ledger.deletes_owed() {
-            match w.delete(&host) {
-                Ok(()) => self.ledger.delete_done(&host, now),
-                Err(e) => self.ledger.delete_error(&host, &e.to_string()),
-            }
-        }
+        o.carry_out(w, now);
     }
 
     /// Sidecar gateways never ask to be removed: whatever the world's agent timer says, keep.
     fn ask(&mut self, _w: &mut World, _host: &str, _reason: Reason) -> Answer {
         Answer {
             accept: false,
-            reading: self.reading,
+            reading: self.ours.reading,
         }
     }
 }
@@ -149,6 +101,8 @@ mod tests {
             min_by_hour: [2; 24],
             max: 80,
             sample_ms: 60_000,
+            pool: 0,
+            resume_ms: 0,
         }
     }
 

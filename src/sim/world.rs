@@ -50,6 +50,12 @@ pub struct WorldConfig {
     pub max: u32,
     /// Plot sampling interval.
     pub sample_ms: u64,
+    /// Warm pool: stopped hosts at time 0 (for controllers that use a pool).
+    #[serde(default)]
+    pub pool: u32,
+    /// Warm pool: power-on to joined in Jicofo (mean; lognormal with `boot_cv`).
+    #[serde(default)]
+    pub resume_ms: u64,
 }
 
 impl WorldConfig {
@@ -123,6 +129,10 @@ pub trait Controller {
     /// A gateway's agent announces itself by name when its host has booted (`POST
     /// {prefix}/hello`). Policies that do not listen ignore it.
     fn hello(&mut self, _w: &mut World, _host: &str) {}
+    /// Whether it powers stopped hosts on and off (then the world starts with the warm pool).
+    fn uses_pool(&self) -> bool {
+        false
+    }
     /// The gateway-side script this policy comes with.
     fn agent(&self) -> AgentModel {
         AgentModel::OURS
@@ -154,6 +164,8 @@ enum GwState {
     DrainingExpired,
     /// Jibri gone (Jicofo no longer counts it) but the host still exists until deleted.
     Exited,
+    /// Powered off in the warm pool: costs storage, not compute.
+    Stopped,
     Gone,
 }
 
@@ -174,7 +186,7 @@ struct Gateway {
 // Variants are ordered within one instant: world changes, arrivals, agent requests, ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    BootDone(usize),
+    BootDone(usize, u64),
     CallEnd(usize, u64),
     OfferedEnd,
     DrainDone(usize, u64),
@@ -186,7 +198,7 @@ enum Ev {
 impl Ev {
     fn class(self) -> u8 {
         match self {
-            Ev::BootDone(_) | Ev::CallEnd(..) | Ev::OfferedEnd | Ev::DrainDone(..) => 0,
+            Ev::BootDone(..) | Ev::CallEnd(..) | Ev::OfferedEnd | Ev::DrainDone(..) => 0,
             Ev::Arrival(_) => 1,
             Ev::Ask(..) => 2,
             Ev::Tick => 3,
@@ -211,6 +223,8 @@ pub struct Census {
     pub draining_expired: u32,
     /// Jibri gone, host not yet deleted.
     pub exited: u32,
+    /// Powered off in the warm pool.
+    pub stopped: u32,
 }
 
 impl Census {
@@ -233,6 +247,7 @@ impl Census {
             GwState::DrainingIdle => Some(&mut self.draining_idle),
             GwState::DrainingExpired => Some(&mut self.draining_expired),
             GwState::Exited => Some(&mut self.exited),
+            GwState::Stopped => Some(&mut self.stopped),
             GwState::Gone => None,
         }
     }
@@ -294,6 +309,14 @@ pub struct Tally {
     pub floor_breaks: u64,
     /// Launches that took Jicofo's total plus booting gateways past `max`.
     pub past_max: u64,
+    /// Stopped-host-milliseconds in the warm pool (storage, not compute).
+    pub stopped_ms: f64,
+    /// Successful power-ons from the warm pool.
+    pub resumes: u64,
+    /// Successful power-offs into the warm pool.
+    pub pool_returns: u64,
+    /// Failed power calls.
+    pub power_failures: u64,
     /// Plot samples.
     pub samples: Vec<Sample>,
     /// When each rejected call arrived.
@@ -362,6 +385,11 @@ impl World {
         for i in 0..cfg.initial {
             let g = w.spawn(&format!("init-{i}"), GwState::Booting);
             w.become_idle(g);
+        }
+        if ctl.uses_pool() {
+            for i in 0..cfg.pool {
+                w.spawn(&format!("pool-{i}"), GwState::Stopped);
+            }
         }
         w.record_history();
         w.push(0, Ev::Tick);
@@ -458,8 +486,77 @@ impl World {
             self.tally.past_max += 1;
         }
         let boot = lognormal(&mut self.rng, self.cfg.boot_ms as f64, self.cfg.boot_cv);
-        self.push(self.now + boot.round().max(1.0) as u64, Ev::BootDone(g));
+        let generation = self.gws[g].generation;
+        self.push(
+            self.now + boot.round().max(1.0) as u64,
+            Ev::BootDone(g, generation),
+        );
         Ok(())
+    }
+
+    /// Warm pool: powers a stopped host on (it joins Jicofo `resume` later). A host that is
+    /// already on is left as it is (as a repeated power-on); an unknown one is an error.
+    pub fn power_on(&mut self, host: &str) -> Result<(), LifecycleError> {
+        if let Err(e) = self.lifecycle_call() {
+            self.tally.power_failures += 1;
+            return Err(e);
+        }
+        let Some(&g) = self.by_host.get(host) else {
+            return Err(LifecycleError::Failed);
+        };
+        if self.gws[g].state != GwState::Stopped {
+            return Ok(());
+        }
+        self.set_state(g, GwState::Booting);
+        self.gws[g].reason = None;
+        self.gws[g].approved_at = None;
+        self.gws[g].left_at = None;
+        // Its earlier idle approval is over (it left when powered off): the floor judge must
+        // not count the same gateway, now fresh, as still leaving.
+        self.idle_approvals.retain(|&a| a != g);
+        self.tally.resumes += 1;
+        if self.census.jicofo_total() + self.census.booting > self.cfg.max {
+            self.tally.past_max += 1;
+        }
+        let resume = lognormal(&mut self.rng, self.cfg.resume_ms as f64, self.cfg.boot_cv);
+        let generation = self.gws[g].generation;
+        self.push(
+            self.now + resume.round().max(1.0) as u64,
+            Ev::BootDone(g, generation),
+        );
+        Ok(())
+    }
+
+    /// Warm pool: powers a host off into the pool (a busy gateway loses its call).
+    pub fn power_off(&mut self, host: &str) -> Result<(), LifecycleError> {
+        if let Err(e) = self.lifecycle_call() {
+            self.tally.power_failures += 1;
+            return Err(e);
+        }
+        let Some(&g) = self.by_host.get(host) else {
+            return Err(LifecycleError::Failed);
+        };
+        match self.gws[g].state {
+            GwState::Stopped => return Ok(()),
+            GwState::Busy => self.tally.cut += 1,
+            GwState::Booting => self.tally.boot_aborts += 1,
+            _ => {}
+        }
+        self.set_state(g, GwState::Stopped);
+        self.tally.pool_returns += 1;
+        Ok(())
+    }
+
+    /// Hosts that exist powered off (what reconciliation finds by prefix and power state).
+    pub fn stopped_hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .by_host
+            .iter()
+            .filter(|&(_, &g)| self.gws[g].state == GwState::Stopped)
+            .map(|(h, _)| h.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     /// Deletes host `host`; an unknown host is already gone (a 404 is success). A busy gateway
@@ -546,7 +643,8 @@ impl World {
                     GwState::Busy => (B::Busy, true),
                     GwState::Expired | GwState::DrainingExpired => (B::Expired, true),
                     GwState::Exited => (B::Unknown, false),
-                    GwState::Booting | GwState::Gone => return None,
+                    // A powered-off host's sidecar sends nothing.
+                    GwState::Booting | GwState::Gone | GwState::Stopped => return None,
                 };
                 Some((host.clone(), busy, running))
             })
@@ -593,7 +691,9 @@ impl World {
             self.idle.insert(g);
         }
         let gw = &mut self.gws[g];
-        if matches!(state, GwState::Exited | GwState::Gone) && gw.left_at.is_none() {
+        if matches!(state, GwState::Exited | GwState::Gone | GwState::Stopped)
+            && gw.left_at.is_none()
+        {
             gw.left_at = Some(self.now);
         }
         gw.state = state;
@@ -677,8 +777,8 @@ impl World {
 
     fn handle(&mut self, ev: Ev, ctl: &mut dyn Controller, trace: &Trace) {
         match ev {
-            Ev::BootDone(g) => {
-                if self.gws[g].state == GwState::Booting {
+            Ev::BootDone(g, generation) => {
+                if self.gws[g].state == GwState::Booting && self.gws[g].generation == generation {
                     self.become_idle(g);
                     // The agent starts with the host and says hello.
                     let host = self.gws[g].host.clone();
@@ -766,7 +866,7 @@ impl World {
             GwState::DrainingIdle | GwState::DrainingExpired | GwState::Exited => {
                 gw.reason.unwrap_or(Reason::Idle)
             }
-            GwState::Booting | GwState::Busy | GwState::Gone => return,
+            GwState::Booting | GwState::Busy | GwState::Gone | GwState::Stopped => return,
         };
         let host = gw.host.clone();
         let answer = ctl.ask(self, &host, reason);
@@ -843,6 +943,7 @@ impl World {
         tl.gw_ms[1] += f * f64::from(c.idle);
         tl.gw_ms[2] += f * f64::from(c.busy);
         tl.gw_ms[3] += f64::from(c.expired + c.draining_idle + c.draining_expired + c.exited) * f;
+        tl.stopped_ms += f64::from(c.stopped) * f;
         if c.idle < min {
             tl.below_floor_ms += dt;
         }
@@ -905,6 +1006,8 @@ mod tests {
             min_by_hour: [min; 24],
             max: 80,
             sample_ms: 60_000,
+            pool: 0,
+            resume_ms: 0,
         }
     }
 

@@ -1,18 +1,20 @@
 //! The one fake Foreman (API v2: hosts create, show, delete, search with pages) on loopback,
 //! strict like Foreman: Basic auth with [`FOREMAN_USER`]:[`FOREMAN_TOKEN`], JSON content type,
 //! "name has already been taken", FQDN names in a domain. Nodes of one Foreman share its
-//! database; each node has its own request log and scripted misbehaviour.
+//! database; each node has its own request log and scripted misbehaviour. Warm pool: every host
+//! has a power state (`PUT /api/hosts/:name/power`), a created host is up after
+//! `provision_delay`, a started one after `power_on_delay`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -65,6 +67,24 @@ pub struct ForemanState {
     pub slow: Duration,
     /// The largest page a search answers.
     pub per_page_cap: usize,
+    /// Power state per host (a host without an entry is on and up).
+    pub power: BTreeMap<String, Power>,
+    /// A created host is up (a following Jicofo counts it) this long after the create.
+    pub provision_delay: Duration,
+    /// A started host is up this long after the power-on.
+    pub power_on_delay: Duration,
+    /// Every power action received, in order: (host, action).
+    pub power_actions: Vec<(String, String)>,
+    /// The compute resource has no power management: every power action gets 422.
+    pub no_power: bool,
+}
+
+/// One host's power state.
+#[derive(Clone, Copy, Debug)]
+pub struct Power {
+    pub on: bool,
+    /// When its gateway is up (joined), while on.
+    pub up_at: Option<Instant>,
 }
 
 impl Default for ForemanState {
@@ -76,6 +96,11 @@ impl Default for ForemanState {
             lose_create_responses: 0,
             slow: Duration::ZERO,
             per_page_cap: 1000,
+            power: BTreeMap::new(),
+            provision_delay: Duration::ZERO,
+            power_on_delay: Duration::ZERO,
+            power_actions: Vec::new(),
+            no_power: false,
         }
     }
 }
@@ -154,6 +179,7 @@ impl FakeForeman {
         let app = Router::new()
             .route("/api/hosts", get(search_hosts).post(create_host))
             .route("/api/hosts/{name}", get(one_host).delete(one_host))
+            .route("/api/hosts/{name}/power", put(power))
             .with_state((state.clone(), node.clone()));
         let addr = serve_on_loopback(app).await;
         FakeForeman {
@@ -201,6 +227,68 @@ impl FakeForeman {
 
     pub fn creates(&self) -> u64 {
         self.db().creates
+    }
+
+    /// Hosts powered on whose gateway is up (past its provisioning or power-on delay).
+    pub fn running_count(&self) -> usize {
+        let db = self.db();
+        let now = Instant::now();
+        db.hosts
+            .keys()
+            .filter(|h| {
+                db.power
+                    .get(*h)
+                    .is_none_or(|p| p.on && p.up_at.is_some_and(|t| t <= now))
+            })
+            .count()
+    }
+
+    /// Hosts that exist powered off, sorted.
+    pub fn stopped(&self) -> Vec<String> {
+        let db = self.db();
+        db.hosts
+            .keys()
+            .filter(|h| db.power.get(*h).is_some_and(|p| !p.on))
+            .cloned()
+            .collect()
+    }
+
+    /// A host that exists powered off (left from a previous run).
+    pub fn add_stopped(&self, name: &str) {
+        let mut db = self.db();
+        let id = db.hosts.len() as u64 + 100;
+        db.hosts.insert(
+            name.into(),
+            StoredHost {
+                sent: json!({"name": name}),
+                ip: format!("10.0.1.{id}"),
+                id,
+            },
+        );
+        db.power.insert(
+            name.into(),
+            Power {
+                on: false,
+                up_at: None,
+            },
+        );
+    }
+
+    /// Sets how long a created host takes to be up, and a started one.
+    pub fn set_delays(&self, provision: Duration, power_on: Duration) {
+        let mut db = self.db();
+        db.provision_delay = provision;
+        db.power_on_delay = power_on;
+    }
+
+    /// Power actions received so far: (host, action).
+    pub fn power_actions(&self) -> Vec<(String, String)> {
+        self.db().power_actions.clone()
+    }
+
+    /// Every power action gets 422 (a compute resource without power management).
+    pub fn set_no_power(&self, no: bool) {
+        self.db().no_power = no;
     }
 
     pub fn deletes(&self) -> Vec<String> {
@@ -346,6 +434,8 @@ async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: 
             );
         }
         db.creates += 1;
+        let up_at = Some(Instant::now() + db.provision_delay);
+        db.power.insert(name.clone(), Power { on: true, up_at });
         let stored = StoredHost {
             sent: host,
             ip: format!("10.0.0.{}", db.creates),
@@ -386,11 +476,77 @@ async fn one_host(
     match found {
         Some(h) => {
             if delete {
+                db.power.remove(&name);
                 db.deletes.push(name.clone());
             }
             json_response(200, h.answer(&name))
         }
         None => error(404, &format!("Resource host not found by id '{name}'")),
+    }
+}
+
+/// `PUT /api/hosts/<name>/power` with `{"power_action": "start"|"stop"|"status"}`: `{"power":
+/// true}` for an action, `{"power": "on"|"off"}` for status; 422 for another action (or every
+/// action with `no_power`), 404 for an unknown host, 415 without the JSON content type.
+async fn power(
+    State((db, node)): Fm,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = gate(&node, Method::PUT, uri, headers.clone()).await {
+        return r;
+    }
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_type {
+        return error(415, "Please use 'Content-Type: application/json'.");
+    }
+    let mut db = lock(&db);
+    if !db.hosts.contains_key(&name) {
+        return error(404, &format!("Resource host not found by id '{name}'"));
+    }
+    let action = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("power_action")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    db.power_actions.push((name.clone(), action.clone()));
+    let unknown = || {
+        error(
+            422,
+            "Unknown power action: available methods are start, stop, status",
+        )
+    };
+    if db.no_power {
+        return unknown();
+    }
+    let delay = db.power_on_delay;
+    let p = db.power.entry(name).or_insert(Power {
+        on: true,
+        up_at: Some(Instant::now()),
+    });
+    match action.as_str() {
+        "start" => {
+            if !p.on {
+                *p = Power {
+                    on: true,
+                    up_at: Some(Instant::now() + delay),
+                };
+            }
+            json_response(200, json!({"power": true}))
+        }
+        "stop" => {
+            *p = Power {
+                on: false,
+                up_at: None,
+            };
+            json_response(200, json!({"power": true}))
+        }
+        "status" => json_response(200, json!({"power": if p.on { "on" } else { "off" }})),
+        _ => unknown(),
     }
 }
 

@@ -11,8 +11,8 @@
 //! - `tokens`: key pairs made with `openssl`, signed tokens, the shell client's token,
 //!   [`AuthKeys`] with its `[auth]` table;
 //! - helpers on a status document ([`count`], [`ledger_state`], [`hosts_in`]) and on the API
-//!   ([`Scaler::set`], [`Scaler::settings`], [`Scaler::remove`], [`Scaler::request_as`],
-//!   [`idle_storm`]).
+//!   ([`Scaler::set`], [`Scaler::settings`], [`Scaler::remove`], [`Scaler::legacy_delete`],
+//!   [`Scaler::request_as`], [`idle_storm`]).
 #![allow(dead_code)]
 
 pub mod agent;
@@ -146,7 +146,8 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
     }
     let (total, available) = match follow {
         Some(f) => {
-            let t = total + f.host_count() as u32;
+            // Hosts that run and have finished booting (provisioning or power-on).
+            let t = total + f.running_count() as u32;
             (t, t.saturating_sub(busy))
         }
         None => (total, available),
@@ -560,6 +561,14 @@ impl Scaler {
         let (code, text) = self.post("/scaler/remove", &body).await;
         assert_eq!(code, 200, "remove {host} ({reason}): {text}");
         text
+    }
+
+    /// `DELETE /scaler/instance` for `host` with `reason`, as the legacy scale-down script
+    /// sends it (no `drain`): (status, body).
+    pub async fn legacy_delete(&self, host: &str, reason: &str) -> (u16, String) {
+        let body = json!({"host": host, "reason": reason}).to_string();
+        self.send(reqwest::Method::DELETE, "/scaler/instance", &body)
+            .await
     }
 
     /// The recent decisions of `kind` about `host`, oldest first: (outcome, why).

@@ -18,8 +18,10 @@ pub struct Counts {
     pub leftover: u32,
     /// Every host of the ledger that may exist (launched or approved, delete not confirmed),
     /// plus the gateways outside the ledger: a bound on `max` that does not depend on
-    /// attributing Jicofo's counts to hosts.
+    /// attributing Jicofo's counts to hosts. Stopped hosts of the warm pool are not in it.
     pub existing: u32,
+    /// Stopped hosts in the warm pool (they exist, powered off).
+    pub stopped: u32,
 }
 
 impl Counts {
@@ -27,7 +29,7 @@ impl Counts {
     pub fn of(ledger: &Ledger) -> Counts {
         let mut c = Counts::default();
         for i in ledger.instances() {
-            if i.state.in_flight() {
+            if i.holds_launch() {
                 c.in_flight += 1;
             }
             if i.pending_removal() {
@@ -36,10 +38,13 @@ impl Counts {
             if i.pending_idle_removal() {
                 c.pending_idle += 1;
             }
-            if i.undeleted_leftover() {
+            // A failed start being powered off is already counted in flight.
+            if i.undeleted_leftover() && !i.recalled() {
                 c.leftover += 1;
             }
-            if i.deleted_at.is_none() && i.state != State::Gone {
+            if i.state == State::Stopped {
+                c.stopped += 1;
+            } else if i.deleted_at.is_none() && i.state != State::Gone {
                 c.existing += 1;
             }
         }
@@ -301,16 +306,9 @@ pub fn decide_external_add(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{obs, obs_at};
     use crate::{Event, Origin, State};
     use proptest::prelude::*;
-
-    fn obs(total: u32, available: u32) -> Observation {
-        Observation {
-            total,
-            available,
-            taken_at: 1_000,
-        }
-    }
 
     #[test]
     fn without_the_store_idle_keeps_and_the_others_go() {
@@ -427,14 +425,6 @@ mod tests {
         );
     }
 
-    fn obs_at(total: u32, available: u32, taken_at: Millis) -> Observation {
-        Observation {
-            total,
-            available,
-            taken_at,
-        }
-    }
-
     proptest! {
         /// `max` is never passed and at most `bulk_max` is launched, counting in-flight launches.
         #[test]
@@ -444,7 +434,7 @@ mod tests {
         ) {
             let s = Settings { min_available: min, max_total: max, bulk_max: bulk };
             let available = total * avail_frac / 100;
-            let c = Counts { in_flight, pending_removal: pending.min(available), pending_idle: pending.min(available), leftover: 0, existing: 0 };
+            let c = Counts { in_flight, pending_removal: pending.min(available), pending_idle: pending.min(available), leftover: 0, existing: 0, stopped: 0 };
             let d = decide_launch(c, &s, Some(&obs(total, available)), 1_000, &Timing::default());
             prop_assert!(d.launch <= bulk);
             if d.launch > 0 {

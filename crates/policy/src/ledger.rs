@@ -31,11 +31,19 @@ pub enum State {
     Gone,
     /// Never showed up within the boot timeout (or the create was refused): deleted, not counted.
     LaunchFailed,
+    /// In the warm pool: the host exists in the lifecycle manager, powered off (confirmed).
+    Stopped,
+    /// Taken from the warm pool: the power-on call is owed or in progress.
+    Starting,
+    /// Power-on confirmed; not yet seen in Jicofo.
+    Resuming,
+    /// The power-off call is owed or in progress; the host then goes back into the pool.
+    Stopping,
 }
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 11] = [
         State::Requested,
         State::Booting,
         State::Ready,
@@ -43,6 +51,10 @@ impl State {
         State::Deleting,
         State::Gone,
         State::LaunchFailed,
+        State::Stopped,
+        State::Starting,
+        State::Resuming,
+        State::Stopping,
     ];
 
     /// The state's snake_case name, as in the API and logs.
@@ -55,17 +67,27 @@ impl State {
             State::Deleting => "deleting",
             State::Gone => "gone",
             State::LaunchFailed => "launch_failed",
+            State::Stopped => "stopped",
+            State::Starting => "starting",
+            State::Resuming => "resuming",
+            State::Stopping => "stopping",
         }
     }
 
-    /// A launch that was asked for and has not shown up yet.
+    /// A launch that was asked for (created or started from the pool) and has not shown up yet.
     pub fn in_flight(self) -> bool {
-        matches!(self, State::Requested | State::Booting)
+        matches!(
+            self,
+            State::Requested | State::Booting | State::Starting | State::Resuming
+        )
     }
 
-    /// A removal was approved for the host.
+    /// A removal was approved for the host (or a failed start is being powered off).
     pub fn approved(self) -> bool {
-        matches!(self, State::Draining | State::Deleting | State::Gone)
+        matches!(
+            self,
+            State::Draining | State::Deleting | State::Gone | State::Stopping
+        )
     }
 }
 
@@ -127,6 +149,18 @@ pub struct Instance {
     /// up, and the next rise of Jicofo's count is attributed to it first.
     #[serde(default)]
     pub alive_at: Option<Millis>,
+    /// When it was last taken from the warm pool (its lead is measured from here).
+    #[serde(default)]
+    pub started_at: Option<Millis>,
+    /// The approved removal powers it off into the warm pool instead of deleting it.
+    #[serde(default)]
+    pub to_pool: bool,
+    /// Created to refill the warm pool: not a launch for demand.
+    #[serde(default)]
+    pub refill: bool,
+    /// Consecutive starts from the pool that were not seen within the start timeout.
+    #[serde(default)]
+    pub start_failures: u32,
     /// How its approved removal is carried out (set at approval; see [`DrainMode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainMode>,
@@ -140,7 +174,7 @@ pub struct Instance {
 }
 
 impl Instance {
-    fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
+    pub(crate) fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
         Instance {
             host: host.to_string(),
             state,
@@ -157,6 +191,10 @@ impl Instance {
             attempts: 0,
             last_error: None,
             alive_at: None,
+            started_at: None,
+            to_pool: false,
+            refill: false,
+            start_failures: 0,
             drain: None,
             sidecar: None,
             parked: false,
@@ -176,7 +214,7 @@ impl Instance {
     /// available (idle, or expired by lifetime while idle): what an idle approval must
     /// reserve so that concurrent removals never break the floor.
     pub fn pending_removal(&self) -> bool {
-        self.counted && self.state.approved() && self.reason != Some(Reason::Unhealthy)
+        self.counted && self.leaving() && self.reason != Some(Reason::Unhealthy)
     }
 
     /// Left Jicofo (or never joined) but not yet deleted in the lifecycle manager: the host
@@ -192,7 +230,45 @@ impl Instance {
     /// would launch one extra gateway per expiry; an idle-expired host is replaced once it
     /// leaves.
     pub fn pending_idle_removal(&self) -> bool {
-        self.counted && self.state.approved() && self.reason == Some(Reason::Idle)
+        self.counted && self.leaving() && self.reason == Some(Reason::Idle)
+    }
+
+    /// On its way out of Jicofo's count after an approved removal: approved, or powered off
+    /// into the warm pool by one (Jicofo may count it a little longer, as a deleted host).
+    pub fn leaving(&self) -> bool {
+        self.state.approved() || (self.state == State::Stopped && self.approved_at.is_some())
+    }
+
+    /// Where an approved removal goes once drained: power-off into the pool, or delete.
+    fn removal_state(&self) -> State {
+        if self.to_pool {
+            State::Stopping
+        } else {
+            State::Deleting
+        }
+    }
+
+    /// A failed start from the pool that may still run (power-off or delete not confirmed): it
+    /// keeps holding its launch, so the launch rule never starts a second host for it.
+    pub fn recalled(&self) -> bool {
+        match self.state {
+            State::Stopping => self.approved_at.is_none(),
+            State::LaunchFailed => self.started_at.is_some() && self.deleted_at.is_none(),
+            _ => false,
+        }
+    }
+
+    /// Its agent announced it since it was last launched (created, or started from the pool):
+    /// it runs, so it is never failed for not showing up.
+    pub fn proven_alive(&self) -> bool {
+        self.alive_at
+            .is_some_and(|a| self.started_at.is_none_or(|s| a >= s))
+    }
+
+    /// Counts as a launch in flight for the launch rule: asked for (created or started), not
+    /// yet seen, not a pool refill; or a failed start still being powered off.
+    pub fn holds_launch(&self) -> bool {
+        (self.state.in_flight() && !self.refill) || self.recalled()
     }
 
     /// Whether `name` names this instance: the same name, the same short name (an FQDN and its
@@ -237,6 +313,26 @@ pub enum Event {
         /// The new number of gateways outside the ledger.
         offset: i64,
     },
+    /// A host started from the warm pool showed up in Jicofo's count.
+    Resumed {
+        /// The host.
+        host: String,
+        /// Time from the start (power-on) to first seen.
+        lead_ms: u64,
+    },
+    /// A host started from the pool was not seen within the start timeout: it is powered off
+    /// and checked (first failure) or deleted (second).
+    StartTimeout {
+        /// The host.
+        host: String,
+        /// Consecutive failed starts, this one included.
+        failures: u32,
+    },
+    /// A stopped host beyond the pool's size is deleted.
+    PoolTrimmed {
+        /// The host.
+        host: String,
+    },
     /// A launch did not show up within the boot timeout.
     BootTimeout {
         /// The host.
@@ -262,10 +358,13 @@ pub enum Event {
 /// The persistent record of gateways, keyed by lower-case host name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
-    instances: BTreeMap<String, Instance>,
+    pub(crate) instances: BTreeMap<String, Instance>,
     /// Gateways Jicofo counts beyond the ledger's counted entries (may be negative briefly).
     #[serde(default)]
     offset: i64,
+    /// Measured lead times per launch path (create or start from the pool).
+    #[serde(default)]
+    pub(crate) leads: crate::pool::LeadTimes,
 }
 
 /// Normalises a host name to its ledger key.
@@ -285,7 +384,11 @@ impl Ledger {
             .into_iter()
             .map(|i| (key_of(&i.host), i))
             .collect();
-        Ledger { instances, offset }
+        Ledger {
+            instances,
+            offset,
+            leads: Default::default(),
+        }
     }
 
     /// Every entry, ordered by host name.
@@ -441,16 +544,25 @@ impl Ledger {
         let Some(i) = self.instances.get_mut(&key) else {
             return false;
         };
-        let adoptable = i.state == State::LaunchFailed && i.deleted_at.is_none() && !i.counted;
+        // Failed and still there: a launch past the boot timeout, or a start from the pool
+        // that timed out and is being deleted or powered off.
+        let adoptable = !i.counted
+            && ((i.state == State::LaunchFailed && i.deleted_at.is_none()) || i.recalled());
         // In flight and not yet known alive, or failed and still there.
-        let news = (i.state.in_flight() && i.alive_at.is_none()) || adoptable;
+        let news = (i.state.in_flight() && !i.proven_alive()) || adoptable;
         if !news {
             return false;
         }
         i.alive_at = Some(now);
-        // The create happened: whatever its call said, the host exists.
-        if i.state != State::Booting {
-            i.set_state(State::Booting, now);
+        // The create (or power-on) happened, whatever its call said: the host runs and waits to
+        // be counted, on its own path.
+        let waiting = if i.started_at.is_some() {
+            State::Resuming
+        } else {
+            State::Booting
+        };
+        if i.state != waiting {
+            i.set_state(waiting, now);
         }
         true
     }
@@ -470,6 +582,19 @@ impl Ledger {
         reason: Reason,
         now: Millis,
         mode: DrainMode,
+    ) -> String {
+        self.approve_to(name, reason, now, mode, false)
+    }
+
+    /// [`Ledger::approve_as`], choosing where the host goes: powered off into the warm pool
+    /// (`to_pool`) or deleted. A repeat keeps the first choice.
+    pub fn approve_to(
+        &mut self,
+        name: &str,
+        reason: Reason,
+        now: Millis,
+        mode: DrainMode,
+        to_pool: bool,
     ) -> String {
         let key = match self.find(name) {
             Some(i) => key_of(&i.host),
@@ -497,12 +622,16 @@ impl Ledger {
             i.seen_at.get_or_insert(now);
             let next = if mode.waits() {
                 State::Draining
+            } else if to_pool {
+                State::Stopping
             } else {
                 State::Deleting
             };
             i.set_state(next, now);
             i.reason = Some(reason);
             i.approved_at = Some(now);
+            i.to_pool = to_pool;
+            i.refill = false;
             i.drain = Some(mode);
         }
         key
@@ -516,7 +645,7 @@ impl Ledger {
         };
         match self.instances.get_mut(&key) {
             Some(i) if i.state == State::Draining => {
-                i.set_state(State::Deleting, now);
+                i.set_state(i.removal_state(), now);
                 // Jibri has exited: it leaves Jicofo now.
                 i.stopped_at.get_or_insert(now);
                 true
@@ -574,25 +703,76 @@ impl Ledger {
         let counted = self.instances.values().filter(|i| i.counted).count() as i64;
         let mut diff = i64::from(obs.total) - counted - self.offset;
         if diff > 0 {
-            // Hosts proven to run go first: those that announced themselves (earliest hello
-            // first), then launches whose sidecar already reports; then the oldest.
-            let order = |i: &Instance| match (i.alive_at, i.sidecar.is_some()) {
-                (Some(t), _) => t / 4,
-                (None, true) => u64::MAX / 4 + i.created_at / 4,
-                (None, false) => u64::MAX / 2 + i.created_at / 2,
+            // Oldest expected arrival first: a start from the pool joins much sooner than a
+            // create, so each path's launch time is shifted by its own measured lead.
+            // Before any measurement a create is assumed to take the boot timeout, a start 0.
+            let leads = self.leads;
+            // A start counts from its confirmed power-on (a retried power-on starts later).
+            // A failed start (it did not join in time) is expected after the starts in time.
+            let expected = |i: &Instance| match i.started_at {
+                Some(_) if i.recalled() => {
+                    // + 2: after a start in time expected at the same instant.
+                    i.state_since
+                        .saturating_add(leads.start.expected_or(0))
+                        .saturating_add(2)
+                }
+                // Confirmed power-on first; an unconfirmed one (+ 1) is at least as late.
+                Some(_) if i.state == State::Resuming => {
+                    i.state_since.saturating_add(leads.start.expected_or(0))
+                }
+                Some(t) => t
+                    .saturating_add(leads.start.expected_or(0))
+                    .saturating_add(1),
+                None => i
+                    .created_at
+                    .saturating_add(leads.create.expected_or(timing.boot_timeout_ms)),
             };
-            for key in self.oldest(|i| i.state.in_flight(), order) {
+            // A failed start being powered off or deleted may still join late: it is a
+            // candidate too (counted while it goes; it leaves by the stop evidence), so its
+            // join is not taken for a launch that is still booting.
+            let late_start = |i: &Instance| i.recalled() && !i.counted;
+            // Hosts proven to run go first: those that announced themselves (earliest hello
+            // first), then launches whose sidecar already reports; then by expected arrival.
+            let order =
+                |i: &Instance| match (i.alive_at.filter(|_| i.proven_alive()), i.sidecar.is_some())
+                {
+                    (Some(t), _) => t / 4,
+                    (None, true) => u64::MAX / 4 + expected(i) / 4,
+                    (None, false) => u64::MAX / 2 + expected(i) / 2,
+                };
+            for key in self.oldest(|i| i.state.in_flight() || late_start(i), order) {
                 if diff == 0 {
                     break;
                 }
                 if let Some(i) = self.instances.get_mut(&key) {
+                    if i.recalled() {
+                        i.counted = true;
+                        diff -= 1;
+                        continue;
+                    }
                     i.counted = true;
                     i.seen_at = Some(obs.taken_at);
                     i.set_state(State::Ready, obs.taken_at);
-                    events.push(Event::Seen {
-                        host: key.clone(),
-                        boot_ms: obs.taken_at.saturating_sub(i.created_at),
-                    });
+                    let event = match i.started_at {
+                        Some(t) => {
+                            let lead_ms = obs.taken_at.saturating_sub(t);
+                            i.start_failures = 0;
+                            self.leads.start.add(lead_ms);
+                            Event::Resumed {
+                                host: key.clone(),
+                                lead_ms,
+                            }
+                        }
+                        None => {
+                            let boot_ms = obs.taken_at.saturating_sub(i.created_at);
+                            self.leads.create.add(boot_ms);
+                            Event::Seen {
+                                host: key.clone(),
+                                boot_ms,
+                            }
+                        }
+                    };
+                    events.push(event);
                     diff -= 1;
                 }
             }
@@ -675,7 +855,9 @@ impl Ledger {
             let created = now.saturating_sub(i.created_at);
             let approved = i.approved_at.map(|t| now.saturating_sub(t));
             let (state, counted) = (i.state, i.counted);
-            if state.in_flight() && created >= timing.boot_timeout_ms {
+            // Starts from the pool have their own timeout (`pool::expire`).
+            let started = i.started_at.is_some();
+            if state.in_flight() && !started && created >= timing.boot_timeout_ms {
                 if i.alive_at.is_some() {
                     // It runs: never failed. A gateway Jicofo counts beyond the ledger is
                     // taken to be this one (it joined before it could be attributed).
@@ -700,11 +882,12 @@ impl Ledger {
             }
             if state == State::Draining && since >= timing.drain_timeout_ms {
                 if let Some(i) = self.instances.get_mut(&key) {
-                    i.set_state(State::Deleting, now);
+                    i.set_state(i.removal_state(), now);
                 }
                 events.push(Event::DrainTimeout { host: key.clone() });
             }
-            if counted && state.approved() && approved.is_some_and(|a| a >= timing.pending_ttl_ms) {
+            let leaving = self.instances.get(&key).is_some_and(Instance::leaving);
+            if counted && leaving && approved.is_some_and(|a| a >= timing.pending_ttl_ms) {
                 self.set_counted(&key, false);
                 events.push(Event::PendingExpired { host: key.clone() });
             }

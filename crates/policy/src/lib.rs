@@ -10,6 +10,7 @@ pub mod capacity;
 mod decide;
 mod ledger;
 mod mixed;
+mod pool;
 mod settings;
 mod sidecar;
 
@@ -19,6 +20,10 @@ pub use decide::{
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
+pub use pool::{
+    LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
+    remove_request_with_pool, tick_with_pool,
+};
 pub use settings::{Setting, Settings, SettingsError, Timing};
 pub use sidecar::{
     BusyStatus, HealthStatus, Shutdown, SidecarEvent, SidecarEvidence, SidecarReport, SidecarTick,
@@ -108,28 +113,22 @@ pub fn tick(
     Tick { events, launch }
 }
 
-/// A remove-me request, end to end on the ledger (shared by `serve` and `simulate`): note that
-/// the host runs, decide, and record a new approval (a repeat spends nothing).
-#[allow(clippy::too_many_arguments)]
-pub fn remove_request(
-    ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
-    host: &str,
-    reason: Reason,
-) -> RemovalDecision {
-    remove_request_as(
-        ledger,
-        settings,
-        obs,
-        lifecycle_up,
-        timing,
-        now,
-        host,
-        reason,
-        DrainMode::default_for(timing),
-    )
+/// Test fixtures shared by the modules' tests.
+#[cfg(test)]
+mod testing {
+    use crate::{Millis, Observation};
+
+    /// A reading of `total` gateways, `available` of them free, taken at `taken_at`.
+    pub(crate) fn obs_at(total: u32, available: u32, taken_at: Millis) -> Observation {
+        Observation {
+            total,
+            available,
+            taken_at,
+        }
+    }
+
+    /// [`obs_at`] 1 s.
+    pub(crate) fn obs(total: u32, available: u32) -> Observation {
+        obs_at(total, available, 1_000)
+    }
 }

@@ -62,8 +62,9 @@ impl DrainMode {
     }
 }
 
-/// [`crate::remove_request`] for a client that said how it drains (`mode`); the approval is
-/// recorded with that mode.
+/// A remove-me request, end to end on the ledger (shared by `serve` and `simulate`): note that
+/// the host runs, decide, and record a new approval with the drain `mode` of its client (a
+/// repeat spends nothing). A client that does not say drains as [`DrainMode::default_for`].
 #[allow(clippy::too_many_arguments)]
 pub fn remove_request_as(
     ledger: &mut Ledger,
@@ -148,15 +149,8 @@ pub fn decide_requested_add(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::obs;
     use crate::{Origin, State};
-
-    fn obs(total: u32, available: u32) -> Observation {
-        Observation {
-            total,
-            available,
-            taken_at: 1_000,
-        }
-    }
 
     #[test]
     fn each_host_drains_its_own_way() {
@@ -171,29 +165,13 @@ mod tests {
         let mut l = Ledger::new();
         let o = obs(5, 5);
         l.absorb(&o, &t);
-        let d = remove_request_as(
-            &mut l,
-            &s,
-            Some(&o),
-            true,
-            &t,
-            1_000,
-            "legacy",
-            Reason::Idle,
-            DrainMode::Immediate,
-        );
+        // An idle remove-me from `host` at `now`, its client draining as `mode`.
+        let idle = |l: &mut Ledger, now, host, mode| {
+            remove_request_as(l, &s, Some(&o), true, &t, now, host, Reason::Idle, mode)
+        };
+        let d = idle(&mut l, 1_000, "legacy", DrainMode::Immediate);
         assert!(d.accepted());
-        let d = remove_request_as(
-            &mut l,
-            &s,
-            Some(&o),
-            true,
-            &t,
-            1_000,
-            "agent",
-            Reason::Idle,
-            DrainMode::Confirm,
-        );
+        let d = idle(&mut l, 1_000, "agent", DrainMode::Confirm);
         assert!(d.accepted());
         assert_eq!(l.get("legacy").map(|i| i.state), Some(State::Deleting));
         assert_eq!(
@@ -215,17 +193,7 @@ mod tests {
         l.approve("quiet2", Reason::Expired, 1_000, &t2);
         assert_eq!(l.get("quiet2").map(|i| i.state), Some(State::Deleting));
         // A repeat with another mode changes nothing.
-        remove_request_as(
-            &mut l,
-            &s,
-            Some(&o),
-            true,
-            &t,
-            2_000,
-            "agent",
-            Reason::Idle,
-            DrainMode::Immediate,
-        );
+        idle(&mut l, 2_000, "agent", DrainMode::Immediate);
         assert_eq!(l.get("agent").map(|i| i.state), Some(State::Draining));
         assert_eq!(DrainMode::parse("confirm"), Some(DrainMode::Confirm));
         assert_eq!(DrainMode::parse("immediate"), Some(DrainMode::Immediate));

@@ -4,7 +4,7 @@
 //! `/sidecar/stats`), and asks whether to shut down. The reports are evidence in the ledger,
 //! timed on our own clock (the sidecar's `timestamp` comes from its clock). The scaler, not the
 //! gateway, decides when a sidecar host goes: [`select_shutdowns`] picks surplus idle, healthy
-//! hosts, longest idle first, through [`decide_removal`] — the budget remove-me requests spend,
+//! hosts, longest idle first, through [`remove_request_as`] — the budget remove-me requests spend,
 //! so the floor holds and a shared store serialises it across replicas. A host told to shut
 //! down is `draining` (mode [`DrainMode::Sidecar`]) until its `/sidecar/shutdown` or its silence
 //! past the TTL; then its delete is owed as for any other host.
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::key_of;
 use crate::{
-    DrainMode, Ledger, Millis, Observation, Origin, Reason, Settings, State, Timing, decide_removal,
+    DrainMode, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings, State,
+    Timing, remove_request_as,
 };
 
 /// Jibri's `busyStatus`.
@@ -316,7 +317,7 @@ impl Ledger {
 /// - every host with a fresh EXPIRED report, or UNHEALTHY and not BUSY for TTL/5 (removed at
 ///   once and replaced, as an expired or unhealthy remove-me; never a BUSY one);
 /// - while the pool holds more spares than `min`: idle, healthy hosts (fresh reports), longest
-///   idle first, each only if [`decide_removal`] accepts it as an idle remove-me (stats fresh,
+///   idle first, each only if [`remove_request_as`] accepts it as an idle remove-me (stats fresh,
 ///   lifecycle manager up, `available - pending - 1 >= min`). It stops at the first `keep`, so
 ///   the floor is never broken and the budget is the one remove-me requests spend.
 pub fn select_shutdowns(
@@ -343,12 +344,10 @@ pub fn select_shutdowns(
     let gone = ready_with(ledger, &|ev| {
         (ev.fresh(now, timing) && ev.busy == BusyStatus::Expired) || ev.broken(now, timing)
     });
-    for (_, host) in gone {
-        let reason = match ledger.get(&host).and_then(|i| i.sidecar.as_ref()) {
-            Some(ev) if ev.busy == BusyStatus::Expired => Reason::Expired,
-            _ => Reason::Unhealthy,
-        };
-        let d = decide_removal(
+    // The host told as a remove-me of `reason` from it would be answered (a `Ready` host: never
+    // a repeat); whether it was.
+    let mut tell = |ledger: &mut Ledger, host: String, reason: Reason, idle_ms: Option<u64>| {
+        let d = remove_request_as(
             ledger,
             settings,
             obs,
@@ -357,51 +356,37 @@ pub fn select_shutdowns(
             now,
             &host,
             reason,
+            DrainMode::Sidecar,
         );
-        if let crate::RemovalDecision::Accept {
-            available,
-            pending_removal,
-            ..
-        } = d
-        {
-            ledger.approve_as(&host, reason, now, DrainMode::Sidecar);
-            out.push(Shutdown {
-                host,
-                reason,
-                idle_ms: None,
-                available,
-                pending_removal,
-            });
-        }
-    }
-    let idle = ready_with(ledger, &|ev| ev.spare(now, timing));
-    for (since, host) in idle {
-        let d = decide_removal(
-            ledger,
-            settings,
-            obs,
-            lifecycle_up,
-            timing,
-            now,
-            &host,
-            Reason::Idle,
-        );
-        let crate::RemovalDecision::Accept {
+        let RemovalDecision::Accept {
             available,
             pending_removal,
             ..
         } = d
         else {
-            break;
+            return false;
         };
-        ledger.approve_as(&host, Reason::Idle, now, DrainMode::Sidecar);
         out.push(Shutdown {
             host,
-            reason: Reason::Idle,
-            idle_ms: Some(now.saturating_sub(since)),
+            reason,
+            idle_ms,
             available,
             pending_removal,
         });
+        true
+    };
+    for (_, host) in gone {
+        let reason = match ledger.get(&host).and_then(|i| i.sidecar.as_ref()) {
+            Some(ev) if ev.busy == BusyStatus::Expired => Reason::Expired,
+            _ => Reason::Unhealthy,
+        };
+        tell(ledger, host, reason, None);
+    }
+    let idle = ready_with(ledger, &|ev| ev.spare(now, timing));
+    for (since, host) in idle {
+        if !tell(ledger, host, Reason::Idle, Some(now.saturating_sub(since))) {
+            break;
+        }
     }
     out
 }
@@ -424,15 +409,8 @@ pub fn sidecar_tick(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::obs_at as obs;
     use proptest::prelude::*;
-
-    fn obs(total: u32, available: u32, at: Millis) -> Observation {
-        Observation {
-            total,
-            available,
-            taken_at: at,
-        }
-    }
 
     fn report(busy: BusyStatus, health: HealthStatus) -> Option<SidecarReport> {
         Some(SidecarReport {
@@ -442,17 +420,21 @@ mod tests {
         })
     }
 
+    /// Default timing, settings with `min_available = min`, an empty ledger.
+    fn setup(min: u32) -> (Timing, Settings, Ledger) {
+        let s = Settings {
+            min_available: min,
+            ..Settings::default()
+        };
+        (Timing::default(), s, Ledger::new())
+    }
+
     const IDLE: BusyStatus = BusyStatus::Idle;
     const OK: HealthStatus = HealthStatus::Healthy;
 
     #[test]
     fn surplus_idle_healthy_hosts_go_longest_idle_first() {
-        let t = Timing::default();
-        let s = Settings {
-            min_available: 2,
-            ..Settings::default()
-        };
-        let mut l = Ledger::new();
+        let (t, s, mut l) = setup(2);
         l.absorb(&obs(6, 5, 0), &t);
         // a idle since 100, b since 300, c since 200, d unhealthy, e busy, f idle.
         l.sidecar_heard("a", report(IDLE, OK), 100, &t);
@@ -481,12 +463,7 @@ mod tests {
 
     #[test]
     fn no_fresh_stats_no_lifecycle_or_stale_reports_shut_nothing() {
-        let t = Timing::default();
-        let s = Settings {
-            min_available: 1,
-            ..Settings::default()
-        };
-        let mut l = Ledger::new();
+        let (t, s, mut l) = setup(1);
         l.sidecar_heard("a", report(IDLE, OK), 0, &t);
         l.sidecar_heard("b", report(IDLE, OK), 0, &t);
         let o = obs(5, 5, 1_000);
@@ -499,12 +476,7 @@ mod tests {
 
     #[test]
     fn expired_hosts_are_told_at_once_and_busy_ones_never() {
-        let t = Timing::default();
-        let s = Settings {
-            min_available: 5,
-            ..Settings::default()
-        };
-        let mut l = Ledger::new();
+        let (t, s, mut l) = setup(5);
         l.sidecar_heard("x", report(BusyStatus::Expired, OK), 0, &t);
         l.sidecar_heard("y", report(BusyStatus::Busy, OK), 0, &t);
         // At the floor (available 0 < min): the expired one still goes.
@@ -537,12 +509,7 @@ mod tests {
 
     #[test]
     fn shutdown_report_or_silence_owes_the_delete() {
-        let t = Timing::default();
-        let s = Settings {
-            min_available: 1,
-            ..Settings::default()
-        };
-        let mut l = Ledger::new();
+        let (t, s, mut l) = setup(1);
         l.sidecar_heard("a", report(IDLE, OK), 0, &t);
         l.sidecar_heard("b", report(IDLE, OK), 10, &t);
         l.sidecar_heard("c", report(IDLE, OK), 20, &t);
