@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use policy::{Reason, Setting};
+use policy::{Reason, Setting, Settings};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -145,6 +145,11 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/drained"), post(drained).options(options))
         .route(&format!("{p}/hello"), post(hello).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
+        // Issue 12: schedules of target mode, read and replaced as JSON (admin).
+        .route(
+            &format!("{p}/capacity/schedule"),
+            get(get_schedule).put(put_schedule).options(options),
+        )
         .route(&format!("{p}/history"), get(history).options(options))
         .route(&format!("{p}/ui"), get(ui_page).options(options))
         .route(&format!("{p}/ui/"), get(ui_page).options(options))
@@ -236,13 +241,45 @@ async fn post_setting(
             "{setting} must be a bare JSON integer, got {value}"
         ))
     })?;
-    let n = setting
-        .check(n)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The cap of `min` follows `max` (issue 12).
+    let n = match setting {
+        Setting::Min => Settings::check_min(n, svc.settings().await.max_total),
+        other => other.check(n),
+    }
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     svc.set_setting(setting, n, &who(caller))
         .await
         .map_err(conflict)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_schedule(call: Call) -> Result<Response, ApiError> {
+    call.admin().await?;
+    Ok(axum::Json(call.st.svc.capacity_schedule()).into_response())
+}
+
+async fn put_schedule(
+    call: Call,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = call.admin().await?;
+    let value = json_body(body)?;
+    let entries: Vec<policy::capacity::ScheduleEntry> =
+        serde_json::from_value(value).map_err(|e| {
+            ApiError::BadRequest(format!("expected a JSON array of schedule entries: {e}"))
+        })?;
+    match call
+        .st
+        .svc
+        .set_capacity_schedule(entries, &who(&caller))
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(crate::capacity::serve::ScheduleRefused::Invalid(e)) => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(crate::capacity::serve::ScheduleRefused::Store(e)) => Err(conflict(e)),
+    }
 }
 
 fn conflict(e: ServiceError) -> ApiError {

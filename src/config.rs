@@ -45,6 +45,8 @@ pub struct Config {
     pub metrics: crate::ops::MetricsConfig,
     /// The audit file (`audit.jsonl` in `data_dir`).
     pub audit: crate::ops::AuditConfig,
+    /// Target mode: the spare floor sized for a rejection rate (issue 12 hook).
+    pub capacity: crate::capacity::CapacitySection,
     /// HTTP server limits (issue 15).
     pub server: crate::http_server::ServerConfig,
     /// Warm pool of stopped hosts (issue 13).
@@ -68,6 +70,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: crate::ops::MetricsConfig::default(),
             audit: crate::ops::AuditConfig::default(),
+            capacity: crate::capacity::CapacitySection::default(),
             server: crate::http_server::ServerConfig::default(),
             warm_pool: crate::warm_pool::WarmPoolConfig::default(),
         }
@@ -78,7 +81,7 @@ impl Default for Config {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SettingsConfig {
-    /// Minimum available gateways (1..=100).
+    /// Minimum available gateways (1..=max): the floor in target mode, the spare count in fixed.
     pub min: u32,
     /// Maximum total gateways (1..=1000).
     pub max: u32,
@@ -417,6 +420,8 @@ impl Config {
         if self.instance_type.trim().is_empty() {
             p.push("instance_type: must not be empty".into());
         }
+        // Issue 12 hook: the [capacity] section.
+        p.extend(self.capacity.problems(self.settings.max));
         // Issue 15: HTTP server limits.
         p.extend(self.server.problems());
         for e in self.settings.to_settings().problems() {

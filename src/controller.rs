@@ -105,15 +105,24 @@ impl Controller {
         let svc = &self.svc;
         svc.observe().await;
         svc.flush_queued().await;
+        // Issue 12 hook: every replica sizes the spare floor once per tick (outside `apply`,
+        // which may retry); followers take the leader's stored profile.
+        let now = now_ms();
+        let change = svc.capacity_tick(now, svc.lease().is_some()).await;
         let Some(fence) = svc.lease() else {
             svc.store().sync().await;
             return;
         };
-        let now = now_ms();
+        let profile = svc.capacity.to_store();
         let prefix = &svc.cfg.lifecycle.name_prefix;
         let lifecycle_up = svc.lifecycle().is_up();
         let planned = svc
             .apply(Some(&fence), |snap, merged, _| {
+                if let Some(p) = &profile {
+                    snap.capacity.get_or_insert_with(Default::default).profile = Some(p.clone());
+                }
+                // Issue 12 hook: the effective min of target mode.
+                let settings = svc.capacity.effective(&snap.settings);
                 // Issue 15 hook: after a refused create, no new host name until the hold ends.
                 let hold = svc.lifecycle().launch_hold();
                 // warm pool (issue 13): policy::tick plus starts from the pool and refills.
@@ -121,7 +130,7 @@ impl Controller {
                     &svc.cfg.warm_pool,
                     hold.is_none().then_some(prefix.as_str()),
                     &mut snap.ledger,
-                    &snap.settings,
+                    &settings,
                     merged.observation.as_ref(),
                     svc.timing(),
                     now,
@@ -129,7 +138,7 @@ impl Controller {
                 // Issue 14 hook: sidecar silence timeouts and shutdown orders, same write.
                 let sidecar = policy::sidecar_tick(
                     &mut snap.ledger,
-                    &snap.settings,
+                    &settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
                     svc.timing(),
@@ -162,6 +171,20 @@ impl Controller {
         let previous = svc.note_launch(p.tick.launch).await;
         for e in &p.tick.events {
             self.record_event(e, now);
+            // Issue 12 hook: measured boot leads.
+            if let Event::Seen { boot_ms, .. } = e {
+                svc.capacity.boot(*boot_ms);
+            }
+        }
+        // Issue 12 hook: one decision line per change of the effective min.
+        if let Some(c) = change {
+            svc.record(Record::new(
+                now,
+                Decision::Capacity {
+                    from: c.from,
+                    sizing: c.sizing,
+                },
+            ));
         }
         // Issue 14 hook: one decision per sidecar order and timeout.
         crate::sidecar::record_tick(svc, p.sidecar, now);

@@ -61,6 +61,8 @@ labels! {
         Breaker = "breaker",
         /// The leader lease.
         Leader = "leader",
+        /// Target mode's spare floor (issue 12).
+        Capacity = "capacity",
         /// The warm pool: power calls, refills, trims (issue 13).
         Pool = "pool",
         /// A jitsi-autoscaler sidecar host (issue 14).
@@ -360,6 +362,18 @@ pub enum Decision {
         /// The lease value when acquired.
         lease: Option<String>,
     },
+    /// Target mode changed the effective min (issue 12).
+    Capacity {
+        /// The previous effective min (`None`: the first sizing).
+        from: Option<u32>,
+        /// The sizing that changed it, with its numbers.
+        sizing: policy::capacity::Sizing,
+    },
+    /// The capacity schedule was replaced through the API.
+    CapacitySchedule {
+        /// Entries now in force.
+        entries: usize,
+    },
 }
 
 impl Decision {
@@ -395,6 +409,7 @@ impl Decision {
             Decision::Vanished { .. } => Kind::Reconcile,
             Decision::Breaker { .. } => Kind::Breaker,
             Decision::Leader { .. } => Kind::Leader,
+            Decision::Capacity { .. } | Decision::CapacitySchedule { .. } => Kind::Capacity,
             Decision::Pool(p) => p.kind(),
         }
     }
@@ -437,6 +452,7 @@ impl Decision {
             },
             Decision::Leader { lease: Some(_) } => Outcome::Acquired,
             Decision::Leader { lease: None } => Outcome::Lost,
+            Decision::Capacity { .. } | Decision::CapacitySchedule { .. } => Outcome::Changed,
             Decision::Pool(p) => p.outcome(),
         }
     }
@@ -473,7 +489,9 @@ impl Decision {
             | Decision::AddNotNeeded { .. }
             | Decision::Setting { .. }
             | Decision::Breaker { .. }
-            | Decision::Leader { .. } => None,
+            | Decision::Leader { .. }
+            | Decision::Capacity { .. }
+            | Decision::CapacitySchedule { .. } => None,
             Decision::Pool(p) => p.host(),
         }
     }
@@ -643,6 +661,10 @@ impl Decision {
             },
             Decision::Leader { lease: Some(v) } => format!("lease {v}"),
             Decision::Leader { lease: None } => "lease taken or store unreachable".into(),
+            Decision::Capacity { from, sizing } => crate::capacity::live::describe(*from, sizing),
+            Decision::CapacitySchedule { entries } => {
+                format!("capacity schedule replaced: {entries} entries")
+            }
             Decision::Pool(p) => p.why(),
         }
     }

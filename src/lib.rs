@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod capacity;
 pub mod config;
 pub mod controller;
 pub mod decision;

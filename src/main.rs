@@ -44,6 +44,11 @@ enum Command {
     Simulate(Box<jitsi_scaler::sim::SimulateArgs>),
     /// Erlang-B sizing: the spare count (`min`) needed for a target rejection rate.
     Plan(jitsi_scaler::plan::PlanArgs),
+    /// Target mode's learned demand profile.
+    Capacity {
+        #[command(subcommand)]
+        command: CapacityCommand,
+    },
     /// Generate or check the multi-shard `xmpp.environments` block of jibri.conf.
     JibriConfig(jitsi_scaler::jibri_conf::JibriConfigArgs),
     /// Print a running scaler's status as tables: settings, shards, ledger, lifecycle nodes,
@@ -52,6 +57,12 @@ enum Command {
     /// A whole local deployment on loopback (fake shards and Foreman, simulated gateways with
     /// the real agent, the real scaler) so scaling can be watched.
     Demo(jitsi_scaler::demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum CapacityCommand {
+    /// Learn an hour-of-week profile from a call trace CSV (seeds target mode's history).
+    Seed(jitsi_scaler::capacity::SeedArgs),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +152,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plan(args) => {
             jitsi_scaler::plan::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Capacity {
+            command: CapacityCommand::Seed(args),
+        } => {
+            jitsi_scaler::capacity::run_seed(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {

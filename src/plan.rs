@@ -47,12 +47,16 @@ pub struct PlanArgs {
     /// Target rejection probability: `0.01` or `1%`.
     #[arg(long, default_value = "1%", value_parser = parse_target)]
     pub target: f64,
+    /// The configured `max`: warn when the answer is above it (it could never be held).
+    #[arg(long)]
+    pub max: Option<u32>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_target(s: &str) -> Result<f64, PlanError> {
+/// Parses a target rejection: `0.01` or `1%`, in (0, 1).
+pub fn parse_target(s: &str) -> Result<f64, PlanError> {
     let bad = || PlanError::Arg {
         flag: "--target",
         value: s.to_string(),
@@ -69,28 +73,7 @@ fn parse_target(s: &str) -> Result<f64, PlanError> {
     }
 }
 
-/// Erlang B: probability that all `n` servers are busy under offered load `a` (erlangs), by the
-/// stable recursion `B(0,A) = 1`, `B(n,A) = A*B(n-1,A) / (n + A*B(n-1,A))`.
-pub fn erlang_b(n: u32, a: f64) -> f64 {
-    (1..=n).fold(1.0, |b, k| a * b / (f64::from(k) + a * b))
-}
-
-/// Search limit for [`spare_needed`].
-pub const MAX_SPARE: u32 = 100_000;
-
-/// The smallest `k` with `B(k, a) <= target` (B falls as k grows).
-pub fn spare_needed(a: f64, target: f64) -> Option<u32> {
-    let mut b = 1.0;
-    for k in 0..=MAX_SPARE {
-        if k > 0 {
-            b = a * b / (f64::from(k) + a * b);
-        }
-        if b <= target {
-            return Some(k);
-        }
-    }
-    None
-}
+pub use policy::capacity::{MAX_SPARE, erlang_b, spare_needed};
 
 /// One row of the table around the answer.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -120,6 +103,8 @@ pub struct Plan {
     pub rejection: f64,
     /// Rejection for a range of spare counts around the answer.
     pub table: Vec<Row>,
+    /// The `max` given with `--max`, when the spare count is above it.
+    pub above_max: Option<u32>,
 }
 
 /// Computes the plan.
@@ -150,12 +135,19 @@ pub fn plan(args: &PlanArgs) -> Result<Plan, PlanError> {
         spare,
         rejection: erlang_b(spare, a),
         table,
+        above_max: args.max.filter(|&m| spare > m),
     })
 }
 
 /// The `plan` command.
 pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
     let p = plan(args)?;
+    if let Some(m) = p.above_max {
+        eprintln!(
+            "warning: the spare count {} is above max {m}: raise max (the spare pool comes on top of the busy gateways)",
+            p.spare
+        );
+    }
     if args.json {
         println!(
             "{}",
@@ -192,27 +184,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn erlang_b_matches_published_values() {
-        assert!((erlang_b(10, 4.0) - 0.005_308).abs() < 1e-5);
-        assert!((erlang_b(5, 3.0) - 0.110_054).abs() < 1e-5);
-        assert!((erlang_b(1, 1.0) - 0.5).abs() < 1e-12);
-        assert_eq!(erlang_b(0, 7.0), 1.0);
-        // Large loads stay finite and sensible with the recursion.
-        let b = erlang_b(1000, 950.0);
-        assert!(b > 0.0 && b < 0.05, "{b}");
-    }
-
-    #[test]
-    fn spare_needed_inverts_erlang_b() {
-        for a in [0.1, 1.0, 4.0, 22.4, 300.0] {
-            for target in [0.1, 0.01, 0.001] {
-                let k = spare_needed(a, target).unwrap_or(u32::MAX);
-                assert!(erlang_b(k, a) <= target);
-                assert!(k == 0 || erlang_b(k - 1, a) > target, "a={a} t={target}");
-            }
-        }
-        assert_eq!(spare_needed(4.0, 0.0054), Some(10));
-        assert_eq!(spare_needed(4.0, 0.0053), Some(11));
+    fn plan_uses_the_policy_crates_erlang_b() {
+        let args = PlanArgs {
+            rate: 60.0,
+            mean_duration: 1_200_000,
+            lead: 120_000,
+            target: 0.01,
+            max: Some(3),
+            json: false,
+        };
+        let p = plan(&args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Some(p.spare), policy::capacity::spare_needed(2.0, 0.01));
+        assert!(p.above_max.is_some_and(|m| m == 3), "{p:?}");
+        let p = plan(&PlanArgs {
+            max: Some(100),
+            ..args
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.above_max, None);
     }
 
     #[test]

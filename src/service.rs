@@ -92,6 +92,8 @@ struct StatusDoc<'a> {
     jicofo: serde_json::Value,
     ledger: LedgerDoc<'a>,
     last_launch_decision: Option<LaunchDecision>,
+    /// Target mode: effective min, its source and numbers (issue 12 hook).
+    capacity: serde_json::Value,
     lifecycle: serde_json::Value,
     /// warm pool (issue 13)
     warm_pool: serde_json::Value,
@@ -125,6 +127,8 @@ pub struct Service {
     started_at: Millis,
     /// Metrics, audit trail and the loop's heartbeat (observers of every decision).
     pub ops: Ops,
+    /// Target mode's sizing state (issue 12 hook; see `crate::capacity`).
+    pub capacity: crate::capacity::Live,
 }
 
 impl Service {
@@ -139,6 +143,17 @@ impl Service {
         store
             .start(Snapshot::new(cfg.settings.to_settings()))
             .await?;
+        // Issue 12 hook: config problems were refused before `start`; a zone file that vanished
+        // since falls back to fixed mode, loudly.
+        let capacity = crate::capacity::Live::new(&cfg.capacity, cfg.policy.tick, cfg.settings.max)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "capacity: falling back to mode = \"fixed\"");
+                crate::capacity::Live::fixed()
+            });
+        let (stored, max) = store
+            .read(|s| (s.capacity.clone(), s.settings.max_total))
+            .await;
+        capacity.load(stored.as_ref(), max, true);
         let shards = jicofo.initial_states();
         let ops = Ops::default();
         lifecycle.set_observer(ops.lifecycle_observer());
@@ -158,6 +173,7 @@ impl Service {
             stats_attempted: AtomicBool::new(false),
             started_at: now_ms(),
             ops,
+            capacity,
         }))
     }
 
@@ -224,6 +240,12 @@ impl Service {
             .await?;
         drop(core);
         Ok(out)
+    }
+
+    /// The merged Jicofo view now (issue 12 hook: target mode sizes from it once per tick).
+    pub async fn merged_now(&self) -> Merged {
+        let core = self.core.lock().await;
+        jicofo::merge(&core.shards, now_ms(), self.timing.stats_max_age_ms)
     }
 
     /// Reads every shard's Jicofo once (the tick's observation).
@@ -315,11 +337,13 @@ impl Service {
                 if let Some(d) = policy::decide_removal_without_store(health, reason) {
                     return (d, min(snap));
                 }
+                // Issue 12 hook: the effective min (target mode), not only the API's floor.
+                let settings = self.capacity.effective(&snap.settings);
                 // warm pool (issue 13): an approved removal may go into the pool.
                 let d = crate::warm_pool::remove_request(
                     &self.cfg.warm_pool,
                     &mut snap.ledger,
-                    &snap.settings,
+                    &settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
                     &self.timing,
@@ -328,9 +352,15 @@ impl Service {
                     reason,
                     mode,
                 );
-                (d, min(snap))
+                (d, settings.min_available)
             })
             .await;
+        // Issue 12 hook: a first `expired` request is a finished call on single-use gateways.
+        if let Ok((RemovalDecision::Accept { repeat: false, .. }, _)) = &result
+            && reason == Reason::Expired
+        {
+            self.capacity.completion();
+        }
         let (answer, min, store_error) = match result {
             Ok((d, min)) => (d, min, None),
             Err(e) => {
@@ -566,6 +596,7 @@ impl Service {
                     jicofo: jicofo_doc(&self.cfg.jicofo.component, &core.shards, &merged, now),
                     ledger: ledger_doc(&snap.ledger, now),
                     last_launch_decision: core.last_launch,
+                    capacity: self.capacity.status(),
                     lifecycle,
                     warm_pool: crate::warm_pool::status(&self.cfg.warm_pool, &snap.ledger),
                     recent_decisions: &decisions,
@@ -628,6 +659,7 @@ impl Service {
             store_write_failures: self.store.write_failures(),
             start_time_s: self.started_at as f64 / 1000.0,
             last_tick_s: self.ops.last_tick_ms() as f64 / 1000.0,
+            capacity: self.capacity.last(),
             ..view
         }
     }

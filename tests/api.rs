@@ -21,7 +21,8 @@ async fn settings_rows() {
 
     for (path, bad) in [
         ("/scaler/min", "0"),
-        ("/scaler/min", "101"),
+        // The cap of `min` follows `max` (1000 here).
+        ("/scaler/min", "1001"),
         ("/scaler/max", "1001"),
         ("/scaler/bulk-max", "0"),
         ("/scaler/min", "2.5"),

@@ -79,29 +79,31 @@ fn same_seed_gives_the_same_report_and_trace() {
     assert_eq!(replay["policies"], generated["policies"]);
 }
 
-/// Three calls, min 1, boots of 60 s, Jicofo without delay, worked out by hand.
+/// Three calls, min 1, boots of exactly 60 s (`--boot-cv 0`), Jicofo without delay, worked
+/// out by hand. Gateway `g` (0-based, in creation order) polls on its own phase of
+/// `g * 7919 ms` modulo its script's poll period.
 ///
-/// Ours (ticks every 15 s; an expired gateway is busy in Jicofo, so its approval does not count
-/// as a pending removal of an available gateway):
+/// Ours (ticks every 15 s; our agent checks Jibri every 5 s; drain confirmation on, as `serve`):
 /// - 0: `init-0` idle. 100: call 1 takes it. 105: tick sees 0 available, launches vsg-0 (up 165).
 /// - 110: call 2 finds nothing idle: rejected.
-/// - 160: call 1 ends, init-0 expired, accepted, drains. 165: vsg-0 up: deficit
-///   1 - (1 + 0 - 0) = 0, nothing launched; init-0 deleted.
-/// - 765, 825, ...: vsg-0 idle 10 min asks, 1 available: 1 - 0 - 1 < min 1: keep.
+/// - 160: call 1 ends; the agent asks `expired` at its next check (165), accepted; Jibri exits
+///   at 175 and confirms `drained`; init-0 is deleted at the 180 tick.
+/// - vsg-0's idle requests from 765 on: 1 available, keep.
 /// - 1000: call 3 takes vsg-0. 1005: tick launches vsg-1 (up 1065).
-/// - 1100: call 3 ends, vsg-0 expired, accepted; it has exited by the 1110 tick (drain 10 s).
-///   vsg-1's idle requests from 1665 on: keep.
+/// - 1100: call 3 ends; asked at 1102.081 (phase 2.919 s), exits 1112.081, deleted at 1125.
 ///
-/// Worker time: init-0 0-165, vsg-0 105-1110, vsg-1 1005-1800 = 1965 s.
+/// Worker time: init-0 0-180, vsg-0 105-1125, vsg-1 1005-1800 = 1995 s.
 ///
-/// Legacy (polls every 60 s, deletes at once): 120: launches legacy-0 (up 180); 160: deletes
-/// init-0; legacy-0's idle requests see 1 available, not > min: keep; 1000: call 3 takes it;
-/// 1020: launches legacy-1; 1100: deletes legacy-0. Worker time 160 + 980 + 780 = 1920 s.
+/// Legacy (scale-up runs 60 s apart, deletes at once; its script polls every 60 s): 120:
+/// launches legacy-0 (up 180); 180: init-0's `expired` at the script's poll, deleted; 1000:
+/// call 3 takes legacy-0; 1020: launches legacy-1; 1132.081: legacy-0's `expired` (phase
+/// 7.919 s), deleted. Worker time 180 + 1012.081 + 780 = 1972.081 s.
 ///
-/// Autoscaler-style: 180: the instance count (0) is below the desired count (1), launches as-0
-/// (up 240); 1000: call 3 takes it; samples at 1020 and 1080 show 0 available: desired 2,
-/// launches as-1 (up 1140); 1100: deletes as-0; 1140: count 1 < 2, launches as-2.
-/// Worker time 160 + 920 + 720 + 660 = 2460 s.
+/// jitsi-autoscaler (jobs every 30 s, quantity 2, its sidecar never asks): the 60 s periods
+/// average 1, 0.5 (the call at 100), 0: at 180 two periods below the threshold 1: desired 3,
+/// launches as-0 and as-1 (up 240). The expired init-0 (and later as-0) stay until a scale-down
+/// picks them, which never comes (the available count never stays above 4).
+/// Worker time 1800 + 2 x 1620 = 5040 s.
 #[test]
 fn a_tiny_trace_gives_the_hand_computed_counts() {
     let (_dir, trace) = trace_file(
@@ -109,16 +111,16 @@ fn a_tiny_trace_gives_the_hand_computed_counts() {
         "arrival_s,duration_s\n100,60\n110,60\n1000,100\n",
     );
     let r = json_line(&format!(
-        "simulate --trace {trace} --horizon 30m --min 1 --boot 60s --stats-delay 0"
+        "simulate --trace {trace} --horizon 30m --min 1 --boot 60s --stats-delay 0 --boot-cv 0"
     ));
     assert_eq!(u(&r["calls"]), 3);
     // Oracle: three single-use gateways, boot + duration each: 120 + 120 + 160 s.
     assert!((f(&r["oracle_worker_hours"]) * 3600.0 - 400.0).abs() < 1e-6);
     // (policy, launches, idle removals, expired removals, worker seconds, busy seconds)
     for (name, launches, idle, expired, worker_s) in [
-        ("ours", 2, 0, 2, 1965.0),
-        ("legacy", 2, 0, 2, 1920.0),
-        ("autoscaler", 3, 0, 2, 2460.0),
+        ("ours", 2, 0, 2, 1995.0),
+        ("legacy", 2, 0, 2, 1972.081),
+        ("autoscaler", 2, 0, 0, 5040.0),
     ] {
         let p = policy(&r, name);
         assert_eq!(u(&p["calls"]), 3, "{name}");
@@ -128,7 +130,7 @@ fn a_tiny_trace_gives_the_hand_computed_counts() {
         assert_eq!(u(&p["removals"]), idle + expired, "{name}");
         let wh = &p["worker_hours"];
         assert!(
-            (f(&wh["total"]) * 3600.0 - worker_s).abs() < 1e-6,
+            (f(&wh["total"]) * 3600.0 - worker_s).abs() < 1e-3,
             "{name}: {wh}"
         );
         assert!(
@@ -183,7 +185,8 @@ fn ours_never_breaks_the_floor_nor_passes_max_under_stress() {
     let legacy = policy(&r, "legacy");
     assert_eq!(u(&ours["floor_breaks"]), 0);
     assert_eq!(u(&ours["launches_past_max"]), 0);
-    assert!(u(&legacy["floor_breaks"]) > 10, "{legacy}");
+    // Fewer floor breaks since its script waits its idle time after `keep`, but still some.
+    assert!(u(&legacy["floor_breaks"]) > 0, "{legacy}");
     assert!(u(&legacy["launches_past_max"]) > 10, "{legacy}");
 }
 
@@ -296,7 +299,7 @@ fn a_min_schedule_changes_the_floor_on_the_hour() {
     schedule[1] = "4";
     let schedule = schedule.join(",");
     let r = json_line(&format!(
-        "simulate --trace {trace} --horizon 115m --min-schedule {schedule}"
+        "simulate --trace {trace} --horizon 115m --min-schedule {schedule} --boot-cv 0"
     ));
     assert_eq!(r["min_schedule"][1], 4);
     let ours = policy(&r, "ours");

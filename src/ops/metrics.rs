@@ -164,6 +164,8 @@ pub struct View {
     pub start_time_s: f64,
     /// Seconds since the Unix epoch of the last finished tick (0: none yet).
     pub last_tick_s: f64,
+    /// Target mode's last sizing (issue 12).
+    pub capacity: Option<policy::capacity::Sizing>,
     /// Store writes that failed since start.
     pub store_write_failures: u64,
 }
@@ -368,6 +370,56 @@ impl Metrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+/// Target mode's gauges: the effective min by source, and the estimates behind it.
+fn capacity_gauges(r: &mut Registry, c: &policy::capacity::Sizing) {
+    let eff = Family::<SourceLabel, Gauge>::default();
+    eff.get_or_create(&SourceLabel {
+        source: c.source.as_str(),
+    })
+    .set(i64::from(c.effective_min));
+    r.register(
+        "jitsi_scaler_capacity_effective_min",
+        "The spare floor held now; the label says what decided it (floor, schedule, learned, feedback, hold)",
+        eff,
+    );
+    let g = |v: f64| {
+        let x = FloatGauge::default();
+        x.set(v);
+        x
+    };
+    r.register(
+        "jitsi_scaler_capacity_learned_min",
+        "The Erlang-B spare count for the forecast demand",
+        Gauge::<i64>::default().tap(i64::from(c.learned)),
+    );
+    r.register(
+        "jitsi_scaler_capacity_rate_per_hour",
+        "Arrival rate sized for (largest forecast over the lead window), calls per hour",
+        g(c.rate.rate_per_hour),
+    );
+    r.register(
+        "jitsi_scaler_capacity_next_hour_rate_per_hour",
+        "Forecast arrival rate one hour ahead, calls per hour (NaN without a learned profile)",
+        g(c.next_hour_per_hour.unwrap_or(f64::NAN)),
+    );
+    r.register_with_unit(
+        "jitsi_scaler_capacity_lead",
+        "Lead time: high percentile of measured boots plus a tick and a poll",
+        Unit::Seconds,
+        g(c.lead_ms as f64 / 1000.0),
+    );
+    r.register(
+        "jitsi_scaler_capacity_offered_load",
+        "Offered load on the spare pool (rate x mean lead), erlangs",
+        g(c.offered_load),
+    );
+}
+
 /// The gauges of one scrape.
 fn scrape_registry(v: &View) -> Registry {
     let mut r = Registry::default();
@@ -569,6 +621,9 @@ fn scrape_registry(v: &View) -> Registry {
         "1 unless every lifecycle node's breaker is open",
         flag(v.lifecycle_up),
     );
+    if let Some(c) = &v.capacity {
+        capacity_gauges(&mut r, c);
+    }
     r.register(
         "jitsi_scaler_lifecycle_create_refusals",
         "Consecutive creates the lifecycle manager refused definitively (401/403, a validation error, an answer that is not a host); 0 after a created host",

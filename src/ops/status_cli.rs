@@ -243,6 +243,7 @@ pub fn render(s: &Value, source: &str) -> String {
         cell(&st["bulk_max"]),
         cell(&st["changed_by"]),
     );
+    let _ = writeln!(out, "{}", capacity_line(&s["capacity"]));
 
     let j = &s["jicofo"];
     let merged = match j["merged"].as_object() {
@@ -303,9 +304,50 @@ pub async fn run(args: &StatusArgs) -> Result<String, StatusError> {
     Ok(render(&status, &args.url))
 }
 
+/// Target mode in one line: the effective min, its source and the numbers behind it.
+fn capacity_line(c: &Value) -> String {
+    let sz = &c["sizing"];
+    match (c["mode"].as_str(), sz.as_object()) {
+        (Some("target"), Some(_)) => format!(
+            "Capacity: target {:.2} %: effective min {} ({}); rate {:.1}/h, next hour {}, lead {} s, {:.0} hours learned",
+            100.0 * c["target"].as_f64().unwrap_or(0.0),
+            cell(&sz["effective_min"]),
+            cell(&sz["source"]),
+            sz["rate"]["rate_per_hour"].as_f64().unwrap_or(0.0),
+            sz["next_hour_per_hour"]
+                .as_f64()
+                .map_or("-".to_string(), |r| format!("{r:.1}/h")),
+            sz["lead_ms"].as_u64().unwrap_or(0) / 1000,
+            c["hours_learned"].as_f64().unwrap_or(0.0),
+        ),
+        (Some("target"), None) => "Capacity: target mode, not sized yet (no tick)".into(),
+        (Some(m), _) => format!("Capacity: {m} (min is held as set)"),
+        (None, _) => "Capacity: -".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capacity_line_names_the_effective_min_and_its_source() {
+        let c = serde_json::json!({"mode": "target", "target": 0.005, "hours_learned": 168.0,
+            "sizing": {"effective_min": 9, "source": "learned", "rate": {"rate_per_hour": 120.0},
+                "next_hour_per_hour": 140.0, "lead_ms": 150000}});
+        let l = capacity_line(&c);
+        for want in [
+            "0.50 %",
+            "effective min 9 (learned)",
+            "120.0/h",
+            "next hour 140.0/h",
+            "lead 150 s",
+            "168 hours",
+        ] {
+            assert!(l.contains(want), "{want} missing in {l}");
+        }
+        assert!(capacity_line(&serde_json::json!({"mode": "fixed"})).contains("fixed"));
+    }
 
     #[test]
     fn renders_every_section() {

@@ -17,7 +17,7 @@ use policy::{Settings, Timing};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-pub use policies::PolicyKind;
+pub use policies::{AsParams, PolicyKind, PolicyOptions, TargetOptions};
 pub use report::{PolicyReport, Report};
 use trace::{Generator, Trace, Window};
 use world::{World, WorldConfig};
@@ -130,7 +130,7 @@ fn parse_schedule(s: &str) -> Result<MinSchedule, SimError> {
     let bad = || SimError::Arg {
         flag: "--min-schedule",
         value: s.to_string(),
-        why: "expected 24 comma-separated integers in 1..=100, one per hour".into(),
+        why: "expected 24 comma-separated integers in 1..=1000, one per hour (and <= --max)".into(),
     };
     let v: Vec<u32> = s
         .split(',')
@@ -139,7 +139,7 @@ fn parse_schedule(s: &str) -> Result<MinSchedule, SimError> {
         .map_err(|_| bad())?;
     let a: [u32; 24] = v.try_into().map_err(|_| bad())?;
     if a.iter()
-        .any(|&m| policy::Setting::Min.check(i64::from(m)).is_err())
+        .any(|&m| Settings::check_min(i64::from(m), policy::Setting::Max.range().1).is_err())
     {
         return Err(bad());
     }
@@ -153,7 +153,7 @@ pub struct WorldArgs {
     #[arg(long, default_value = "90s", value_parser = ms_parser("--boot"))]
     pub boot: u64,
     /// Coefficient of variation of a lognormal boot time (0: fixed).
-    #[arg(long, default_value_t = 0.0, value_name = "CV")]
+    #[arg(long, default_value_t = 0.1, value_name = "CV")]
     pub boot_cv: f64,
     /// Gateways take call after call (default: single-use, each expires after one call).
     #[arg(long)]
@@ -219,6 +219,27 @@ pub struct PolicyArgs {
     /// An approved removal stops counting as pending after this long.
     #[arg(long, default_value = "10m", value_parser = ms_parser("--pending-ttl"))]
     pub pending_ttl: u64,
+    /// Ours in target mode: size the spare floor for this rejection rate (`0.5%`, `0.005`);
+    /// `--min` is then the floor it never goes below.
+    #[arg(long, value_parser = crate::plan::parse_target)]
+    pub target: Option<f64>,
+    /// Warm-up: this many days come before the measured span (generated with the same flags, or
+    /// the first days of a --trace file); ours in target mode learns its demand profile from
+    /// them, every policy is measured on the rest. 0: a fresh install.
+    #[arg(long, default_value_t = 0.0, value_name = "DAYS")]
+    pub learn_days: f64,
+    /// Target mode: boot time assumed until boots are measured.
+    #[arg(long, default_value = "2m", value_parser = ms_parser("--default-boot"))]
+    pub default_boot: u64,
+    /// jitsi-autoscaler baseline: scale-up and scale-down quantity.
+    #[arg(long, default_value_t = AsParams::default().quantity)]
+    pub as_quantity: u32,
+    /// jitsi-autoscaler baseline: grace period after each decision.
+    #[arg(long, default_value = "2m", value_parser = ms_parser("--as-grace"))]
+    pub as_grace: u64,
+    /// jitsi-autoscaler baseline: scale-down threshold minus the scale-up threshold (`min`).
+    #[arg(long, default_value_t = AsParams::default().down_gap)]
+    pub as_down_gap: u32,
     /// Warm pool for ours: keep N stopped hosts and power them on instead of creating hosts
     /// (the world starts with N stopped hosts); 0: no pool. Other policies ignore it.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -302,6 +323,7 @@ impl SimulateArgs {
 
     fn timing(&self) -> Timing {
         let p = &self.policy;
+        // `serve`'s defaults; ours' agent asks with `"drain": "confirm"` (see `Ours::ask`).
         Timing {
             boot_timeout_ms: p.boot_timeout,
             stats_max_age_ms: p.stats_max_age,
@@ -357,14 +379,47 @@ impl SimulateArgs {
         if p.policies.is_empty() {
             return bad("--policies", String::new(), "name at least one policy");
         }
+        if !(p.learn_days.is_finite() && (0.0..=3650.0).contains(&p.learn_days)) {
+            return bad(
+                "--learn-days",
+                p.learn_days.to_string(),
+                "must be in [0, 3650]",
+            );
+        }
+        if p.as_quantity == 0 {
+            return bad("--as-quantity", "0".into(), "must be positive");
+        }
         if self.trace.horizon == Some(0) {
             return bad("--horizon", "0".into(), "must be positive");
         }
         Ok(())
     }
 
-    /// The trace to simulate (read or generated) and its description.
+    /// The trace to simulate (read or generated) and its description; with --learn-days, the
+    /// part after the learning days, shifted to start at 0.
     pub fn trace(&self) -> Result<(Trace, String), SimError> {
+        let (full, what) = self.full_trace()?;
+        let (_, measured) = split_trace(full, self.learn_ms());
+        Ok((measured, what))
+    }
+
+    fn learn_ms(&self) -> u64 {
+        (self.policy.learn_days * 24.0 * 3_600_000.0).round() as u64
+    }
+
+    /// The learning days' part of the trace (empty without --learn-days).
+    pub fn learn_trace(&self) -> Result<Trace, SimError> {
+        if self.learn_ms() == 0 {
+            return Ok(Trace {
+                calls: Vec::new(),
+                horizon_ms: 0,
+            });
+        }
+        let (full, _) = self.full_trace()?;
+        Ok(split_trace(full, self.learn_ms()).0)
+    }
+
+    fn full_trace(&self) -> Result<(Trace, String), SimError> {
         let t = &self.trace;
         let (mut trace, what) = match &t.trace {
             Some(path) => (trace::read_csv(path)?, format!("{}", path.display())),
@@ -372,13 +427,22 @@ impl SimulateArgs {
                 let g = Generator {
                     rate_per_hour: t.rate,
                     profile: t.profile,
-                    days: t.days,
+                    days: t.days + self.policy.learn_days,
                     day_factors: t.day_factors.clone().map(|f| f.0).unwrap_or_default(),
                     day_jitter: t.day_jitter,
                     mean_duration_ms: t.mean_duration,
                     duration_cv: t.cv,
-                    steps: t.step.clone(),
-                    bursts: t.burst.iter().map(|&(n, at)| (n as u32, at)).collect(),
+                    // Steps and bursts are given in measured time.
+                    steps: t
+                        .step
+                        .iter()
+                        .map(|&(f, at)| (f, at + self.learn_ms()))
+                        .collect(),
+                    bursts: t
+                        .burst
+                        .iter()
+                        .map(|&(n, at)| (n as u32, at + self.learn_ms()))
+                        .collect(),
                     spikes: t.spikes,
                 };
                 let mut rng = StdRng::seed_from_u64(self.seed);
@@ -386,7 +450,7 @@ impl SimulateArgs {
             }
         };
         if let Some(h) = t.horizon {
-            trace.horizon_ms = h;
+            trace.horizon_ms = h + self.learn_ms();
         }
         // A trace of one instant still gets a minute, so every rate is defined.
         trace.horizon_ms = trace.horizon_ms.max(60_000);
@@ -434,6 +498,64 @@ impl SimulateArgs {
     }
 }
 
+/// Splits a trace at `at`: the calls before (horizon `at`) and the rest, shifted to start at 0.
+fn split_trace(full: Trace, at: u64) -> (Trace, Trace) {
+    let (before, after): (Vec<_>, Vec<_>) = full.calls.into_iter().partition(|c| c.arrival_ms < at);
+    let after = after
+        .into_iter()
+        .map(|mut c| {
+            c.arrival_ms -= at;
+            c
+        })
+        .collect();
+    (
+        Trace {
+            calls: before,
+            horizon_ms: at.min(full.horizon_ms),
+        },
+        Trace {
+            calls: after,
+            horizon_ms: full.horizon_ms.saturating_sub(at),
+        },
+    )
+}
+
+impl SimulateArgs {
+    /// Options of the policies: target mode (with the profile learned from the warm-up days)
+    /// and the jitsi-autoscaler baseline's group settings.
+    pub fn options(&self) -> Result<PolicyOptions, SimError> {
+        let p = &self.policy;
+        let target = match p.target {
+            None => None,
+            Some(target) => {
+                let learn = self.learn_trace()?;
+                // Simulated time 0 is Monday 00:00 of the first learning day.
+                let start_week_ms = self.learn_ms() % policy::capacity::WEEK_MS;
+                let profile = crate::capacity::profile_from_trace(&learn, 0, Default::default());
+                Some(TargetOptions {
+                    config: policy::capacity::CapacityConfig {
+                        target,
+                        tick_ms: p.tick,
+                        poll_ms: p.tick,
+                        default_boot_ms: p.default_boot,
+                        ..Default::default()
+                    },
+                    profile,
+                    start_week_ms,
+                })
+            }
+        };
+        Ok(PolicyOptions {
+            target,
+            autoscaler: AsParams {
+                quantity: p.as_quantity,
+                grace_ms: p.as_grace,
+                down_gap: p.as_down_gap,
+            },
+        })
+    }
+}
+
 /// Mixed into the seed of the world's randomness, so it differs from the trace generator's.
 const WORLD_SEED: u64 = 0x5eed_0f57_3a11;
 
@@ -444,6 +566,7 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
     let timing = args.timing();
     let cfg = args.world(trace.horizon_ms);
     let oracle = report::oracle_hours(trace, cfg.boot_ms, cfg.reuse);
+    let opts = args.options()?;
     let pool = args.warm_pool();
     // The oracle of the warm-pool world: every gateway resumed from the pool just in time.
     let oracle_warm = pool
@@ -457,9 +580,13 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
         }
         seen.push(kind);
         let mut ctl = if kind == PolicyKind::Ours && pool.enabled() {
-            Box::new(policies::Ours::new(settings, timing, args.policy.tick).with_pool(pool))
+            Box::new(
+                policies::Ours::new(settings, timing, args.policy.tick)
+                    .with_target(&opts)
+                    .with_pool(pool),
+            )
         } else {
-            kind.controller(settings, timing, args.policy.tick)
+            kind.controller(settings, timing, args.policy.tick, &opts)
         };
         // Every policy meets the same world randomness (boot times, failures) in launch order.
         let tally = World::run(&cfg, trace, ctl.as_mut(), args.seed ^ WORLD_SEED);

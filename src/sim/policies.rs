@@ -3,9 +3,12 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use policy::{Ledger, Millis, Observation, Origin, Reason, Settings, Timing};
+use policy::capacity::{CapacityConfig, Demand, DemandSample, Profile, Sizer, WEEK_MS};
+use policy::{
+    Event, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings, Timing,
+};
 
-use super::world::{Answer, Controller, Reading, World};
+use super::world::{AgentModel, Answer, Controller, KeepRetry, Reading, World};
 
 /// Which policy to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
@@ -37,16 +40,48 @@ impl PolicyKind {
         settings: Settings,
         timing: Timing,
         tick_ms: u64,
+        opts: &PolicyOptions,
     ) -> Box<dyn Controller> {
         match self {
-            PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms)),
+            PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms).with_target(opts)),
             PolicyKind::Legacy => Box::new(Legacy::new(settings)),
-            PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings)),
+            PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings, opts.autoscaler)),
             PolicyKind::Sidecar => {
                 Box::new(super::sidecar::SidecarFleet::new(settings, timing, tick_ms))
             }
         }
     }
+}
+
+/// Options beyond the shared settings.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyOptions {
+    /// Ours in target mode.
+    pub target: Option<TargetOptions>,
+    /// The jitsi-autoscaler baseline's group settings.
+    pub autoscaler: AsParams,
+}
+
+/// Ours in target mode: the knobs and the profile learned before time 0.
+#[derive(Clone, Debug)]
+pub struct TargetOptions {
+    /// Target, lead and window knobs.
+    pub config: CapacityConfig,
+    /// Profile learned from the warm-up days (empty: a fresh install).
+    pub profile: Profile,
+    /// Local week time of simulated time 0.
+    pub start_week_ms: u64,
+}
+
+/// The target-mode state of `ours`.
+struct TargetMode {
+    demand: Demand,
+    sizer: Sizer,
+    start_week_ms: u64,
+    /// First `expired` requests since the last tick (finished calls on single-use gateways).
+    completions: u32,
+    /// Changes of the effective min (decision lines `serve` would log).
+    changes: u64,
 }
 
 /// Our policy: the very functions `serve` calls, in the order it calls them.
@@ -63,6 +98,8 @@ pub struct Ours {
     /// The warm pool (size 0: none), and whether reconciliation has run.
     pool: policy::WarmPool,
     reconciled: bool,
+    /// Target mode (issue 12): the spare floor sized each tick.
+    capacity: Option<TargetMode>,
 }
 
 impl Ours {
@@ -79,7 +116,62 @@ impl Ours {
             queued: Vec::new(),
             pool: policy::WarmPool::default(),
             reconciled: false,
+            capacity: None,
         }
+    }
+
+    /// The same in target mode when `opts` asks for it (`--target`).
+    pub fn with_target(mut self, opts: &PolicyOptions) -> Self {
+        if let Some(t) = &opts.target {
+            self.capacity = Some(TargetMode {
+                demand: Demand::new(t.config, t.profile.clone()),
+                sizer: Sizer::new(),
+                start_week_ms: t.start_week_ms,
+                completions: 0,
+                changes: 0,
+            });
+        }
+        self
+    }
+
+    /// The spare floor now: the operator's `min`, or in target mode the last effective min.
+    fn min_now(&self, w: &World) -> u32 {
+        match &self.capacity {
+            Some(c) => c.sizer.current().unwrap_or(w.min_setting()),
+            None => w.min_setting(),
+        }
+    }
+
+    /// Target mode: feeds the reading to the estimator and sizes the spare floor (as `serve`'s
+    /// `capacity_tick`, once per tick before anything else).
+    fn size(&mut self, w: &World, now: Millis, fresh: Option<Reading>) {
+        let Some(c) = &mut self.capacity else { return };
+        let week = (c.start_week_ms + now) % WEEK_MS;
+        if let Some(r) = fresh {
+            c.demand.observe(
+                now,
+                week,
+                DemandSample {
+                    busy: r.total.saturating_sub(r.available),
+                    available: r.available,
+                    completions: std::mem::take(&mut c.completions),
+                    failures: None,
+                },
+            );
+        }
+        let before = c.sizer.current();
+        let s = c.sizer.size(
+            &mut c.demand,
+            now,
+            week,
+            w.min_setting(),
+            None,
+            self.settings.max_total,
+        );
+        if before != Some(s.effective_min) {
+            c.changes += 1;
+        }
+        self.settings.min_available = s.effective_min;
     }
 
     /// The same, with a warm pool (as `serve` with `[warm_pool]`).
@@ -138,7 +230,8 @@ impl Ours {
     /// recorded, so nothing is launched or deleted.
     pub(super) fn observe(&mut self, w: &mut World, now: Millis) -> bool {
         self.settings.min_available = w.min_setting();
-        if let Some(r) = w.reading() {
+        let fresh = w.reading();
+        if let Some(r) = fresh {
             self.obs = Some(Observation {
                 total: r.total,
                 available: r.available,
@@ -146,6 +239,7 @@ impl Ours {
             });
             self.reading = Some(r);
         }
+        self.size(w, now, fresh);
         if w.store_health() != policy::StoreHealth::Ok {
             return false;
         }
@@ -180,6 +274,13 @@ impl Ours {
             &self.timing,
             now,
         );
+        if let Some(c) = &mut self.capacity {
+            for e in &t.events {
+                if let Event::Seen { boot_ms, .. } = e {
+                    c.demand.boot(*boot_ms);
+                }
+            }
+        }
         for _ in 0..t.launch.launch {
             let host = format!("vsg-{:06}", self.next_id);
             self.next_id += 1;
@@ -233,9 +334,14 @@ impl Controller for Ours {
         self.ledger.hello(host, w.now());
     }
 
+    /// The agent confirms the drain once Jibri has exited; the delete follows at the next tick.
+    fn drained(&mut self, w: &mut World, host: &str) {
+        self.ledger.drained(host, w.now());
+    }
+
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
         let now = w.now();
-        self.settings.min_available = w.min_setting();
+        self.settings.min_available = self.min_now(w);
         // The same store-down rule as `serve`.
         if let Some(d) = policy::decide_removal_without_store(w.store_health(), reason) {
             if d.accepted() {
@@ -257,18 +363,24 @@ impl Controller for Ours {
                 now,
                 host,
                 reason,
-                policy::DrainMode::default_for(&self.timing),
+                policy::DrainMode::Confirm,
             );
             return Answer {
                 accept: d.accepted(),
                 reading: self.reading,
             };
         }
-        // The same call as `serve`: a repeat is answered `accepted` again, spending nothing.
+        // The same call as `serve` for our agent's request (`"drain": "confirm"`): a repeat is
+        // answered `accepted` again, spending nothing.
         let (ledger, settings, obs, up, timing) = self.inputs(w);
-        let mode = policy::DrainMode::default_for(timing);
+        let mode = policy::DrainMode::Confirm;
         let d =
             policy::remove_request_as(ledger, settings, obs, up, timing, now, host, reason, mode);
+        if let (Some(c), RemovalDecision::Accept { repeat: false, .. }) = (&mut self.capacity, &d)
+            && reason == Reason::Expired
+        {
+            c.completions += 1;
+        }
         Answer {
             accept: d.accepted(),
             reading: self.reading,
@@ -276,15 +388,22 @@ impl Controller for Ours {
     }
 }
 
-const LEGACY_POLL_MS: u64 = 60_000;
+const LEGACY_PAUSE_MS: u64 = 60_000;
+const LEGACY_ADD_SLEEP_MS: u64 = 2_000;
+const LEGACY_SCRIPT_POLL_MS: u64 = 60_000;
 
-/// The existing scaler: a 60 s poll launching `min - available` (no in-flight counting), `max`
-/// checked against Jicofo's total (booting gateways not in it), idle removals accepted whenever
-/// `available > min` at the time of the request, and accepted when Jicofo cannot be read.
-/// Lifecycle calls are fire-and-forget.
+/// The existing scaler: its scale-up run starts 60 s after the previous run ended, launches
+/// `min - available` (no in-flight counting) one at a time with 2 s sleeps, checking `max`
+/// before each add against Jicofo's total (booting gateways are not in it); idle removals are
+/// accepted whenever `available > min` at the time of the request, and accepted when Jicofo
+/// cannot be read. Lifecycle calls are fire-and-forget. Its gateway script polls every 60 s
+/// (an `expired` goes out at the next poll) and, after `keep`, asks again only after its idle
+/// time.
 pub struct Legacy {
     settings: Settings,
     next_id: u64,
+    /// Adds left in the current scale-up run.
+    adds_left: u32,
 }
 
 impl Legacy {
@@ -293,30 +412,50 @@ impl Legacy {
         Legacy {
             settings,
             next_id: 0,
+            adds_left: 0,
         }
     }
 }
 
 impl Controller for Legacy {
     fn period_ms(&self) -> u64 {
-        LEGACY_POLL_MS
+        if self.adds_left > 0 {
+            LEGACY_ADD_SLEEP_MS
+        } else {
+            LEGACY_PAUSE_MS
+        }
+    }
+
+    fn agent(&self) -> AgentModel {
+        AgentModel {
+            asks: true,
+            keep_retry: KeepRetry::IdleTime,
+            expired_poll_ms: LEGACY_SCRIPT_POLL_MS,
+        }
     }
 
     fn tick(&mut self, w: &mut World) {
         self.settings.min_available = w.min_setting();
         let Some(r) = w.reading() else {
+            self.adds_left = 0;
             return;
         };
         let s = &self.settings;
-        let deficit = s.min_available.saturating_sub(r.available);
-        let n = deficit
-            .min(s.bulk_max)
-            .min(s.max_total.saturating_sub(r.total));
-        for _ in 0..n {
-            let host = format!("legacy-{:06}", self.next_id);
-            self.next_id += 1;
-            let _ = w.create(&host); // fire-and-forget: a failure is simply lost
+        if self.adds_left == 0 {
+            self.adds_left = s.min_available.saturating_sub(r.available).min(s.bulk_max);
+            if self.adds_left == 0 {
+                return;
+            }
         }
+        // One add per run step, `max` checked against Jicofo's total of this moment.
+        self.adds_left -= 1;
+        if r.total >= s.max_total {
+            self.adds_left = 0;
+            return;
+        }
+        let host = format!("legacy-{:06}", self.next_id);
+        self.next_id += 1;
+        let _ = w.create(&host); // fire-and-forget: a failure is simply lost
     }
 
     fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
@@ -331,22 +470,51 @@ impl Controller for Legacy {
     }
 }
 
+/// Job interval of jitsi-autoscaler (autoscale and launch jobs).
+const AS_JOB_MS: u64 = 30_000;
+/// Metric period: the sidecar reports about every 60 s.
 const AS_PERIOD_MS: u64 = 60_000;
 const AS_UP_PERIODS: usize = 2;
 const AS_DOWN_PERIODS: usize = 4;
-const AS_UP_BELOW: u32 = 1;
-const AS_DOWN_ABOVE: u32 = 2;
-const AS_GRACE_MS: u64 = 480_000;
 
-/// A jitsi-autoscaler-style controller: a desired count moved by one when `available` was below
-/// 1 for 2 periods of 60 s (up) or above 2 for 4 periods (down), then a 480 s grace period; a
-/// launcher brings the instance count to the desired count (launching, or shutting down idle
-/// gateways). Its `min`/`max` bound the instance count. Gateways' idle requests are answered
-/// `keep` (it picks what to remove itself); expired ones are removed.
+/// A jitsi-autoscaler group's settings as the baseline uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsParams {
+    /// scaleUpQuantity = scaleDownQuantity.
+    pub quantity: u32,
+    /// gracePeriodTTLSec, in ms.
+    pub grace_ms: u64,
+    /// scaleDownThreshold minus scaleUpThreshold (the up threshold is the spare count `min`).
+    pub down_gap: u32,
+}
+
+impl Default for AsParams {
+    fn default() -> Self {
+        AsParams {
+            quantity: 2,
+            grace_ms: 120_000,
+            down_gap: 3,
+        }
+    }
+}
+
+/// jitsi-autoscaler (A src/autoscaler.ts, instance_launcher.ts; SIDECAR-PROTOCOL §3.4-3.6):
+/// jobs every 30 s; the group value is the available count averaged per 60 s period; it raises
+/// the desired count by `quantity` when the value was below the scale-up threshold (our `min`)
+/// for 2 periods, lowers it when above the scale-down threshold (`min + down_gap`) for 4 periods,
+/// then skips decisions for the grace period. The launcher brings the tracked count (booting,
+/// idle, busy, expired; not shutting down) to the desired count: it launches, or flags for
+/// shutdown booting, then idle, then expired instances. Its sidecar never asks to be removed:
+/// an expired single-use gateway stays until a scale-down picks it.
 pub struct AutoscalerStyle {
     settings: Settings,
+    params: AsParams,
     desired: u32,
-    samples: VecDeque<u32>,
+    /// Mean available per completed period, newest last.
+    periods: VecDeque<f64>,
+    period_sum: f64,
+    period_n: u32,
+    period_start: u64,
     grace_until: u64,
     shut: BTreeSet<String>,
     next_id: u64,
@@ -354,25 +522,37 @@ pub struct AutoscalerStyle {
 
 impl AutoscalerStyle {
     /// Starts with `desired = min` (the initial pool).
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: Settings, params: AsParams) -> Self {
         AutoscalerStyle {
             settings,
+            params,
             desired: settings.min_available,
-            samples: VecDeque::new(),
+            periods: VecDeque::new(),
+            period_sum: 0.0,
+            period_n: 0,
+            period_start: 0,
             grace_until: 0,
             shut: BTreeSet::new(),
             next_id: 0,
         }
     }
 
-    fn all_recent(&self, n: usize, pred: impl Fn(u32) -> bool) -> bool {
-        self.samples.len() >= n && self.samples.iter().rev().take(n).all(|&v| pred(v))
+    fn all_recent(&self, n: usize, pred: impl Fn(f64) -> bool) -> bool {
+        self.periods.len() >= n && self.periods.iter().rev().take(n).all(|&v| pred(v))
     }
 }
 
 impl Controller for AutoscalerStyle {
     fn period_ms(&self) -> u64 {
-        AS_PERIOD_MS
+        AS_JOB_MS
+    }
+
+    fn agent(&self) -> AgentModel {
+        AgentModel {
+            asks: false,
+            keep_retry: KeepRetry::AskEvery,
+            expired_poll_ms: 0,
+        }
     }
 
     fn tick(&mut self, w: &mut World) {
@@ -381,23 +561,35 @@ impl Controller for AutoscalerStyle {
         let (min, max) = (self.settings.min_available, self.settings.max_total);
         let reading = w.reading();
         if let Some(r) = reading {
-            self.samples.push_back(r.available);
-            while self.samples.len() > AS_DOWN_PERIODS {
-                self.samples.pop_front();
+            self.period_sum += f64::from(r.available);
+            self.period_n += 1;
+        }
+        if now >= self.period_start + AS_PERIOD_MS {
+            if self.period_n > 0 {
+                self.periods
+                    .push_back(self.period_sum / f64::from(self.period_n));
             }
+            while self.periods.len() > AS_DOWN_PERIODS {
+                self.periods.pop_front();
+            }
+            self.period_sum = 0.0;
+            self.period_n = 0;
+            self.period_start = now;
         }
         let c = w.census();
-        let count = c.booting + c.idle + c.busy;
-        if reading.is_some() && now >= self.grace_until && count == self.desired {
-            let up =
-                count < min || self.all_recent(AS_UP_PERIODS, |v| v < AS_UP_BELOW && count < max);
-            let down = self.all_recent(AS_DOWN_PERIODS, |v| v > AS_DOWN_ABOVE && count > min);
+        // Tracked: everything not shutting down (draining or exited gateways are not counted).
+        let count = c.booting + c.idle + c.busy + c.expired;
+        let up_below = f64::from(min);
+        let down_above = f64::from(min + self.params.down_gap);
+        if reading.is_some() && now >= self.grace_until {
+            let up = count < max && self.all_recent(AS_UP_PERIODS, |v| v < up_below);
+            let down = count > min && self.all_recent(AS_DOWN_PERIODS, |v| v > down_above);
             if up {
-                self.desired = (self.desired + 1).min(max);
-                self.grace_until = now + AS_GRACE_MS;
+                self.desired = (self.desired + self.params.quantity).min(max);
+                self.grace_until = now + self.params.grace_ms;
             } else if down {
-                self.desired = self.desired.saturating_sub(1).max(min);
-                self.grace_until = now + AS_GRACE_MS;
+                self.desired = self.desired.saturating_sub(self.params.quantity).max(min);
+                self.grace_until = now + self.params.grace_ms;
             }
         }
         // The launcher.
@@ -407,10 +599,12 @@ impl Controller for AutoscalerStyle {
                 self.next_id += 1;
                 let _ = w.create(&host);
             }
-        } else if count > self.desired {
-            let surplus = (count - self.desired) as usize;
-            for host in w.idle_hosts().into_iter().take(surplus) {
-                if w.shut_down(&host, reading) {
+        } else if count > self.desired.max(min) {
+            let surplus = (count - self.desired.max(min)) as usize;
+            for (host, booting) in w.scale_down_candidates().into_iter().take(surplus) {
+                if booting {
+                    let _ = w.delete(&host);
+                } else if w.shut_down(&host, reading) {
                     self.shut.insert(host);
                 }
             }
@@ -424,13 +618,10 @@ impl Controller for AutoscalerStyle {
         }
     }
 
-    fn ask(&mut self, w: &mut World, host: &str, reason: Reason) -> Answer {
-        let accept = reason != Reason::Idle;
-        if accept {
-            let _ = w.delete(host);
-        }
+    fn ask(&mut self, _w: &mut World, _host: &str, _reason: Reason) -> Answer {
+        // Its sidecar never asks (see `agent`).
         Answer {
-            accept,
+            accept: false,
             reading: None,
         }
     }

@@ -102,6 +102,9 @@ pub struct PolicyReport {
     /// Plot samples (not in the JSON).
     #[serde(skip)]
     pub samples: Vec<Sample>,
+    /// Arrival times of the rejected calls (not in the JSON; the benchmark's recovery check).
+    #[serde(skip)]
+    pub rejected_at_ms: Vec<u64>,
 }
 
 /// The whole report: one trace, every policy.
@@ -249,6 +252,7 @@ impl PolicyReport {
             pool_returns: t.pool_returns,
             overprovisioning_warm: None,
             samples: t.samples,
+            rejected_at_ms: t.rejected_at,
         }
     }
 }

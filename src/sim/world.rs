@@ -96,9 +96,31 @@ pub struct Answer {
     pub reading: Option<Reading>,
 }
 
+/// How the gateway-side script of a policy talks to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentModel {
+    /// Whether gateways ask to be removed at all (jitsi-autoscaler's sidecar does not: the
+    /// autoscaler picks what to shut down).
+    pub asks: bool,
+    /// After `keep`, when the next request comes.
+    pub keep_retry: KeepRetry,
+    /// An `expired` request goes out at the script's next poll of this period (0: at once).
+    pub expired_poll_ms: u64,
+}
+
+impl AgentModel {
+    /// Our agent: checks Jibri every 5 s, repeats after `keep` every --ask-every.
+    pub const OURS: AgentModel = AgentModel {
+        asks: true,
+        keep_retry: KeepRetry::AskEvery,
+        expired_poll_ms: 5_000,
+    };
+}
+
 /// A scaling policy driving the world.
 pub trait Controller {
-    /// Interval between [`Controller::tick`] calls (the first is at time 0).
+    /// Interval between [`Controller::tick`] calls (the first is at time 0); asked after each
+    /// tick, so a controller may vary it.
     fn period_ms(&self) -> u64;
     /// The periodic control loop.
     fn tick(&mut self, w: &mut World);
@@ -111,6 +133,21 @@ pub trait Controller {
     fn uses_pool(&self) -> bool {
         false
     }
+    /// The gateway-side script this policy comes with.
+    fn agent(&self) -> AgentModel {
+        AgentModel::OURS
+    }
+    /// A draining gateway's Jibri exited (our agent confirms `drained`).
+    fn drained(&mut self, _w: &mut World, _host: &str) {}
+}
+
+/// When the gateway script asks again after `keep`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepRetry {
+    /// After the world's --ask-every (our agent's `keep_backoff`).
+    AskEvery,
+    /// After the world's --idle-time (the legacy script waits its idle time again).
+    IdleTime,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,6 +319,8 @@ pub struct Tally {
     pub power_failures: u64,
     /// Plot samples.
     pub samples: Vec<Sample>,
+    /// When each rejected call arrived.
+    pub rejected_at: Vec<u64>,
 }
 
 /// The world state during one policy run.
@@ -305,6 +344,7 @@ pub struct World {
     last_t: u64,
     next_sample: u64,
     tally: Tally,
+    agent: AgentModel,
 }
 
 const HOUR_MS: u64 = 3_600_000;
@@ -328,6 +368,7 @@ impl World {
             idle_approvals: VecDeque::new(),
             last_t: 0,
             next_sample: 0,
+            agent: AgentModel::OURS,
             tally: Tally {
                 hour_calls: vec![0; hours],
                 hour_rejected: vec![0; hours],
@@ -340,6 +381,7 @@ impl World {
     pub fn run(cfg: &WorldConfig, trace: &Trace, ctl: &mut dyn Controller, seed: u64) -> Tally {
         let horizon = trace.horizon_ms;
         let mut w = World::new(cfg, horizon, seed);
+        w.agent = ctl.agent();
         for i in 0..cfg.initial {
             let g = w.spawn(&format!("init-{i}"), GwState::Booting);
             w.become_idle(g);
@@ -569,6 +611,26 @@ impl World {
         }
     }
 
+    /// Gateways a scale-down may pick, in jitsi-autoscaler's order: booting, idle, expired
+    /// (busy ones are never picked here).
+    pub fn scale_down_candidates(&self) -> Vec<(String, bool)> {
+        let mut v: Vec<(u8, usize)> = self
+            .gws
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| match g.state {
+                GwState::Booting => Some((0, i)),
+                GwState::Idle => Some((1, i)),
+                GwState::Expired => Some((2, i)),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|&(rank, i)| (rank, std::cmp::Reverse(i)));
+        v.into_iter()
+            .map(|(rank, i)| (self.gws[i].host.clone(), rank == 0))
+            .collect()
+    }
+
     /// What each gateway's sidecar would report now: (host, busy status, Jibri still running).
     /// Booting gateways have no report yet; exited ones send their `/sidecar/shutdown`.
     pub fn sidecar_view(&self) -> Vec<(String, policy::BusyStatus, bool)> {
@@ -643,8 +705,10 @@ impl World {
     fn become_idle(&mut self, g: usize) {
         self.set_state(g, GwState::Idle);
         self.gws[g].idle_since = self.now;
-        let generation = self.gws[g].generation;
-        self.push(self.now + self.cfg.idle_time_ms, Ev::Ask(g, generation));
+        if self.agent.asks {
+            let generation = self.gws[g].generation;
+            self.push(self.now + self.cfg.idle_time_ms, Ev::Ask(g, generation));
+        }
     }
 
     fn start_drain(&mut self, g: usize, reason: Reason) {
@@ -657,7 +721,9 @@ impl World {
         self.gws[g].reason = Some(reason);
         let generation = self.gws[g].generation;
         self.push(self.now + self.cfg.drain_ms, Ev::DrainDone(g, generation));
-        self.push(self.now + self.cfg.ask_every_ms, Ev::Ask(g, generation));
+        if self.agent.asks {
+            self.push(self.now + self.cfg.ask_every_ms, Ev::Ask(g, generation));
+        }
     }
 
     /// Counts an accepted removal of gateway `g`, which was in `state` when it asked, and judges
@@ -728,8 +794,18 @@ impl World {
                     self.become_idle(g);
                 } else {
                     self.set_state(g, GwState::Expired);
-                    let generation = self.gws[g].generation;
-                    self.push(self.now, Ev::Ask(g, generation));
+                    if self.agent.asks {
+                        let generation = self.gws[g].generation;
+                        // The script notices at its next poll; each gateway polls on its own phase.
+                        let p = self.agent.expired_poll_ms;
+                        let delay = if p == 0 {
+                            0
+                        } else {
+                            let phase = (g as u64).wrapping_mul(7_919) % p;
+                            p - (self.now + phase) % p
+                        };
+                        self.push(self.now + delay, Ev::Ask(g, generation));
+                    }
                 }
             }
             Ev::OfferedEnd => self.offered -= 1,
@@ -739,6 +815,8 @@ impl World {
                     && gw.generation == generation
                 {
                     self.set_state(g, GwState::Exited);
+                    let host = self.gws[g].host.clone();
+                    ctl.drained(self, &host);
                 }
             }
             Ev::Arrival(i) => self.arrive(i, trace),
@@ -770,6 +848,7 @@ impl World {
             }
             None => {
                 self.tally.rejected += 1;
+                self.tally.rejected_at.push(self.now);
                 self.tally.hour_rejected[hour] += 1;
             }
         }
@@ -799,7 +878,16 @@ impl World {
                     self.start_drain(g, reason);
                 }
             }
-            // `keep`, or already draining: the agent asks again later, until deleted.
+            // `keep`: the script asks again after its retry time.
+            GwState::Idle | GwState::Expired if still == state => {
+                let generation = self.gws[g].generation;
+                let retry = match self.agent.keep_retry {
+                    KeepRetry::AskEvery => self.cfg.ask_every_ms,
+                    KeepRetry::IdleTime => self.cfg.idle_time_ms,
+                };
+                self.push(self.now + retry, Ev::Ask(g, generation));
+            }
+            // Already draining: the agent repeats until deleted.
             _ if still != GwState::Gone => {
                 let generation = self.gws[g].generation;
                 self.push(self.now + self.cfg.ask_every_ms, Ev::Ask(g, generation));

@@ -39,6 +39,9 @@ pub struct Snapshot {
     pub settings_changed_by: Option<String>,
     /// The ledger (in-flight launches and pending removals included).
     pub ledger: Ledger,
+    /// Target mode's learned profile and API-set schedules (issue 12 hook), shared by replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Stored>,
     /// Bumped by every write: after a shared store loses its data, the replica holding the
     /// highest generation holds the newest state, and that one is restored.
     #[serde(default)]
@@ -53,6 +56,7 @@ impl Snapshot {
             settings,
             settings_changed_by: None,
             ledger: Ledger::new(),
+            capacity: None,
             generation: 0,
         }
     }

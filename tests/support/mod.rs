@@ -190,6 +190,10 @@ boot_timeout = "30s"
 pending_ttl = "60s"
 reconcile_interval = "1h"
 
+# These tests are about the policy with a fixed spare floor (target mode has its own tests).
+[capacity]
+mode = "fixed"
+
 [jicofo]
 timeout = "1s"
 [[jicofo.shards]]

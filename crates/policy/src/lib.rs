@@ -6,6 +6,7 @@
 //! epoch ([`Millis`]).
 #![forbid(unsafe_code)]
 
+pub mod capacity;
 mod decide;
 mod ledger;
 mod mixed;

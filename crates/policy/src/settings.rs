@@ -141,12 +141,32 @@ impl Settings {
         std::mem::replace(slot, value)
     }
 
-    /// Every problem with these settings (empty when valid).
+    /// Checks `min` against the `max` it comes with: the cap of `min` follows `max` when `max`
+    /// is above the legacy cap of 100 (a large pool needs more than 100 spares); below it the
+    /// legacy range stands (`max` bounds every launch anyway).
+    pub fn check_min(value: i64, max_total: u32) -> Result<u32, SettingsError> {
+        let (low, legacy_high) = Setting::Min.range();
+        let high = max_total.max(legacy_high);
+        if value < i64::from(low) || value > i64::from(high) {
+            return Err(SettingsError {
+                setting: Setting::Min,
+                low,
+                high,
+            });
+        }
+        Ok(value as u32)
+    }
+
+    /// Every problem with these settings (empty when valid); `min`'s cap follows `max`.
     pub fn problems(&self) -> Vec<SettingsError> {
-        Setting::ALL
+        let mut v: Vec<SettingsError> = [Setting::Max, Setting::BulkMax]
             .into_iter()
             .filter_map(|s| s.check(i64::from(self.get(s))).err())
-            .collect()
+            .collect();
+        if let Err(e) = Self::check_min(i64::from(self.min_available), self.max_total) {
+            v.insert(0, e);
+        }
+        v
     }
 }
 
@@ -197,5 +217,31 @@ impl Default for Timing {
             stop_grace_ms: default_stop_grace(),
             sidecar_ttl_ms: default_sidecar_ttl(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_of_min_follows_max_above_the_legacy_100() {
+        assert_eq!(Settings::check_min(100, 80), Ok(100));
+        assert!(Settings::check_min(101, 80).is_err());
+        assert_eq!(Settings::check_min(145, 300), Ok(145));
+        assert!(Settings::check_min(301, 300).is_err());
+        assert!(Settings::check_min(0, 300).is_err());
+        let s = Settings {
+            min_available: 145,
+            max_total: 300,
+            bulk_max: 5,
+        };
+        assert!(s.problems().is_empty());
+        let s = Settings {
+            min_available: 145,
+            max_total: 80,
+            ..s
+        };
+        assert_eq!(s.problems().first().map(|e| e.high), Some(100));
     }
 }

@@ -1,0 +1,599 @@
+//! Demand, learned online from what the scaler already sees: the busy count of each Jicofo
+//! reading, the `expired` removals (a finished call on single-use gateways) and the measured
+//! boot leads (launch -> first seen).
+//!
+//! Arrivals over an interval are `busy_end - busy_start + completions`. Single-use gateways
+//! report every completion (their `expired` request), so that sum is the arrival count. With
+//! reusable gateways completions are not seen; the busy change per minute is then a difference
+//! of two Poisson counts (arrivals - completions), whose mean plus variance is twice the
+//! arrivals (a Skellam moment estimate), unbiased without knowing the call duration.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::schedule::{WEEK_MS, WeekMs};
+use crate::Millis;
+
+const HOUR_MS: u64 = 3_600_000;
+const MINUTE_MS: u64 = 60_000;
+/// Hours in a week: the profile's bins.
+pub const WEEK_HOURS: usize = 168;
+/// Profile format version (stored with it).
+pub const PROFILE_VERSION: u32 = 1;
+
+/// Knobs of the estimator and the sizing (from `[capacity]`, or the simulator's flags).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacityConfig {
+    /// Target rejection probability (0.005 = 0.5 %).
+    pub target: f64,
+    /// Control-loop interval (part of the lead time: a decision waits up to one tick).
+    pub tick_ms: u64,
+    /// Jicofo poll interval (part of the lead time: a joined gateway is seen up to one poll late).
+    pub poll_ms: u64,
+    /// Boot time assumed until a few boots have been measured.
+    pub default_boot_ms: u64,
+    /// Short moving window of the arrival rate.
+    pub window_ms: u64,
+    /// Percentile of the measured boots used for the lead time.
+    pub boot_percentile: f64,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig {
+            target: 0.005,
+            tick_ms: 15_000,
+            poll_ms: 15_000,
+            default_boot_ms: 120_000,
+            window_ms: 10 * MINUTE_MS,
+            boot_percentile: 0.9,
+        }
+    }
+}
+
+/// The learned hour-of-week profile: serialisable, so the store keeps it across restarts and
+/// replicas share it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Format version.
+    pub version: u32,
+    /// Mean arrivals per hour, per hour of the week (Monday 00-01 first, local time).
+    pub rate: Vec<f64>,
+    /// How many hours each bin has learned from (fractional: partly observed hours count less).
+    pub weight: Vec<f64>,
+    /// Multiplier raised by observed rejections in that hour (1: none).
+    pub feedback: Vec<f64>,
+    /// Busy gateway-milliseconds observed (decayed), for the mean call duration.
+    pub busy_ms: f64,
+    /// Arrivals observed over the same span (decayed).
+    pub arrivals: f64,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            version: PROFILE_VERSION,
+            rate: vec![0.0; WEEK_HOURS],
+            weight: vec![0.0; WEEK_HOURS],
+            feedback: vec![1.0; WEEK_HOURS],
+            busy_ms: 0.0,
+            arrivals: 0.0,
+        }
+    }
+}
+
+/// Weight of the newest hour once a bin has this many: a moving average over a few weeks.
+const PROFILE_MEMORY: f64 = 4.0;
+/// Weight given to the hour-of-day mean against one hour-of-week sample.
+const DAY_PRIOR: f64 = 2.0;
+
+impl Profile {
+    /// Whether the stored vectors have the right shape (a foreign or corrupt blob does not).
+    pub fn is_valid(&self) -> bool {
+        self.version == PROFILE_VERSION
+            && self.rate.len() == WEEK_HOURS
+            && self.weight.len() == WEEK_HOURS
+            && self.feedback.len() == WEEK_HOURS
+            && self
+                .rate
+                .iter()
+                .chain(&self.weight)
+                .chain(&self.feedback)
+                .all(|v| v.is_finite() && *v >= 0.0)
+    }
+
+    /// Hours learned in total.
+    pub fn hours_learned(&self) -> f64 {
+        self.weight.iter().sum()
+    }
+
+    /// Learns one hour: `rate` arrivals per hour in bin `hw`, observed for `coverage` of it.
+    pub fn learn(&mut self, hw: usize, rate: f64, coverage: f64) {
+        let hw = hw % WEEK_HOURS;
+        if !(rate.is_finite() && rate >= 0.0 && coverage > 0.0) {
+            return;
+        }
+        let w = self.weight[hw];
+        let alpha = (coverage / (w + coverage)).max(coverage / PROFILE_MEMORY);
+        self.rate[hw] += alpha * (rate - self.rate[hw]);
+        self.weight[hw] = (w + coverage).min(PROFILE_MEMORY);
+    }
+
+    /// Adds busy time and arrivals for the mean call duration (slowly forgetting).
+    pub fn learn_duration(&mut self, busy_ms: f64, arrivals: f64) {
+        const KEEP: f64 = 0.995;
+        self.busy_ms = self.busy_ms * KEEP + busy_ms;
+        self.arrivals = self.arrivals * KEEP + arrivals;
+    }
+
+    /// Mean call duration, if enough calls were seen.
+    pub fn mean_duration_ms(&self) -> Option<f64> {
+        (self.arrivals >= 5.0).then(|| self.busy_ms / self.arrivals)
+    }
+
+    /// The expected rate (per hour) of bin `hw`: its own mean, pulled towards the mean of the
+    /// same hour on the other days while it has few samples. `None` when nothing is learned.
+    pub fn expected(&self, hw: usize) -> Option<f64> {
+        let hw = hw % WEEK_HOURS;
+        let h = hw % 24;
+        let (mut sum, mut wsum) = (0.0, 0.0);
+        for d in 0..7 {
+            let b = d * 24 + h;
+            sum += self.rate[b] * self.weight[b];
+            wsum += self.weight[b];
+        }
+        if wsum <= 0.0 {
+            return None;
+        }
+        let day = sum / wsum;
+        let w = self.weight[hw];
+        let prior = DAY_PRIOR.min(wsum - w);
+        let mean = if w + prior > 0.0 {
+            (self.rate[hw] * w + day * prior) / (w + prior)
+        } else {
+            day
+        };
+        Some(mean)
+    }
+
+    /// The expected rate at a point of the week, interpolated between hour centres, times each
+    /// hour's feedback multiplier.
+    pub fn expected_at(&self, week: WeekMs) -> Option<f64> {
+        let w = week % WEEK_MS;
+        let pos = (w as f64 / HOUR_MS as f64) - 0.5;
+        let lo = pos.floor();
+        let frac = pos - lo;
+        let lo_bin = (lo as i64).rem_euclid(WEEK_HOURS as i64) as usize;
+        let hi_bin = (lo_bin + 1) % WEEK_HOURS;
+        let fb = |b: usize| self.expected(b).map(|r| r * self.feedback[b]);
+        match (fb(lo_bin), fb(hi_bin)) {
+            (Some(a), Some(b)) => Some(a + (b - a) * frac),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Raises (rejections seen) or relaxes (none) bin `hw`'s feedback multiplier.
+    pub fn feedback_hour(&mut self, hw: usize, rejected: bool) {
+        let f = &mut self.feedback[hw % WEEK_HOURS];
+        *f = if rejected {
+            (*f * 1.15).min(2.0)
+        } else {
+            1.0 + (*f - 1.0) * 0.9
+        };
+    }
+}
+
+/// One reading as the estimator needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DemandSample {
+    /// Gateways in a call (Jicofo's total minus available).
+    pub busy: u32,
+    /// Healthy idle gateways.
+    pub available: u32,
+    /// Calls finished since the previous sample (first `expired` requests of single-use gateways).
+    pub completions: u32,
+    /// A failure counter (Jicofo's SIP call failures) if known: a rise is a rejection.
+    pub failures: Option<u64>,
+}
+
+/// Accumulates the hour in progress.
+#[derive(Clone, Debug, Default)]
+struct HourAcc {
+    hw: Option<usize>,
+    x: f64,
+    minutes: Vec<f64>,
+    completions: f64,
+    drops: f64,
+    busy_ms: f64,
+    observed_ms: u64,
+    ticks: u32,
+    zero_ticks: u32,
+}
+
+/// The online demand estimator.
+#[derive(Clone, Debug)]
+pub struct Demand {
+    cfg: CapacityConfig,
+    profile: Profile,
+    last: Option<(Millis, u32, Option<u64>)>,
+    /// (time, x = busy change + completions, busy) per sample in the short window.
+    recent: VecDeque<(Millis, f64, u32)>,
+    hour: HourAcc,
+    /// Completed hours: (observed arrivals, profile's expectation before learning them).
+    trail: VecDeque<(f64, f64)>,
+    boots: VecDeque<u64>,
+    /// Decayed evidence that completions are reported (single-use) vs busy drops.
+    completions_seen: f64,
+    drops_seen: f64,
+    /// Cached [`Demand::spare_value`] (recomputed when the profile changes).
+    value: Option<Option<f64>>,
+}
+
+/// Completed hours kept for the day scale.
+const TRAIL_HOURS: usize = 4;
+/// Calls of prior in the day scale (shrinks it towards 1 with little data).
+const SCALE_PRIOR: f64 = 10.0;
+/// Measured boots kept for the lead percentile.
+const BOOTS_KEPT: usize = 64;
+/// A gap between samples longer than this is an outage, not an interval to learn from.
+const MAX_GAP_MS: u64 = 2 * MINUTE_MS;
+
+impl Demand {
+    /// A fresh estimator on a learned (or empty) profile.
+    pub fn new(cfg: CapacityConfig, profile: Profile) -> Demand {
+        Demand {
+            cfg,
+            profile: if profile.is_valid() {
+                profile
+            } else {
+                Profile::default()
+            },
+            last: None,
+            recent: VecDeque::new(),
+            hour: HourAcc::default(),
+            trail: VecDeque::new(),
+            boots: VecDeque::new(),
+            completions_seen: 0.0,
+            drops_seen: 0.0,
+            value: None,
+        }
+    }
+
+    /// The knobs.
+    pub fn config(&self) -> &CapacityConfig {
+        &self.cfg
+    }
+
+    /// The learned profile (to store it).
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Replaces the profile (another replica stored a newer one); ignored if invalid.
+    pub fn set_profile(&mut self, p: Profile) {
+        if p.is_valid() {
+            self.profile = p;
+            self.value = None;
+        }
+    }
+
+    /// A measured boot lead (launch -> first seen in Jicofo).
+    pub fn boot(&mut self, boot_ms: u64) {
+        self.boots.push_back(boot_ms);
+        while self.boots.len() > BOOTS_KEPT {
+            self.boots.pop_front();
+        }
+    }
+
+    /// Whether completions are being reported (single-use gateways).
+    fn single_use(&self) -> bool {
+        self.completions_seen >= 0.5 * self.drops_seen && self.completions_seen > 0.0
+    }
+
+    /// Feeds one reading taken at `now` (`week`: local time in the week).
+    pub fn observe(&mut self, now: Millis, week: WeekMs, s: DemandSample) {
+        let hw = ((week % WEEK_MS) / HOUR_MS) as usize;
+        if self.hour.hw != Some(hw) {
+            self.close_hour();
+            self.hour = HourAcc {
+                hw: Some(hw),
+                minutes: vec![0.0; 60],
+                ..HourAcc::default()
+            };
+        }
+        let failed = match (self.last.and_then(|l| l.2), s.failures) {
+            (Some(a), Some(b)) => b > a,
+            _ => false,
+        };
+        self.hour.ticks += 1;
+        if s.available == 0 || failed {
+            self.hour.zero_ticks += 1;
+        }
+        if let Some((t0, b0, _)) = self.last.filter(|l| now > l.0 && now - l.0 <= MAX_GAP_MS) {
+            let dt = now - t0;
+            let x = f64::from(s.busy) - f64::from(b0) + f64::from(s.completions);
+            let minute = (((week % HOUR_MS) / MINUTE_MS) as usize).min(59);
+            let h = &mut self.hour;
+            h.x += x;
+            h.minutes[minute] += x;
+            h.completions += f64::from(s.completions);
+            h.drops += f64::from(b0.saturating_sub(s.busy));
+            h.busy_ms += f64::from(b0) * dt as f64;
+            h.observed_ms += dt;
+            self.recent.push_back((now, x, s.busy));
+        } else {
+            self.recent.clear();
+            self.recent.push_back((now, 0.0, s.busy));
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(t, ..)| t + self.cfg.window_ms < now)
+        {
+            self.recent.pop_front();
+        }
+        self.last = Some((now, s.busy, s.failures.or(self.last.and_then(|l| l.2))));
+    }
+
+    /// Arrivals of the hour in progress, by the estimate that fits the gateways' kind.
+    fn hour_arrivals(&self, h: &HourAcc) -> f64 {
+        if self.single_use() || h.completions >= 0.5 * h.drops && h.completions > 0.0 {
+            return h.x.max(0.0);
+        }
+        let covered = (h.observed_ms as f64 / MINUTE_MS as f64).clamp(1.0, 60.0);
+        let used: Vec<f64> = h.minutes.clone();
+        let n = used.len() as f64;
+        let mean = used.iter().sum::<f64>() / n;
+        let var = used.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (((mean + var) / 2.0) * covered).max(h.x).max(0.0)
+    }
+
+    fn close_hour(&mut self) {
+        let h = std::mem::take(&mut self.hour);
+        let Some(hw) = h.hw else { return };
+        self.completions_seen = self.completions_seen * 0.9 + h.completions;
+        self.drops_seen = self.drops_seen * 0.9 + h.drops;
+        let coverage = h.observed_ms as f64 / HOUR_MS as f64;
+        if coverage < 0.25 {
+            return;
+        }
+        let arrivals = self.hour_arrivals(&h);
+        let rate = arrivals / coverage;
+        let expected = self.profile.expected(hw).unwrap_or(rate);
+        self.trail.push_back((arrivals, expected * coverage));
+        while self.trail.len() > TRAIL_HOURS {
+            self.trail.pop_front();
+        }
+        // Rejections: the share of readings with no spare (by PASTA, the share of arrivals
+        // that found none) above the target, or the failure counter rising.
+        let zero_share = f64::from(h.zero_ticks) / f64::from(h.ticks.max(1));
+        let rejected = h.zero_ticks >= 2 && zero_share > 2.0 * self.cfg.target;
+        self.profile.feedback_hour(hw, rejected);
+        self.profile.learn(hw, rate, coverage);
+        self.profile.learn_duration(h.busy_ms, arrivals);
+        self.value = None;
+    }
+
+    /// Seeds the profile with one fully observed hour (from a call trace).
+    pub fn seed_hour(&mut self, week: WeekMs, arrivals: f64, busy_ms: f64) {
+        let hw = ((week % WEEK_MS) / HOUR_MS) as usize;
+        self.profile.learn(hw, arrivals, 1.0);
+        self.profile.learn_duration(busy_ms, arrivals);
+        self.value = None;
+    }
+
+    /// The value of a rejected call in spare-hours (a Lagrange multiplier) that meets the target
+    /// over the learned week: with `k_h` the spare count where one more spare would save fewer
+    /// than `1 / value` calls per hour, the week's call-weighted rejection is at most the
+    /// target. Per-hour sizing to the target over-delivers (a whole spare per hour overshoots);
+    /// this puts spares where they save the most calls. `None` without a profile.
+    pub fn spare_value(&mut self) -> Option<f64> {
+        if let Some(v) = self.value {
+            return v;
+        }
+        let lead_h = self.mean_lead_ms() as f64 / HOUR_MS as f64;
+        let rates: Vec<f64> = (0..WEEK_HOURS)
+            .filter_map(|hw| {
+                self.profile
+                    .expected(hw)
+                    .map(|r| r * self.profile.feedback[hw])
+            })
+            .collect();
+        let total: f64 = rates.iter().sum();
+        let v = if rates.is_empty() || total <= 0.0 {
+            None
+        } else {
+            let rejected = |value: f64| -> f64 {
+                rates
+                    .iter()
+                    .map(|&r| {
+                        let k = spare_for_value(r, r * lead_h, value, self.cfg.target);
+                        r * super::erlang_b(k, r * lead_h)
+                    })
+                    .sum::<f64>()
+            };
+            // Rejection falls as the value rises: bisect on a log scale.
+            let (mut lo, mut hi) = (0.0f64, 12.0f64);
+            for _ in 0..40 {
+                let mid = (lo + hi) / 2.0;
+                if rejected(10f64.powf(mid)) <= self.cfg.target * total {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            Some(10f64.powf(hi))
+        };
+        self.value = Some(v);
+        v
+    }
+
+    /// Arrivals per hour over the short window (`None` before two samples).
+    pub fn short_rate(&self) -> Option<f64> {
+        let (&(t0, _, b0), &(t1, _, b1)) = (self.recent.front()?, self.recent.back()?);
+        if t1 <= t0 {
+            return None;
+        }
+        let span_h = (t1 - t0) as f64 / HOUR_MS as f64;
+        let sum: f64 = self.recent.iter().skip(1).map(|r| r.1).sum();
+        if self.single_use() || self.hour.completions > 0.0 {
+            return Some(sum.max(0.0) / span_h);
+        }
+        // Reusable gateways: Little's law plus the growth of the busy count; before the mean
+        // duration is known, the growth alone (arrivals are at least the net growth).
+        let Some(d) = self.profile.mean_duration_ms() else {
+            return Some(sum.max(0.0) / span_h);
+        };
+        let mean_busy =
+            self.recent.iter().map(|r| f64::from(r.2)).sum::<f64>() / self.recent.len() as f64;
+        let growth = (f64::from(b1) - f64::from(b0)) / span_h;
+        Some((mean_busy * HOUR_MS as f64 / d + growth).max(0.0))
+    }
+
+    /// How far today runs above or below the profile (observed / expected over the last hours,
+    /// shrunk towards 1 with few calls).
+    pub fn day_scale(&self) -> f64 {
+        let (mut obs, mut exp) = self
+            .trail
+            .iter()
+            .fold((0.0, 0.0), |(o, e), (a, b)| (o + a, e + b));
+        if let Some(hw) = self.hour.hw
+            && self.hour.observed_ms >= 10 * MINUTE_MS
+        {
+            let cov = self.hour.observed_ms as f64 / HOUR_MS as f64;
+            if let Some(e) = self.profile.expected(hw) {
+                obs += self.hour_arrivals(&self.hour);
+                exp += e * cov;
+            }
+        }
+        ((obs + SCALE_PRIOR) / (exp + SCALE_PRIOR)).clamp(0.2, 5.0)
+    }
+
+    /// The lead time: a high percentile of measured boots, plus one tick and one poll.
+    pub fn lead_ms(&self) -> u64 {
+        let boot = if self.boots.len() < 3 {
+            self.cfg.default_boot_ms
+        } else {
+            let mut v: Vec<u64> = self.boots.iter().copied().collect();
+            v.sort_unstable();
+            let i = ((v.len() as f64 - 1.0) * self.cfg.boot_percentile).round() as usize;
+            v[i.min(v.len() - 1)]
+        };
+        boot + self.cfg.tick_ms + self.cfg.poll_ms
+    }
+
+    /// The mean replacement lead: mean measured boot plus half a tick and half a poll (the mean
+    /// waits). Erlang B depends on the lead only through its mean (insensitivity), so this sets
+    /// the offered load; the high-percentile [`Demand::lead_ms`] sets how far ahead to look.
+    pub fn mean_lead_ms(&self) -> u64 {
+        let boot = if self.boots.len() < 3 {
+            self.cfg.default_boot_ms
+        } else {
+            self.boots.iter().sum::<u64>() / self.boots.len() as u64
+        };
+        boot + (self.cfg.tick_ms + self.cfg.poll_ms) / 2
+    }
+
+    /// Calls observed in the short window and its span (for the significance test).
+    fn short_counts(&self) -> Option<(f64, f64)> {
+        let r = self.short_rate()?;
+        let (t0, t1) = (self.recent.front()?.0, self.recent.back()?.0);
+        let span_h = (t1 - t0) as f64 / HOUR_MS as f64;
+        Some((r * span_h, span_h))
+    }
+
+    /// The forecast arrival rate (per hour) at local week time `week`.
+    pub fn forecast_at(&self, week: WeekMs) -> Option<f64> {
+        self.profile.expected_at(week).map(|r| r * self.day_scale())
+    }
+
+    /// The rate to size for now: the largest forecast over the coming lead window, raised to
+    /// the short-window rate when that is significantly higher (a step the profile does not
+    /// know), and the short-window rate alone without a profile.
+    pub fn sizing_rate(&self, week: WeekMs, lead_ms: u64) -> RateEstimate {
+        let short = self.short_rate();
+        let mut knots = vec![week, week + lead_ms];
+        let first_centre = (week / HOUR_MS) * HOUR_MS + HOUR_MS / 2;
+        let mut c = first_centre;
+        while c < week + lead_ms {
+            if c > week {
+                knots.push(c);
+            }
+            c += HOUR_MS;
+        }
+        let profile_peak = knots
+            .iter()
+            .filter_map(|&k| self.forecast_at(k))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        let rate = match (profile_peak, self.short_counts()) {
+            (Some(p), Some((n, span_h))) => {
+                // Poisson: more calls than the forecast explains (about 2.3 sigma).
+                let expected = p * span_h;
+                if n > expected + 2.3 * expected.sqrt() + 1.0 {
+                    p.max(n / span_h)
+                } else {
+                    p
+                }
+            }
+            (Some(p), None) => p,
+            (None, _) => {
+                // Nothing learned yet: the short window and the hour in progress, the higher.
+                let hour = (self.hour.observed_ms >= 10 * MINUTE_MS).then(|| {
+                    self.hour_arrivals(&self.hour) * HOUR_MS as f64 / self.hour.observed_ms as f64
+                });
+                short.unwrap_or(0.0).max(hour.unwrap_or(0.0))
+            }
+        };
+        RateEstimate {
+            rate_per_hour: rate,
+            short_per_hour: short,
+            profile_peak_per_hour: profile_peak,
+            day_scale: self.day_scale(),
+            mean_duration_ms: self.profile.mean_duration_ms(),
+        }
+    }
+
+    /// The feedback multiplier of the hour at `week`.
+    pub fn feedback_at(&self, week: WeekMs) -> f64 {
+        self.profile.feedback[((week % WEEK_MS) / HOUR_MS) as usize]
+    }
+}
+
+/// Never let one hour's designed rejection exceed this multiple of the target (the worst hour
+/// stays bounded even where spares are dear).
+pub const WORST_HOUR_FACTOR: f64 = 4.0;
+
+/// The spare count for rate `rate` (per hour) and offered load `a` when a rejected call is
+/// worth `value` spare-hours: add spares while one more saves at least `1 / value` calls per
+/// hour, and at least as many as keep this hour's rejection within
+/// [`WORST_HOUR_FACTOR`] x `target`.
+pub fn spare_for_value(rate: f64, a: f64, value: f64, target: f64) -> u32 {
+    let floor = super::spare_needed(a, WORST_HOUR_FACTOR * target).unwrap_or(super::MAX_SPARE);
+    let mut k = 0u32;
+    let mut b = 1.0;
+    while k < super::MAX_SPARE {
+        let next = a * b / (f64::from(k + 1) + a * b);
+        if value * rate * (b - next) < 1.0 {
+            break;
+        }
+        b = next;
+        k += 1;
+    }
+    k.max(floor)
+}
+
+/// The arrival-rate figures behind one sizing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RateEstimate {
+    /// The rate sized for (calls per hour).
+    pub rate_per_hour: f64,
+    /// The short moving window's rate.
+    pub short_per_hour: Option<f64>,
+    /// The profile's largest forecast over the lead window (times the day scale).
+    pub profile_peak_per_hour: Option<f64>,
+    /// Today against the profile.
+    pub day_scale: f64,
+    /// Mean call duration, when known.
+    pub mean_duration_ms: Option<f64>,
+}

@@ -1,0 +1,357 @@
+//! Tests of the estimator and the sizing on synthetic traces.
+
+use super::*;
+
+const H: u64 = 3_600_000;
+
+/// A small deterministic generator (the pure crate has no `rand`).
+struct Lcg(u64);
+
+impl Lcg {
+    fn unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn exp(&mut self, mean: f64) -> f64 {
+        -mean * self.unit().ln()
+    }
+}
+
+/// Poisson calls at `rate(t)` per hour (thinning), exponential durations of `mean_ms`.
+fn calls(
+    seed: u64,
+    hours: u64,
+    peak: f64,
+    rate: impl Fn(u64) -> f64,
+    mean_ms: f64,
+) -> Vec<(u64, u64)> {
+    let mut g = Lcg(seed);
+    let mut t = 0.0;
+    let mut out = Vec::new();
+    loop {
+        t += g.exp(H as f64 / peak);
+        if t >= (hours * H) as f64 {
+            return out;
+        }
+        if g.unit() * peak < rate(t as u64) {
+            out.push((t as u64, g.exp(mean_ms).max(1.0) as u64));
+        }
+    }
+}
+
+/// Feeds readings every 15 s as `serve` would see them: busy = calls in progress (single-use:
+/// until the gateway exits 10 s after the call), completions = `expired` requests (single-use).
+fn feed(d: &mut Demand, calls: &[(u64, u64)], hours: u64, single_use: bool, offset: u64) {
+    let tick = 15_000;
+    let mut t = 0;
+    while t <= hours * H {
+        let busy = calls
+            .iter()
+            .filter(|&&(a, dur)| a <= t && t < a + dur + if single_use { 10_000 } else { 0 })
+            .count() as u32;
+        let completions = if single_use {
+            calls
+                .iter()
+                .filter(|&&(a, dur)| a + dur + tick > t && a + dur <= t)
+                .count() as u32
+        } else {
+            0
+        };
+        d.observe(
+            offset + t,
+            (offset + t) % WEEK_MS,
+            DemandSample {
+                busy,
+                available: 5,
+                completions,
+                failures: None,
+            },
+        );
+        t += tick;
+    }
+}
+
+fn cfg() -> CapacityConfig {
+    CapacityConfig::default()
+}
+
+#[test]
+fn recovers_a_flat_rate_within_ten_percent_single_use_and_reuse() {
+    for single_use in [true, false] {
+        for (seed, rate) in [(1, 30.0), (2, 60.0), (3, 150.0)] {
+            let hours = 24;
+            let c = calls(seed, hours, rate, |_| rate, 20.0 * 60_000.0);
+            let mut d = Demand::new(cfg(), Profile::default());
+            feed(&mut d, &c, hours, single_use, 0);
+            let learned: f64 = (1..hours as usize - 1)
+                .map(|h| d.profile().rate[h])
+                .sum::<f64>()
+                / (hours - 2) as f64;
+            let err = (learned - rate).abs() / rate;
+            assert!(
+                err < 0.10,
+                "single_use={single_use} rate={rate} learned={learned}"
+            );
+        }
+    }
+}
+
+#[test]
+fn learns_a_daily_shape_and_the_mean_duration() {
+    // 3 weekdays of a two-level day: 20/h at night, 100/h from 08:00 to 18:00.
+    let shape = |t: u64| {
+        if (8..18).contains(&((t / H) % 24)) {
+            100.0
+        } else {
+            20.0
+        }
+    };
+    let c = calls(7, 72, 100.0, shape, 10.0 * 60_000.0);
+    let mut d = Demand::new(cfg(), Profile::default());
+    feed(&mut d, &c, 72, true, 0);
+    let p = d.profile();
+    let day: f64 = (8..18)
+        .map(|h| p.expected(24 + h).unwrap_or(0.0))
+        .sum::<f64>()
+        / 10.0;
+    let night: f64 = (0..6)
+        .map(|h| p.expected(24 + h).unwrap_or(0.0))
+        .sum::<f64>()
+        / 6.0;
+    assert!((day - 100.0).abs() < 10.0, "day {day}");
+    assert!((night - 20.0).abs() < 4.0, "night {night}");
+    let dur = p.mean_duration_ms().unwrap_or(0.0) / 60_000.0;
+    assert!((dur - 10.0).abs() < 1.5, "duration {dur} min");
+}
+
+#[test]
+fn the_short_window_sees_a_step_the_profile_does_not_know() {
+    let mut p = Profile::default();
+    for hw in 0..WEEK_HOURS {
+        p.learn(hw, 30.0, 1.0);
+    }
+    let c = calls(3, 2, 90.0, |_| 90.0, 20.0 * 60_000.0);
+    let mut d = Demand::new(cfg(), p);
+    feed(&mut d, &c, 1, true, 0);
+    let r = d.sizing_rate(H, 120_000);
+    assert!(r.rate_per_hour > 60.0, "{r:?}");
+    // Without the step the profile's rate stands.
+    let c = calls(4, 2, 30.0, |_| 30.0, 20.0 * 60_000.0);
+    let mut p = Profile::default();
+    for hw in 0..WEEK_HOURS {
+        p.learn(hw, 30.0, 1.0);
+    }
+    let mut d = Demand::new(cfg(), p);
+    feed(&mut d, &c, 1, true, 0);
+    let r = d.sizing_rate(H, 120_000);
+    assert!((r.rate_per_hour - 30.0).abs() < 10.0, "{r:?}");
+}
+
+fn flat_profile(rate: f64) -> Profile {
+    let mut p = Profile::default();
+    for hw in 0..WEEK_HOURS {
+        p.learn(hw, rate, 1.0);
+    }
+    p
+}
+
+#[test]
+fn sizing_equals_the_erlang_b_plan_for_the_same_rate_and_lead() {
+    for (rate, boot_s, target) in [(60.0, 90, 0.01), (144.0, 90, 0.005), (300.0, 600, 0.005)] {
+        let c = CapacityConfig { target, ..cfg() };
+        let mut d = Demand::new(c, flat_profile(rate));
+        for _ in 0..5 {
+            d.boot(boot_s * 1000);
+        }
+        let lead = boot_s * 1000 + c.tick_ms + c.poll_ms;
+        let mean_lead = boot_s * 1000 + (c.tick_ms + c.poll_ms) / 2;
+        let s = Sizer::new().size(&mut d, 0, 0, 1, None, 1000);
+        let a = rate * mean_lead as f64 / H as f64;
+        assert_eq!((s.lead_ms, s.mean_lead_ms), (lead, mean_lead));
+        assert!((s.offered_load - a).abs() < 1e-9);
+        assert_eq!(Some(s.effective_min), spare_needed(a, target));
+        assert_eq!(s.source, Source::Learned);
+    }
+}
+
+#[test]
+fn floor_schedule_and_max_bound_the_learned_value() {
+    let mut d = Demand::new(cfg(), flat_profile(60.0));
+    let learned = Sizer::new().size(&mut d, 0, 0, 1, None, 1000).learned;
+    let s = Sizer::new().size(&mut d, 0, 0, learned + 3, None, 1000);
+    assert_eq!((s.effective_min, s.source), (learned + 3, Source::Floor));
+    let sched = ScheduleNow {
+        min: learned + 5,
+        inhibit_scale_down: false,
+    };
+    let s = Sizer::new().size(&mut d, 0, 0, 1, Some(sched), 1000);
+    assert_eq!((s.effective_min, s.source), (learned + 5, Source::Schedule));
+    let s = Sizer::new().size(&mut d, 0, 0, 1, None, 2);
+    assert_eq!(s.effective_min, 2, "capped by max");
+}
+
+#[test]
+fn rising_demand_is_met_a_lead_ahead_and_a_fall_waits_one_lead() {
+    // 20/h until 10:00, 140/h from 10:00 (hour-centre interpolation: the ramp starts at 09:30).
+    let mut p = Profile::default();
+    for hw in 0..WEEK_HOURS {
+        p.learn(hw, if hw % 24 >= 10 { 140.0 } else { 20.0 }, 1.0);
+    }
+    let mut d = Demand::new(cfg(), p);
+    let lead = d.lead_ms();
+    let mut sz = Sizer::new();
+    let early = sz.size(&mut d, 0, 9 * H, 1, None, 1000).effective_min;
+    // A lead before 10:30 the forecast window already reaches the 10:00-11:00 level.
+    let ahead = sz.size(&mut d, 1, 10 * H + H / 2 - lead, 1, None, 1000);
+    let at = Sizer::new().size(&mut d, 1, 10 * H + H / 2, 1, None, 1000);
+    assert!(ahead.effective_min > early);
+    assert_eq!(ahead.effective_min, at.effective_min);
+    // Falling: a lower value is held for one lead window, then taken.
+    let mut sz = Sizer::new();
+    let high = sz.size(&mut d, 0, 12 * H, 1, None, 1000).effective_min;
+    let low = Sizer::new()
+        .size(&mut d, 0, 2 * H, 1, None, 1000)
+        .effective_min;
+    assert!(low < high);
+    let t0 = 1_000_000;
+    let held = sz.size(&mut d, t0, 2 * H, 1, None, 1000);
+    assert_eq!((held.effective_min, held.source), (high, Source::Hold));
+    let still = sz.size(&mut d, t0 + lead - 1, 2 * H, 1, None, 1000);
+    assert_eq!(still.effective_min, high);
+    assert_eq!(
+        sz.size(&mut d, t0 + lead, 2 * H, 1, None, 1000)
+            .effective_min,
+        low
+    );
+    // A schedule that inhibits scale-down holds the high value.
+    let mut sz = Sizer::new();
+    sz.size(&mut d, 0, 12 * H, 1, None, 1000);
+    let inhibit = Some(ScheduleNow {
+        min: 1,
+        inhibit_scale_down: true,
+    });
+    let s = sz.size(&mut d, 10 * lead, 2 * H, 1, inhibit, 1000);
+    assert_eq!(s.effective_min, high);
+}
+
+#[test]
+fn observed_rejections_raise_that_hours_estimate() {
+    let mut d = Demand::new(cfg(), flat_profile(60.0));
+    let before = Sizer::new().size(&mut d, 0, 3 * H, 1, None, 1000);
+    // An hour (03:00-04:00) with readings showing no spare gateway half the time.
+    for i in 0..=240u64 {
+        let t = 3 * H + i * 15_000;
+        d.observe(
+            t,
+            t,
+            DemandSample {
+                busy: 20 + (i % 2) as u32,
+                available: (i % 2) as u32,
+                completions: (i % 2) as u32,
+                failures: None,
+            },
+        );
+    }
+    assert!(d.profile().feedback[3] > 1.0);
+    let after = Sizer::new().size(&mut d, 0, 3 * H, 1, None, 1000);
+    assert!(after.learned > before.learned, "{after:?}");
+    assert_eq!(after.source, Source::Feedback);
+}
+
+#[test]
+fn a_failure_counter_rising_counts_as_a_rejection() {
+    let mut d = Demand::new(cfg(), flat_profile(60.0));
+    for i in 0..=240u64 {
+        let t = 5 * H + i * 15_000;
+        let sample = DemandSample {
+            busy: 20,
+            available: 3,
+            completions: 0,
+            failures: Some(i / 40),
+        };
+        d.observe(t, t, sample);
+    }
+    assert!(d.profile().feedback[5] > 1.0);
+    assert_eq!(d.profile().feedback[4], 1.0);
+}
+
+#[test]
+fn the_profile_round_trips_and_a_corrupt_one_is_refused() {
+    let p = flat_profile(42.0);
+    let json = serde_json::to_string(&p).unwrap_or_default();
+    let back: Profile = serde_json::from_str(&json).unwrap_or_default();
+    assert_eq!(back, p);
+    let mut bad = p.clone();
+    bad.rate.pop();
+    assert!(!bad.is_valid());
+    let d = Demand::new(cfg(), bad);
+    assert_eq!(d.profile(), &Profile::default());
+}
+
+#[test]
+fn the_lead_is_a_high_percentile_of_measured_boots_plus_tick_and_poll() {
+    let mut d = Demand::new(cfg(), Profile::default());
+    assert_eq!(
+        d.lead_ms(),
+        120_000 + 30_000,
+        "default boot before measurements"
+    );
+    for s in 1..=10u64 {
+        d.boot(s * 10_000);
+    }
+    assert_eq!(d.lead_ms(), 90_000 + 30_000);
+    assert_eq!(d.mean_lead_ms(), 55_000 + 15_000);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn effective_min_is_within_floor_and_max(rate in 0.0f64..500.0, floor in 0u32..50, max in 1u32..200, sched in proptest::option::of(0u32..80)) {
+            let mut d = Demand::new(cfg(), flat_profile(rate));
+            let s = Sizer::new().size(&mut d, 0, 0, floor, sched.map(|m| ScheduleNow { min: m, inhibit_scale_down: false }), max);
+            prop_assert!(s.effective_min <= max);
+            prop_assert!(s.effective_min >= floor.min(max));
+            prop_assert!(s.effective_min >= sched.unwrap_or(0).min(max));
+            prop_assert!(s.effective_min >= s.learned.min(max));
+        }
+
+        #[test]
+        fn more_demand_never_means_fewer_spares(r1 in 0.0f64..300.0, extra in 0.0f64..300.0) {
+            let a = Sizer::new().size(&mut Demand::new(cfg(), flat_profile(r1)), 0, 0, 0, None, 100_000);
+            let b = Sizer::new().size(&mut Demand::new(cfg(), flat_profile(r1 + extra)), 0, 0, 0, None, 100_000);
+            prop_assert!(b.learned >= a.learned);
+        }
+    }
+}
+
+#[test]
+fn the_week_meets_the_target_with_fewer_spare_hours_than_hour_by_hour_sizing() {
+    // Office hours: 10/h at night, 150/h from 08:00 to 18:00 on weekdays.
+    let mut p = Profile::default();
+    for hw in 0..WEEK_HOURS {
+        let day = hw / 24 < 5 && (8..18).contains(&(hw % 24));
+        p.learn(hw, if day { 150.0 } else { 10.0 }, 1.0);
+    }
+    let mut d = Demand::new(cfg(), p.clone());
+    let value = d.spare_value().unwrap_or(0.0);
+    let lead_h = d.mean_lead_ms() as f64 / H as f64;
+    let (mut calls, mut rejected, mut spares, mut spares_hourly) = (0.0, 0.0, 0u32, 0u32);
+    for hw in 0..WEEK_HOURS {
+        let r = p.rate[hw];
+        let a = r * lead_h;
+        let k = spare_for_value(r, a, value, cfg().target);
+        calls += r;
+        rejected += r * erlang_b(k, a);
+        spares += k;
+        spares_hourly += spare_needed(a, cfg().target).unwrap_or(MAX_SPARE);
+        assert!(erlang_b(k, a) <= WORST_HOUR_FACTOR * cfg().target + 1e-12);
+    }
+    assert!(rejected / calls <= cfg().target, "{}", rejected / calls);
+    assert!(spares < spares_hourly, "{spares} vs {spares_hourly}");
+}

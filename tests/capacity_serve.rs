@@ -1,0 +1,255 @@
+//! Target mode in `serve` (issue 12): the real binary against a fake Jicofo and Foreman.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{FakeForeman, FakeJicofo, RedisServer, Scaler, fast_config, redis_store};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn target_config(jicofo: &str, foreman: &str, extra_capacity: &str) -> String {
+    fast_config(jicofo, &[foreman]).replace(
+        "mode = \"fixed\"",
+        &format!(
+            "mode = \"target\"\ntarget_rejection = \"1%\"\ndefault_boot = \"1s\"\n{extra_capacity}"
+        ),
+    )
+}
+
+fn eff(s: &Value) -> u64 {
+    s["capacity"]["sizing"]["effective_min"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Busy gateways ramp up (one more every 300 ms): the effective min rises above the floor
+/// before the available count reaches zero, with one decision line per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_effective_min_rises_before_available_reaches_zero() {
+    let jicofo = FakeJicofo::start(30, 30).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\nmax = 200\n{}",
+        target_config(&jicofo.url, &foreman.url, "")
+    ))
+    .await;
+    s.eventually("a first sizing", WAIT, |st| eff(st) >= 1)
+        .await;
+    assert_eq!(eff(&s.status().await), 1, "no demand yet: the floor");
+    let ramp = {
+        let jicofo = jicofo.clone();
+        tokio::spawn(async move {
+            for busy in 1..=30 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                jicofo.set(30, 30 - busy);
+            }
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    let (min_seen, available_then) = loop {
+        let st = s.status().await;
+        let available = jicofo.state.lock().expect("lock").available;
+        if eff(&st) >= 3 {
+            break (eff(&st), available);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rise: {st:#}\nlog:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(available_then > 0, "rose to {min_seen} only at available 0");
+    let _ = ramp.await;
+    let st = s.status().await;
+    let sizing = &st["capacity"]["sizing"];
+    assert_eq!(sizing["source"], "learned", "{sizing}");
+    assert!(sizing["rate"]["rate_per_hour"].as_f64().unwrap_or(0.0) > 1000.0);
+    let lines: Vec<&Value> = st["recent_decisions"]
+        .as_array()
+        .map(|a| a.iter().filter(|d| d["kind"] == "capacity").collect())
+        .unwrap_or_default();
+    assert!(!lines.is_empty(), "no capacity decision line");
+    assert!(
+        lines.iter().any(|d| d["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("source learned") && w.contains("offered load"))),
+        "{lines:?}"
+    );
+    // Launches follow the effective min (more than the floor's one).
+    assert!(foreman.creates() >= 3, "{}", foreman.creates());
+    let (code, metrics) = s.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("jitsi_scaler_capacity_effective_min{source=\"learned\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jitsi_scaler_capacity_lead_seconds"));
+}
+
+/// Schedules through the API (admin): replaced as JSON, read back, applied; bad input is a 400
+/// that changes nothing. `min`'s cap follows `max`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_replaced_through_the_api_and_min_follows_max() {
+    let jicofo = FakeJicofo::start(10, 10).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\nmax = 150\n{}",
+        target_config(&jicofo.url, &foreman.url, "")
+    ))
+    .await;
+    let (code, body) = s.get("/scaler/capacity/schedule").await;
+    assert_eq!((code, body.as_str()), (200, "[]"));
+    // Every day, all day: at least 4 spares.
+    let sched = r#"[{"days":"daily","from":"00:00","to":"24:00","min":4,"tz":"Europe/Berlin"}]"#;
+    assert_eq!(
+        s.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched)
+            .await
+            .0,
+        204
+    );
+    let st = s
+        .eventually("the schedule in force", WAIT, |st| eff(st) == 4)
+        .await;
+    assert_eq!(st["capacity"]["sizing"]["source"], "schedule");
+    let (_, body) = s.get("/scaler/capacity/schedule").await;
+    let back: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(back[0]["min"], 4);
+    for bad in [
+        r#"[{"days":"someday","from":"00:00","to":"24:00","min":4}]"#,
+        r#"[{"days":"mon","from":"10:00","to":"11:00","min":400}]"#,
+        r#"[{"days":"mon","from":"10:00","to":"11:00","min":4,"tz":"Nowhere/Atlantis"}]"#,
+        r#"{"days":"mon"}"#,
+        "not json",
+    ] {
+        let (code, why) = s
+            .send(reqwest::Method::PUT, "/scaler/capacity/schedule", bad)
+            .await;
+        assert_eq!(code, 400, "{bad}: {why}");
+    }
+    let (_, body) = s.get("/scaler/capacity/schedule").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("JSON"),
+        back,
+        "nothing changed"
+    );
+    // min up to max (150), not 100.
+    assert_eq!(s.post("/scaler/min", "120").await.0, 204);
+    assert_eq!(s.post("/scaler/min", "151").await.0, 400);
+}
+
+/// Writes a seed profile (30 calls per hour for two days, via `capacity seed`) into `dir`.
+fn seed_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let trace = dir.join("calls.csv");
+    let mut csv = String::from("arrival_s,duration_s\n");
+    for i in 0..(48 * 30) {
+        csv.push_str(&format!("{},600\n", i * 120));
+    }
+    std::fs::write(&trace, csv).expect("write trace");
+    let seed = dir.join("profile.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
+        .args(["capacity", "seed", "--trace"])
+        .arg(&trace)
+        .arg("--out")
+        .arg(&seed)
+        .output()
+        .expect("capacity seed runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    seed
+}
+
+/// Two replicas on Redis share the learned profile and the schedules: the leader stores its
+/// seeded profile, the other replica reads it; a schedule set on the follower reaches the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_redis_share_the_profile_and_the_schedule() {
+    let redis = RedisServer::start();
+    let jicofo = FakeJicofo::start(10, 10).await;
+    let foreman = FakeForeman::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seed = seed_file(dir.path());
+    let hours = |st: &Value| st["capacity"]["hours_learned"].as_f64().unwrap_or(0.0);
+    let r0 = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}{}",
+        target_config(
+            &jicofo.url,
+            &foreman.url,
+            &format!("seed_profile = {:?}", seed.display().to_string())
+        ),
+        redis_store(&redis, "r0")
+    ))
+    .await;
+    let st = r0
+        .eventually("r0 leads", WAIT, |st| st["leader"] == true)
+        .await;
+    let learned = hours(&st);
+    assert!(learned >= 47.0, "{learned}");
+    let r1 = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}{}",
+        target_config(&jicofo.url, &foreman.url, ""),
+        redis_store(&redis, "r1")
+    ))
+    .await;
+    r1.eventually("r1 has the profile", WAIT, |st| hours(st) == learned)
+        .await;
+    let sched = r#"[{"days":"daily","from":"00:00","to":"24:00","min":5}]"#;
+    assert_eq!(
+        r1.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched)
+            .await
+            .0,
+        204
+    );
+    let st = r0
+        .eventually("the leader holds the schedule", WAIT, |st| eff(st) == 5)
+        .await;
+    assert_eq!(st["capacity"]["schedule"][0]["min"], 5);
+}
+
+/// A seeded profile goes to the store and survives a restart, even when the seed file is
+/// replaced by an empty profile (the store has more learning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learned_profile_survives_a_restart() {
+    let jicofo = FakeJicofo::start(10, 10).await;
+    let foreman = FakeForeman::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seed = seed_file(dir.path());
+    let mut s = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}",
+        target_config(
+            &jicofo.url,
+            &foreman.url,
+            &format!("seed_profile = {:?}", seed.display().to_string())
+        )
+    ))
+    .await;
+    let hours = |st: &Value| st["capacity"]["hours_learned"].as_f64().unwrap_or(0.0);
+    let st = s
+        .eventually("the seed learned", WAIT, |st| hours(st) >= 47.0)
+        .await;
+    let learned = hours(&st);
+    // 30 calls per hour: the next hour's forecast comes from the profile.
+    let next = st["capacity"]["sizing"]["next_hour_per_hour"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!((next - 30.0).abs() < 1.0, "{next}");
+    // Let a tick store it, then replace the seed by an empty profile and restart.
+    s.eventually("a few ticks", WAIT, |st| {
+        st["store"]["writes"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let empty = serde_json::json!({"version": 1, "rate": vec![0.0; 168], "weight": vec![0.0; 168],
+        "feedback": vec![1.0; 168], "busy_ms": 0.0, "arrivals": 0.0});
+    std::fs::write(&seed, empty.to_string()).expect("write empty profile");
+    s.restart().await;
+    let st = s.eventually("back up", WAIT, |st| eff(st) >= 1).await;
+    assert_eq!(
+        hours(&st),
+        learned,
+        "the stored profile won over the empty seed"
+    );
+}
