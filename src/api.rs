@@ -275,10 +275,8 @@ async fn put_schedule(
         .await
     {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(crate::capacity::serve::ScheduleRefused::Invalid(e)) => {
-            Err(ApiError::BadRequest(e.to_string()))
-        }
-        Err(crate::capacity::serve::ScheduleRefused::Store(e)) => Err(conflict(e)),
+        Err(crate::sizing::ScheduleRefused::Invalid(e)) => Err(ApiError::BadRequest(e.to_string())),
+        Err(crate::sizing::ScheduleRefused::Store(e)) => Err(conflict(e)),
     }
 }
 

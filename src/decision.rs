@@ -356,7 +356,7 @@ pub enum Decision {
         last_error: Option<String>,
     },
     /// A warm-pool decision (issue 13).
-    Pool(crate::warm_pool::PoolDecision),
+    Pool(PoolDecision),
     /// This replica took the leader lease (`Some(value)`) or lost it (`None`).
     Leader {
         /// The lease value when acquired.
@@ -666,6 +666,179 @@ impl Decision {
                 format!("capacity schedule replaced: {entries} entries")
             }
             Decision::Pool(p) => p.why(),
+        }
+    }
+}
+
+/// A warm-pool decision (one variant of [`Decision`]), with its numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PoolDecision {
+    /// Hosts taken from the pool for a launch (power-on owed).
+    Start {
+        /// The hosts.
+        hosts: Vec<String>,
+        /// The pool's level after the tick.
+        level: u32,
+        /// The pool's size.
+        size: u32,
+    },
+    /// Hosts created to refill the pool.
+    Refill {
+        /// The hosts.
+        hosts: Vec<String>,
+        /// The pool's level (refills included) after the tick.
+        level: u32,
+        /// The pool's size.
+        size: u32,
+    },
+    /// A power-on confirmed by status.
+    Started {
+        /// The host.
+        host: String,
+        /// How long the call took.
+        elapsed_ms: u64,
+    },
+    /// A power-off confirmed by status: the host is in the pool.
+    Stopped {
+        /// The host.
+        host: String,
+        /// How long the call took.
+        elapsed_ms: u64,
+    },
+    /// A power-on refused: the host is deleted.
+    StartRefused {
+        /// The host.
+        host: String,
+        /// The refusal.
+        error: String,
+    },
+    /// A power-off refused: the host is deleted instead.
+    StopRefused {
+        /// The host.
+        host: String,
+        /// The refusal.
+        error: String,
+    },
+    /// A power call failed; retried next tick (the host stays in the ledger).
+    PowerRetry {
+        /// The host.
+        host: String,
+        /// `start` or `stop`.
+        action: &'static str,
+        /// The error.
+        error: String,
+    },
+    /// A host started from the pool is counted by Jicofo.
+    Resumed {
+        /// The host.
+        host: String,
+        /// Start (power-on) to seen.
+        lead_ms: u64,
+    },
+    /// A start not seen within the start timeout.
+    StartTimeout {
+        /// The host.
+        host: String,
+        /// Consecutive failed starts.
+        failures: u32,
+    },
+    /// A stopped host beyond the pool's size is deleted.
+    Trimmed {
+        /// The host.
+        host: String,
+    },
+    /// Reconciliation found a powered-off host with our prefix: it joins the pool.
+    Learned {
+        /// The host.
+        host: String,
+    },
+}
+
+impl PoolDecision {
+    /// The kind label.
+    pub fn kind(&self) -> Kind {
+        match self {
+            PoolDecision::Start { .. } => Kind::Launch,
+            PoolDecision::Resumed { .. } => Kind::Seen,
+            PoolDecision::StartTimeout { .. } => Kind::Timeout,
+            PoolDecision::Learned { .. } => Kind::Reconcile,
+            _ => Kind::Pool,
+        }
+    }
+
+    /// The outcome label.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            PoolDecision::Start { .. } | PoolDecision::Started { .. } => Outcome::Started,
+            PoolDecision::Refill { .. } => Outcome::Refill,
+            PoolDecision::Stopped { .. } | PoolDecision::Learned { .. } => Outcome::Stopped,
+            PoolDecision::StartRefused { .. } => Outcome::LaunchFailed,
+            PoolDecision::StopRefused { .. } | PoolDecision::Trimmed { .. } => Outcome::Deleting,
+            PoolDecision::PowerRetry { .. } => Outcome::Retry,
+            PoolDecision::Resumed { .. } => Outcome::Ready,
+            PoolDecision::StartTimeout { failures, .. } if *failures >= 2 => Outcome::LaunchFailed,
+            PoolDecision::StartTimeout { .. } => Outcome::Stopping,
+        }
+    }
+
+    /// The host concerned, if one.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            PoolDecision::Start { .. } | PoolDecision::Refill { .. } => None,
+            PoolDecision::Started { host, .. }
+            | PoolDecision::Stopped { host, .. }
+            | PoolDecision::StartRefused { host, .. }
+            | PoolDecision::StopRefused { host, .. }
+            | PoolDecision::PowerRetry { host, .. }
+            | PoolDecision::Resumed { host, .. }
+            | PoolDecision::StartTimeout { host, .. }
+            | PoolDecision::Trimmed { host }
+            | PoolDecision::Learned { host } => Some(host),
+        }
+    }
+
+    /// Why, with the numbers.
+    pub fn why(&self) -> String {
+        match self {
+            PoolDecision::Start { hosts, level, size } => format!(
+                "start {} from the warm pool (level {level} of {size} after this tick); hosts {}",
+                hosts.len(),
+                hosts.join(", ")
+            ),
+            PoolDecision::Refill { hosts, level, size } => format!(
+                "warm pool at {level} of {size} (refills and hosts on loan included): creating {}; they join as spares and go into the pool by idle removal; hosts {}",
+                hosts.len(),
+                hosts.join(", ")
+            ),
+            PoolDecision::Started { elapsed_ms, .. } => {
+                format!("powered on (status on) in {elapsed_ms} ms")
+            }
+            PoolDecision::Stopped { elapsed_ms, .. } => {
+                format!("powered off (status off) in {elapsed_ms} ms: in the warm pool")
+            }
+            PoolDecision::StartRefused { error, .. } => {
+                format!("power-on refused, deleting it: {error}")
+            }
+            PoolDecision::StopRefused { error, .. } => {
+                format!("power-off refused, deleting it instead: {error}")
+            }
+            PoolDecision::PowerRetry { action, error, .. } => format!(
+                "power {action} failed, retrying next tick (the host stays in the ledger): {error}"
+            ),
+            PoolDecision::Resumed { lead_ms, .. } => format!(
+                "counted by Jicofo {:.0}s after its start from the warm pool",
+                *lead_ms as f64 / 1000.0
+            ),
+            PoolDecision::StartTimeout { failures, .. } if *failures >= 2 => format!(
+                "started from the pool, not seen within the start timeout ({failures} times in a row): deleting it"
+            ),
+            PoolDecision::StartTimeout { .. } => "started from the pool, not seen within the start timeout: powering it off and checking it (its launch is held until then)".into(),
+            PoolDecision::Trimmed { .. } => {
+                "stopped host beyond the warm pool's size: deleting it".into()
+            }
+            PoolDecision::Learned { .. } => {
+                "powered-off host with our prefix, unknown to the ledger: joins the warm pool".into()
+            }
         }
     }
 }

@@ -26,5 +26,6 @@ pub mod server;
 pub mod service;
 pub mod sidecar;
 pub mod sim;
+pub mod sizing;
 pub mod store;
 pub mod warm_pool;

@@ -62,15 +62,7 @@ pub fn parse_target(s: &str) -> Result<f64, PlanError> {
         value: s.to_string(),
         why: "expected a probability in (0, 1), e.g. 0.01 or 1%",
     };
-    let v = match s.trim().strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
-        None => s.trim().parse::<f64>().map_err(|_| bad())?,
-    };
-    if v > 0.0 && v < 1.0 {
-        Ok(v)
-    } else {
-        Err(bad())
-    }
+    crate::sim::trace::parse_probability(s).ok_or_else(bad)
 }
 
 pub use policy::capacity::{MAX_SPARE, erlang_b, spare_needed};

@@ -3,16 +3,15 @@
 //! --learn-days`, `capacity seed`). The policy itself is `policy::capacity` (pure).
 
 pub mod live;
-pub mod serve;
 pub mod tz;
 
 pub use live::{CapacityError, CapacitySection, Live, Mode, Stored};
 
 use std::path::PathBuf;
 
-use policy::capacity::{CapacityConfig, Demand, Profile, WEEK_MS};
+use policy::capacity::Profile;
 
-use crate::sim::trace::Trace;
+use crate::sim::trace::profile_from_trace;
 
 /// `jitsi-scaler capacity seed`: learn a profile from a call trace.
 #[derive(clap::Args, Clone, Debug)]
@@ -93,43 +92,10 @@ pub fn run_seed(args: &SeedArgs) -> Result<(), SeedError> {
 
 const HOUR_MS: u64 = 3_600_000;
 
-/// Learns a profile from a call trace whose time 0 is local week time `start_week_ms`: every
-/// full hour of the trace teaches its hour-of-week bin its arrivals and busy time.
-pub fn profile_from_trace(trace: &Trace, start_week_ms: u64, base: Profile) -> Profile {
-    let hours = (trace.horizon_ms / HOUR_MS) as usize;
-    let mut arrivals = vec![0.0f64; hours];
-    let mut busy_ms = vec![0.0f64; hours];
-    for c in &trace.calls {
-        let h = (c.arrival_ms / HOUR_MS) as usize;
-        if h < hours {
-            arrivals[h] += 1.0;
-        }
-        // Busy time, split over the hours the call spans.
-        let (mut t, end) = (
-            c.arrival_ms,
-            (c.arrival_ms + c.duration_ms).min(trace.horizon_ms),
-        );
-        while t < end {
-            let h = (t / HOUR_MS) as usize;
-            let next = ((t / HOUR_MS + 1) * HOUR_MS).min(end);
-            if h < hours {
-                busy_ms[h] += (next - t) as f64;
-            }
-            t = next;
-        }
-    }
-    let mut d = Demand::new(CapacityConfig::default(), base);
-    for h in 0..hours {
-        let week = (start_week_ms + h as u64 * HOUR_MS) % WEEK_MS;
-        d.seed_hour(week, arrivals[h], busy_ms[h]);
-    }
-    d.profile().clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::trace::Call;
+    use crate::sim::trace::{Call, Trace};
 
     #[test]
     fn starts_parse_day_and_time() {

@@ -221,7 +221,7 @@ pub struct PolicyArgs {
     pub pending_ttl: u64,
     /// Ours in target mode: size the spare floor for this rejection rate (`0.5%`, `0.005`);
     /// `--min` is then the floor it never goes below.
-    #[arg(long, value_parser = crate::plan::parse_target)]
+    #[arg(long, value_parser = trace::parse_target)]
     pub target: Option<f64>,
     /// Warm-up: this many days come before the measured span (generated with the same flags, or
     /// the first days of a --trace file); ours in target mode learns its demand profile from
@@ -531,7 +531,7 @@ impl SimulateArgs {
                 let learn = self.learn_trace()?;
                 // Simulated time 0 is Monday 00:00 of the first learning day.
                 let start_week_ms = self.learn_ms() % policy::capacity::WEEK_MS;
-                let profile = crate::capacity::profile_from_trace(&learn, 0, Default::default());
+                let profile = trace::profile_from_trace(&learn, 0, Default::default());
                 Some(TargetOptions {
                     config: policy::capacity::CapacityConfig {
                         target,

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use policy::capacity::{CapacityConfig, Demand, Profile, WEEK_MS};
 use rand::Rng;
 
 use super::SimError;
@@ -89,6 +90,24 @@ pub fn parse_profile(s: &str) -> Result<[f64; 24], SimError> {
 /// Parses a comma-separated list of numbers.
 pub fn parse_list(s: &str) -> Result<Vec<f64>, std::num::ParseFloatError> {
     s.split(',').map(|x| x.trim().parse::<f64>()).collect()
+}
+
+/// Parses a probability in (0, 1): `0.01` or `1%`.
+pub fn parse_probability(s: &str) -> Option<f64> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
+        None => s.trim().parse::<f64>().ok()?,
+    };
+    (v > 0.0 && v < 1.0).then_some(v)
+}
+
+/// Parses a target rejection rate (`--target`): `0.005` or `0.5%`.
+pub fn parse_target(s: &str) -> Result<f64, SimError> {
+    parse_probability(s).ok_or_else(|| SimError::Arg {
+        flag: "--target",
+        value: s.to_string(),
+        why: "expected a probability in (0, 1), e.g. 0.005 or 0.5%".into(),
+    })
 }
 
 /// Parses a rate: `30/h`, `0.5/min`, `720/d`, `0.01/s`, or a bare number of calls per hour.
@@ -380,6 +399,42 @@ impl Generator {
             .collect();
         Trace { calls, horizon_ms }
     }
+}
+
+/// One hour in ms (the profile's bin).
+const PROFILE_HOUR_MS: u64 = 3_600_000;
+
+/// Learns a profile from a call trace whose time 0 is local week time `start_week_ms`: every
+/// full hour of the trace teaches its hour-of-week bin its arrivals and busy time.
+pub fn profile_from_trace(trace: &Trace, start_week_ms: u64, base: Profile) -> Profile {
+    let hours = (trace.horizon_ms / PROFILE_HOUR_MS) as usize;
+    let mut arrivals = vec![0.0f64; hours];
+    let mut busy_ms = vec![0.0f64; hours];
+    for c in &trace.calls {
+        let h = (c.arrival_ms / PROFILE_HOUR_MS) as usize;
+        if h < hours {
+            arrivals[h] += 1.0;
+        }
+        // Busy time, split over the hours the call spans.
+        let (mut t, end) = (
+            c.arrival_ms,
+            (c.arrival_ms + c.duration_ms).min(trace.horizon_ms),
+        );
+        while t < end {
+            let h = (t / PROFILE_HOUR_MS) as usize;
+            let next = ((t / PROFILE_HOUR_MS + 1) * PROFILE_HOUR_MS).min(end);
+            if h < hours {
+                busy_ms[h] += (next - t) as f64;
+            }
+            t = next;
+        }
+    }
+    let mut d = Demand::new(CapacityConfig::default(), base);
+    for h in 0..hours {
+        let week = (start_week_ms + h as u64 * PROFILE_HOUR_MS) % WEEK_MS;
+        d.seed_hour(week, arrivals[h], busy_ms[h]);
+    }
+    d.profile().clone()
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Target mode's service operations (kept out of service.rs, issue 12).
+//! Target mode's service operations (issue 12): the tick's sizing and the schedule API, on
+//! top of `crate::capacity` (configuration and live state) and the service.
 
 use policy::Millis;
 use policy::capacity::ScheduleEntry;
@@ -7,14 +8,15 @@ use crate::decision::{Decision, Record};
 use crate::ops::now_ms;
 use crate::service::{Service, ServiceError};
 
-use super::live::Change;
+use crate::capacity::CapacityError;
+use crate::capacity::live::Change;
 
 /// A schedule replacement that was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleRefused {
     /// The entries are wrong (a 400: nothing changed).
     #[error(transparent)]
-    Invalid(#[from] super::CapacityError),
+    Invalid(#[from] CapacityError),
     /// The store did not take it (a 409: nothing changed).
     #[error(transparent)]
     Store(#[from] ServiceError),
@@ -49,10 +51,10 @@ impl Service {
     ) -> Result<(), ScheduleRefused> {
         let max = self.settings().await.max_total;
         // Check first (entries and zones), so bad input changes nothing.
-        let checked = policy::capacity::Schedule::new(entries.clone(), max)
-            .map_err(super::CapacityError::from)?;
+        let checked =
+            policy::capacity::Schedule::new(entries.clone(), max).map_err(CapacityError::from)?;
         for z in checked.zones() {
-            super::tz::Zone::load(&z).map_err(super::CapacityError::from)?;
+            crate::capacity::tz::Zone::load(&z).map_err(CapacityError::from)?;
         }
         let stored = entries.clone();
         self.store()

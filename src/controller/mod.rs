@@ -3,6 +3,8 @@
 //! Intent is recorded in the ledger before any lifecycle call, and results after it, so a
 //! call that is cancelled, times out or dies with the process is retried, never forgotten.
 
+mod pool;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -195,7 +197,7 @@ impl Controller {
             tracing::warn!(shards = ?p.merged_fresh, "shards disagree on the gateway counts; using highest total, lowest available");
         }
         let d = p.tick.launch;
-        crate::warm_pool::record_launches(svc, &p.pool, &svc.cfg.warm_pool, now); // warm pool
+        pool::record_launches(svc, &p.pool, &svc.cfg.warm_pool, now); // warm pool
         if let Some(h) = p
             .hold
             .as_ref()
@@ -305,8 +307,8 @@ impl Controller {
             match call {
                 Call::Create => ctl.create(&host).await,
                 Call::Delete => ctl.delete(&host).await,
-                Call::Start => crate::warm_pool::power(&ctl.svc, &host, true).await,
-                Call::Stop => crate::warm_pool::power(&ctl.svc, &host, false).await,
+                Call::Start => pool::power(&ctl.svc, &host, true).await,
+                Call::Stop => pool::power(&ctl.svc, &host, false).await,
             }
             if let Ok(mut calls) = ctl.calls.lock() {
                 calls.remove(&host);
@@ -478,7 +480,7 @@ impl Controller {
             svc.record(Record::new(now, Decision::Vanished { host }));
         }
         // warm pool (issue 13): powered-off orphans join the pool.
-        let learned = crate::warm_pool::learn_stopped(svc, &orphans).await;
+        let learned = pool::learn_stopped(svc, &orphans).await;
         let orphans: Vec<&String> = orphans.iter().filter(|h| !learned.contains(h)).collect();
         if !orphans.is_empty() {
             tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
