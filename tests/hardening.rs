@@ -14,26 +14,14 @@ use support::{FakeForeman, FakeJicofo, Scaler, count, fast_config};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Config of a scaler whose lifecycle backend is `program` (the Jicofo part of fast_config).
+/// Config of a scaler whose lifecycle backend is `program` (the policy and Jicofo part of
+/// fast_config, without its pending TTL).
 fn command_config(jicofo_url: &str, program: &Path, pass_env: &str) -> String {
     format!(
         r#"
 [settings]
 min = 1
-
-[policy]
-drain_confirm = false
-tick = "200ms"
-stats_max_age = "1500ms"
-boot_timeout = "30s"
-reconcile_interval = "1h"
-
-[jicofo]
-timeout = "1s"
-[[jicofo.shards]]
-name = "shard1"
-url = "{jicofo_url}"
-
+{policy}
 [lifecycle]
 backend = "command"
 name_prefix = "vsg"
@@ -42,6 +30,7 @@ program = "{program}"
 timeout = "10s"
 pass_env = [{pass_env}]
 "#,
+        policy = support::fast_policy(jicofo_url, ""),
         program = program.display()
     )
 }
@@ -175,11 +164,7 @@ async fn refused_by(answer: (u16, &'static str, String)) -> (Scaler, FakeJicofo,
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
     foreman.answer_instead(Some(answer));
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 2\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let s = Scaler::on(&jicofo, &foreman, "[settings]\nmin = 2\n").await;
     (s, jicofo, foreman)
 }
 
@@ -309,11 +294,7 @@ async fn figures_creates_per_minute_under_401() {
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
     foreman.answer_instead(Some((401, "application/json", "{}".into())));
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 2\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let s = Scaler::on(&jicofo, &foreman, "[settings]\nmin = 2\n").await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let st = s.status().await;
     println!(
@@ -343,11 +324,11 @@ fn hosts_in(st: &serde_json::Value, state: &str) -> Vec<String> {
 async fn hello_attributes_by_name_and_a_late_host_is_not_deleted() {
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-            .replace("boot_timeout = \"30s\"", "boot_timeout = \"4s\"")
-    ))
+    let s = Scaler::on(
+        &jicofo,
+        &foreman,
+        "boot_timeout = \"4s\"\n[settings]\nmin = 1\n",
+    )
     .await;
     let st = s
         .eventually("the first launch booting", WAIT, |st| {

@@ -392,19 +392,28 @@ async fn gate(node: &Node, method: Method, uri: Uri, headers: HeaderMap) -> Opti
     (!authorized).then(|| error(401, "Unable to authenticate user"))
 }
 
-async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = gate(&node, Method::POST, uri, headers.clone()).await {
-        return r;
-    }
+/// [`gate`], then 415 with `unsupported` unless the body is declared JSON (a POST or PUT).
+async fn gate_json(
+    node: &Node,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    unsupported: &str,
+) -> Option<Response> {
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !json_type {
-        return error(
-            415,
-            "'Content-Type: ' is unsupported in API v2 for POST and PUT requests. Please use 'Content-Type: application/json'.",
-        );
+    if let Some(r) = gate(node, method, uri, headers).await {
+        return Some(r);
+    }
+    (!json_type).then(|| error(415, unsupported))
+}
+
+async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let unsupported = "'Content-Type: ' is unsupported in API v2 for POST and PUT requests. Please use 'Content-Type: application/json'.";
+    if let Some(r) = gate_json(&node, Method::POST, uri, headers, unsupported).await {
+        return r;
     }
     let host = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -495,15 +504,9 @@ async fn power(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = gate(&node, Method::PUT, uri, headers.clone()).await {
+    let unsupported = "Please use 'Content-Type: application/json'.";
+    if let Some(r) = gate_json(&node, Method::PUT, uri, headers, unsupported).await {
         return r;
-    }
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_type {
-        return error(415, "Please use 'Content-Type: application/json'.");
     }
     let mut db = lock(&db);
     if !db.hosts.contains_key(&name) {

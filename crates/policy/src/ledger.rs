@@ -174,7 +174,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
+    /// A fresh entry for `host` in `state` since `now`: nothing seen, approved or attempted yet.
+    pub fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
         Instance {
             host: host.to_string(),
             state,

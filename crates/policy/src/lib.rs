@@ -14,8 +14,8 @@ mod settings;
 mod sidecar;
 
 pub use decide::{
-    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision, StoreHealth,
-    decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
+    AddRefusal, Counts, Inputs, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
+    StoreHealth, decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};

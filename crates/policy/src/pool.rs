@@ -18,9 +18,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Counts, DrainMode, Event, Instance, LaunchDecision, LaunchHold, Ledger, Millis, Observation,
-    Origin, Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch, decide_removal,
-    ledger::key_of,
+    Counts, DrainMode, Event, Inputs, Instance, LaunchDecision, LaunchHold, Ledger, Millis,
+    Observation, Origin, Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch,
+    decide_removal, ledger::key_of,
 };
 
 /// Warm-pool settings (config section `[warm_pool]`).
@@ -296,21 +296,27 @@ pub fn remove_request_with_pool(
     reason: Reason,
     mode: DrainMode,
 ) -> (RemovalDecision, bool) {
-    ledger.seen_alive(host, now);
-    let d = decide_removal(
-        ledger,
-        settings,
-        obs,
-        lifecycle_up,
-        timing,
-        now,
-        host,
-        reason,
-    );
+    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
+    remove_request_in(ledger, &inputs, pool, host, reason, mode)
+}
+
+/// [`remove_request_with_pool`] on gathered [`Inputs`] (also what [`crate::remove_request_as`]
+/// and the sidecar's shutdowns run, without a pool).
+pub(crate) fn remove_request_in(
+    ledger: &mut Ledger,
+    inputs: &Inputs,
+    pool: &WarmPool,
+    host: &str,
+    reason: Reason,
+    mode: DrainMode,
+) -> (RemovalDecision, bool) {
+    // Whatever the answer, the host runs: it must never be failed at the boot timeout.
+    ledger.seen_alive(host, inputs.now);
+    let d = decide_removal(ledger, inputs, host, reason);
     match d {
         RemovalDecision::Accept { repeat: false, .. } => {
             let to_pool = ledger.pool_takes(pool, host, reason);
-            ledger.approve_to(host, reason, now, mode, to_pool);
+            ledger.approve_to(host, reason, inputs.now, mode, to_pool);
             (d, to_pool)
         }
         RemovalDecision::Accept { repeat: true, .. } => {
