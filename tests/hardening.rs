@@ -170,7 +170,8 @@ async fn refused_by(answer: (u16, &'static str, String)) -> (Scaler, FakeJicofo,
 
 /// Watches a refused scaler for 5 s (25 ticks) and checks what every definitive refusal must give: no new host name every tick, nothing counted as
 /// created, no delete owed, one line saying what to fix, the metric, the breaker.
-async fn assert_refusal_holds(s: &Scaler, foreman: &FakeForeman, hint: &str) {
+async fn assert_refusal_holds(answer: (u16, &'static str, String), hint: &str) {
+    let (s, _j, foreman) = refused_by(answer).await;
     s.eventually("a refused create", WAIT, |_| foreman.create_requests() >= 1)
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -221,15 +222,12 @@ async fn assert_refusal_holds(s: &Scaler, foreman: &FakeForeman, hint: &str) {
 /// Case 4: a 401 from Foreman is a definitive refusal: the scaler backs off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_401_holds_launches() {
-    let (s, _j, foreman) = refused_by((
-        401,
-        "application/json",
-        r#"{"error":{"message":"Unable to authenticate user scaler"}}"#.into(),
-    ))
-    .await;
     assert_refusal_holds(
-        &s,
-        &foreman,
+        (
+            401,
+            "application/json",
+            r#"{"error":{"message":"Unable to authenticate user scaler"}}"#.into(),
+        ),
         "Foreman refused the token: check lifecycle.foreman.user/token",
     )
     .await;
@@ -238,30 +236,17 @@ async fn foreman_401_holds_launches() {
 /// Case 4: a 422 that is not "name has already been taken" is a definitive refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_validation_422_holds_launches() {
-    let (s, _j, foreman) = refused_by((
-        422,
-        "application/json",
-        r#"{"error":{"id":null,"errors":{"hostgroup_id":["is invalid"]},"full_messages":["Hostgroup is invalid"]}}"#.into(),
-    ))
-    .await;
-    assert_refusal_holds(
-        &s,
-        &foreman,
-        "Foreman rejected the host: check lifecycle.foreman.host_parameters",
-    )
-    .await;
+    let body = r#"{"error":{"id":null,"errors":{"hostgroup_id":["is invalid"]},"full_messages":["Hostgroup is invalid"]}}"#;
+    let hint = "Foreman rejected the host: check lifecycle.foreman.host_parameters";
+    assert_refusal_holds((422, "application/json", body.into()), hint).await;
 }
 
 /// Case 9: a 200 whose body is a login page is not a created host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_200_html_is_not_a_created_host() {
-    let (s, _j, foreman) = refused_by((
-        200,
-        "text/html",
-        "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>login</form></body></html>".into(),
-    ))
-    .await;
-    assert_refusal_holds(&s, &foreman, "check lifecycle.foreman.nodes").await;
+    let body = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>login</form></body></html>";
+    let hint = "check lifecycle.foreman.nodes";
+    assert_refusal_holds((200, "text/html", body.into()), hint).await;
 }
 
 /// Case 4, after the fix: when Foreman accepts again, launches resume after the hold.

@@ -123,12 +123,7 @@ impl CommandRunner {
         let out = self
             .run_checked(&["add", instance_type, name], false)
             .await?;
-        let ip = out
-            .stdout
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
+        let ip = last_line(&out.stdout)
             .and_then(|l| l.parse::<std::net::IpAddr>().ok())
             .map(|ip| ip.to_string());
         Ok(Created { ip })
@@ -232,12 +227,7 @@ impl CommandRunner {
                     Some(code) => format!("exit {code}"),
                     None => "killed by a signal".to_string(),
                 };
-                let line = out
-                    .stderr
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
+                let line = last_line(&out.stderr)
                     .map_or_else(|| "no message on stderr".to_string(), bounded);
                 Err(LifecycleError::Transient(format!(
                     "{} {sub} {subject}: {exit}: {line}",
@@ -435,3 +425,8 @@ async fn kill_group(pid: u32) {
 
 #[cfg(not(unix))]
 async fn kill_group(_pid: u32) {}
+
+/// The last line of `text` that is not blank, trimmed.
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
+}

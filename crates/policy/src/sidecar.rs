@@ -518,23 +518,13 @@ mod tests {
         // b keeps polling while its scripts run, then falls silent.
         l.sidecar_heard("b", None, 100_000, &t);
         l.sidecar_heard("c", report(IDLE, OK), 300_000, &t);
-        let tick = sidecar_tick(
-            &mut l,
-            &s,
-            Some(&obs(3, 3, 60_000)),
-            true,
-            &t,
-            100_000 + t.sidecar_ttl_ms - 1,
-        );
-        assert!(tick.events.is_empty(), "{tick:?}");
-        let tick = sidecar_tick(
-            &mut l,
-            &s,
-            Some(&obs(2, 2, 61_000)),
-            true,
-            &t,
-            100_000 + t.sidecar_ttl_ms,
-        );
+        // A leader tick at `now` on Jicofo's reading `o`.
+        let tick =
+            |l: &mut Ledger, o: Observation, now| sidecar_tick(l, &s, Some(&o), true, &t, now);
+        let silence = 100_000 + t.sidecar_ttl_ms;
+        let tick1 = tick(&mut l, obs(3, 3, 60_000), silence - 1);
+        assert!(tick1.events.is_empty(), "{tick1:?}");
+        let tick = tick(&mut l, obs(2, 2, 61_000), silence);
         assert!(
             matches!(&tick.events[..], [SidecarEvent::SilentAfterShutdown { host, .. }] if host == "b")
         );
