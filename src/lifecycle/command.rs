@@ -169,17 +169,15 @@ impl CommandRunner {
         action: super::PowerAction,
     ) -> Result<super::PowerState, LifecycleError> {
         let out = self.run_checked(&[action.as_str(), name], true).await?;
-        Ok(match action {
-            super::PowerAction::Start => super::PowerState::On,
-            super::PowerAction::Stop => super::PowerState::Off,
-            super::PowerAction::Status => super::PowerState::parse(
+        Ok(action.target().unwrap_or_else(|| {
+            super::PowerState::parse(
                 out.stdout
                     .lines()
                     .map(str::trim)
                     .find(|l| !l.is_empty())
                     .unwrap_or_default(),
-            ),
-        })
+            )
+        }))
     }
 
     /// False after `DOWN_AFTER` consecutive failed runs (calls still run: the next success heals).
