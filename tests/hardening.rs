@@ -41,20 +41,11 @@ pass_env = [{pass_env}]
 async fn lifecycle_command_gets_a_minimal_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let envs = dir.path().join("env.txt");
-    let program = dir.path().join("lifecycle.sh");
-    std::fs::write(
-        &program,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = add ] || exit 0\nenv > '{}'\nexit 0\n",
-            envs.display()
-        ),
-    )
-    .expect("write program");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    let text = format!(
+        "#!/bin/sh\n[ \"$1\" = add ] || exit 0\nenv > '{}'\nexit 0\n",
+        envs.display()
+    );
+    let program = support::executable(dir.path(), "lifecycle.sh", &text);
     let jicofo = FakeJicofo::start(0, 0).await;
     let s = Scaler::start_with_env(
         &command_config(&jicofo.url, &program, r#""CLOUD_PROFILE""#),
@@ -124,13 +115,7 @@ async fn lifecycle_command_gets_a_minimal_environment() {
 #[tokio::test]
 async fn pass_env_refuses_the_scalers_own_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let program = dir.path().join("lifecycle.sh");
-    std::fs::write(&program, "#!/bin/sh\nexit 0\n").expect("write program");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    let program = support::executable(dir.path(), "lifecycle.sh", "#!/bin/sh\nexit 0\n");
     let config = dir.path().join("scaler.toml");
     std::fs::write(
         &config,

@@ -421,11 +421,16 @@ impl Ledger {
             .or_insert_with(|| Instance::new(&key, State::Requested, origin, now));
     }
 
+    /// The entry of `host` if it is in `state`.
+    pub(crate) fn in_state(&mut self, host: &str, state: State) -> Option<&mut Instance> {
+        self.instances
+            .get_mut(&key_of(host))
+            .filter(|i| i.state == state)
+    }
+
     /// The lifecycle manager confirmed the create.
     pub fn launch_confirmed(&mut self, host: &str, now: Millis) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Requested
-        {
+        if let Some(i) = self.in_state(host, State::Requested) {
             i.set_state(State::Booting, now);
         }
     }

@@ -420,18 +420,14 @@ impl Ledger {
     /// [`Ledger::record_launch`]); it is not a launch for demand.
     pub fn record_refill(&mut self, host: &str, now: Millis) {
         self.record_launch(host, Origin::Scaler, now);
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Requested
-        {
+        if let Some(i) = self.in_state(host, State::Requested) {
             i.refill = true;
         }
     }
 
     /// The lifecycle manager confirmed the power-on (status `on`).
     pub fn start_confirmed(&mut self, host: &str, now: Millis) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Starting
-        {
+        if let Some(i) = self.in_state(host, State::Starting) {
             i.set_state(State::Resuming, now);
         }
     }
@@ -440,9 +436,7 @@ impl Ledger {
     /// start timeout). Definitive: the host is deleted instead (it keeps holding its launch
     /// until the delete is confirmed).
     pub fn start_error(&mut self, host: &str, now: Millis, error: &str, definitive: bool) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Starting
-        {
+        if let Some(i) = self.in_state(host, State::Starting) {
             if definitive {
                 i.set_state(State::LaunchFailed, now);
             }
@@ -453,9 +447,7 @@ impl Ledger {
 
     /// The lifecycle manager confirmed the power-off (status `off`): the host is in the pool.
     pub fn stop_done(&mut self, host: &str, now: Millis) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Stopping
-        {
+        if let Some(i) = self.in_state(host, State::Stopping) {
             i.set_state(State::Stopped, now);
             // Jibri is gone: Jicofo stops counting it shortly. The approval (reason, time)
             // stays until the host is taken again: while Jicofo still counts it, it is still
@@ -469,9 +461,7 @@ impl Ledger {
     /// A power-off failed. Transient: retried next tick. Definitive (the manager cannot power
     /// it off): the host is deleted instead.
     pub fn stop_error(&mut self, host: &str, now: Millis, error: &str, definitive: bool) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Stopping
-        {
+        if let Some(i) = self.in_state(host, State::Stopping) {
             if definitive {
                 let next = if i.recalled() {
                     State::LaunchFailed
