@@ -171,10 +171,7 @@ pub fn tick_with_pool(
     timing: &Timing,
     now: Millis,
 ) -> PoolTick {
-    let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
-    let mut events = fresh.map(|o| ledger.absorb(o, timing)).unwrap_or_default();
-    events.extend(expire(ledger, pool, now));
-    events.extend(ledger.expire(timing, now));
+    let (fresh, events) = crate::observe(ledger, obs, Some(pool), timing, now);
     let counts = Counts::of(ledger);
     let launch = decide_launch(counts, settings, fresh, now, timing);
     let (resumed, create, refill) = plan(ledger, counts, &launch, settings, pool, now);
