@@ -684,19 +684,19 @@ pub fn executable(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
 /// A Foreman lifecycle config on `nodes` with the fake's credentials, 2 s calls, 3 attempts
 /// and tens of milliseconds of backoff (a test sets its connect timeout and breaker).
 pub fn foreman_lifecycle(nodes: Vec<String>) -> LifecycleConfig {
+    let foreman = ForemanConfig {
+        nodes,
+        user: FOREMAN_USER.into(),
+        token: Some(FOREMAN_TOKEN.into()),
+        timeout: Duration::from_secs(2),
+        attempts: 3,
+        backoff: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        ..ForemanConfig::default()
+    };
+    // The default backend is Foreman, naming hosts `vsg-*`.
     LifecycleConfig {
-        backend: Backend::Foreman,
-        name_prefix: "vsg".into(),
-        foreman: ForemanConfig {
-            nodes,
-            user: FOREMAN_USER.into(),
-            token: Some(FOREMAN_TOKEN.into()),
-            timeout: Duration::from_secs(2),
-            attempts: 3,
-            backoff: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(40),
-            ..ForemanConfig::default()
-        },
+        foreman,
         ..LifecycleConfig::default()
     }
 }
