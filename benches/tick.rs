@@ -26,11 +26,8 @@ fn ledger() -> Ledger {
             _ => (State::Gone, false, Some(Reason::Idle)),
         };
         let age = (n as u64 % 600) * 1000;
+        let created_at = NOW - 3_600_000 + age;
         Instance {
-            host: format!("vsg-{n:012x}"),
-            state,
-            origin: Origin::Scaler,
-            created_at: NOW - 3_600_000 + age,
             state_since: NOW - 60_000 + age / 10,
             seen_at: counted.then_some(NOW - 1_800_000),
             counted,
@@ -39,16 +36,7 @@ fn ledger() -> Ledger {
             deleted_at: (state == State::Gone).then_some(NOW - 20_000),
             stopped_at: (state == State::Gone).then_some(NOW - 20_000),
             ip: Some(format!("10.{}.{}.{}", n / 65536, n / 256 % 256, n % 256)),
-            attempts: 0,
-            last_error: None,
-            started_at: None,
-            to_pool: false,
-            refill: false,
-            start_failures: 0,
-            drain: None,
-            sidecar: None,
-            parked: false,
-            alive_at: None,
+            ..Instance::new(&format!("vsg-{n:012x}"), state, Origin::Scaler, created_at)
         }
     });
     Ledger::from_parts(instances, 0)

@@ -656,6 +656,15 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Res
     Ok(())
 }
 
+/// Test helper: fails unless each of `keys` is named in `problems` (a config check's output).
+#[cfg(test)]
+pub(crate) fn assert_named(problems: &[String], keys: &[&str]) {
+    let p = problems.join("\n");
+    for key in keys {
+        assert!(p.contains(key), "{key} missing in {p}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,15 +750,15 @@ mod tests {
             name: "default".into(),
             url: "ftp://x".into(),
         });
-        let p = c.problems().join("\n");
-        for key in [
-            "settings.min",
-            "prefix",
-            "jicofo.shards[1].name",
-            "jicofo.shards[1].url",
-        ] {
-            assert!(p.contains(key), "{key} missing in {p}");
-        }
+        crate::config::assert_named(
+            &c.problems(),
+            &[
+                "settings.min",
+                "prefix",
+                "jicofo.shards[1].name",
+                "jicofo.shards[1].url",
+            ],
+        );
     }
 
     #[test]

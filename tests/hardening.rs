@@ -14,26 +14,14 @@ use support::{FakeForeman, FakeJicofo, Scaler, count, fast_config};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Config of a scaler whose lifecycle backend is `program` (the Jicofo part of fast_config).
+/// Config of a scaler whose lifecycle backend is `program` (the policy and Jicofo part of
+/// fast_config, without its pending TTL).
 fn command_config(jicofo_url: &str, program: &Path, pass_env: &str) -> String {
     format!(
         r#"
 [settings]
 min = 1
-
-[policy]
-drain_confirm = false
-tick = "200ms"
-stats_max_age = "1500ms"
-boot_timeout = "30s"
-reconcile_interval = "1h"
-
-[jicofo]
-timeout = "1s"
-[[jicofo.shards]]
-name = "shard1"
-url = "{jicofo_url}"
-
+{policy}
 [lifecycle]
 backend = "command"
 name_prefix = "vsg"
@@ -42,6 +30,7 @@ program = "{program}"
 timeout = "10s"
 pass_env = [{pass_env}]
 "#,
+        policy = support::fast_policy(jicofo_url, ""),
         program = program.display()
     )
 }
@@ -52,20 +41,11 @@ pass_env = [{pass_env}]
 async fn lifecycle_command_gets_a_minimal_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let envs = dir.path().join("env.txt");
-    let program = dir.path().join("lifecycle.sh");
-    std::fs::write(
-        &program,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = add ] || exit 0\nenv > '{}'\nexit 0\n",
-            envs.display()
-        ),
-    )
-    .expect("write program");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    let text = format!(
+        "#!/bin/sh\n[ \"$1\" = add ] || exit 0\nenv > '{}'\nexit 0\n",
+        envs.display()
+    );
+    let program = support::executable(dir.path(), "lifecycle.sh", &text);
     let jicofo = FakeJicofo::start(0, 0).await;
     let s = Scaler::start_with_env(
         &command_config(&jicofo.url, &program, r#""CLOUD_PROFILE""#),
@@ -135,13 +115,7 @@ async fn lifecycle_command_gets_a_minimal_environment() {
 #[tokio::test]
 async fn pass_env_refuses_the_scalers_own_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let program = dir.path().join("lifecycle.sh");
-    std::fs::write(&program, "#!/bin/sh\nexit 0\n").expect("write program");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    let program = support::executable(dir.path(), "lifecycle.sh", "#!/bin/sh\nexit 0\n");
     let config = dir.path().join("scaler.toml");
     std::fs::write(
         &config,
@@ -175,17 +149,14 @@ async fn refused_by(answer: (u16, &'static str, String)) -> (Scaler, FakeJicofo,
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
     foreman.answer_instead(Some(answer));
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 2\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let s = Scaler::on(&jicofo, &foreman, "[settings]\nmin = 2\n").await;
     (s, jicofo, foreman)
 }
 
 /// Watches a refused scaler for 5 s (25 ticks) and checks what every definitive refusal must give: no new host name every tick, nothing counted as
 /// created, no delete owed, one line saying what to fix, the metric, the breaker.
-async fn assert_refusal_holds(s: &Scaler, foreman: &FakeForeman, hint: &str) {
+async fn assert_refusal_holds(answer: (u16, &'static str, String), hint: &str) {
+    let (s, _j, foreman) = refused_by(answer).await;
     s.eventually("a refused create", WAIT, |_| foreman.create_requests() >= 1)
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -236,15 +207,12 @@ async fn assert_refusal_holds(s: &Scaler, foreman: &FakeForeman, hint: &str) {
 /// Case 4: a 401 from Foreman is a definitive refusal: the scaler backs off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_401_holds_launches() {
-    let (s, _j, foreman) = refused_by((
-        401,
-        "application/json",
-        r#"{"error":{"message":"Unable to authenticate user scaler"}}"#.into(),
-    ))
-    .await;
     assert_refusal_holds(
-        &s,
-        &foreman,
+        (
+            401,
+            "application/json",
+            r#"{"error":{"message":"Unable to authenticate user scaler"}}"#.into(),
+        ),
         "Foreman refused the token: check lifecycle.foreman.user/token",
     )
     .await;
@@ -253,30 +221,17 @@ async fn foreman_401_holds_launches() {
 /// Case 4: a 422 that is not "name has already been taken" is a definitive refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_validation_422_holds_launches() {
-    let (s, _j, foreman) = refused_by((
-        422,
-        "application/json",
-        r#"{"error":{"id":null,"errors":{"hostgroup_id":["is invalid"]},"full_messages":["Hostgroup is invalid"]}}"#.into(),
-    ))
-    .await;
-    assert_refusal_holds(
-        &s,
-        &foreman,
-        "Foreman rejected the host: check lifecycle.foreman.host_parameters",
-    )
-    .await;
+    let body = r#"{"error":{"id":null,"errors":{"hostgroup_id":["is invalid"]},"full_messages":["Hostgroup is invalid"]}}"#;
+    let hint = "Foreman rejected the host: check lifecycle.foreman.host_parameters";
+    assert_refusal_holds((422, "application/json", body.into()), hint).await;
 }
 
 /// Case 9: a 200 whose body is a login page is not a created host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_200_html_is_not_a_created_host() {
-    let (s, _j, foreman) = refused_by((
-        200,
-        "text/html",
-        "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>login</form></body></html>".into(),
-    ))
-    .await;
-    assert_refusal_holds(&s, &foreman, "check lifecycle.foreman.nodes").await;
+    let body = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>login</form></body></html>";
+    let hint = "check lifecycle.foreman.nodes";
+    assert_refusal_holds((200, "text/html", body.into()), hint).await;
 }
 
 /// Case 4, after the fix: when Foreman accepts again, launches resume after the hold.
@@ -309,11 +264,7 @@ async fn figures_creates_per_minute_under_401() {
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
     foreman.answer_instead(Some((401, "application/json", "{}".into())));
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 2\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let s = Scaler::on(&jicofo, &foreman, "[settings]\nmin = 2\n").await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let st = s.status().await;
     println!(
@@ -343,11 +294,11 @@ fn hosts_in(st: &serde_json::Value, state: &str) -> Vec<String> {
 async fn hello_attributes_by_name_and_a_late_host_is_not_deleted() {
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-            .replace("boot_timeout = \"30s\"", "boot_timeout = \"4s\"")
-    ))
+    let s = Scaler::on(
+        &jicofo,
+        &foreman,
+        "boot_timeout = \"4s\"\n[settings]\nmin = 1\n",
+    )
     .await;
     let st = s
         .eventually("the first launch booting", WAIT, |st| {

@@ -17,12 +17,18 @@ use tokio::net::TcpStream;
 async fn scaler(server: &str) -> (Scaler, FakeJicofo, FakeForeman) {
     let jicofo = FakeJicofo::start(2, 2).await;
     let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "{}\n[server]\n{server}\n",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let s = Scaler::on(&jicofo, &foreman, &format!("[server]\n{server}\n")).await;
     (s, jicofo, foreman)
+}
+
+/// One keep-alive `GET /health` on `c`, answered 200.
+async fn health_ok(c: &mut TcpStream) {
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: scaler\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).await.expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
 
 /// A connection that sent the start of a request head and stops there.
@@ -72,12 +78,7 @@ async fn sigterm_exits_promptly_with_a_client_stuck_in_its_headers() {
     let _stuck = half_head(&s).await;
     // An idle keep-alive connection too.
     let mut idle = TcpStream::connect(s.addr).await.expect("connect");
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: scaler\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = [0u8; 512];
-    let n = idle.read(&mut buf).await.expect("answer");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    health_ok(&mut idle).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let status = s.stop().expect("exit status");
@@ -179,12 +180,7 @@ async fn idle_keep_alive_connections_are_closed() {
     let (s, _j, _f) = scaler("idle_timeout = \"1s\"\nheader_read_timeout = \"5s\"").await;
     let mut c = TcpStream::connect(s.addr).await.expect("connect");
     for _ in 0..3 {
-        c.write_all(b"GET /health HTTP/1.1\r\nHost: scaler\r\n\r\n")
-            .await
-            .expect("write");
-        let mut buf = [0u8; 512];
-        let n = c.read(&mut buf).await.expect("answer");
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        health_ok(&mut c).await;
         // Under the idle timeout: the connection is reused.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

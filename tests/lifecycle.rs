@@ -7,35 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, header};
-use jitsi_scaler::lifecycle::{
-    Backend, BreakerState, CommandConfig, ForemanConfig, Lifecycle, LifecycleConfig, LifecycleError,
-};
+use jitsi_scaler::lifecycle::{Backend, BreakerState, Lifecycle, LifecycleConfig, LifecycleError};
 use serde_json::json;
 use support::foreman::foreman_basic_auth;
 use support::{FOREMAN_TOKEN, FOREMAN_USER, FakeForeman};
 
 /// Short timeouts and tens of milliseconds of backoff, so failures are fast.
 fn foreman_config(nodes: Vec<String>) -> LifecycleConfig {
-    LifecycleConfig {
-        backend: Backend::Foreman,
-        name_prefix: "vsg".into(),
-        foreman: ForemanConfig {
-            nodes,
-            user: FOREMAN_USER.into(),
-            token: Some(FOREMAN_TOKEN.into()),
-            connect_timeout: Duration::from_millis(500),
-            create_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(2),
-            attempts: 3,
-            backoff: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(40),
-            breaker_threshold: 3,
-            breaker_cooldown: Duration::from_secs(30),
-            ..ForemanConfig::default()
-        },
-        command: CommandConfig::default(),
-        ..LifecycleConfig::default()
-    }
+    let mut cfg = support::foreman_lifecycle(nodes);
+    cfg.foreman.connect_timeout = Duration::from_millis(500);
+    cfg.foreman.create_timeout = Duration::from_secs(2);
+    cfg.foreman.breaker_threshold = 3;
+    cfg.foreman.breaker_cooldown = Duration::from_secs(30);
+    cfg
 }
 
 fn client(cfg: &LifecycleConfig) -> Lifecycle {
@@ -562,18 +546,8 @@ async fn invalid_names_are_refused_without_a_request() {
 /// executed (a concurrent fork in another test can briefly hold the file open for writing:
 /// ETXTBSY).
 fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
     let text = format!("#!/bin/sh\n[ \"$1\" = probe ] && exit 0\n{body}\n");
-    std::fs::write(&path, text).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    for _ in 0..100 {
-        match std::process::Command::new(&path).arg("probe").output() {
-            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(10)),
-            _ => break,
-        }
-    }
-    path
+    support::executable(dir, name, &text)
 }
 
 /// The command backend on a script `name` running `body` (where `{dir}` is its directory),
@@ -586,15 +560,7 @@ fn command_client(
     let dir = tempfile::tempdir().expect("tempdir");
     let body = body.replace("{dir}", &dir.path().display().to_string());
     let program = write_script(dir.path(), name, &body);
-    let cfg = LifecycleConfig {
-        backend: Backend::Command,
-        command: CommandConfig {
-            program: Some(program.clone()),
-            timeout,
-            ..CommandConfig::default()
-        },
-        ..LifecycleConfig::default()
-    };
+    let cfg = support::command_lifecycle(program.clone(), timeout);
     (client(&cfg), program, dir)
 }
 

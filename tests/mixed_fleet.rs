@@ -150,11 +150,7 @@ async fn script_round(s: &Scaler, jicofo: &FakeJicofo, min: u32) -> Vec<u16> {
 async fn legacy_scale_up_beside_the_loop_launches_exactly_the_deficit() {
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 2\n{}",
-        fast_config(&jicofo.url, &[&foreman.url])
-    ))
-    .await;
+    let s = Scaler::on(&jicofo, &foreman, "[settings]\nmin = 2\n").await;
     s.fresh().await;
     for _ in 0..3 {
         let codes = script_round(&s, &jicofo, 2).await;

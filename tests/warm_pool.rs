@@ -6,31 +6,15 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jitsi_scaler::lifecycle::{
-    Backend, CommandConfig, ForemanConfig, Lifecycle, LifecycleConfig, LifecycleError, PowerState,
-};
+use jitsi_scaler::lifecycle::{Lifecycle, LifecycleError, PowerState};
 use support::{FOREMAN_TOKEN, FOREMAN_USER, FakeForeman, dead_addr};
 
 fn foreman(nodes: Vec<String>) -> Lifecycle {
-    Lifecycle::from_config(&LifecycleConfig {
-        backend: Backend::Foreman,
-        name_prefix: "vsg".into(),
-        foreman: ForemanConfig {
-            nodes,
-            user: FOREMAN_USER.into(),
-            token: Some(FOREMAN_TOKEN.into()),
-            connect_timeout: Duration::from_millis(300),
-            timeout: Duration::from_secs(2),
-            attempts: 3,
-            backoff: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(40),
-            breaker_threshold: 2,
-            breaker_cooldown: Duration::from_secs(60),
-            ..ForemanConfig::default()
-        },
-        ..LifecycleConfig::default()
-    })
-    .expect("valid config")
+    let mut cfg = support::foreman_lifecycle(nodes);
+    cfg.foreman.connect_timeout = Duration::from_millis(300);
+    cfg.foreman.breaker_threshold = 2;
+    cfg.foreman.breaker_cooldown = Duration::from_secs(60);
+    Lifecycle::from_config(&cfg).expect("valid config")
 }
 
 #[tokio::test]
@@ -139,31 +123,16 @@ async fn fake_foreman_answers_422_for_an_unknown_action_and_415_without_json() {
     assert_eq!(fm.stopped(), vec!["vsg-a".to_string()]);
 }
 
+/// An executable `lifecycle.sh` in `dir` running `body`.
 fn write_script(dir: &Path, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("lifecycle.sh");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    // ETXTBSY right after writing: wait until it runs.
-    for _ in 0..100 {
-        match std::process::Command::new(&path).arg("probe").output() {
-            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(10)),
-            _ => break,
-        }
-    }
-    path
+    support::executable(dir, "lifecycle.sh", &format!("#!/bin/sh\n{body}\n"))
 }
 
 fn command(program: PathBuf) -> Lifecycle {
-    Lifecycle::from_config(&LifecycleConfig {
-        backend: Backend::Command,
-        command: CommandConfig {
-            program: Some(program),
-            timeout: Duration::from_secs(10),
-            ..CommandConfig::default()
-        },
-        ..LifecycleConfig::default()
-    })
+    Lifecycle::from_config(&support::command_lifecycle(
+        program,
+        Duration::from_secs(10),
+    ))
     .expect("valid config")
 }
 
@@ -243,22 +212,35 @@ fn decided(st: &serde_json::Value, kind: &str, outcome: &str) -> Vec<String> {
         .collect()
 }
 
+/// `serve` (with `overrides`) on a Jicofo that counts the running, up hosts of a Foreman that
+/// provisions in 60 s and powers on in `power_on` (`busy` of them are in a call); `stopped`
+/// hosts are left stopped from a previous run, and Jicofo starts down if `jicofo_down`.
+async fn pool_serve(
+    power_on: Duration,
+    stopped: &[&str],
+    jicofo_down: bool,
+    overrides: &str,
+) -> (support::Stack, FakeForeman) {
+    let jicofo = support::FakeJicofo::start(0, 0).await;
+    let fm = FakeForeman::start().await;
+    fm.set_delays(Duration::from_secs(60), power_on);
+    for h in stopped {
+        fm.add_stopped(h);
+    }
+    jicofo.state.lock().expect("lock").follow = Some(fm.clone());
+    jicofo.set_down(jicofo_down);
+    (support::Stack::on(jicofo, fm.clone(), overrides).await, fm)
+}
+
 /// `serve` end to end with a Foreman that provisions in 60 s and powers on in 3 s (the issue's
 /// 10 min and 30 s scaled by 1/10: provisioning is far slower than the whole test). Three
 /// stopped hosts are left from a previous run; the ledger is empty.
 #[tokio::test]
 async fn serve_starts_from_the_pool_returns_removals_to_it_and_refills_it() {
-    let jicofo = support::FakeJicofo::start(0, 0).await;
-    let fm = FakeForeman::start().await;
-    fm.set_delays(Duration::from_secs(60), Duration::from_secs(3));
-    for h in ["vsg-p1", "vsg-p2", "vsg-p3"] {
-        fm.add_stopped(h);
-    }
-    // Jicofo counts the hosts that run and are up; `busy` of them are in a call.
-    jicofo.state.lock().expect("lock").follow = Some(fm.clone());
-    let stack = support::Stack::on(
-        jicofo,
-        fm.clone(),
+    let (stack, fm) = pool_serve(
+        Duration::from_secs(3),
+        &["vsg-p1", "vsg-p2", "vsg-p3"],
+        false,
         "boot_timeout = \"5m\"\n[settings]\nmin = 1\nmax = 10\nbulk_max = 5\n[warm_pool]\nsize = 3\nstart_timeout = \"20s\"\n",
     )
     .await;
@@ -357,17 +339,12 @@ async fn serve_starts_from_the_pool_returns_removals_to_it_and_refills_it() {
 /// and never loses it; the launch is then served by the next stopped host.
 #[tokio::test]
 async fn serve_deletes_a_host_whose_start_is_refused() {
-    let jicofo = support::FakeJicofo::start(0, 0).await;
-    let fm = FakeForeman::start().await;
-    fm.set_delays(Duration::from_secs(60), Duration::from_millis(500));
-    fm.add_stopped("vsg-p1");
-    jicofo.state.lock().expect("lock").follow = Some(fm.clone());
     // No stats (no launch) until reconciliation has learned the stopped host; then the compute
     // resource refuses power actions.
-    jicofo.set_down(true);
-    let stack = support::Stack::on(
-        jicofo,
-        fm.clone(),
+    let (stack, fm) = pool_serve(
+        Duration::from_millis(500),
+        &["vsg-p1"],
+        true,
         "boot_timeout = \"5m\"\n[settings]\nmin = 1\nmax = 10\nbulk_max = 1\n[warm_pool]\nsize = 1\n",
     )
     .await;

@@ -263,22 +263,18 @@ impl ScalerClient {
         let Some(url) = &self.hello_url else {
             return Ok(());
         };
-        let body = json!({"host": host});
-        let (status, text) = self.send(Method::POST, url, &body).await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(ScalerError::Status {
-                status: status.as_u16(),
-                body: text,
-            })
-        }
+        self.post_host(url, host).await
     }
 
     /// Confirms that `host` has drained (any 2xx is success).
     pub async fn drained(&self, host: &str) -> Result<(), ScalerError> {
+        self.post_host(&self.drained_url, host).await
+    }
+
+    /// POSTs `{"host": host}` to `url`; any 2xx is success.
+    async fn post_host(&self, url: &reqwest::Url, host: &str) -> Result<(), ScalerError> {
         let body = json!({"host": host});
-        let (status, text) = self.send(Method::POST, &self.drained_url, &body).await?;
+        let (status, text) = self.send(Method::POST, url, &body).await?;
         if status.is_success() {
             Ok(())
         } else {

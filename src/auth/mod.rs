@@ -264,8 +264,9 @@ impl Authenticator {
         peer: SocketAddr,
         now: SystemTime,
     ) -> Result<Caller, AuthError> {
-        let client_ip = self.client_ip(headers, peer);
-        if self.mode == AuthMode::None {
+        let verify = |token| self.verify_token(token, now);
+        let (client_ip, verified) = self.with_bearer(headers, peer, "request", verify).await;
+        let Some(result) = verified else {
             return Ok(Caller {
                 role: Role::Admin,
                 subject: None,
@@ -274,20 +275,8 @@ impl Authenticator {
                 binding: self.binding,
                 instance: None,
             });
-        }
-        let result = async {
-            let token = bearer_token(headers)?;
-            self.verify_token(token, now).await
-        }
-        .await;
-        let claims = match result {
-            Ok(c) => c,
-            Err(e) => {
-                // The reason is a static string: the token itself is never logged.
-                tracing::debug!(client = %client_ip, error = %e, "request not authenticated");
-                return Err(e);
-            }
         };
+        let claims = result?;
         let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
         let admin_here = self.admin_networks.is_empty()
             || self.admin_networks.iter().any(|n| n.contains(client_ip));
@@ -308,6 +297,33 @@ impl Authenticator {
             binding: self.binding,
             instance,
         })
+    }
+
+    /// The client address of a request and, unless auth is off (`None`), what `verify` makes
+    /// of its bearer token; a refusal is logged at debug as `what` not authenticated.
+    pub(crate) async fn with_bearer<'a, T, F>(
+        &self,
+        headers: &'a HeaderMap,
+        peer: SocketAddr,
+        what: &str,
+        verify: impl FnOnce(&'a str) -> F,
+    ) -> (IpAddr, Option<Result<T, AuthError>>)
+    where
+        F: Future<Output = Result<T, AuthError>>,
+    {
+        let client_ip = self.client_ip(headers, peer);
+        if self.mode == AuthMode::None {
+            return (client_ip, None);
+        }
+        let result = match bearer_token(headers) {
+            Ok(token) => verify(token).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            // The reason is a static string: the token itself is never logged.
+            tracing::debug!(client = %client_ip, error = %e, "{what} not authenticated");
+        }
+        (client_ip, Some(result))
     }
 
     /// Verifies a compact JWS at `now` and returns its claims.

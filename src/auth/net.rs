@@ -163,56 +163,50 @@ mod tests {
         }
     }
 
+    /// The client of a request from `from` with the X-Forwarded-For headers `hops`, behind the
+    /// `trusted` proxies.
+    fn client(trusted: &[&str], hops: &[&str], from: &str) -> IpAddr {
+        client_ip(&xff(hops), peer(from), &nets(trusted))
+    }
+
     #[test]
     fn untrusted_peer_ignores_forwarded_for() {
-        let t = nets(&["127.0.0.1"]);
-        assert_eq!(
-            client_ip(&xff(&["10.0.0.9"]), peer("192.0.2.1"), &t),
-            ip("192.0.2.1")
-        );
+        let got = client(&["127.0.0.1"], &["10.0.0.9"], "192.0.2.1");
+        assert_eq!(got, ip("192.0.2.1"));
     }
 
     #[test]
     fn trusted_peer_takes_rightmost_untrusted_hop() {
-        let t = nets(&["127.0.0.1", "10.9.0.0/16"]);
+        let t = ["127.0.0.1", "10.9.0.0/16"];
         // client spoofs a leading entry; haproxy (10.9.0.2) appended the real client.
-        let h = xff(&["6.6.6.6, 192.0.2.50, 10.9.0.2"]);
-        assert_eq!(client_ip(&h, peer("127.0.0.1"), &t), ip("192.0.2.50"));
+        let got = client(&t, &["6.6.6.6, 192.0.2.50, 10.9.0.2"], "127.0.0.1");
+        assert_eq!(got, ip("192.0.2.50"));
         // several headers are one list, in order
-        let h = xff(&["6.6.6.6", "192.0.2.50"]);
-        assert_eq!(client_ip(&h, peer("127.0.0.1"), &t), ip("192.0.2.50"));
+        let got = client(&t, &["6.6.6.6", "192.0.2.50"], "127.0.0.1");
+        assert_eq!(got, ip("192.0.2.50"));
     }
 
     #[test]
     fn trusted_peer_without_header_is_the_client() {
-        let t = nets(&["127.0.0.1"]);
-        assert_eq!(
-            client_ip(&HeaderMap::new(), peer("127.0.0.1"), &t),
-            ip("127.0.0.1")
-        );
+        assert_eq!(client(&["127.0.0.1"], &[], "127.0.0.1"), ip("127.0.0.1"));
     }
 
     #[test]
     fn garbage_hop_stops_at_last_trusted_address() {
-        let t = nets(&["127.0.0.1", "10.9.0.2"]);
-        let h = xff(&["192.0.2.50, junk, 10.9.0.2"]);
-        assert_eq!(client_ip(&h, peer("127.0.0.1"), &t), ip("10.9.0.2"));
+        let got = client(
+            &["127.0.0.1", "10.9.0.2"],
+            &["192.0.2.50, junk, 10.9.0.2"],
+            "127.0.0.1",
+        );
+        assert_eq!(got, ip("10.9.0.2"));
     }
 
     #[test]
     fn hop_forms_and_mapped_peer() {
-        let t = nets(&["127.0.0.1", "::1"]);
-        assert_eq!(
-            client_ip(&xff(&["192.0.2.5:1234"]), peer("::1"), &t),
-            ip("192.0.2.5")
-        );
-        assert_eq!(
-            client_ip(&xff(&["[2001:db8::5]:80"]), peer("::1"), &t),
-            ip("2001:db8::5")
-        );
-        assert_eq!(
-            client_ip(&xff(&["192.0.2.6"]), peer("::ffff:127.0.0.1"), &t),
-            ip("192.0.2.6")
-        );
+        let t = ["127.0.0.1", "::1"];
+        assert_eq!(client(&t, &["192.0.2.5:1234"], "::1"), ip("192.0.2.5"));
+        assert_eq!(client(&t, &["[2001:db8::5]:80"], "::1"), ip("2001:db8::5"));
+        let got = client(&t, &["192.0.2.6"], "::ffff:127.0.0.1");
+        assert_eq!(got, ip("192.0.2.6"));
     }
 }

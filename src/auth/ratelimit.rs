@@ -133,22 +133,24 @@ mod tests {
         assert_eq!(rl.retry_after(), Duration::from_secs(1));
     }
 
-    #[test]
-    fn clients_are_independent() {
+    /// With one request per client: `first` passes, `same` (the same client) is refused and
+    /// `other` (another client) passes.
+    fn one_each([first, same, other]: [&str; 3]) {
         let rl = RateLimiter::new(1, 1, 100);
         let t = Instant::now();
-        assert!(rl.check("192.0.2.1".parse().expect("ip"), t));
-        assert!(!rl.check("192.0.2.1".parse().expect("ip"), t));
-        assert!(rl.check("192.0.2.2".parse().expect("ip"), t));
+        assert!(rl.check(first.parse().expect("ip"), t));
+        assert!(!rl.check(same.parse().expect("ip"), t));
+        assert!(rl.check(other.parse().expect("ip"), t));
+    }
+
+    #[test]
+    fn clients_are_independent() {
+        one_each(["192.0.2.1", "192.0.2.1", "192.0.2.2"]);
     }
 
     #[test]
     fn ipv6_keyed_by_slash_64() {
-        let rl = RateLimiter::new(1, 1, 100);
-        let t = Instant::now();
-        assert!(rl.check("2001:db8:1:2::1".parse().expect("ip"), t));
-        assert!(!rl.check("2001:db8:1:2::ffff".parse().expect("ip"), t));
-        assert!(rl.check("2001:db8:1:3::1".parse().expect("ip"), t));
+        one_each(["2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:3::1"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::KeyAlg;
 use super::verify::{self, Rules};
-use super::{AuthError, AuthMode, Authenticator, bearer_token, is_known};
+use super::{AuthError, Authenticator, is_known};
 
 /// How a sidecar request is tied to the instance id in its body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,31 +160,22 @@ impl Authenticator {
         peer: SocketAddr,
         now: SystemTime,
     ) -> Result<SidecarCaller, AuthError> {
-        let client_ip = self.client_ip(headers, peer);
-        if self.mode == AuthMode::None {
+        let verify = |token| self.verify_sidecar_token(token, now);
+        let (client_ip, verified) = self
+            .with_bearer(headers, peer, "sidecar request", verify)
+            .await;
+        let Some(result) = verified else {
             return Ok(SidecarCaller {
                 client_ip,
                 kid: None,
                 binding: None,
             });
-        }
-        let result = async {
-            let token = bearer_token(headers)?;
-            self.verify_sidecar_token(token, now).await
-        }
-        .await;
-        match result {
-            Ok(kid) => Ok(SidecarCaller {
-                client_ip,
-                kid: Some(kid),
-                binding: Some(self.sidecar.binding),
-            }),
-            Err(e) => {
-                // The reason is a static string: the token itself is never logged.
-                tracing::debug!(client = %client_ip, error = %e, "sidecar request not authenticated");
-                Err(e)
-            }
-        }
+        };
+        result.map(|kid| SidecarCaller {
+            client_ip,
+            kid: Some(kid),
+            binding: Some(self.sidecar.binding),
+        })
     }
 
     /// Verifies a sidecar token at `now`; returns its `kid`.

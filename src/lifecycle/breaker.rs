@@ -150,12 +150,17 @@ mod tests {
         assert_eq!(b.state(t0), BreakerState::Closed);
     }
 
-    #[test]
-    fn one_trial_after_cooldown_then_close_or_reopen() {
+    /// A breaker opened by one failure, and the instant its cooldown ends.
+    fn cooled_down() -> (Breaker, Instant) {
         let t0 = Instant::now();
         let mut b = Breaker::new(1, COOL);
         b.on_failure(t0, "down".into());
-        let later = t0 + COOL;
+        (b, t0 + COOL)
+    }
+
+    #[test]
+    fn one_trial_after_cooldown_then_close_or_reopen() {
+        let (mut b, later) = cooled_down();
         assert_eq!(b.state(later), BreakerState::HalfOpen);
         assert_eq!(b.try_acquire(later), Some(Admission::Trial));
         // A second caller skips the node while the trial runs.
@@ -173,10 +178,7 @@ mod tests {
 
     #[test]
     fn abandoned_trial_lets_another_call_try() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(1, COOL);
-        b.on_failure(t0, "down".into());
-        let later = t0 + COOL;
+        let (mut b, later) = cooled_down();
         assert_eq!(b.try_acquire(later), Some(Admission::Trial));
         b.release_trial();
         assert_eq!(b.try_acquire(later), Some(Admission::Trial));

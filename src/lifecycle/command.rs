@@ -123,12 +123,7 @@ impl CommandRunner {
         let out = self
             .run_checked(&["add", instance_type, name], false)
             .await?;
-        let ip = out
-            .stdout
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
+        let ip = last_line(&out.stdout)
             .and_then(|l| l.parse::<std::net::IpAddr>().ok())
             .map(|ip| ip.to_string());
         Ok(Created { ip })
@@ -174,17 +169,15 @@ impl CommandRunner {
         action: super::PowerAction,
     ) -> Result<super::PowerState, LifecycleError> {
         let out = self.run_checked(&[action.as_str(), name], true).await?;
-        Ok(match action {
-            super::PowerAction::Start => super::PowerState::On,
-            super::PowerAction::Stop => super::PowerState::Off,
-            super::PowerAction::Status => super::PowerState::parse(
+        Ok(action.target().unwrap_or_else(|| {
+            super::PowerState::parse(
                 out.stdout
                     .lines()
                     .map(str::trim)
                     .find(|l| !l.is_empty())
                     .unwrap_or_default(),
-            ),
-        })
+            )
+        }))
     }
 
     /// False after `DOWN_AFTER` consecutive failed runs (calls still run: the next success heals).
@@ -232,12 +225,7 @@ impl CommandRunner {
                     Some(code) => format!("exit {code}"),
                     None => "killed by a signal".to_string(),
                 };
-                let line = out
-                    .stderr
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
+                let line = last_line(&out.stderr)
                     .map_or_else(|| "no message on stderr".to_string(), bounded);
                 Err(LifecycleError::Transient(format!(
                     "{} {sub} {subject}: {exit}: {line}",
@@ -435,3 +423,8 @@ async fn kill_group(pid: u32) {
 
 #[cfg(not(unix))]
 async fn kill_group(_pid: u32) {}
+
+/// The last line of `text` that is not blank, trimmed.
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
+}

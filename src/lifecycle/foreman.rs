@@ -513,13 +513,28 @@ impl ForemanClient {
         }
     }
 
+    /// `method` on `/api/hosts/:name` of one node: status and body, or the answer to retry with
+    /// when the node cannot be reached (`what` names the call in the error).
+    async fn host_call<T>(
+        &self,
+        method: Method,
+        index: usize,
+        name: &str,
+        what: &str,
+    ) -> Result<(StatusCode, String), Answer<T>> {
+        let url = &self.nodes[index].url;
+        let request = self.request(method, index, &self.host_path(name), self.timeout);
+        send(request)
+            .await
+            .map_err(|e| Answer::unreachable(format!("{url}: {what} {name}: {e}")))
+    }
+
     /// `GET /api/hosts/:name` after a name-taken answer: 200 means our host exists.
     async fn confirm_on(&self, index: usize, name: &str) -> Answer<Created> {
         let url = &self.nodes[index].url;
-        let request = self.request(Method::GET, index, &self.host_path(name), self.timeout);
-        let (status, text) = match send(request).await {
+        let (status, text) = match self.host_call(Method::GET, index, name, "confirm").await {
             Ok(answer) => answer,
-            Err(e) => return Answer::unreachable(format!("{url}: confirm {name}: {e}")),
+            Err(unreachable) => return unreachable,
         };
         match status.as_u16() {
             200 if !is_host(&text) => Answer::new(status, not_a_host(url, "confirm", name, &text)),
@@ -539,10 +554,9 @@ impl ForemanClient {
 
     async fn delete_on(&self, index: usize, name: &str) -> Answer<()> {
         let url = &self.nodes[index].url;
-        let request = self.request(Method::DELETE, index, &self.host_path(name), self.timeout);
-        let (status, text) = match send(request).await {
+        let (status, text) = match self.host_call(Method::DELETE, index, name, "delete").await {
             Ok(answer) => answer,
-            Err(e) => return Answer::unreachable(format!("{url}: delete {name}: {e}")),
+            Err(unreachable) => return unreachable,
         };
         match status.as_u16() {
             200..=299 => Answer::new(status, Step::Done(())),
@@ -832,44 +846,16 @@ fn log(
     elapsed_ms: u64,
     outcome: &str,
 ) {
+    // One field list for the three levels (tracing's level must be known at compile time).
+    macro_rules! call {
+        ($level:ident, $($ok:ident,)? $msg:literal) => {
+            tracing::$level!(op, node, name = subject, status, attempt, elapsed_ms, $($ok,)? outcome, $msg)
+        };
+    }
     match (loud, ok) {
-        (true, true) => {
-            tracing::info!(
-                op,
-                node,
-                name = subject,
-                status,
-                attempt,
-                elapsed_ms,
-                outcome,
-                "lifecycle call"
-            )
-        }
-        (true, false) => {
-            tracing::warn!(
-                op,
-                node,
-                name = subject,
-                status,
-                attempt,
-                elapsed_ms,
-                outcome,
-                "lifecycle call failed"
-            )
-        }
-        (false, _) => {
-            tracing::debug!(
-                op,
-                node,
-                name = subject,
-                status,
-                attempt,
-                elapsed_ms,
-                ok,
-                outcome,
-                "lifecycle call"
-            )
-        }
+        (true, true) => call!(info, "lifecycle call"),
+        (true, false) => call!(warn, "lifecycle call failed"),
+        (false, _) => call!(debug, ok, "lifecycle call"),
     }
 }
 

@@ -26,6 +26,15 @@ impl PowerAction {
             PowerAction::Status => "status",
         }
     }
+
+    /// The state the action brings the host to (`None` for `Status`, which only reads it).
+    pub fn target(self) -> Option<PowerState> {
+        match self {
+            PowerAction::Start => Some(PowerState::On),
+            PowerAction::Stop => Some(PowerState::Off),
+            PowerAction::Status => None,
+        }
+    }
 }
 
 /// A host's power state as the lifecycle manager reports it.

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use base64::Engine as _;
@@ -157,6 +158,14 @@ pub struct FakeForeman {
     node: Arc<Node>,
 }
 
+impl ForemanState {
+    /// Stores `name` as a host that exists (sent with just its name), with `ip` and `id`.
+    fn put(&mut self, name: &str, ip: String, id: u64) {
+        let sent = json!({"name": name});
+        self.hosts.insert(name.into(), StoredHost { sent, ip, id });
+    }
+}
+
 type Fm = State<(Arc<Mutex<ForemanState>>, Arc<Node>)>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,6 +189,10 @@ impl FakeForeman {
             .route("/api/hosts", get(search_hosts).post(create_host))
             .route("/api/hosts/{name}", get(one_host).delete(one_host))
             .route("/api/hosts/{name}/power", put(power))
+            .route_layer(middleware::from_fn_with_state(
+                (state.clone(), node.clone()),
+                gated,
+            ))
             .with_state((state.clone(), node.clone()));
         let addr = serve_on_loopback(app).await;
         FakeForeman {
@@ -215,14 +228,7 @@ impl FakeForeman {
     pub fn insert(&self, name: &str, ip: &str) {
         let mut db = self.db();
         let id = db.hosts.len() as u64 + 1;
-        db.hosts.insert(
-            name.into(),
-            StoredHost {
-                sent: json!({"name": name}),
-                ip: ip.into(),
-                id,
-            },
-        );
+        db.put(name, ip.into(), id);
     }
 
     pub fn creates(&self) -> u64 {
@@ -257,14 +263,7 @@ impl FakeForeman {
     pub fn add_stopped(&self, name: &str) {
         let mut db = self.db();
         let id = db.hosts.len() as u64 + 100;
-        db.hosts.insert(
-            name.into(),
-            StoredHost {
-                sent: json!({"name": name}),
-                ip: format!("10.0.1.{id}"),
-                id,
-            },
-        );
+        db.put(name, format!("10.0.1.{id}"), id);
         db.power.insert(
             name.into(),
             Power {
@@ -392,19 +391,33 @@ async fn gate(node: &Node, method: Method, uri: Uri, headers: HeaderMap) -> Opti
     (!authorized).then(|| error(401, "Unable to authenticate user"))
 }
 
-async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = gate(&node, Method::POST, uri, headers.clone()).await {
+/// Every route passes [`gate`] first (a middleware: the handlers only answer).
+async fn gated(State((_, node)): Fm, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
+    if let Some(r) = gate(&node, method, uri, headers).await {
         return r;
     }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// 415 with `unsupported` unless the body is declared JSON (a POST or PUT).
+fn json_only(headers: &HeaderMap, unsupported: &str) -> Option<Response> {
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !json_type {
-        return error(
-            415,
-            "'Content-Type: ' is unsupported in API v2 for POST and PUT requests. Please use 'Content-Type: application/json'.",
-        );
+    (!json_type).then(|| error(415, unsupported))
+}
+
+async fn create_host(State((db, _)): Fm, headers: HeaderMap, body: Bytes) -> Response {
+    let unsupported = "'Content-Type: ' is unsupported in API v2 for POST and PUT requests. Please use 'Content-Type: application/json'.";
+    if let Some(r) = json_only(&headers, unsupported) {
+        return r;
     }
     let host = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -456,17 +469,8 @@ async fn create_host(State((db, node)): Fm, uri: Uri, headers: HeaderMap, body: 
 }
 
 /// `GET` or `DELETE /api/hosts/<name>`.
-async fn one_host(
-    State((db, node)): Fm,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn one_host(State((db, _)): Fm, Path(name): Path<String>, method: Method) -> Response {
     let delete = method == Method::DELETE;
-    if let Some(r) = gate(&node, method, uri, headers).await {
-        return r;
-    }
     let mut db = lock(&db);
     let found = if delete {
         db.hosts.remove(&name)
@@ -489,21 +493,14 @@ async fn one_host(
 /// true}` for an action, `{"power": "on"|"off"}` for status; 422 for another action (or every
 /// action with `no_power`), 404 for an unknown host, 415 without the JSON content type.
 async fn power(
-    State((db, node)): Fm,
+    State((db, _)): Fm,
     Path(name): Path<String>,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = gate(&node, Method::PUT, uri, headers.clone()).await {
+    let unsupported = "Please use 'Content-Type: application/json'.";
+    if let Some(r) = json_only(&headers, unsupported) {
         return r;
-    }
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_type {
-        return error(415, "Please use 'Content-Type: application/json'.");
     }
     let mut db = lock(&db);
     if !db.hosts.contains_key(&name) {
@@ -552,14 +549,9 @@ async fn power(
 
 /// `search=ip = <ip>` or `search=name ~ <pattern>` (`*` at the end: a prefix), in pages.
 async fn search_hosts(
-    State((db, node)): Fm,
+    State((db, _)): Fm,
     Query(params): Query<HashMap<String, String>>,
-    uri: Uri,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = gate(&node, Method::GET, uri, headers).await {
-        return r;
-    }
     let search = params.get("search").cloned().unwrap_or_default();
     let db = lock(&db);
     let matched: Vec<Value> = db

@@ -40,6 +40,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jitsi_scaler::lifecycle::{Backend, CommandConfig, ForemanConfig, LifecycleConfig};
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -176,9 +178,9 @@ pub struct Scaler {
     pub env: Vec<(String, String)>,
 }
 
-/// Config lines shared by the tests: fast ticks and short timeouts.
-pub fn fast_config(jicofo_url: &str, foreman_urls: &[&str]) -> String {
-    let nodes: Vec<String> = foreman_urls.iter().map(|u| format!("{u:?}")).collect();
+/// The `[policy]` (fast ticks and short timeouts, then the `policy_extra` lines) and `[jicofo]`
+/// (one shard at `jicofo_url`) tables of the tests' configs.
+pub fn fast_policy(jicofo_url: &str, policy_extra: &str) -> String {
     format!(
         r#"
 [policy]
@@ -187,9 +189,8 @@ drain_confirm = false
 tick = "200ms"
 stats_max_age = "1500ms"
 boot_timeout = "30s"
-pending_ttl = "60s"
 reconcile_interval = "1h"
-
+{policy_extra}
 # These tests are about the policy with a fixed spare floor (target mode has its own tests).
 [capacity]
 mode = "fixed"
@@ -199,7 +200,15 @@ timeout = "1s"
 [[jicofo.shards]]
 name = "shard1"
 url = "{jicofo_url}"
+"#
+    )
+}
 
+/// Config lines shared by the tests: fast ticks and short timeouts.
+pub fn fast_config(jicofo_url: &str, foreman_urls: &[&str]) -> String {
+    let nodes: Vec<String> = foreman_urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        r#"{policy}
 [lifecycle]
 backend = "foreman"
 name_prefix = "vsg"
@@ -215,6 +224,7 @@ backoff = "20ms"
 breaker_threshold = 2
 breaker_cooldown = "60s"
 "#,
+        policy = fast_policy(jicofo_url, "pending_ttl = \"60s\"\n"),
         nodes = nodes.join(", ")
     )
 }
@@ -284,8 +294,7 @@ impl Stack {
 
     /// `serve` on these fakes (set up by the test first).
     pub async fn on(jicofo: FakeJicofo, foreman: FakeForeman, overrides: &str) -> Stack {
-        let cfg = with_overrides(&fast_config(&jicofo.url, &[&foreman.url]), overrides);
-        let s = Scaler::start(&cfg).await;
+        let s = Scaler::on(&jicofo, &foreman, overrides).await;
         Stack { jicofo, foreman, s }
     }
 
@@ -314,6 +323,15 @@ pub async fn until(
 }
 
 impl Scaler {
+    /// Starts `serve` on [`fast_config`] of these fakes with `overrides` (see [`with_overrides`]).
+    pub async fn on(jicofo: &FakeJicofo, foreman: &FakeForeman, overrides: &str) -> Scaler {
+        Scaler::start(&with_overrides(
+            &fast_config(&jicofo.url, &[&foreman.url]),
+            overrides,
+        ))
+        .await
+    }
+
     /// Starts `serve` with `extra` TOML (appended after listen and data_dir).
     pub async fn start(extra: &str) -> Scaler {
         Self::start_with_env(extra, Vec::new()).await
@@ -648,6 +666,56 @@ pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write temp file");
     (dir, path)
+}
+
+/// Writes `text` to an executable file `name` in `dir` and waits until it can be executed (a
+/// concurrent fork in another test can briefly hold the file open for writing: ETXTBSY); the
+/// wait runs it once with the argument `probe`.
+pub fn executable(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for _ in 0..100 {
+        match std::process::Command::new(&path).arg("probe").output() {
+            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(10)),
+            _ => break,
+        }
+    }
+    path
+}
+
+/// A Foreman lifecycle config on `nodes` with the fake's credentials, 2 s calls, 3 attempts
+/// and tens of milliseconds of backoff (a test sets its connect timeout and breaker).
+pub fn foreman_lifecycle(nodes: Vec<String>) -> LifecycleConfig {
+    let foreman = ForemanConfig {
+        nodes,
+        user: FOREMAN_USER.into(),
+        token: Some(FOREMAN_TOKEN.into()),
+        timeout: Duration::from_secs(2),
+        attempts: 3,
+        backoff: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        ..ForemanConfig::default()
+    };
+    // The default backend is Foreman, naming hosts `vsg-*`.
+    LifecycleConfig {
+        foreman,
+        ..LifecycleConfig::default()
+    }
+}
+
+/// A command lifecycle config running `program`, each call limited to `timeout`.
+pub fn command_lifecycle(program: PathBuf, timeout: Duration) -> LifecycleConfig {
+    LifecycleConfig {
+        backend: Backend::Command,
+        command: CommandConfig {
+            program: Some(program),
+            timeout,
+            ..CommandConfig::default()
+        },
+        ..LifecycleConfig::default()
+    }
 }
 
 /// The `jitsi-scaler` binary under test.

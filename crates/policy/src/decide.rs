@@ -176,20 +176,57 @@ impl RemovalDecision {
     }
 }
 
+/// What a removal decision reads besides the ledger and the request: the settings, Jicofo's
+/// merged reading, whether the lifecycle manager is up, the timing and the time.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// The settings in force.
+    pub settings: &'a Settings,
+    /// Jicofo's merged reading, if there is one.
+    pub obs: Option<&'a Observation>,
+    /// Whether the lifecycle manager answers.
+    pub lifecycle_up: bool,
+    /// Timeouts and ages.
+    pub timing: &'a Timing,
+    /// The time of the decision.
+    pub now: Millis,
+}
+
+impl<'a> Inputs<'a> {
+    /// The inputs, in the order the entry points take them.
+    pub fn new(
+        settings: &'a Settings,
+        obs: Option<&'a Observation>,
+        lifecycle_up: bool,
+        timing: &'a Timing,
+        now: Millis,
+    ) -> Self {
+        Inputs {
+            settings,
+            obs,
+            lifecycle_up,
+            timing,
+            now,
+        }
+    }
+}
+
 /// Removal approval (SPEC §5): expired/unhealthy at once; idle only when
 /// `available - pending_removal - 1 >= min`, stats are fresh and the lifecycle manager is up.
 /// A host already approved is accepted again without spending budget.
-#[allow(clippy::too_many_arguments)]
 pub fn decide_removal(
     ledger: &Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
+    inputs: &Inputs,
     host: &str,
     reason: Reason,
 ) -> RemovalDecision {
+    let Inputs {
+        settings,
+        obs,
+        lifecycle_up,
+        timing,
+        now,
+    } = *inputs;
     let counts = Counts::of(ledger);
     let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
     let available = fresh.map_or(0, |o| o.available);
@@ -358,7 +395,7 @@ mod tests {
         let now = t.stats_max_age_ms + 1;
         let d = decide_launch(Counts::of(&l), &s, Some(&old), now, &t);
         assert_eq!((d.launch, d.hold), (0, Some(LaunchHold::StatsMissing)));
-        let r = decide_removal(&l, &s, None, true, &t, now, "h", Reason::Idle);
+        let r = decide_removal(&l, &Inputs::new(&s, None, true, &t, now), "h", Reason::Idle);
         assert!(matches!(
             r,
             RemovalDecision::Keep {
@@ -366,7 +403,12 @@ mod tests {
                 ..
             }
         ));
-        let r = decide_removal(&l, &s, None, true, &t, now, "h", Reason::Unhealthy);
+        let r = decide_removal(
+            &l,
+            &Inputs::new(&s, None, true, &t, now),
+            "h",
+            Reason::Unhealthy,
+        );
         assert!(r.accepted());
         assert_eq!(
             decide_external_add(Counts::of(&l), &s, None, now, &t),
@@ -380,7 +422,12 @@ mod tests {
         let t = Timing::default();
         let l = Ledger::new();
         let o = obs(10, 10);
-        let r = decide_removal(&l, &s, Some(&o), false, &t, 1_000, "h", Reason::Idle);
+        let r = decide_removal(
+            &l,
+            &Inputs::new(&s, Some(&o), false, &t, 1_000),
+            "h",
+            Reason::Idle,
+        );
         assert!(matches!(
             r,
             RemovalDecision::Keep {
@@ -388,7 +435,12 @@ mod tests {
                 ..
             }
         ));
-        let r = decide_removal(&l, &s, Some(&o), false, &t, 1_000, "h", Reason::Expired);
+        let r = decide_removal(
+            &l,
+            &Inputs::new(&s, Some(&o), false, &t, 1_000),
+            "h",
+            Reason::Expired,
+        );
         assert!(r.accepted());
     }
 
@@ -459,7 +511,7 @@ mod tests {
             for round in 0..=repeats {
                 for h in 0..hosts {
                     let host = format!("gw-{h}");
-                    let d = decide_removal(&l, &s, Some(&o), true, &t, 1_000, &host, Reason::Idle);
+                    let d = decide_removal(&l, &Inputs::new(&s, Some(&o), true, &t, 1_000), &host, Reason::Idle);
                     if d.accepted() {
                         if round > 0 { prop_assert!(accepted.contains(&host)); }
                         l.approve(&host, Reason::Idle, 1_000, &t);

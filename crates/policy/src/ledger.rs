@@ -174,7 +174,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(crate) fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
+    /// A fresh entry for `host` in `state` since `now`: nothing seen, approved or attempted yet.
+    pub fn new(host: &str, state: State, origin: Origin, now: Millis) -> Self {
         Instance {
             host: host.to_string(),
             state,
@@ -427,11 +428,16 @@ impl Ledger {
             .or_insert_with(|| Instance::new(&key, State::Requested, origin, now));
     }
 
+    /// The entry of `host` if it is in `state`.
+    pub(crate) fn in_state(&mut self, host: &str, state: State) -> Option<&mut Instance> {
+        self.instances
+            .get_mut(&key_of(host))
+            .filter(|i| i.state == state)
+    }
+
     /// The lifecycle manager confirmed the create.
     pub fn launch_confirmed(&mut self, host: &str, now: Millis) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Requested
-        {
+        if let Some(i) = self.in_state(host, State::Requested) {
             i.set_state(State::Booting, now);
         }
     }

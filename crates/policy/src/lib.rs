@@ -15,8 +15,8 @@ mod settings;
 mod sidecar;
 
 pub use decide::{
-    AddRefusal, Counts, KeepCause, LaunchDecision, LaunchHold, RemovalDecision, StoreHealth,
-    decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
+    AddRefusal, Counts, Inputs, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
+    StoreHealth, decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
 pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
@@ -106,11 +106,27 @@ pub fn tick(
     timing: &Timing,
     now: Millis,
 ) -> Tick {
-    let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
-    let mut events = fresh.map(|o| ledger.absorb(o, timing)).unwrap_or_default();
-    events.extend(ledger.expire(timing, now));
+    let (fresh, events) = observe(ledger, obs, None, timing, now);
     let launch = decide_launch(Counts::of(ledger), settings, fresh, now, timing);
     Tick { events, launch }
+}
+
+/// The first half of a tick: attribute the reading (if fresh), then apply the timeouts (the
+/// warm pool's first, with a `pool`). Returns the fresh reading and the events.
+fn observe<'a>(
+    ledger: &mut Ledger,
+    obs: Option<&'a Observation>,
+    pool: Option<&WarmPool>,
+    timing: &Timing,
+    now: Millis,
+) -> (Option<&'a Observation>, Vec<Event>) {
+    let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
+    let mut events = fresh.map(|o| ledger.absorb(o, timing)).unwrap_or_default();
+    if let Some(pool) = pool {
+        events.extend(pool::expire(ledger, pool, now));
+    }
+    events.extend(ledger.expire(timing, now));
+    (fresh, events)
 }
 
 /// Test fixtures shared by the modules' tests.

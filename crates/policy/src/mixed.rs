@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AddRefusal, Counts, Ledger, Millis, Observation, Reason, RemovalDecision, Settings, Timing,
-    decide_external_add, decide_launch, decide_removal,
+    AddRefusal, Counts, Inputs, Ledger, Millis, Observation, Reason, RemovalDecision, Settings,
+    Timing, WarmPool, decide_external_add, decide_launch, pool::remove_request_in,
 };
 
 /// How an approved host is taken out: decided per host by what its client can do.
@@ -64,7 +64,7 @@ impl DrainMode {
 
 /// A remove-me request, end to end on the ledger (shared by `serve` and `simulate`): note that
 /// the host runs, decide, and record a new approval with the drain `mode` of its client (a
-/// repeat spends nothing). A client that does not say drains as [`DrainMode::default_for`].
+/// repeat spends nothing): [`crate::remove_request_with_pool`] without a pool. A client that does not say drains as [`DrainMode::default_for`].
 #[allow(clippy::too_many_arguments)]
 pub fn remove_request_as(
     ledger: &mut Ledger,
@@ -77,22 +77,8 @@ pub fn remove_request_as(
     reason: Reason,
     mode: DrainMode,
 ) -> RemovalDecision {
-    // Whatever the answer, the host runs: it must never be failed at the boot timeout.
-    ledger.seen_alive(host, now);
-    let d = decide_removal(
-        ledger,
-        settings,
-        obs,
-        lifecycle_up,
-        timing,
-        now,
-        host,
-        reason,
-    );
-    if let RemovalDecision::Accept { repeat: false, .. } = d {
-        ledger.approve_as(host, reason, now, mode);
-    }
-    d
+    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
+    remove_request_in(ledger, &inputs, &WarmPool::default(), host, reason, mode).0
 }
 
 /// The answer to a legacy `POST /scaler/instance` that fits under `max`.

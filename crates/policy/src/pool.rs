@@ -18,9 +18,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Counts, DrainMode, Event, Instance, LaunchDecision, LaunchHold, Ledger, Millis, Observation,
-    Origin, Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch, decide_removal,
-    ledger::key_of,
+    Counts, DrainMode, Event, Inputs, Instance, LaunchDecision, LaunchHold, Ledger, Millis,
+    Observation, Origin, Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch,
+    decide_removal, ledger::key_of,
 };
 
 /// Warm-pool settings (config section `[warm_pool]`).
@@ -171,10 +171,7 @@ pub fn tick_with_pool(
     timing: &Timing,
     now: Millis,
 ) -> PoolTick {
-    let fresh = Observation::fresh(obs, now, timing.stats_max_age_ms);
-    let mut events = fresh.map(|o| ledger.absorb(o, timing)).unwrap_or_default();
-    events.extend(expire(ledger, pool, now));
-    events.extend(ledger.expire(timing, now));
+    let (fresh, events) = crate::observe(ledger, obs, Some(pool), timing, now);
     let counts = Counts::of(ledger);
     let launch = decide_launch(counts, settings, fresh, now, timing);
     let (resumed, create, refill) = plan(ledger, counts, &launch, settings, pool, now);
@@ -298,21 +295,27 @@ pub fn remove_request_with_pool(
     reason: Reason,
     mode: DrainMode,
 ) -> (RemovalDecision, bool) {
-    ledger.seen_alive(host, now);
-    let d = decide_removal(
-        ledger,
-        settings,
-        obs,
-        lifecycle_up,
-        timing,
-        now,
-        host,
-        reason,
-    );
+    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
+    remove_request_in(ledger, &inputs, pool, host, reason, mode)
+}
+
+/// [`remove_request_with_pool`] on gathered [`Inputs`] (also what [`crate::remove_request_as`]
+/// and the sidecar's shutdowns run, without a pool).
+pub(crate) fn remove_request_in(
+    ledger: &mut Ledger,
+    inputs: &Inputs,
+    pool: &WarmPool,
+    host: &str,
+    reason: Reason,
+    mode: DrainMode,
+) -> (RemovalDecision, bool) {
+    // Whatever the answer, the host runs: it must never be failed at the boot timeout.
+    ledger.seen_alive(host, inputs.now);
+    let d = decide_removal(ledger, inputs, host, reason);
     match d {
         RemovalDecision::Accept { repeat: false, .. } => {
             let to_pool = ledger.pool_takes(pool, host, reason);
-            ledger.approve_to(host, reason, now, mode, to_pool);
+            ledger.approve_to(host, reason, inputs.now, mode, to_pool);
             (d, to_pool)
         }
         RemovalDecision::Accept { repeat: true, .. } => {
@@ -416,18 +419,14 @@ impl Ledger {
     /// [`Ledger::record_launch`]); it is not a launch for demand.
     pub fn record_refill(&mut self, host: &str, now: Millis) {
         self.record_launch(host, Origin::Scaler, now);
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Requested
-        {
+        if let Some(i) = self.in_state(host, State::Requested) {
             i.refill = true;
         }
     }
 
     /// The lifecycle manager confirmed the power-on (status `on`).
     pub fn start_confirmed(&mut self, host: &str, now: Millis) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Starting
-        {
+        if let Some(i) = self.in_state(host, State::Starting) {
             i.set_state(State::Resuming, now);
         }
     }
@@ -436,9 +435,7 @@ impl Ledger {
     /// start timeout). Definitive: the host is deleted instead (it keeps holding its launch
     /// until the delete is confirmed).
     pub fn start_error(&mut self, host: &str, now: Millis, error: &str, definitive: bool) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Starting
-        {
+        if let Some(i) = self.in_state(host, State::Starting) {
             if definitive {
                 i.set_state(State::LaunchFailed, now);
             }
@@ -449,9 +446,7 @@ impl Ledger {
 
     /// The lifecycle manager confirmed the power-off (status `off`): the host is in the pool.
     pub fn stop_done(&mut self, host: &str, now: Millis) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Stopping
-        {
+        if let Some(i) = self.in_state(host, State::Stopping) {
             i.set_state(State::Stopped, now);
             // Jibri is gone: Jicofo stops counting it shortly. The approval (reason, time)
             // stays until the host is taken again: while Jicofo still counts it, it is still
@@ -465,9 +460,7 @@ impl Ledger {
     /// A power-off failed. Transient: retried next tick. Definitive (the manager cannot power
     /// it off): the host is deleted instead.
     pub fn stop_error(&mut self, host: &str, now: Millis, error: &str, definitive: bool) {
-        if let Some(i) = self.instances.get_mut(&key_of(host))
-            && i.state == State::Stopping
-        {
+        if let Some(i) = self.in_state(host, State::Stopping) {
             if definitive {
                 let next = if i.recalled() {
                     State::LaunchFailed

@@ -4,7 +4,7 @@
 //! `/sidecar/stats`), and asks whether to shut down. The reports are evidence in the ledger,
 //! timed on our own clock (the sidecar's `timestamp` comes from its clock). The scaler, not the
 //! gateway, decides when a sidecar host goes: [`select_shutdowns`] picks surplus idle, healthy
-//! hosts, longest idle first, through [`remove_request_as`] — the budget remove-me requests spend,
+//! hosts, longest idle first, through [`crate::remove_request_as`] — the budget remove-me requests spend,
 //! so the floor holds and a shared store serialises it across replicas. A host told to shut
 //! down is `draining` (mode [`DrainMode::Sidecar`]) until its `/sidecar/shutdown` or its silence
 //! past the TTL; then its delete is owed as for any other host.
@@ -12,9 +12,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::key_of;
+use crate::pool::remove_request_in;
 use crate::{
-    DrainMode, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings, State,
-    Timing, remove_request_as,
+    DrainMode, Inputs, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings,
+    State, Timing, WarmPool,
 };
 
 /// Jibri's `busyStatus`.
@@ -317,17 +318,11 @@ impl Ledger {
 /// - every host with a fresh EXPIRED report, or UNHEALTHY and not BUSY for TTL/5 (removed at
 ///   once and replaced, as an expired or unhealthy remove-me; never a BUSY one);
 /// - while the pool holds more spares than `min`: idle, healthy hosts (fresh reports), longest
-///   idle first, each only if [`remove_request_as`] accepts it as an idle remove-me (stats fresh,
+///   idle first, each only if [`crate::remove_request_as`] accepts it as an idle remove-me (stats fresh,
 ///   lifecycle manager up, `available - pending - 1 >= min`). It stops at the first `keep`, so
 ///   the floor is never broken and the budget is the one remove-me requests spend.
-pub fn select_shutdowns(
-    ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
-) -> Vec<Shutdown> {
+pub fn select_shutdowns(ledger: &mut Ledger, inputs: &Inputs) -> Vec<Shutdown> {
+    let (timing, now) = (inputs.timing, inputs.now);
     let mut out = Vec::new();
     let ready_with = |ledger: &Ledger, pick: &dyn Fn(&SidecarEvidence) -> bool| {
         let mut v: Vec<(Millis, String)> = ledger
@@ -347,13 +342,10 @@ pub fn select_shutdowns(
     // The host told as a remove-me of `reason` from it would be answered (a `Ready` host: never
     // a repeat); whether it was.
     let mut tell = |ledger: &mut Ledger, host: String, reason: Reason, idle_ms: Option<u64>| {
-        let d = remove_request_as(
+        let (d, _) = remove_request_in(
             ledger,
-            settings,
-            obs,
-            lifecycle_up,
-            timing,
-            now,
+            inputs,
+            &WarmPool::default(),
             &host,
             reason,
             DrainMode::Sidecar,
@@ -402,7 +394,8 @@ pub fn sidecar_tick(
     now: Millis,
 ) -> SidecarTick {
     let events = ledger.sidecar_expire(timing, now);
-    let shutdowns = select_shutdowns(ledger, settings, obs, lifecycle_up, timing, now);
+    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
+    let shutdowns = select_shutdowns(ledger, &inputs);
     SidecarTick { events, shutdowns }
 }
 
@@ -445,14 +438,14 @@ mod tests {
         l.sidecar_heard("f", report(IDLE, OK), 400, &t);
         let o = obs(6, 5, 1_000);
         // available 5, min 2: three may go; of the four healthy idle ones, f is the newest.
-        let sd = select_shutdowns(&mut l, &s, Some(&o), true, &t, 1_000);
+        let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 1_000));
         let hosts: Vec<&str> = sd.iter().map(|x| x.host.as_str()).collect();
         assert_eq!(hosts, ["a", "c", "b"]);
         assert!(l.sidecar_told("a") && !l.sidecar_told("f") && !l.sidecar_told("e"));
         assert_eq!(l.get("a").and_then(|i| i.drain), Some(DrainMode::Sidecar));
         assert_eq!(l.get("a").map(|i| i.state), Some(State::Draining));
         // A second pass spends nothing more (the budget is taken).
-        assert!(select_shutdowns(&mut l, &s, Some(&o), true, &t, 1_100).is_empty());
+        assert!(select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 1_100)).is_empty());
         // Idle time keeps counting while reports repeat IDLE.
         l.sidecar_heard("f", report(IDLE, OK), 900_000, &t);
         assert_eq!(
@@ -467,11 +460,13 @@ mod tests {
         l.sidecar_heard("a", report(IDLE, OK), 0, &t);
         l.sidecar_heard("b", report(IDLE, OK), 0, &t);
         let o = obs(5, 5, 1_000);
-        assert!(select_shutdowns(&mut l, &s, None, true, &t, 1_000).is_empty());
-        assert!(select_shutdowns(&mut l, &s, Some(&o), false, &t, 1_000).is_empty());
+        assert!(select_shutdowns(&mut l, &Inputs::new(&s, None, true, &t, 1_000)).is_empty());
+        assert!(select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), false, &t, 1_000)).is_empty());
         let late = t.sidecar_ttl_ms + 1;
         let o_late = obs(5, 5, late);
-        assert!(select_shutdowns(&mut l, &s, Some(&o_late), true, &t, late).is_empty());
+        assert!(
+            select_shutdowns(&mut l, &Inputs::new(&s, Some(&o_late), true, &t, late)).is_empty()
+        );
     }
 
     #[test]
@@ -480,7 +475,7 @@ mod tests {
         l.sidecar_heard("x", report(BusyStatus::Expired, OK), 0, &t);
         l.sidecar_heard("y", report(BusyStatus::Busy, OK), 0, &t);
         // At the floor (available 0 < min): the expired one still goes.
-        let sd = select_shutdowns(&mut l, &s, Some(&obs(2, 0, 10)), true, &t, 10);
+        let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&obs(2, 0, 10)), true, &t, 10));
         assert_eq!(sd.len(), 1);
         assert_eq!((sd[0].host.as_str(), sd[0].reason), ("x", Reason::Expired));
         assert!(!l.sidecar_told("y"));
@@ -499,8 +494,8 @@ mod tests {
         l.sidecar_heard("f", report(IDLE, bad), 40_000, &t);
         let o = obs(3, 0, 10);
         // A short streak is not enough.
-        assert!(select_shutdowns(&mut l, &s, Some(&o), true, &t, 59_999).is_empty());
-        let sd = select_shutdowns(&mut l, &s, Some(&o), true, &t, 60_000);
+        assert!(select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 59_999)).is_empty());
+        let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 60_000));
         let got: Vec<(&str, Reason)> = sd.iter().map(|x| (x.host.as_str(), x.reason)).collect();
         // u: unhealthy for 60 s; b: busy (never); f: its streak restarted at 40 s.
         assert_eq!(got, [("u", Reason::Unhealthy)]);
@@ -523,23 +518,13 @@ mod tests {
         // b keeps polling while its scripts run, then falls silent.
         l.sidecar_heard("b", None, 100_000, &t);
         l.sidecar_heard("c", report(IDLE, OK), 300_000, &t);
-        let tick = sidecar_tick(
-            &mut l,
-            &s,
-            Some(&obs(3, 3, 60_000)),
-            true,
-            &t,
-            100_000 + t.sidecar_ttl_ms - 1,
-        );
-        assert!(tick.events.is_empty(), "{tick:?}");
-        let tick = sidecar_tick(
-            &mut l,
-            &s,
-            Some(&obs(2, 2, 61_000)),
-            true,
-            &t,
-            100_000 + t.sidecar_ttl_ms,
-        );
+        // A leader tick at `now` on Jicofo's reading `o`.
+        let tick =
+            |l: &mut Ledger, o: Observation, now| sidecar_tick(l, &s, Some(&o), true, &t, now);
+        let silence = 100_000 + t.sidecar_ttl_ms;
+        let tick1 = tick(&mut l, obs(3, 3, 60_000), silence - 1);
+        assert!(tick1.events.is_empty(), "{tick1:?}");
+        let tick = tick(&mut l, obs(2, 2, 61_000), silence);
         assert!(
             matches!(&tick.events[..], [SidecarEvent::SilentAfterShutdown { host, .. }] if host == "b")
         );
@@ -629,7 +614,7 @@ mod tests {
             let o = obs(hosts.len() as u32 + extra_available, available, now);
             let mut idle_told = 0i64;
             for _ in 0..rounds {
-                for sd in select_shutdowns(&mut l, &s, Some(&o), true, &t, now) {
+                for sd in select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, now)) {
                     let ev = l.get(&sd.host).and_then(|i| i.sidecar.clone());
                     prop_assert!(ev.as_ref().is_some_and(|e| e.busy != BusyStatus::Busy));
                     if sd.reason == Reason::Idle {

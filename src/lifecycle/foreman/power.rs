@@ -35,10 +35,8 @@ impl ForemanClient {
         name: &str,
         action: PowerAction,
     ) -> Result<PowerState, LifecycleError> {
-        let want = match action {
-            PowerAction::Start => PowerState::On,
-            PowerAction::Stop => PowerState::Off,
-            PowerAction::Status => return self.power(name, action).await,
+        let Some(want) = action.target() else {
+            return self.power(name, action).await;
         };
         self.power(name, action).await?;
         let mut last = PowerState::Unknown(String::new());

@@ -9,21 +9,21 @@ fn obs(total: u32, available: u32, taken_at: Millis) -> Observation {
     }
 }
 
-/// A remove-me as `serve` makes it, with the drain mode `timing` gives.
+/// A remove-me as `serve` makes it (on Jicofo's reading `o`, the lifecycle manager up), with
+/// the drain mode `timing` gives.
 #[allow(clippy::too_many_arguments)]
 fn rr(
     l: &mut Ledger,
     s: &Settings,
     p: &WarmPool,
-    o: Option<&Observation>,
-    up: bool,
+    o: &Observation,
     t: &Timing,
     now: Millis,
     host: &str,
     reason: Reason,
 ) -> (RemovalDecision, bool) {
     let mode = crate::DrainMode::default_for(t);
-    remove_request_with_pool(l, s, p, o, up, t, now, host, reason, mode)
+    remove_request_with_pool(l, s, p, Some(o), true, t, now, host, reason, mode)
 }
 
 fn pool(size: u32) -> WarmPool {
@@ -54,12 +54,54 @@ fn with_stopped(n: u32) -> Ledger {
     l
 }
 
+/// A ledger with the running hosts a, b and c (launched at 0, counted by Jicofo at 1 s).
+fn three_running(t: &Timing) -> Ledger {
+    let mut l = Ledger::new();
+    for h in ["a", "b", "c"] {
+        l.record_launch(h, Origin::Scaler, 0);
+        l.launch_confirmed(h, 0);
+    }
+    l.absorb(&obs(3, 3, 1_000), t);
+    l
+}
+
+/// `stopped` hosts in the ledger (as [`with_stopped`]), default timing, a pool of `size`, and
+/// `s`.
+fn stopped_fleet(stopped: u32, size: u32, s: Settings) -> (Ledger, Timing, WarmPool, Settings) {
+    (with_stopped(stopped), Timing::default(), pool(size), s)
+}
+
+/// Three running hosts a, b and c, min 1, a pool of `size`, Jicofo's reading at 2 s (3 of 3
+/// available).
+struct Three {
+    l: Ledger,
+    s: Settings,
+    p: WarmPool,
+    o: Observation,
+    t: Timing,
+}
+
+impl Three {
+    fn new(t: Timing, size: u32) -> Three {
+        Three {
+            l: three_running(&t),
+            s: settings(1, 80, 5),
+            p: pool(size),
+            o: obs(3, 3, 2_000),
+            t,
+        }
+    }
+
+    /// A remove-me from `h` at `now`.
+    fn rm(&mut self, now: Millis, h: &str, reason: Reason) -> (RemovalDecision, bool) {
+        let (s, p, o, t) = (&self.s, &self.p, &self.o, &self.t);
+        rr(&mut self.l, s, p, o, t, now, h, reason)
+    }
+}
+
 #[test]
 fn a_launch_starts_stopped_hosts_and_creates_only_for_the_rest() {
-    let mut l = with_stopped(2);
-    let t = Timing::default();
-    let p = pool(2);
-    let s = settings(3, 80, 5);
+    let (mut l, t, p, s) = stopped_fleet(2, 2, settings(3, 80, 5));
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
     assert_eq!(r.tick.launch.launch, 3);
     assert_eq!(r.resumed, vec!["p0".to_string(), "p1".to_string()]);
@@ -97,27 +139,14 @@ fn a_launch_starts_stopped_hosts_and_creates_only_for_the_rest() {
 
 #[test]
 fn no_create_while_a_stopped_host_is_there() {
-    let mut l = with_stopped(5);
-    let t = Timing::default();
-    let p = pool(5);
-    let s = settings(4, 80, 5);
+    let (mut l, t, p, s) = stopped_fleet(5, 5, settings(4, 80, 5));
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
     assert_eq!((r.resumed.len(), r.create, r.refill), (4, 0, 0));
     // A host lost (deleted as unhealthy after its start) is replaced by a refill.
     l.start_confirmed("p0", 1_000);
     l.absorb(&obs(1, 1, 2_000), &t);
     let o = obs(1, 1, 2_000);
-    rr(
-        &mut l,
-        &s,
-        &p,
-        Some(&o),
-        true,
-        &t,
-        2_000,
-        "p0",
-        Reason::Unhealthy,
-    );
+    rr(&mut l, &s, &p, &o, &t, 2_000, "p0", Reason::Unhealthy);
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(1, 0, 3_000)), &t, 3_000);
     assert_eq!(r.refill, 1);
 }
@@ -171,53 +200,25 @@ fn stopped_hosts_count_toward_max_only_when_configured() {
 #[test]
 fn approved_removals_go_into_the_pool_below_its_size_unhealthy_never() {
     let t = Timing::default();
-    let s = settings(1, 80, 5);
-    let p = pool(1);
-    let mut l = Ledger::new();
-    for h in ["a", "b", "c"] {
-        l.record_launch(h, Origin::Scaler, 0);
-        l.launch_confirmed(h, 0);
-    }
-    l.absorb(&obs(3, 3, 1_000), &t);
-    let o = obs(3, 3, 2_000);
-    let (d, to_pool) = rr(
-        &mut l,
-        &s,
-        &p,
-        Some(&o),
-        true,
-        &t,
-        2_000,
-        "a",
-        Reason::Unhealthy,
-    );
+    let mut f = Three::new(t, 1);
+    let (d, to_pool) = f.rm(2_000, "a", Reason::Unhealthy);
     assert!(d.accepted() && !to_pool);
-    assert_eq!(state(&l, "a"), Some(State::Deleting));
-    let (d, to_pool) = rr(&mut l, &s, &p, Some(&o), true, &t, 2_000, "b", Reason::Idle);
+    assert_eq!(state(&f.l, "a"), Some(State::Deleting));
+    let (d, to_pool) = f.rm(2_000, "b", Reason::Idle);
     assert!(d.accepted() && to_pool);
-    assert_eq!(state(&l, "b"), Some(State::Stopping));
-    assert_eq!(l.stops_owed(), vec!["b".to_string()]);
+    assert_eq!(state(&f.l, "b"), Some(State::Stopping));
+    assert_eq!(f.l.stops_owed(), vec!["b".to_string()]);
     // A repeat keeps the answer and the destination.
-    let (d, to_pool) = rr(&mut l, &s, &p, Some(&o), true, &t, 2_500, "b", Reason::Idle);
+    let (d, to_pool) = f.rm(2_500, "b", Reason::Idle);
     assert!(matches!(d, RemovalDecision::Accept { repeat: true, .. }) && to_pool);
     // The pool (size 1) is full with b on its way in: c is deleted.
-    let (d, to_pool) = rr(
-        &mut l,
-        &s,
-        &p,
-        Some(&o),
-        true,
-        &t,
-        2_000,
-        "c",
-        Reason::Expired,
-    );
+    let (d, to_pool) = f.rm(2_000, "c", Reason::Expired);
     assert!(d.accepted() && !to_pool);
-    l.stop_done("b", 3_000);
-    assert_eq!(state(&l, "b"), Some(State::Stopped));
-    assert_eq!(l.stopped_hosts(), vec!["b".to_string()]);
+    f.l.stop_done("b", 3_000);
+    assert_eq!(state(&f.l, "b"), Some(State::Stopped));
+    assert_eq!(f.l.stopped_hosts(), vec!["b".to_string()]);
     // Jicofo stops counting it after the stop grace (by evidence, not by totals).
-    let ev = l.absorb(&obs(1, 1, 3_000 + t.stop_grace_ms), &t);
+    let ev = f.l.absorb(&obs(1, 1, 3_000 + f.t.stop_grace_ms), &f.t);
     assert!(ev.contains(&Event::Left { host: "b".into() }), "{ev:?}");
 }
 
@@ -227,44 +228,23 @@ fn drain_confirmation_works_as_for_deletion() {
         drain_confirm: true,
         ..Timing::default()
     };
-    let s = settings(1, 80, 5);
-    let p = pool(2);
-    let mut l = Ledger::new();
-    for h in ["a", "b", "c"] {
-        l.record_launch(h, Origin::Scaler, 0);
-        l.launch_confirmed(h, 0);
-    }
-    l.absorb(&obs(3, 3, 1_000), &t);
-    let o = obs(3, 3, 2_000);
-    let (_, to_pool) = rr(&mut l, &s, &p, Some(&o), true, &t, 2_000, "a", Reason::Idle);
+    let mut f = Three::new(t, 2);
+    let (_, to_pool) = f.rm(2_000, "a", Reason::Idle);
     assert!(to_pool);
-    assert_eq!(state(&l, "a"), Some(State::Draining));
-    assert!(l.stops_owed().is_empty() && l.deletes_owed().is_empty());
-    assert!(l.drained("a", 5_000));
-    assert_eq!(l.stops_owed(), vec!["a".to_string()]);
+    assert_eq!(state(&f.l, "a"), Some(State::Draining));
+    assert!(f.l.stops_owed().is_empty() && f.l.deletes_owed().is_empty());
+    assert!(f.l.drained("a", 5_000));
+    assert_eq!(f.l.stops_owed(), vec!["a".to_string()]);
     // Without confirmation, the drain timeout powers it off too.
-    rr(
-        &mut l,
-        &s,
-        &p,
-        Some(&o),
-        true,
-        &t,
-        2_000,
-        "b",
-        Reason::Expired,
-    );
-    l.expire(&t, 2_000 + t.drain_timeout_ms);
-    assert_eq!(l.stops_owed().len(), 2);
-    assert!(l.deletes_owed().is_empty());
+    f.rm(2_000, "b", Reason::Expired);
+    f.l.expire(&f.t, 2_000 + f.t.drain_timeout_ms);
+    assert_eq!(f.l.stops_owed().len(), 2);
+    assert!(f.l.deletes_owed().is_empty());
 }
 
 #[test]
 fn a_start_not_seen_is_powered_off_then_deleted_the_second_time() {
-    let t = Timing::default();
-    let p = pool(1);
-    let s = settings(1, 80, 5);
-    let mut l = with_stopped(1);
+    let (mut l, t, p, s) = stopped_fleet(1, 1, settings(1, 80, 5));
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 0)), &t, 0);
     assert_eq!(r.resumed, vec!["p0".to_string()]);
     l.start_confirmed("p0", 10);
@@ -313,10 +293,7 @@ fn a_start_not_seen_is_powered_off_then_deleted_the_second_time() {
 
 #[test]
 fn lead_times_are_measured_per_path() {
-    let t = Timing::default();
-    let p = pool(1);
-    let s = settings(2, 80, 5);
-    let mut l = with_stopped(1);
+    let (mut l, t, p, s) = stopped_fleet(1, 1, settings(2, 80, 5));
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 0)), &t, 0);
     assert_eq!((r.resumed.len(), r.create), (1, 1));
     l.record_launch("c0", Origin::Scaler, 0);
@@ -328,22 +305,12 @@ fn lead_times_are_measured_per_path() {
         "the pool is empty"
     );
     // The start joins first although both were launched at the same instant.
+    let (host, lead_ms, boot_ms) = ("p0".to_string(), 30_000, 600_000);
     let ev = l.absorb(&obs(1, 1, 30_000), &t);
-    assert_eq!(
-        ev,
-        vec![Event::Resumed {
-            host: "p0".into(),
-            lead_ms: 30_000
-        }]
-    );
+    assert_eq!(ev, vec![Event::Resumed { host, lead_ms }]);
+    let host = "c0".to_string();
     let ev = l.absorb(&obs(2, 2, 600_000), &t);
-    assert_eq!(
-        ev,
-        vec![Event::Seen {
-            host: "c0".into(),
-            boot_ms: 600_000
-        }]
-    );
+    assert_eq!(ev, vec![Event::Seen { host, boot_ms }]);
     let leads = l.leads();
     assert_eq!(
         (leads.start.mean_ms, leads.create.mean_ms),
@@ -397,17 +364,7 @@ fn refills_join_as_spares_and_enter_the_pool_by_idle_removal() {
         "a joined refill still counts for the pool"
     );
     let o = obs(2, 2, 1_200_000);
-    let (d, to_pool) = rr(
-        &mut l,
-        &s,
-        &p,
-        Some(&o),
-        true,
-        &t,
-        1_200_000,
-        "r0",
-        Reason::Idle,
-    );
+    let (d, to_pool) = rr(&mut l, &s, &p, &o, &t, 1_200_000, "r0", Reason::Idle);
     assert!(d.accepted() && to_pool);
 }
 
@@ -586,25 +543,16 @@ proptest! {
 fn a_host_powered_off_into_the_pool_stays_reserved_while_jicofo_counts_it() {
     // Jicofo lags: after the power-off it still counts the host as available for a while.
     let t = Timing::default();
-    let s = settings(1, 80, 5);
-    let p = pool(2);
-    let mut l = Ledger::new();
-    for h in ["a", "b", "c"] {
-        l.record_launch(h, Origin::Scaler, 0);
-        l.launch_confirmed(h, 0);
-    }
-    l.absorb(&obs(3, 3, 1_000), &t);
-    let o = obs(3, 3, 2_000);
-    let idle =
-        |l: &mut Ledger, h: &str, now| rr(l, &s, &p, Some(&o), true, &t, now, h, Reason::Idle).0;
-    assert!(idle(&mut l, "a", 2_000).accepted());
-    l.stop_done("a", 2_500);
+    let mut f = Three::new(t, 2);
+    let idle = |f: &mut Three, h, now| f.rm(now, h, Reason::Idle).0;
+    assert!(idle(&mut f, "a", 2_000).accepted());
+    f.l.stop_done("a", 2_500);
     // 3 available - a (pending, still counted) - 1 = 1 >= min 1: b may go.
-    assert!(idle(&mut l, "b", 3_000).accepted());
+    assert!(idle(&mut f, "b", 3_000).accepted());
     // 3 - a - b - 1 < 1: c keeps, although a is already stopped.
-    assert!(!idle(&mut l, "c", 3_000).accepted());
-    assert_eq!(Counts::of(&l).pending_idle, 2);
+    assert!(!idle(&mut f, "c", 3_000).accepted());
+    assert_eq!(Counts::of(&f.l).pending_idle, 2);
     // Once Jicofo no longer counts it (stop grace), it is no longer reserved.
-    l.absorb(&obs(2, 2, 2_500 + t.stop_grace_ms), &t);
-    assert_eq!(Counts::of(&l).pending_idle, 1);
+    f.l.absorb(&obs(2, 2, 2_500 + f.t.stop_grace_ms), &f.t);
+    assert_eq!(Counts::of(&f.l).pending_idle, 1);
 }
