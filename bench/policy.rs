@@ -48,25 +48,28 @@ struct Scenario {
 /// Common to every scenario: SIP calls of 20 min on average (cv 1).
 const BASE: &str = "--mean-duration 20m --cv 1";
 
+/// The diurnal case: 60 calls/h at the daily mean (144/h at the peak), 90 s boots.
+const fn diurnal_60(name: &'static str, args: &'static str) -> Scenario {
+    Scenario {
+        name,
+        args,
+        mean_per_hour: 60.0,
+        diurnal: true,
+        peak_per_hour: 144.0,
+        boot_s: 90.0,
+        step_at_h: None,
+    }
+}
+
 const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "diurnal single-use",
-        args: "--profile diurnal --rate 60/h --days 5",
-        mean_per_hour: 60.0,
-        diurnal: true,
-        peak_per_hour: 144.0,
-        boot_s: 90.0,
-        step_at_h: None,
-    },
-    Scenario {
-        name: "diurnal reusable",
-        args: "--profile diurnal --rate 60/h --days 5 --reuse",
-        mean_per_hour: 60.0,
-        diurnal: true,
-        peak_per_hour: 144.0,
-        boot_s: 90.0,
-        step_at_h: None,
-    },
+    diurnal_60(
+        "diurnal single-use",
+        "--profile diurnal --rate 60/h --days 5",
+    ),
+    diurnal_60(
+        "diurnal reusable",
+        "--profile diurnal --rate 60/h --days 5 --reuse",
+    ),
     Scenario {
         name: "week, weekends 0.3, jitter 0.2",
         args: "--profile diurnal --rate 60/h --days 7 --day-factors 1,1,1,1,1,0.3,0.3 --day-jitter 0.2 --max 200",

@@ -148,6 +148,17 @@ labels! {
     }
 }
 
+/// The ledger's timeouts (`policy.boot_timeout`, `drain_timeout`, `pending_ttl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// A launch not seen within the boot timeout: failed, deleted.
+    Boot,
+    /// A draining host without a drain confirmation: deleted anyway.
+    Drain,
+    /// An approved host still counted past the pending-removal TTL: no longer pending.
+    Pending,
+}
+
 /// One decision of the service, with the numbers that made it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
@@ -273,20 +284,12 @@ pub enum Decision {
         /// The host.
         host: String,
     },
-    /// A launch was not seen within the boot timeout.
-    BootTimeout {
+    /// A host ran into one of the ledger's timeouts.
+    Timeout {
         /// The host.
         host: String,
-    },
-    /// A draining host sent no confirmation within the drain timeout.
-    DrainTimeout {
-        /// The host.
-        host: String,
-    },
-    /// An approved host is still counted after the pending-removal TTL.
-    PendingExpired {
-        /// The host.
-        host: String,
+        /// Which.
+        timeout: Timeout,
     },
     /// The lifecycle manager created a host.
     Created {
@@ -402,9 +405,7 @@ impl Decision {
             Decision::Drained { .. } => Kind::Drained,
             Decision::Seen { .. } => Kind::Seen,
             Decision::Left { .. } => Kind::Left,
-            Decision::BootTimeout { .. }
-            | Decision::DrainTimeout { .. }
-            | Decision::PendingExpired { .. } => Kind::Timeout,
+            Decision::Timeout { .. } => Kind::Timeout,
             Decision::Setting { .. } => Kind::Setting,
             Decision::Vanished { .. } => Kind::Reconcile,
             Decision::Breaker { .. } => Kind::Breaker,
@@ -436,9 +437,12 @@ impl Decision {
             Decision::SidecarAdopted { .. } => Outcome::Adopted,
             Decision::Seen { .. } => Outcome::Ready,
             Decision::Left { .. } => Outcome::Left,
-            Decision::BootTimeout { .. } | Decision::CreateRefused { .. } => Outcome::LaunchFailed,
-            Decision::DrainTimeout { .. } => Outcome::Deleting,
-            Decision::PendingExpired { .. } => Outcome::NotPending,
+            Decision::CreateRefused { .. } => Outcome::LaunchFailed,
+            Decision::Timeout { timeout, .. } => match timeout {
+                Timeout::Boot => Outcome::LaunchFailed,
+                Timeout::Drain => Outcome::Deleting,
+                Timeout::Pending => Outcome::NotPending,
+            },
             Decision::Created { .. } => Outcome::Created,
             Decision::CreateRetry { .. } | Decision::DeleteRetry { .. } => Outcome::Retry,
             Decision::Deleted { .. } => Outcome::Deleted,
@@ -466,9 +470,7 @@ impl Decision {
             | Decision::Add { host, .. }
             | Decision::Seen { host, .. }
             | Decision::Left { host }
-            | Decision::BootTimeout { host }
-            | Decision::DrainTimeout { host }
-            | Decision::PendingExpired { host }
+            | Decision::Timeout { host, .. }
             | Decision::Created { host, .. }
             | Decision::CreateRefused { host, .. }
             | Decision::CreateRetry { host, .. }
@@ -616,15 +618,12 @@ impl Decision {
                 *boot_ms as f64 / 1000.0
             ),
             Decision::Left { .. } => "no longer counted by Jicofo".into(),
-            Decision::BootTimeout { .. } => {
-                "not seen in Jicofo within the boot timeout: deleting it".into()
+            Decision::Timeout { timeout, .. } => match timeout {
+                Timeout::Boot => "not seen in Jicofo within the boot timeout: deleting it",
+                Timeout::Drain => "no drain confirmation within the drain timeout: deleting it",
+                Timeout::Pending => "still counted by Jicofo after the pending-removal TTL",
             }
-            Decision::DrainTimeout { .. } => {
-                "no drain confirmation within the drain timeout: deleting it".into()
-            }
-            Decision::PendingExpired { .. } => {
-                "still counted by Jicofo after the pending-removal TTL".into()
-            }
+            .into(),
             Decision::Created { elapsed_ms, .. } => {
                 format!("lifecycle manager created it in {elapsed_ms} ms")
             }

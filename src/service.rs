@@ -340,14 +340,17 @@ impl Service {
                 // Issue 12 hook: the effective min (target mode), not only the API's floor.
                 let settings = self.capacity.effective(&snap.settings);
                 // warm pool (issue 13): an approved removal may go into the pool.
-                let d = crate::warm_pool::remove_request(
-                    &self.cfg.warm_pool,
-                    &mut snap.ledger,
+                let inputs = policy::Inputs::new(
                     &settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
                     &self.timing,
                     now,
+                );
+                let d = crate::warm_pool::remove_request(
+                    &self.cfg.warm_pool,
+                    &mut snap.ledger,
+                    &inputs,
                     host,
                     reason,
                     mode,

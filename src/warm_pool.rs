@@ -137,31 +137,16 @@ pub fn event_decision(e: &Event) -> Option<Decision> {
 
 /// The remove-me hook (in `Service::remove_me`): `policy::remove_request_with_pool` (the same
 /// as `policy::remove_request_as` without a pool).
-#[allow(clippy::too_many_arguments)]
 pub fn remove_request(
     pool: &WarmPoolConfig,
     ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &policy::Timing,
-    now: policy::Millis,
+    inputs: &policy::Inputs,
     host: &str,
     reason: Reason,
     mode: policy::DrainMode,
 ) -> RemovalDecision {
-    let (d, to_pool) = policy::remove_request_with_pool(
-        ledger,
-        settings,
-        &pool.to_policy(),
-        obs,
-        lifecycle_up,
-        timing,
-        now,
-        host,
-        reason,
-        mode,
-    );
+    let (d, to_pool) =
+        policy::remove_request_with_pool(ledger, &pool.to_policy(), inputs, host, reason, mode);
     if to_pool && matches!(d, RemovalDecision::Accept { repeat: false, .. }) {
         tracing::info!(
             host,

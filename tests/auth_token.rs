@@ -80,16 +80,7 @@ async fn existing_shell_client_token_is_accepted() {
 
 /// Runs the real binary's `token` command; returns stdout (checked to be one line).
 fn token_command(args: &[&str]) -> String {
-    let out = support::bin()
-        .arg("token")
-        .args(args)
-        .output()
-        .expect("binary runs");
-    assert!(
-        out.status.success(),
-        "token failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::succeed(support::bin().arg("token").args(args));
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let token = stdout.strip_suffix('\n').expect("ends with a newline");
     assert!(

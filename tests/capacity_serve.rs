@@ -24,17 +24,30 @@ fn eff(s: &Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// Replaces the schedules through the API (admin) and checks the 204.
+async fn put_schedule(s: &Scaler, sched: &str) {
+    let (code, body) = s
+        .send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched)
+        .await;
+    assert_eq!(code, 204, "{body}");
+}
+
+/// `serve` in target mode with floor 1 and `max`.
+async fn target_scaler(jicofo: &FakeJicofo, foreman: &FakeForeman, max: u32) -> Scaler {
+    Scaler::start(&format!(
+        "[settings]\nmin = 1\nmax = {max}\n{}",
+        target_config(&jicofo.url, &foreman.url, "")
+    ))
+    .await
+}
+
 /// Busy gateways ramp up (one more every 300 ms): the effective min rises above the floor
 /// before the available count reaches zero, with one decision line per change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_effective_min_rises_before_available_reaches_zero() {
     let jicofo = FakeJicofo::start(30, 30).await;
     let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\nmax = 200\n{}",
-        target_config(&jicofo.url, &foreman.url, "")
-    ))
-    .await;
+    let s = target_scaler(&jicofo, &foreman, 200).await;
     s.eventually("a first sizing", WAIT, |st| eff(st) >= 1)
         .await;
     assert_eq!(eff(&s.status().await), 1, "no demand yet: the floor");
@@ -95,21 +108,12 @@ async fn the_effective_min_rises_before_available_reaches_zero() {
 async fn schedules_are_replaced_through_the_api_and_min_follows_max() {
     let jicofo = FakeJicofo::start(10, 10).await;
     let foreman = FakeForeman::start().await;
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\nmax = 150\n{}",
-        target_config(&jicofo.url, &foreman.url, "")
-    ))
-    .await;
+    let s = target_scaler(&jicofo, &foreman, 150).await;
     let (code, body) = s.get("/scaler/capacity/schedule").await;
     assert_eq!((code, body.as_str()), (200, "[]"));
     // Every day, all day: at least 4 spares.
     let sched = r#"[{"days":"daily","from":"00:00","to":"24:00","min":4,"tz":"Europe/Berlin"}]"#;
-    assert_eq!(
-        s.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched)
-            .await
-            .0,
-        204
-    );
+    put_schedule(&s, sched).await;
     let st = s
         .eventually("the schedule in force", WAIT, |st| eff(st) == 4)
         .await;
@@ -149,17 +153,12 @@ fn seed_file(dir: &std::path::Path) -> std::path::PathBuf {
     }
     std::fs::write(&trace, csv).expect("write trace");
     let seed = dir.join("profile.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-        .args(["capacity", "seed", "--trace"])
-        .arg(&trace)
-        .arg("--out")
-        .arg(&seed)
-        .output()
-        .expect("capacity seed runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::succeed(
+        support::bin()
+            .args(["capacity", "seed", "--trace"])
+            .arg(&trace)
+            .arg("--out")
+            .arg(&seed),
     );
     seed
 }
@@ -198,12 +197,7 @@ async fn replicas_on_redis_share_the_profile_and_the_schedule() {
     r1.eventually("r1 has the profile", WAIT, |st| hours(st) == learned)
         .await;
     let sched = r#"[{"days":"daily","from":"00:00","to":"24:00","min":5}]"#;
-    assert_eq!(
-        r1.send(reqwest::Method::PUT, "/scaler/capacity/schedule", sched)
-            .await
-            .0,
-        204
-    );
+    put_schedule(&r1, sched).await;
     let st = r0
         .eventually("the leader holds the schedule", WAIT, |st| eff(st) == 5)
         .await;

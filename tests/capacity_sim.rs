@@ -1,25 +1,12 @@
 //! `simulate --target/--learn-days` (ours sizing its own spare floor) and the honest
 //! neighbours, run as the real binary.
 
-use std::process::Command;
+mod support;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
-}
-
 fn json(args: &[&str]) -> Value {
-    let out = bin()
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::succeed(support::bin().args(args).arg("--json"));
     serde_json::from_slice(&out.stdout).expect("valid JSON")
 }
 
@@ -113,7 +100,10 @@ fn bad_target_flags_are_refused() {
         with(&["--target", "1%", "--learn-days", "-1"]),
         with(&["--as-quantity", "0"]),
     ] {
-        let out = bin().args(&args).output().expect("the binary runs");
+        let out = support::bin()
+            .args(&args)
+            .output()
+            .expect("the binary runs");
         assert!(!out.status.success(), "{args:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--"), "{args:?}: {err}");

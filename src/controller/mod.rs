@@ -13,7 +13,7 @@ use policy::{Event, LaunchHold, Origin};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::decision::{Decision, Record};
+use crate::decision::{Decision, Record, Timeout};
 use crate::lifecycle::LifecycleError;
 use crate::ops::now_ms;
 use crate::service::Service;
@@ -138,14 +138,14 @@ impl Controller {
                     now,
                 );
                 // Issue 14 hook: sidecar silence timeouts and shutdown orders, same write.
-                let sidecar = policy::sidecar_tick(
-                    &mut snap.ledger,
+                let inputs = policy::Inputs::new(
                     &settings,
                     merged.observation.as_ref(),
                     lifecycle_up,
                     svc.timing(),
                     now,
                 );
+                let sidecar = policy::sidecar_tick(&mut snap.ledger, &inputs);
                 Planned {
                     tick: pool.tick.clone(),
                     hold,
@@ -257,6 +257,10 @@ impl Controller {
     }
 
     fn record_event(&self, e: &Event, now: policy::Millis) {
+        let timeout = |host: &String, timeout| Decision::Timeout {
+            host: host.clone(),
+            timeout,
+        };
         let d = match e {
             Event::Seen { host, boot_ms } => {
                 self.svc.ops.metrics.boot(*boot_ms);
@@ -266,9 +270,9 @@ impl Controller {
                 }
             }
             Event::Left { host } => Decision::Left { host: host.clone() },
-            Event::BootTimeout { host } => Decision::BootTimeout { host: host.clone() },
-            Event::DrainTimeout { host } => Decision::DrainTimeout { host: host.clone() },
-            Event::PendingExpired { host } => Decision::PendingExpired { host: host.clone() },
+            Event::BootTimeout { host } => timeout(host, Timeout::Boot),
+            Event::DrainTimeout { host } => timeout(host, Timeout::Drain),
+            Event::PendingExpired { host } => timeout(host, Timeout::Pending),
             Event::Unexplained { delta, offset } => {
                 tracing::info!(
                     delta,
@@ -321,21 +325,13 @@ impl Controller {
         let started = Instant::now();
         let result = svc.lifecycle().create(host, &svc.cfg.instance_type).await;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let host_s = host.to_string();
-        let decision = match &result {
-            Ok(_) => Decision::Created {
-                host: host_s,
-                elapsed_ms,
-            },
-            Err(e) if e.is_definitive() => Decision::CreateRefused {
-                host: host_s,
-                error: e.to_string(),
-            },
-            Err(e) => Decision::CreateRetry {
-                host: host_s,
-                error: e.to_string(),
-            },
-        };
+        let decision = call_decision(
+            host,
+            &result,
+            |host, _| Decision::Created { host, elapsed_ms },
+            |host, error| Decision::CreateRefused { host, error },
+            |host, error| Decision::CreateRetry { host, error },
+        );
         self.record_outcome(decision, |snap, now| match &result {
             Ok(created) => {
                 snap.ledger.launch_confirmed(host, now);
@@ -369,21 +365,16 @@ impl Controller {
                 .await
                 .map(|()| format!("deleted {host}"))
         };
-        let host_s = host.to_string();
-        let decision = match &result {
-            Ok(detail) => Decision::Deleted {
-                host: host_s,
+        let decision = call_decision(
+            host,
+            &result,
+            |host, detail| Decision::Deleted {
+                host,
                 detail: detail.clone(),
             },
-            Err(e) if e.is_definitive() => Decision::Parked {
-                host: host_s,
-                error: e.to_string(),
-            },
-            Err(e) => Decision::DeleteRetry {
-                host: host_s,
-                error: e.to_string(),
-            },
-        };
+            |host, error| Decision::Parked { host, error },
+            |host, error| Decision::DeleteRetry { host, error },
+        );
         self.record_outcome(decision, |snap, now| match &result {
             Ok(_) => snap.ledger.delete_done(host, now),
             Err(e) if e.is_definitive() => snap.ledger.park(host, &e.to_string()),
@@ -485,6 +476,23 @@ impl Controller {
         if !orphans.is_empty() {
             tracing::warn!(hosts = ?orphans, "hosts with our prefix unknown to the ledger (left alone)");
         }
+    }
+}
+
+/// The decision for a lifecycle call's result on `host`: `ok` on success, `refused` when the
+/// lifecycle manager refused it for good, `retry` otherwise (the call is repeated).
+fn call_decision<T>(
+    host: &str,
+    result: &Result<T, LifecycleError>,
+    ok: impl FnOnce(String, &T) -> Decision,
+    refused: impl FnOnce(String, String) -> Decision,
+    retry: impl FnOnce(String, String) -> Decision,
+) -> Decision {
+    let host = host.to_string();
+    match result {
+        Ok(v) => ok(host, v),
+        Err(e) if e.is_definitive() => refused(host, e.to_string()),
+        Err(e) => retry(host, e.to_string()),
     }
 }
 

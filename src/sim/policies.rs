@@ -207,18 +207,6 @@ impl Ours {
                 self.ledger.record_refill(&host, now);
             }
         }
-        for host in self.ledger.starts_owed() {
-            match w.power_on(&host) {
-                Ok(()) => self.ledger.start_confirmed(&host, now),
-                Err(e) => self.ledger.start_error(&host, now, &e.to_string(), false),
-            }
-        }
-        for host in self.ledger.stops_owed() {
-            match w.power_off(&host) {
-                Ok(()) => self.ledger.stop_done(&host, now),
-                Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),
-            }
-        }
         self.carry_out(w, now);
     }
 }
@@ -251,18 +239,10 @@ impl Ours {
 
     /// What the policy's removal and sidecar functions read, as `serve` passes them: the ledger
     /// (to change), the settings, the reading, whether the lifecycle manager is up, the timing.
-    pub(super) fn inputs(
-        &mut self,
-        w: &World,
-    ) -> (&mut Ledger, &Settings, Option<&Observation>, bool, &Timing) {
+    pub(super) fn inputs(&mut self, w: &World, now: Millis) -> (&mut Ledger, policy::Inputs<'_>) {
         let up = w.lifecycle_up();
-        (
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            up,
-            &self.timing,
-        )
+        let inputs = policy::Inputs::new(&self.settings, self.obs.as_ref(), up, &self.timing, now);
+        (&mut self.ledger, inputs)
     }
 
     /// `policy::tick`, then the record of each launch it decided.
@@ -288,9 +268,23 @@ impl Ours {
         }
     }
 
-    /// The lifecycle calls owed: creates (new launches and earlier ones whose create failed: a
-    /// transient error keeps them `requested` until the boot timeout), then deletes.
+    /// The lifecycle calls owed: the warm pool's starts and stops, creates (new launches and
+    /// earlier ones whose create failed: a transient error keeps them `requested` until the
+    /// boot timeout), then deletes.
     pub(super) fn carry_out(&mut self, w: &mut World, now: Millis) {
+        // The warm pool's power calls first (none without a pool).
+        for host in self.ledger.starts_owed() {
+            match w.power_on(&host) {
+                Ok(()) => self.ledger.start_confirmed(&host, now),
+                Err(e) => self.ledger.start_error(&host, now, &e.to_string(), false),
+            }
+        }
+        for host in self.ledger.stops_owed() {
+            match w.power_off(&host) {
+                Ok(()) => self.ledger.stop_done(&host, now),
+                Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),
+            }
+        }
         for host in self.ledger.creates_owed() {
             match w.create(&host) {
                 Ok(()) => self.ledger.launch_confirmed(&host, now),
@@ -353,18 +347,11 @@ impl Controller for Ours {
             };
         }
         if self.pool.enabled() {
-            let (d, _) = policy::remove_request_with_pool(
-                &mut self.ledger,
-                &self.settings,
-                &self.pool,
-                self.obs.as_ref(),
-                w.lifecycle_up(),
-                &self.timing,
-                now,
-                host,
-                reason,
-                policy::DrainMode::Confirm,
-            );
+            let pool = self.pool;
+            let (ledger, inputs) = self.inputs(w, now);
+            let mode = policy::DrainMode::Confirm;
+            let (d, _) =
+                policy::remove_request_with_pool(ledger, &pool, &inputs, host, reason, mode);
             return Answer {
                 accept: d.accepted(),
                 reading: self.reading,
@@ -372,10 +359,9 @@ impl Controller for Ours {
         }
         // The same call as `serve` for our agent's request (`"drain": "confirm"`): a repeat is
         // answered `accepted` again, spending nothing.
-        let (ledger, settings, obs, up, timing) = self.inputs(w);
-        let mode = policy::DrainMode::Confirm;
+        let (ledger, inputs) = self.inputs(w, now);
         let d =
-            policy::remove_request_as(ledger, settings, obs, up, timing, now, host, reason, mode);
+            policy::remove_request_as(ledger, &inputs, host, reason, policy::DrainMode::Confirm);
         if let (Some(c), RemovalDecision::Accept { repeat: false, .. }) = (&mut self.capacity, &d)
             && reason == Reason::Expired
         {

@@ -60,8 +60,8 @@ impl Controller for SidecarFleet {
             }
         }
         o.launch(now);
-        let (ledger, settings, obs, up, timing) = o.inputs(w);
-        let sc = policy::sidecar_tick(ledger, settings, obs, up, timing, now);
+        let (ledger, inputs) = o.inputs(w, now);
+        let sc = policy::sidecar_tick(ledger, &inputs);
         for s in sc.shutdowns {
             // The answer to its next poll; the gateway drains and exits.
             w.shut_down(&s.host, o.reading);

@@ -482,16 +482,22 @@ impl World {
         }
         let g = self.spawn(host, GwState::Booting);
         self.tally.launches += 1;
+        self.start_boot(g, self.cfg.boot_ms);
+        Ok(())
+    }
+
+    /// Gateway `g` starts booting (provisioned or resumed): checked against `max` as it starts,
+    /// and up after a lognormal time around `mean_ms`.
+    fn start_boot(&mut self, g: usize, mean_ms: u64) {
         if self.census.jicofo_total() + self.census.booting > self.cfg.max {
             self.tally.past_max += 1;
         }
-        let boot = lognormal(&mut self.rng, self.cfg.boot_ms as f64, self.cfg.boot_cv);
+        let boot = lognormal(&mut self.rng, mean_ms as f64, self.cfg.boot_cv);
         let generation = self.gws[g].generation;
         self.push(
             self.now + boot.round().max(1.0) as u64,
             Ev::BootDone(g, generation),
         );
-        Ok(())
     }
 
     /// Warm pool: powers a stopped host on (it joins Jicofo `resume` later). A host that is
@@ -515,15 +521,7 @@ impl World {
         // not count the same gateway, now fresh, as still leaving.
         self.idle_approvals.retain(|&a| a != g);
         self.tally.resumes += 1;
-        if self.census.jicofo_total() + self.census.booting > self.cfg.max {
-            self.tally.past_max += 1;
-        }
-        let resume = lognormal(&mut self.rng, self.cfg.resume_ms as f64, self.cfg.boot_cv);
-        let generation = self.gws[g].generation;
-        self.push(
-            self.now + resume.round().max(1.0) as u64,
-            Ev::BootDone(g, generation),
-        );
+        self.start_boot(g, self.cfg.resume_ms);
         Ok(())
     }
 

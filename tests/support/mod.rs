@@ -723,6 +723,18 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_jitsi-scaler"))
 }
 
+/// Runs `cmd` to its end and checks that it succeeded (its stderr in the failure message);
+/// returns its output.
+pub fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `jitsi-scaler <args> --config <config>` to its end.
 pub fn run_with_config(args: &[&str], config: &std::path::Path) -> std::process::Output {
     let out = bin().args(args).arg("--config").arg(config).output();

@@ -65,20 +65,14 @@ impl DrainMode {
 /// A remove-me request, end to end on the ledger (shared by `serve` and `simulate`): note that
 /// the host runs, decide, and record a new approval with the drain `mode` of its client (a
 /// repeat spends nothing): [`crate::remove_request_with_pool`] without a pool. A client that does not say drains as [`DrainMode::default_for`].
-#[allow(clippy::too_many_arguments)]
 pub fn remove_request_as(
     ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
+    inputs: &Inputs,
     host: &str,
     reason: Reason,
     mode: DrainMode,
 ) -> RemovalDecision {
-    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
-    remove_request_in(ledger, &inputs, &WarmPool::default(), host, reason, mode).0
+    remove_request_in(ledger, inputs, &WarmPool::default(), host, reason, mode).0
 }
 
 /// The answer to a legacy `POST /scaler/instance` that fits under `max`.
@@ -153,7 +147,13 @@ mod tests {
         l.absorb(&o, &t);
         // An idle remove-me from `host` at `now`, its client draining as `mode`.
         let idle = |l: &mut Ledger, now, host, mode| {
-            remove_request_as(l, &s, Some(&o), true, &t, now, host, Reason::Idle, mode)
+            remove_request_as(
+                l,
+                &Inputs::new(&s, Some(&o), true, &t, now),
+                host,
+                Reason::Idle,
+                mode,
+            )
         };
         let d = idle(&mut l, 1_000, "legacy", DrainMode::Immediate);
         assert!(d.accepted());

@@ -282,21 +282,15 @@ pub fn expire(ledger: &mut Ledger, pool: &WarmPool, now: Millis) -> Vec<Event> {
 /// A remove-me request with a warm pool (as [`crate::remove_request_as`], drained as `mode`):
 /// an accepted idle or expired removal goes into the pool while it is below its size. Returns
 /// the decision and whether the host goes into the pool.
-#[allow(clippy::too_many_arguments)]
 pub fn remove_request_with_pool(
     ledger: &mut Ledger,
-    settings: &Settings,
     pool: &WarmPool,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
+    inputs: &Inputs,
     host: &str,
     reason: Reason,
     mode: DrainMode,
 ) -> (RemovalDecision, bool) {
-    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
-    remove_request_in(ledger, &inputs, pool, host, reason, mode)
+    remove_request_in(ledger, inputs, pool, host, reason, mode)
 }
 
 /// [`remove_request_with_pool`] on gathered [`Inputs`] (also what [`crate::remove_request_as`]

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::key_of;
 use crate::pool::remove_request_in;
 use crate::{
-    DrainMode, Inputs, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings,
-    State, Timing, WarmPool,
+    DrainMode, Inputs, Ledger, Millis, Origin, Reason, RemovalDecision, State, Timing, WarmPool,
 };
 
 /// Jibri's `busyStatus`.
@@ -385,17 +384,9 @@ pub fn select_shutdowns(ledger: &mut Ledger, inputs: &Inputs) -> Vec<Shutdown> {
 
 /// The sidecar part of one leader tick (after [`crate::tick`], in the same store write):
 /// silence timeouts, then [`select_shutdowns`].
-pub fn sidecar_tick(
-    ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    lifecycle_up: bool,
-    timing: &Timing,
-    now: Millis,
-) -> SidecarTick {
-    let events = ledger.sidecar_expire(timing, now);
-    let inputs = Inputs::new(settings, obs, lifecycle_up, timing, now);
-    let shutdowns = select_shutdowns(ledger, &inputs);
+pub fn sidecar_tick(ledger: &mut Ledger, inputs: &Inputs) -> SidecarTick {
+    let events = ledger.sidecar_expire(inputs.timing, inputs.now);
+    let shutdowns = select_shutdowns(ledger, inputs);
     SidecarTick { events, shutdowns }
 }
 
@@ -403,6 +394,7 @@ pub fn sidecar_tick(
 mod tests {
     use super::*;
     use crate::testing::obs_at as obs;
+    use crate::{Observation, Settings};
     use proptest::prelude::*;
 
     fn report(busy: BusyStatus, health: HealthStatus) -> Option<SidecarReport> {
@@ -509,7 +501,7 @@ mod tests {
         l.sidecar_heard("b", report(IDLE, OK), 10, &t);
         l.sidecar_heard("c", report(IDLE, OK), 20, &t);
         let o = obs(3, 3, 100);
-        let sd = sidecar_tick(&mut l, &s, Some(&o), true, &t, 100).shutdowns;
+        let sd = sidecar_tick(&mut l, &Inputs::new(&s, Some(&o), true, &t, 100)).shutdowns;
         assert_eq!(sd.len(), 2);
         assert!(l.deletes_owed().is_empty(), "draining until it confirms");
         // a confirms through /sidecar/shutdown.
@@ -519,8 +511,9 @@ mod tests {
         l.sidecar_heard("b", None, 100_000, &t);
         l.sidecar_heard("c", report(IDLE, OK), 300_000, &t);
         // A leader tick at `now` on Jicofo's reading `o`.
-        let tick =
-            |l: &mut Ledger, o: Observation, now| sidecar_tick(l, &s, Some(&o), true, &t, now);
+        let tick = |l: &mut Ledger, o: Observation, now| {
+            sidecar_tick(l, &Inputs::new(&s, Some(&o), true, &t, now))
+        };
         let silence = 100_000 + t.sidecar_ttl_ms;
         let tick1 = tick(&mut l, obs(3, 3, 60_000), silence - 1);
         assert!(tick1.events.is_empty(), "{tick1:?}");
@@ -560,7 +553,7 @@ mod tests {
             0,
             "adoption moves it out of the unmanaged count"
         );
-        let tick = sidecar_tick(&mut l, &s, None, true, &t, t.sidecar_ttl_ms);
+        let tick = sidecar_tick(&mut l, &Inputs::new(&s, None, true, &t, t.sidecar_ttl_ms));
         assert!(matches!(&tick.events[..], [SidecarEvent::Forgotten { .. }]));
         assert!(l.deletes_owed().is_empty());
         assert_eq!(l.offset(), 1);

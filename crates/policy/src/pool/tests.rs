@@ -23,7 +23,14 @@ fn rr(
     reason: Reason,
 ) -> (RemovalDecision, bool) {
     let mode = crate::DrainMode::default_for(t);
-    remove_request_with_pool(l, s, p, Some(o), true, t, now, host, reason, mode)
+    remove_request_with_pool(
+        l,
+        p,
+        &Inputs::new(s, Some(o), true, t, now),
+        host,
+        reason,
+        mode,
+    )
 }
 
 fn pool(size: u32) -> WarmPool {
