@@ -683,7 +683,11 @@ impl Service {
             in_flight: v.in_flight,
             draining,
             pending_removal: v.pending_removal,
-            min: v.settings.min_available,
+            min: v
+                .capacity
+                .as_ref()
+                .map_or(v.settings.min_available, |s| s.effective_min),
+            floor: v.settings.min_available,
             max: v.settings.max_total,
             leader: v.leader,
             store_ok: self.store.reachable(),

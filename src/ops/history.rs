@@ -45,8 +45,10 @@ pub struct Sample {
     pub draining: u32,
     /// Approved removals Jicofo still counts.
     pub pending_removal: u32,
-    /// Setting `min` (the floor of available gateways).
+    /// The `min` held: the effective min in target mode (`[capacity]`), else the setting.
     pub min: u32,
+    /// The `min` setting (the floor the effective min never goes below).
+    pub floor: u32,
     /// Setting `max`.
     pub max: u32,
     /// Hosts launched (launch rule and `POST /instance`) since the previous sample.
