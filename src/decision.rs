@@ -157,6 +157,12 @@ pub enum Timeout {
     Drain,
     /// An approved host still counted past the pending-removal TTL: no longer pending.
     Pending,
+    /// A host started from the warm pool not seen within the start timeout: powered off and
+    /// checked (first failure) or deleted (`failures` 2).
+    Start {
+        /// Consecutive failed starts, this one included.
+        failures: u32,
+    },
 }
 
 /// One decision of the service, with the numbers that made it.
@@ -442,6 +448,8 @@ impl Decision {
                 Timeout::Boot => Outcome::LaunchFailed,
                 Timeout::Drain => Outcome::Deleting,
                 Timeout::Pending => Outcome::NotPending,
+                Timeout::Start { failures } if *failures >= 2 => Outcome::LaunchFailed,
+                Timeout::Start { .. } => Outcome::Stopping,
             },
             Decision::Created { .. } => Outcome::Created,
             Decision::CreateRetry { .. } | Decision::DeleteRetry { .. } => Outcome::Retry,
@@ -619,11 +627,18 @@ impl Decision {
             ),
             Decision::Left { .. } => "no longer counted by Jicofo".into(),
             Decision::Timeout { timeout, .. } => match timeout {
-                Timeout::Boot => "not seen in Jicofo within the boot timeout: deleting it",
-                Timeout::Drain => "no drain confirmation within the drain timeout: deleting it",
-                Timeout::Pending => "still counted by Jicofo after the pending-removal TTL",
-            }
-            .into(),
+                Timeout::Boot => "not seen in Jicofo within the boot timeout: deleting it".into(),
+                Timeout::Drain => {
+                    "no drain confirmation within the drain timeout: deleting it".into()
+                }
+                Timeout::Pending => {
+                    "still counted by Jicofo after the pending-removal TTL".into()
+                }
+                Timeout::Start { failures } if *failures >= 2 => format!(
+                    "started from the pool, not seen within the start timeout ({failures} times in a row): deleting it"
+                ),
+                Timeout::Start { .. } => "started from the pool, not seen within the start timeout: powering it off and checking it (its launch is held until then)".into(),
+            },
             Decision::Created { elapsed_ms, .. } => {
                 format!("lifecycle manager created it in {elapsed_ms} ms")
             }
@@ -734,13 +749,6 @@ pub enum PoolDecision {
         /// Start (power-on) to seen.
         lead_ms: u64,
     },
-    /// A start not seen within the start timeout.
-    StartTimeout {
-        /// The host.
-        host: String,
-        /// Consecutive failed starts.
-        failures: u32,
-    },
     /// A stopped host beyond the pool's size is deleted.
     Trimmed {
         /// The host.
@@ -759,7 +767,6 @@ impl PoolDecision {
         match self {
             PoolDecision::Start { .. } => Kind::Launch,
             PoolDecision::Resumed { .. } => Kind::Seen,
-            PoolDecision::StartTimeout { .. } => Kind::Timeout,
             PoolDecision::Learned { .. } => Kind::Reconcile,
             _ => Kind::Pool,
         }
@@ -775,8 +782,6 @@ impl PoolDecision {
             PoolDecision::StopRefused { .. } | PoolDecision::Trimmed { .. } => Outcome::Deleting,
             PoolDecision::PowerRetry { .. } => Outcome::Retry,
             PoolDecision::Resumed { .. } => Outcome::Ready,
-            PoolDecision::StartTimeout { failures, .. } if *failures >= 2 => Outcome::LaunchFailed,
-            PoolDecision::StartTimeout { .. } => Outcome::Stopping,
         }
     }
 
@@ -790,7 +795,6 @@ impl PoolDecision {
             | PoolDecision::StopRefused { host, .. }
             | PoolDecision::PowerRetry { host, .. }
             | PoolDecision::Resumed { host, .. }
-            | PoolDecision::StartTimeout { host, .. }
             | PoolDecision::Trimmed { host }
             | PoolDecision::Learned { host } => Some(host),
         }
@@ -828,15 +832,12 @@ impl PoolDecision {
                 "counted by Jicofo {:.0}s after its start from the warm pool",
                 *lead_ms as f64 / 1000.0
             ),
-            PoolDecision::StartTimeout { failures, .. } if *failures >= 2 => format!(
-                "started from the pool, not seen within the start timeout ({failures} times in a row): deleting it"
-            ),
-            PoolDecision::StartTimeout { .. } => "started from the pool, not seen within the start timeout: powering it off and checking it (its launch is held until then)".into(),
             PoolDecision::Trimmed { .. } => {
                 "stopped host beyond the warm pool's size: deleting it".into()
             }
             PoolDecision::Learned { .. } => {
-                "powered-off host with our prefix, unknown to the ledger: joins the warm pool".into()
+                "powered-off host with our prefix, unknown to the ledger: joins the warm pool"
+                    .into()
             }
         }
     }

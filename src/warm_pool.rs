@@ -125,10 +125,14 @@ pub fn event_decision(e: &Event) -> Option<Decision> {
             host: host.clone(),
             lead_ms: *lead_ms,
         },
-        Event::StartTimeout { host, failures } => PoolDecision::StartTimeout {
-            host: host.clone(),
-            failures: *failures,
-        },
+        Event::StartTimeout { host, failures } => {
+            return Some(Decision::Timeout {
+                host: host.clone(),
+                timeout: crate::decision::Timeout::Start {
+                    failures: *failures,
+                },
+            });
+        }
         Event::PoolTrimmed { host } => PoolDecision::Trimmed { host: host.clone() },
         _ => return None,
     };

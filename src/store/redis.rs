@@ -135,6 +135,12 @@ impl RedisStore {
         }
     }
 
+    /// Runs one Lua script invocation (with the timeout); its integer answer.
+    async fn invoke(&self, script: &redis::ScriptInvocation<'_>) -> Result<i64, StoreError> {
+        let mut con = self.con.clone();
+        self.timed(script.invoke_async(&mut con)).await
+    }
+
     /// The snapshot, its version and the recovery marker, read together.
     pub(super) async fn load(&self) -> Result<Loaded, StoreError> {
         let mut con = self.con.clone();
@@ -167,20 +173,17 @@ impl RedisStore {
         snap: &Snapshot,
         window: Duration,
     ) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(snap).map_err(|e| StoreError::Task(e.to_string()))?;
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut con = self.con.clone();
-        let r: i64 = self
-            .timed(
+        let r = self
+            .invoke(
                 self.restore
                     .key(&self.keys.version)
                     .key(&self.keys.state)
                     .key(&self.keys.generation)
                     .key(&self.keys.recovering)
-                    .arg(json)
+                    .arg(to_json(snap)?)
                     .arg(snap.generation)
-                    .arg(window_ms)
-                    .invoke_async(&mut con),
+                    .arg(window_ms),
             )
             .await?;
         Ok(r == 1)
@@ -194,20 +197,17 @@ impl RedisStore {
         snap: &Snapshot,
         fence: Option<&str>,
     ) -> Result<CasOutcome, StoreError> {
-        let json = serde_json::to_string(snap).map_err(|e| StoreError::Task(e.to_string()))?;
-        let mut con = self.con.clone();
-        let r: i64 = self
-            .timed(
+        let r = self
+            .invoke(
                 self.cas
                     .key(&self.keys.version)
                     .key(&self.keys.state)
                     .key(&self.keys.lease)
                     .key(&self.keys.generation)
                     .arg(version.to_string())
-                    .arg(json)
+                    .arg(to_json(snap)?)
                     .arg(fence.unwrap_or(""))
-                    .arg(snap.generation)
-                    .invoke_async(&mut con),
+                    .arg(snap.generation),
             )
             .await?;
         Ok(match r {
@@ -219,7 +219,7 @@ impl RedisStore {
 
     /// Writes `snap` unconditionally (migration).
     pub(super) async fn save(&self, snap: &Snapshot) -> Result<(), StoreError> {
-        let json = serde_json::to_string(snap).map_err(|e| StoreError::Task(e.to_string()))?;
+        let json = to_json(snap)?;
         let mut con = self.con.clone();
         self.timed(
             redis::pipe()
@@ -245,14 +245,8 @@ impl RedisStore {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut con = self.con.clone();
         if let Some(value) = held {
-            let renewed: i64 = self
-                .timed(
-                    self.renew
-                        .key(&self.keys.lease)
-                        .arg(value)
-                        .arg(ttl_ms)
-                        .invoke_async(&mut con),
-                )
+            let renewed = self
+                .invoke(self.renew.key(&self.keys.lease).arg(value).arg(ttl_ms))
                 .await?;
             if renewed == 1 {
                 return Ok(Some(value.to_string()));
@@ -293,14 +287,7 @@ impl RedisStore {
 
     /// Releases the lease if it is still `value` (clean shutdown).
     pub(super) async fn release(&self, value: &str) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
-        let _: i64 = self
-            .timed(
-                self.release
-                    .key(&self.keys.lease)
-                    .arg(value)
-                    .invoke_async(&mut con),
-            )
+        self.invoke(self.release.key(&self.keys.lease).arg(value))
             .await?;
         Ok(())
     }
@@ -315,4 +302,9 @@ impl RedisStore {
         )
         .await
     }
+}
+
+/// The snapshot as stored (JSON).
+fn to_json(snap: &Snapshot) -> Result<String, StoreError> {
+    serde_json::to_string(snap).map_err(|e| StoreError::Task(e.to_string()))
 }

@@ -243,16 +243,17 @@ mod tests {
         );
     }
 
+    /// A schedule that must be valid (max 100).
+    fn valid(entries: Vec<ScheduleEntry>) -> Schedule {
+        Schedule::new(entries, 100).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn active_windows_follow_days_hours_and_midnight() {
-        let s = Schedule::new(
-            vec![
-                entry("mon-fri", "08:00", "18:00", 6, "UTC"),
-                entry("fri", "22:00", "02:00", 4, "UTC"),
-            ],
-            100,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let s = valid(vec![
+            entry("mon-fri", "08:00", "18:00", 6, "UTC"),
+            entry("fri", "22:00", "02:00", 4, "UTC"),
+        ]);
         let utc = |w: WeekMs| move |_: &str| Some(w);
         assert_eq!(s.at(utc(at(0, 7, 59))), None);
         assert_eq!(s.at(utc(at(0, 8, 0))).map(|n| n.min), Some(6));
@@ -271,14 +272,10 @@ mod tests {
 
     #[test]
     fn each_entry_is_judged_in_its_own_zone() {
-        let s = Schedule::new(
-            vec![
-                entry("mon", "09:00", "10:00", 3, "Europe/Berlin"),
-                entry("mon", "09:00", "10:00", 7, "America/New_York"),
-            ],
-            100,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let s = valid(vec![
+            entry("mon", "09:00", "10:00", 3, "Europe/Berlin"),
+            entry("mon", "09:00", "10:00", 7, "America/New_York"),
+        ]);
         assert_eq!(s.zones(), vec!["America/New_York", "Europe/Berlin"]);
         // 08:30 UTC on a Monday in winter: 09:30 in Berlin, 03:30 in New York.
         let local = |tz: &str| match tz {
