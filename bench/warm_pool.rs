@@ -23,7 +23,7 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "slow boot 300/h",
-        args: "--profile flat --rate 300/h --days 1 --boot 10m --boot-cv 0.5 --resume 30s --max 400",
+        args: "--profile flat --rate 300/h --days 1 --boot 10m --boot-cv 0.5 --boot-timeout 30m --resume 30s --max 400",
         peak_per_hour: 300.0,
         boot_s: 600.0,
         resume_s: 30.0,
