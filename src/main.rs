@@ -105,8 +105,8 @@ enum ConfigCommand {
 
 /// Config keys shown by `serve --help` (all keys: docs/configuration.md).
 const SERVE_HELP: &str = "\
-Config sections: [settings] [policy] [jicofo] [lifecycle] [auth] [store] [metrics] [audit] [log]
-[server];
+Config sections: [settings] [policy] [capacity] [warm_pool] [jicofo] [lifecycle] [auth] [store]
+[metrics] [audit] [log] [server];
 every key with its default: docs/configuration.md. A key is overridden by the environment
 variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
 Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
