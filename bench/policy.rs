@@ -163,6 +163,31 @@ fn analytical(sc: &Scenario, lead_s: f64) -> (f64, f64) {
     (100.0 * rejected / calls.max(1e-9), spare_h)
 }
 
+/// The analytical bound at exactly `target` rejected in every hour (the warm-pool rows, at the
+/// rejection rate the run without a pool reached): each hour time-shares between the two
+/// Erlang-B spare counts around the target, so no integer rounding over-delivers.
+fn erlang_bound_exact(mean_per_hour: f64, diurnal: bool, lead_s: f64, target: f64) -> (f64, f64) {
+    let (mut calls, mut rejected, mut spare_h) = (0.0, 0.0, 0.0);
+    // Idle spares on average with k spares: k minus those waiting for their replacement.
+    let idle = |k: u32, a: f64| f64::from(k) - a * (1.0 - erlang_b(k, a));
+    for w in profile(diurnal) {
+        let rate = mean_per_hour * w;
+        let a = rate / 3600.0 * lead_s;
+        let k = spare_needed(a, target).unwrap_or(1000);
+        let (hi, lo) = (erlang_b(k, a), erlang_b(k.saturating_sub(1), a));
+        // Share of the hour with k spares (the rest with k - 1) that rejects exactly `target`.
+        let f = if k == 0 || lo <= hi {
+            1.0
+        } else {
+            ((lo - target) / (lo - hi)).clamp(0.0, 1.0)
+        };
+        calls += rate;
+        rejected += rate * (f * hi + (1.0 - f) * lo);
+        spare_h += f * idle(k, a) + (1.0 - f) * idle(k.saturating_sub(1), a);
+    }
+    (100.0 * rejected / calls.max(1e-9), spare_h)
+}
+
 /// Student t quantile, 97.5 %.
 fn t975(df: usize) -> f64 {
     match df {

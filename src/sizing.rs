@@ -26,12 +26,21 @@ impl Service {
     /// Once per tick on every replica: takes the stored profile and schedules (a follower
     /// always takes the leader's), then sizes the spare floor from the merged reading.
     pub async fn capacity_tick(&self, now: Millis, leader: bool) -> Option<Change> {
-        let (stored, settings) = self
+        // Issue 13: the lead of the path the next launch takes (a warm pool's starts).
+        let pool = self.cfg.warm_pool.to_policy();
+        let (stored, settings, lead) = self
             .store()
-            .read(|s| (s.capacity.clone(), s.settings))
+            .read(|s| {
+                (
+                    s.capacity.clone(),
+                    s.settings,
+                    policy::sizing_lead(&s.ledger, &pool),
+                )
+            })
             .await;
         self.capacity
             .load(stored.as_ref(), settings.max_total, !leader);
+        self.capacity.launch_lead(lead);
         let merged = self.merged_now().await;
         self.capacity
             .settings(&settings, merged.observation.as_ref(), now)

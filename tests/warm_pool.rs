@@ -441,3 +441,97 @@ fn simulate_with_a_warm_pool_breaks_no_floor_on_the_diurnal_case() {
         (0, 0, 0)
     );
 }
+
+/// Target mode (the default) with a warm pool sizes its spares for the lead of the path the
+/// launches take (issue 13): `serve` first sizes for provisioning (the default boot, 10 min
+/// here), then, once three starts from the pool are measured and stopped hosts remain, for
+/// the start path's few seconds, and says so in `/scaler/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_in_target_mode_sizes_for_the_start_path() {
+    let jicofo = support::FakeJicofo::start(0, 0).await;
+    let fm = FakeForeman::start().await;
+    fm.set_delays(Duration::from_secs(60), Duration::from_millis(500));
+    // More stopped hosts than `max` lets run: the sizing (capped at `max`) never empties the
+    // pool, so the next launch stays a start.
+    let stopped: Vec<String> = (1..=10).map(|i| format!("vsg-p{i}")).collect();
+    for h in &stopped {
+        fm.add_stopped(h);
+    }
+    jicofo.state.lock().expect("lock").follow = Some(fm.clone());
+    let config = support::with_overrides(
+        &support::fast_config(&jicofo.url, &[&fm.url]).replace(
+            "mode = \"fixed\"",
+            "mode = \"target\"\ntarget_rejection = \"1%\"\ndefault_boot = \"10m\"",
+        ),
+        "boot_timeout = \"15m\"\n[settings]\nmin = 1\nmax = 6\nbulk_max = 5\n[warm_pool]\nsize = 10\nstart_timeout = \"20s\"\n",
+    );
+    let s = support::Scaler::start(&config).await;
+    let sizing = |st: &serde_json::Value| st["capacity"]["sizing"].clone();
+    let st = s
+        .eventually("a first sizing", Duration::from_secs(20), |st| {
+            sizing(st)["lead_path"].is_string()
+        })
+        .await;
+    assert_eq!(sizing(&st)["lead_path"], "create", "{st:#}");
+    assert!(
+        sizing(&st)["mean_lead_ms"].as_u64() >= Some(600_000),
+        "{st:#}"
+    );
+    // Calls take the started gateways one after another: every launch is a start.
+    for busy in 1..=4u32 {
+        s.eventually("a ready gateway", Duration::from_secs(20), |st| {
+            support::count(st, "ready") > u64::from(busy) - 1
+        })
+        .await;
+        jicofo.state.lock().expect("lock").busy = busy;
+    }
+    let st = s
+        .eventually("sizing on the start path", Duration::from_secs(30), |st| {
+            sizing(st)["lead_path"] == "start"
+        })
+        .await;
+    let mean = sizing(&st)["mean_lead_ms"].as_u64().unwrap_or(u64::MAX);
+    assert!(mean < 60_000, "seconds, not the 10 min of a create: {st:#}");
+    assert!(pool_num(&st, "stopped") >= 1, "{st:#}");
+    assert_eq!(
+        fm.creates(),
+        0,
+        "every launch started a stopped host: {st:#}"
+    );
+}
+
+/// `simulate --target` with a warm pool: the sizing uses the start path's lead, so the spares
+/// are those of a 30 s lead, not of 10 min provisioning (the pool's idle hours fall far below
+/// the same run's without a pool, at no more rejection).
+#[test]
+fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
+    use jitsi_scaler::sim::{SimulateArgs, simulate};
+    let run = |extra: &str| {
+        let flags = format!(
+            "--profile flat --rate 300/h --days 0.5 --boot 10m --boot-cv 0.5 --boot-timeout 30m --mean-duration 20m --max 400 --policies ours --seed 5 --target 0.5% --learn-days 1 {extra}"
+        );
+        let args = SimulateArgs::parse_from(flags.split_whitespace()).expect("flags");
+        let (trace, what) = args.trace().expect("trace");
+        simulate(&args, &trace, &what).expect("simulate")
+    };
+    let none = run("");
+    let pool = run("--warm-pool 130 --resume 30s");
+    let (a, b) = (&none.policies[0], &pool.policies[0]);
+    assert!(b.resumes > 1000, "{b:?}");
+    assert!(
+        b.worker_hours.idle < 0.6 * a.worker_hours.idle,
+        "idle {} with a pool vs {} without",
+        b.worker_hours.idle,
+        a.worker_hours.idle
+    );
+    assert!(b.rejected_pct <= a.rejected_pct, "{b:?} vs {a:?}");
+    assert!(
+        b.overprovisioning_warm.is_some_and(|x| x < 1.15),
+        "{:?}",
+        b.overprovisioning_warm
+    );
+    assert_eq!(
+        (b.launches_past_max, b.floor_breaks, b.cut_calls),
+        (0, 0, 0)
+    );
+}

@@ -281,6 +281,12 @@ impl Live {
         self.lock().demand.boot(boot_ms);
     }
 
+    /// The lead of the path the next launches take (`None`: provisioning; see
+    /// [`policy::sizing_lead`]).
+    pub fn launch_lead(&self, lead: Option<policy::capacity::LaunchLead>) {
+        self.lock().demand.set_launch_lead(lead);
+    }
+
     /// The settings to run the policy with now: `min` replaced by the effective min in target
     /// mode (and by the schedule in either mode). Feeds the reading to the estimator first.
     /// Returns the change of the effective min, if any.
@@ -416,7 +422,7 @@ pub fn describe(from: Option<u32>, s: &Sizing) -> String {
         None => format!("effective min {}", s.effective_min),
     };
     let why = format!(
-        "source {}; floor {}, schedule {}, learned {} (without feedback {}); rate {:.1}/h (short window {}, profile peak {}, day scale {:.2}); lead {} s (mean {} s), offered load {:.2}; next hour {}; target {:.3} %, max {}",
+        "source {}; floor {}, schedule {}, learned {} (without feedback {}); rate {:.1}/h (short window {}, profile peak {}, day scale {:.2}); lead {} s (mean {} s, {} path), offered load {:.2}; next hour {}; target {:.3} %, max {}",
         s.source.as_str(),
         s.floor,
         s.schedule.map_or("-".to_string(), |m| m.to_string()),
@@ -432,6 +438,7 @@ pub fn describe(from: Option<u32>, s: &Sizing) -> String {
         s.rate.day_scale,
         s.lead_ms / 1000,
         s.mean_lead_ms / 1000,
+        s.lead_path,
         s.offered_load,
         s.next_hour_per_hour
             .map_or("-".to_string(), |r| format!("{r:.1}/h")),

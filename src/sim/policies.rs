@@ -159,6 +159,9 @@ impl Ours {
                 },
             );
         }
+        // Issue 13: size for the lead of the path the next launch takes (as `serve`).
+        c.demand
+            .set_launch_lead(policy::sizing_lead(&self.ledger, &self.pool));
         let before = c.sizer.current();
         let s = c.sizer.size(
             &mut c.demand,

@@ -22,7 +22,7 @@ pub use ledger::{Event, Instance, Ledger, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
 pub use pool::{
     LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
-    remove_request_with_pool, tick_with_pool,
+    remove_request_with_pool, sizing_lead, tick_with_pool,
 };
 pub use settings::{Setting, Settings, SettingsError, Timing};
 pub use sidecar::{

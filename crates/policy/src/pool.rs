@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Counts, DrainMode, Event, Inputs, Instance, LaunchDecision, LaunchHold, Ledger, Millis,
-    Observation, Origin, Reason, RemovalDecision, Settings, State, Tick, Timing, decide_launch,
-    decide_removal, ledger::key_of,
+    Observation, Origin, Reason, RemovalDecision, Settings, State, Tick, Timing,
+    capacity::LaunchLead, decide_launch, decide_removal, ledger::key_of,
 };
 
 /// Warm-pool settings (config section `[warm_pool]`).
@@ -139,6 +139,22 @@ pub fn next_launch(ledger: &Ledger, pool: &WarmPool) -> (LaunchPath, LeadStat) {
         (LaunchPath::Start, leads.start)
     } else {
         (LaunchPath::Create, leads.create)
+    }
+}
+
+/// Starts measured before the pool's own lead replaces the provisioning boots in sizing.
+const SIZING_STARTS: u64 = 3;
+
+/// The lead capacity sizing uses (issue 13): the pool's measured start lead while the next
+/// launch is a start from the pool and a few starts have been measured; `None` otherwise (the
+/// sizing then uses the provisioning boots, the conservative lead).
+pub fn sizing_lead(ledger: &Ledger, pool: &WarmPool) -> Option<LaunchLead> {
+    match next_launch(ledger, pool) {
+        (LaunchPath::Start, s) if s.samples >= SIZING_STARTS => Some(LaunchLead {
+            mean_ms: s.mean_ms,
+            high_ms: s.high_ms().unwrap_or(s.mean_ms),
+        }),
+        _ => None,
     }
 }
 

@@ -223,11 +223,23 @@ pub struct Demand {
     /// Completed hours: (observed arrivals, profile's expectation before learning them).
     trail: VecDeque<(f64, f64)>,
     boots: VecDeque<u64>,
+    /// The lead of the path launches take now when it is not provisioning (a warm pool's
+    /// measured power-on starts), set each tick by [`Demand::set_launch_lead`].
+    launch_lead: Option<LaunchLead>,
     /// Decayed evidence that completions are reported (single-use) vs busy drops.
     completions_seen: f64,
     drops_seen: f64,
     /// Cached [`Demand::spare_value`] (recomputed when the profile changes).
     value: Option<Option<f64>>,
+}
+
+/// A measured launch lead other than the provisioning boots' (a warm pool's starts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchLead {
+    /// Mean lead (ms), launch -> seen in Jicofo.
+    pub mean_ms: u64,
+    /// A high estimate (ms), for how far ahead to look.
+    pub high_ms: u64,
 }
 
 /// Completed hours kept for the day scale.
@@ -254,6 +266,7 @@ impl Demand {
             hour: HourAcc::default(),
             trail: VecDeque::new(),
             boots: VecDeque::new(),
+            launch_lead: None,
             completions_seen: 0.0,
             drops_seen: 0.0,
             value: None,
@@ -284,6 +297,28 @@ impl Demand {
         while self.boots.len() > BOOTS_KEPT {
             self.boots.pop_front();
         }
+    }
+
+    /// Sets the lead of the path the next launches take (`None`: provisioning, the measured
+    /// boots). A warm pool's starts take seconds where a create takes minutes, and the spares
+    /// only have to cover the calls that arrive during the lead of the path actually taken.
+    pub fn set_launch_lead(&mut self, lead: Option<LaunchLead>) {
+        // The week's spare value depends on the mean lead: recompute it when the path changes
+        // or its mean moves by more than a quarter (not on every new sample).
+        let moved = match (self.launch_lead, lead) {
+            (None, None) => false,
+            (Some(a), Some(b)) => a.mean_ms.abs_diff(b.mean_ms) * 4 > a.mean_ms.max(1),
+            _ => true,
+        };
+        if moved {
+            self.value = None;
+        }
+        self.launch_lead = lead;
+    }
+
+    /// The lead set by [`Demand::set_launch_lead`], if any.
+    pub fn launch_lead(&self) -> Option<LaunchLead> {
+        self.launch_lead
     }
 
     /// Whether completions are being reported (single-use gateways).
@@ -470,8 +505,12 @@ impl Demand {
         ((obs + SCALE_PRIOR) / (exp + SCALE_PRIOR)).clamp(0.2, 5.0)
     }
 
-    /// The lead time: a high percentile of measured boots, plus one tick and one poll.
+    /// The lead time: a high percentile of measured boots (or the launch path's high estimate),
+    /// plus one tick and one poll.
     pub fn lead_ms(&self) -> u64 {
+        if let Some(l) = self.launch_lead {
+            return l.high_ms + self.cfg.tick_ms + self.cfg.poll_ms;
+        }
         let boot = if self.boots.len() < 3 {
             self.cfg.default_boot_ms
         } else {
@@ -487,6 +526,9 @@ impl Demand {
     /// waits). Erlang B depends on the lead only through its mean (insensitivity), so this sets
     /// the offered load; the high-percentile [`Demand::lead_ms`] sets how far ahead to look.
     pub fn mean_lead_ms(&self) -> u64 {
+        if let Some(l) = self.launch_lead {
+            return l.mean_ms + (self.cfg.tick_ms + self.cfg.poll_ms) / 2;
+        }
         let boot = if self.boots.len() < 3 {
             self.cfg.default_boot_ms
         } else {

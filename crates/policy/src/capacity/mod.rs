@@ -14,8 +14,8 @@ use serde::Serialize;
 
 pub use erlang::{MAX_SPARE, erlang_b, spare_needed};
 pub use estimate::{
-    CapacityConfig, Demand, DemandSample, Profile, RateEstimate, WEEK_HOURS, WORST_HOUR_FACTOR,
-    spare_for_value,
+    CapacityConfig, Demand, DemandSample, LaunchLead, Profile, RateEstimate, WEEK_HOURS,
+    WORST_HOUR_FACTOR, spare_for_value,
 };
 pub use schedule::{Schedule, ScheduleEntry, ScheduleError, ScheduleNow, WEEK_MS, WeekMs};
 
@@ -73,6 +73,9 @@ pub struct Sizing {
     pub lead_ms: u64,
     /// Mean lead (ms): mean boot plus half a tick and half a poll; sets the offered load.
     pub mean_lead_ms: u64,
+    /// Which launch path the lead was measured on: `create` (provisioning boots) or `start`
+    /// (a warm pool's power-on starts).
+    pub lead_path: &'static str,
     /// Offered load on the spare pool, rate x mean lead (erlangs).
     pub offered_load: f64,
     /// Forecast for the next hour (calls per hour), if a profile exists.
@@ -166,6 +169,11 @@ impl Sizer {
             rate,
             lead_ms,
             mean_lead_ms,
+            lead_path: if demand.launch_lead().is_some() {
+                "start"
+            } else {
+                "create"
+            },
             offered_load: a,
             next_hour_per_hour: demand.forecast_at(week + 3_600_000),
             max,

@@ -306,6 +306,51 @@ fn the_lead_is_a_high_percentile_of_measured_boots_plus_tick_and_poll() {
     assert_eq!(d.mean_lead_ms(), 55_000 + 15_000);
 }
 
+#[test]
+fn a_warm_pools_start_lead_replaces_the_boots_and_shrinks_the_spares() {
+    let mut d = Demand::new(cfg(), Profile::default());
+    for _ in 0..10 {
+        d.boot(600_000);
+    }
+    let flat = |d: &mut Demand| {
+        for i in 0..=40u64 {
+            // 300 calls/h: five arrivals a minute, each taking a gateway.
+            d.observe(
+                i * 60_000,
+                i * 60_000,
+                DemandSample {
+                    busy: (5 * i) as u32,
+                    available: 10,
+                    completions: 0,
+                    failures: None,
+                },
+            );
+        }
+    };
+    flat(&mut d);
+    let create = Sizer::new().size(&mut d, 40 * 60_000, 40 * 60_000, 1, None, 1000);
+    assert_eq!(create.lead_path, "create");
+    assert_eq!(create.mean_lead_ms, 600_000 + 15_000);
+    d.set_launch_lead(Some(LaunchLead {
+        mean_ms: 30_000,
+        high_ms: 45_000,
+    }));
+    let start = Sizer::new().size(&mut d, 40 * 60_000, 40 * 60_000, 1, None, 1000);
+    assert_eq!(start.lead_path, "start");
+    assert_eq!(
+        (start.lead_ms, start.mean_lead_ms),
+        (45_000 + 30_000, 30_000 + 15_000)
+    );
+    assert!(
+        start.learned * 3 < create.learned,
+        "spares for 45 s, not 10 min: {} vs {}",
+        start.learned,
+        create.learned
+    );
+    d.set_launch_lead(None);
+    assert_eq!(d.mean_lead_ms(), 600_000 + 15_000, "back to the boots");
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;

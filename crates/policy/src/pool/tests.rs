@@ -328,6 +328,23 @@ fn lead_times_are_measured_per_path() {
     l.learn_stopped("p9", 600_000);
     let (path, lead) = next_launch(&l, &p);
     assert_eq!((path, lead.mean_ms), (LaunchPath::Start, 30_000));
+    // Sizing waits for three measured starts before it trusts the start path's lead.
+    assert_eq!(sizing_lead(&l, &p), None, "one start measured");
+    l.leads.start.add(40_000);
+    l.leads.start.add(30_000);
+    let lead = sizing_lead(&l, &p).expect("three starts and a stopped host");
+    assert!(
+        lead.mean_ms < 40_000 && lead.high_ms >= lead.mean_ms,
+        "{lead:?}"
+    );
+    // Without a pool, or with the pool empty, sizing uses the provisioning boots.
+    assert_eq!(sizing_lead(&l, &WarmPool::default()), None);
+    l.instances.retain(|_, i| i.state != State::Stopped);
+    assert_eq!(
+        sizing_lead(&l, &p),
+        None,
+        "pool empty: the next launch creates"
+    );
 }
 
 #[test]
