@@ -367,6 +367,67 @@ async fn serve_deletes_a_host_whose_start_is_refused() {
     );
 }
 
+/// A start whose host never comes up (powered on, never counted by Jicofo) is powered off and
+/// checked after `start_timeout`, goes back into the pool, and is deleted when its next start
+/// fails too. Sampled all along: no pool host is ever missing from both the ledger and
+/// Foreman's deletes, and never are two pool hosts powered on for the one launch `min = 1`
+/// asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_powers_off_a_start_never_seen_and_deletes_it_the_second_time() {
+    let pool_hosts = ["vsg-p1", "vsg-p2"];
+    let (stack, fm) = pool_serve(
+        Duration::from_secs(3600),
+        &pool_hosts,
+        false,
+        "boot_timeout = \"5m\"\n[settings]\nmin = 1\nmax = 10\nbulk_max = 1\n[warm_pool]\nsize = 2\nstart_timeout = \"2s\"\n",
+    )
+    .await;
+    let s = &stack.s;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut most_on = 0;
+    loop {
+        let st = s.status().await;
+        let deleted = fm.deletes();
+        for h in pool_hosts {
+            assert!(
+                support::ledger_state(&st, h).is_some() || deleted.contains(&h.to_string()),
+                "{h} lost: {st:#}"
+            );
+        }
+        let on = fm
+            .powered_on()
+            .into_iter()
+            .filter(|h| pool_hosts.contains(&h.as_str()))
+            .count();
+        most_on = most_on.max(on);
+        assert!(on <= 1, "two pool hosts on for one launch: {st:#}");
+        if pool_hosts.iter().all(|h| deleted.contains(&h.to_string())) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not both deleted: {st:#}\n{:?}",
+            fm.power_actions()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(most_on, 1, "each host was started");
+    // Each host: started, found not up, powered off and checked, started again, then deleted.
+    for h in pool_hosts {
+        let actions: Vec<String> = fm
+            .power_actions()
+            .into_iter()
+            .filter(|(host, _)| host == h)
+            .map(|(_, a)| a)
+            .filter(|a| a != "status")
+            .collect();
+        assert_eq!(actions, ["start", "stop", "start"], "{h}");
+    }
+    let st = s.status().await;
+    assert_eq!(decided(&st, "timeout", "stopping").len(), 2, "{st:#}");
+    assert_eq!(decided(&st, "timeout", "launch_failed").len(), 2, "{st:#}");
+}
+
 /// `simulate --warm-pool N --resume 30s`: on the slow-boot case the pool holds the rejection
 /// rate at far fewer worker-hours, reports stopped-hours apart, and measures against the
 /// warm-pool oracle.

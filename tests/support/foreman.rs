@@ -249,6 +249,16 @@ impl FakeForeman {
             .count()
     }
 
+    /// Hosts powered on, up or still coming up (a created host is on), sorted.
+    pub fn powered_on(&self) -> Vec<String> {
+        let db = self.db();
+        db.hosts
+            .keys()
+            .filter(|h| db.power.get(*h).is_none_or(|p| p.on))
+            .cloned()
+            .collect()
+    }
+
     /// Hosts that exist powered off, sorted.
     pub fn stopped(&self) -> Vec<String> {
         let db = self.db();
