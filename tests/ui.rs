@@ -347,6 +347,67 @@ async fn the_page_shows_what_serve_reports_in_a_real_browser() {
     eprintln!("screenshot: {}", shot.display());
 }
 
+/// With a warm pool the page shows the pool's card (stopped hosts of its size, the next
+/// launch's path) and lists the stopped hosts in the ledger table in their own state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_warm_pool() {
+    let foreman = FakeForeman::start().await;
+    foreman.set_delays(Duration::from_secs(60), Duration::from_millis(300));
+    for h in ["vsg-p1", "vsg-p2", "vsg-p3", "vsg-p4"] {
+        foreman.add_stopped(h);
+    }
+    let jicofo = FakeJicofo::start(0, 0).await;
+    jicofo.state.lock().expect("lock").follow = Some(foreman.clone());
+    let cfg = format!(
+        "{}\n[warm_pool]\nsize = 4\n",
+        fast_config(&jicofo.url, &[&foreman.url])
+    );
+    let s = Scaler::start(&cfg).await;
+    // min 2 (the default): two hosts started from the pool and ready, two still stopped.
+    let st = s
+        .eventually("the floor up from the pool", WAIT, |st| {
+            count(st, "ready") == 2 && st["warm_pool"]["stopped"] == 2
+        })
+        .await;
+    let run = dom(&format!("{}/scaler/ui", s.url), 4000).await;
+    let html = &run.stdout;
+    assert_eq!(console_lines(&run.log), Vec::<&str>::new(), "{}", run.log);
+    let card = &html[html.find("data-card=\"warm pool\"").expect("no warm pool card")..];
+    let card = &card[..card.find("</div>").unwrap_or(card.len())];
+    assert!(card.contains("2 / 4"), "{card}");
+    assert!(card.contains("next launch: start"), "{card}");
+    let hosts = all_attrs(html, "data-host");
+    let states = all_attrs(html, "data-state")
+        .into_iter()
+        .filter(|s| s != "ok")
+        .collect::<Vec<_>>();
+    let shown: BTreeSet<(String, String)> = hosts.into_iter().zip(states).collect();
+    assert_eq!(shown, live_hosts(&st));
+    assert_eq!(
+        shown.iter().filter(|(_, state)| state == "stopped").count(),
+        2,
+        "{shown:?}"
+    );
+    assert_eq!(foreman.creates(), 0);
+    // A screenshot for a human: target/ui-warm-pool.png.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("ui-warm-pool.png");
+    let _ = std::fs::remove_file(&shot);
+    let run = browse(
+        &format!("{}/scaler/ui", s.url),
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1400,1400",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    )
+    .await;
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot: {e}\n{}", run.log));
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+}
+
 /// A scaler that verifies tokens: (scaler, private key, key dir, fakes).
 async fn with_auth(extra: &str) -> (Scaler, PathBuf, tempfile::TempDir, FakeJicofo, FakeForeman) {
     let keys = tempfile::tempdir().expect("tempdir");
