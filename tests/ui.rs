@@ -372,7 +372,9 @@ async fn the_page_shows_the_warm_pool() {
     let run = dom(&format!("{}/scaler/ui", s.url), 4000).await;
     let html = &run.stdout;
     assert_eq!(console_lines(&run.log), Vec::<&str>::new(), "{}", run.log);
-    let card = &html[html.find("data-card=\"warm pool\"").expect("no warm pool card")..];
+    let card = &html[html
+        .find("data-card=\"warm pool\"")
+        .expect("no warm pool card")..];
     let card = &card[..card.find("</div>").unwrap_or(card.len())];
     assert!(card.contains("2 / 4"), "{card}");
     assert!(card.contains("next launch: start"), "{card}");

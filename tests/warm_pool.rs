@@ -431,17 +431,35 @@ async fn serve_powers_off_a_start_never_seen_and_deletes_it_the_second_time() {
 /// `simulate --warm-pool N --resume 30s`: on the slow-boot case the pool holds the rejection
 /// rate at far fewer worker-hours, reports stopped-hours apart, and measures against the
 /// warm-pool oracle.
+/// `simulate` on the slow-boot case (300/h flat, 10 min lognormal boots, half a day) with
+/// `extra` flags.
+fn simulate_slow_boot(extra: &str) -> jitsi_scaler::sim::Report {
+    use jitsi_scaler::sim::{SimulateArgs, simulate};
+    let flags = format!(
+        "--profile flat --rate 300/h --days 0.5 --boot 10m --boot-cv 0.5 --mean-duration 20m --max 400 --policies ours {extra}"
+    );
+    let args = SimulateArgs::parse_from(flags.split_whitespace()).expect("flags");
+    let (trace, what) = args.trace().expect("trace");
+    simulate(&args, &trace, &what).expect("simulate")
+}
+
+/// A run with a pool within 1.15 x the warm-pool oracle, with no launch past `max`, no
+/// floor-breaking removal and no call cut.
+fn assert_pool_run_is_sound(b: &jitsi_scaler::sim::PolicyReport) {
+    assert!(
+        b.overprovisioning_warm.is_some_and(|x| x < 1.15),
+        "{:?}",
+        b.overprovisioning_warm
+    );
+    assert_eq!(
+        (b.launches_past_max, b.floor_breaks, b.cut_calls),
+        (0, 0, 0)
+    );
+}
+
 #[test]
 fn simulate_with_a_warm_pool() {
-    use jitsi_scaler::sim::{SimulateArgs, simulate};
-    let run = |extra: &str| {
-        let flags = format!(
-            "--profile flat --rate 300/h --days 0.5 --boot 10m --boot-cv 0.5 --mean-duration 20m --max 400 --policies ours --seed 3 {extra}"
-        );
-        let args = SimulateArgs::parse_from(flags.split_whitespace()).expect("flags");
-        let (trace, what) = args.trace().expect("trace");
-        simulate(&args, &trace, &what).expect("simulate")
-    };
+    let run = |extra: &str| simulate_slow_boot(&format!("--seed 3 {extra}"));
     let none = run("--min 67");
     let pool = run("--min 11 --warm-pool 130 --resume 30s");
     let (a, b) = (&none.policies[0], &pool.policies[0]);
@@ -467,15 +485,7 @@ fn simulate_with_a_warm_pool() {
         a.rejected_pct
     );
     assert!(b.worker_hours.total < 0.75 * a.worker_hours.total);
-    assert!(
-        b.overprovisioning_warm.is_some_and(|x| x < 1.15),
-        "{:?}",
-        b.overprovisioning_warm
-    );
-    assert_eq!(
-        (b.launches_past_max, b.floor_breaks, b.cut_calls),
-        (0, 0, 0)
-    );
+    assert_pool_run_is_sound(b);
     let table = pool.to_table();
     assert!(
         table.contains("stopped-hours") && table.contains("x warm-pool oracle"),
@@ -566,14 +576,10 @@ async fn serve_in_target_mode_sizes_for_the_start_path() {
 /// the same run's without a pool, at no more rejection).
 #[test]
 fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
-    use jitsi_scaler::sim::{SimulateArgs, simulate};
     let run = |extra: &str| {
-        let flags = format!(
-            "--profile flat --rate 300/h --days 0.5 --boot 10m --boot-cv 0.5 --boot-timeout 30m --mean-duration 20m --max 400 --policies ours --seed 5 --target 0.5% --learn-days 1 {extra}"
-        );
-        let args = SimulateArgs::parse_from(flags.split_whitespace()).expect("flags");
-        let (trace, what) = args.trace().expect("trace");
-        simulate(&args, &trace, &what).expect("simulate")
+        simulate_slow_boot(&format!(
+            "--boot-timeout 30m --seed 5 --target 0.5% --learn-days 1 {extra}"
+        ))
     };
     let none = run("");
     let pool = run("--warm-pool 130 --resume 30s");
@@ -586,13 +592,5 @@ fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
         a.worker_hours.idle
     );
     assert!(b.rejected_pct <= a.rejected_pct, "{b:?} vs {a:?}");
-    assert!(
-        b.overprovisioning_warm.is_some_and(|x| x < 1.15),
-        "{:?}",
-        b.overprovisioning_warm
-    );
-    assert_eq!(
-        (b.launches_past_max, b.floor_breaks, b.cut_calls),
-        (0, 0, 0)
-    );
+    assert_pool_run_is_sound(b);
 }
