@@ -4,7 +4,7 @@
 //! Handlers parse and validate, call one [`Service`] operation, and turn the result into the
 //! legacy answers (bare integers, plain-text `accepted`/`keep`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::{AuthError, Authenticator, Caller};
+use crate::auth::{AuthError, Authenticator, Caller, InstanceBinding, Role};
 use crate::service::{Service, ServiceError};
 
 // Issue 14: jitsi-autoscaler's sidecar routes (`src/api/sidecar.rs`).
@@ -347,18 +347,37 @@ fn remove_body(value: &Value, need_reason: bool) -> Result<(String, Option<Reaso
     Ok((host.to_ascii_lowercase(), reason))
 }
 
-/// Authenticates a remove-me or drained request and checks the host belongs to the caller.
+/// Authenticates a remove-me, drained or hello request and checks the host belongs to the
+/// caller. A remove-me (`removal`) of a host the scaler did not launch is first put to the
+/// lifecycle manager: outside the managed set it is refused (403) and nothing is recorded; an
+/// instance caller's address is checked against the host's address there.
 async fn instance_request(
     call: &Call,
     body: Result<Bytes, BytesRejection>,
     need_reason: bool,
+    removal: bool,
 ) -> Result<(Caller, String, Option<Reason>, Value), ApiError> {
     let st = &call.st;
     let caller = call.caller().await?;
     st.auth.check_remove_rate(caller.client_ip)?;
     let value = json_body(body)?;
     let (host, reason) = remove_body(&value, need_reason)?;
-    let known_ips = st.svc.known_ips(&host).await;
+    let mut known_ips = st.svc.known_ips(&host).await;
+    if removal {
+        let address = (caller.role == Role::Instance && caller.binding == InstanceBinding::Address)
+            .then_some(caller.client_ip);
+        if let Some(facts) = st.svc.facts_for_removal(&host, address).await {
+            if facts.membership() == policy::Membership::Outside {
+                tracing::warn!(host, by = %who(&caller), note = %facts.note, "refused: not a managed host");
+                st.svc
+                    .record_unmanaged_request(&host, &facts, &who(&caller));
+                return Err(ApiError::Auth(AuthError::Forbidden(
+                    "not a managed host: the lifecycle manager has it outside the managed set",
+                )));
+            }
+            known_ips.extend(facts.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()));
+        }
+    }
     if let Err(e) = caller.may_remove(&host, &known_ips) {
         tracing::warn!(host, by = %who(&caller), "refused: an instance may only name itself");
         return Err(e.into());
@@ -367,7 +386,7 @@ async fn instance_request(
 }
 
 async fn remove_me(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let (caller, host, reason, value) = instance_request(&call, body, true).await?;
+    let (caller, host, reason, value) = instance_request(&call, body, true, true).await?;
     let drain = drain_field(&value)?;
     let reason = reason.unwrap_or(Reason::Idle);
     match call
@@ -382,7 +401,7 @@ async fn remove_me(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Re
 }
 
 async fn drained(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let (caller, host, _, _) = instance_request(&call, body, false).await?;
+    let (caller, host, _, _) = instance_request(&call, body, false, false).await?;
     match call.st.svc.drained(&host, &who(&caller)).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(false) => Err(ApiError::Conflict(format!(
@@ -395,7 +414,7 @@ async fn drained(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Resp
 /// `POST {prefix}/hello` `{"host": ...}`: the agent on that host has started (204). An
 /// instance token may only speak for its own host, as for remove-me.
 async fn hello(call: Call, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let (caller, host, _, _) = instance_request(&call, body, false).await?;
+    let (caller, host, _, _) = instance_request(&call, body, false, false).await?;
     call.st
         .svc
         .hello(&host, &who(&caller))

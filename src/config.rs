@@ -147,6 +147,10 @@ pub struct PolicyConfig {
     /// host told to shut down and silent this long is taken as gone and deleted.
     #[serde(with = "crate::duration")]
     pub sidecar_ttl: Duration,
+    /// How often a sidecar reports (its `SHUTDOWN_POLLING_INTERVAL`): a host is told to shut
+    /// down only on a report younger than this and a half.
+    #[serde(with = "crate::duration")]
+    pub sidecar_interval: Duration,
     /// The sidecar `group`s this scaler manages (empty: any). Reports of other groups (e.g.
     /// recording Jibris pointed here by mistake) are answered "no command" and not recorded.
     pub sidecar_groups: Vec<String>,
@@ -172,6 +176,7 @@ impl Default for PolicyConfig {
             stop_grace: Duration::from_millis(t.stop_grace_ms),
             reconcile_interval: Duration::from_secs(300),
             sidecar_ttl: Duration::from_millis(t.sidecar_ttl_ms),
+            sidecar_interval: Duration::from_millis(t.sidecar_interval_ms),
             sidecar_groups: Vec::new(),
             recent_decisions: 200,
         }
@@ -191,6 +196,7 @@ impl PolicyConfig {
             retention_ms: millis(self.retention),
             stop_grace_ms: millis(self.stop_grace),
             sidecar_ttl_ms: millis(self.sidecar_ttl),
+            sidecar_interval_ms: millis(self.sidecar_interval),
         }
     }
 }
@@ -440,6 +446,7 @@ impl Config {
             ("policy.drain_timeout", pol.drain_timeout),
             ("policy.reconcile_interval", pol.reconcile_interval),
             ("policy.sidecar_ttl", pol.sidecar_ttl),
+            ("policy.sidecar_interval", pol.sidecar_interval),
         ] {
             if d.is_zero() {
                 p.push(format!("{key}: must be more than 0"));

@@ -69,6 +69,8 @@ labels! {
         Sidecar = "sidecar",
         /// An agent announced its host at start (issue 15).
         Hello = "hello",
+        /// Whether a host the scaler did not launch is one it may delete or power off.
+        Managed = "managed",
     }
 }
 
@@ -145,6 +147,14 @@ labels! {
         Forgotten = "forgotten",
         /// A host the ledger had in flight proved it runs (its agent's hello).
         Alive = "alive",
+        /// The lifecycle manager confirms the host inside the managed set.
+        Managed = "managed",
+        /// Outside the managed set: nothing is sent to the lifecycle manager for it.
+        NotManaged = "not_managed",
+        /// The lifecycle manager has no such host: known from reports alone, never deleted.
+        ReportsOnly = "reports_only",
+        /// Its requests come from another address than the host's at the lifecycle manager.
+        AddressMismatch = "address_mismatch",
     }
 }
 
@@ -277,6 +287,26 @@ pub enum Decision {
         kind: Option<String>,
         /// Its `group`.
         group: Option<String>,
+    },
+    /// What the lifecycle manager confirmed of a host the scaler did not launch.
+    Membership {
+        /// The host.
+        host: String,
+        /// The verdict.
+        membership: policy::Membership,
+        /// The lifecycle manager's answer.
+        note: String,
+    },
+    /// A call or request for a host the scaler may not touch: nothing was sent for it.
+    NotManaged {
+        /// The host.
+        host: String,
+        /// What was refused: `delete`, `power off`, `remove` (a remove-me), `adopt` (a report).
+        action: &'static str,
+        /// The verdict.
+        membership: policy::Membership,
+        /// The lifecycle manager's answer.
+        note: String,
     },
     /// A launch is counted by Jicofo.
     Seen {
@@ -418,6 +448,7 @@ impl Decision {
             Decision::Leader { .. } => Kind::Leader,
             Decision::Capacity { .. } | Decision::CapacitySchedule { .. } => Kind::Capacity,
             Decision::Pool(p) => p.kind(),
+            Decision::Membership { .. } | Decision::NotManaged { .. } => Kind::Managed,
         }
     }
 
@@ -466,6 +497,16 @@ impl Decision {
             Decision::Leader { lease: None } => Outcome::Lost,
             Decision::Capacity { .. } | Decision::CapacitySchedule { .. } => Outcome::Changed,
             Decision::Pool(p) => p.outcome(),
+            Decision::Membership { membership, .. } | Decision::NotManaged { membership, .. } => {
+                match membership {
+                    policy::Membership::Managed | policy::Membership::Unverified => {
+                        Outcome::Managed
+                    }
+                    policy::Membership::ReportsOnly => Outcome::ReportsOnly,
+                    policy::Membership::Outside => Outcome::NotManaged,
+                    policy::Membership::Mismatch => Outcome::AddressMismatch,
+                }
+            }
         }
     }
 
@@ -490,6 +531,8 @@ impl Decision {
             | Decision::SidecarSilent { host, .. }
             | Decision::SidecarForgotten { host, .. }
             | Decision::SidecarAdopted { host, .. }
+            | Decision::Membership { host, .. }
+            | Decision::NotManaged { host, .. }
             | Decision::Hello { host, .. } => Some(host),
             Decision::SidecarShutdown { order } => Some(&order.host),
             Decision::Launch { .. }
@@ -680,6 +723,25 @@ impl Decision {
                 format!("capacity schedule replaced: {entries} entries")
             }
             Decision::Pool(p) => p.why(),
+            Decision::Membership {
+                membership, note, ..
+            } => match membership {
+                policy::Membership::Managed | policy::Membership::Unverified => {
+                    format!("a managed host: {note}")
+                }
+                policy::Membership::ReportsOnly => {
+                    format!("known from its reports alone ({note}): never deleted or powered off")
+                }
+                policy::Membership::Outside => {
+                    format!("not a managed host ({note}): never deleted, powered off or told")
+                }
+                policy::Membership::Mismatch => format!(
+                    "not a managed host for this caller ({note}): never deleted, powered off or told"
+                ),
+            },
+            Decision::NotManaged { action, note, .. } => {
+                format!("not a managed host: {action} refused, nothing sent to the lifecycle manager; {note}")
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod http_server;
 pub mod jibri_conf;
 pub mod jicofo;
 pub mod lifecycle;
+pub mod managed;
 pub mod ops;
 pub mod plan;
 pub mod runtime;

@@ -113,6 +113,7 @@ Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.m
 Mixed fleets (legacy scripts, the agent, jitsi-autoscaler's sidecar; docs/migration.md):
   policy.drain_confirm = false       clients that do not say how they drain are deleted at once
   policy.sidecar_ttl = \"5m\"          sidecar reports go stale; silence after a shutdown = gone
+  policy.sidecar_interval = \"60s\"     sidecars report this often; older reports order nothing
   [auth.sidecar]                     sidecar token rules (iss, aud, lifetime, binding)
 Operations keys:
   metrics.auth = \"open\" | \"token\"   GET /metrics without a token (default), or with an admin token

@@ -64,6 +64,13 @@ struct HostRow<'a> {
     /// Issue 14: its jitsi-autoscaler sidecar's last report.
     #[serde(skip_serializing_if = "Option::is_none")]
     sidecar: Option<&'a policy::SidecarEvidence>,
+    /// Whether the scaler may delete or power it off (launched by it, or confirmed managed).
+    managed: bool,
+    /// For a host it did not launch: what the lifecycle manager confirmed, and its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    membership: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    membership_note: Option<&'a str>,
 }
 
 /// The `ledger` part of `/scaler/status`.
@@ -129,6 +136,9 @@ pub struct Service {
     pub ops: Ops,
     /// Target mode's sizing state (issue 12 hook; see `crate::capacity`).
     pub capacity: crate::capacity::Live,
+    /// Sidecar ids the ledger did not know, per reporting address: a flood of invented ids
+    /// is answered 429 and grows nothing.
+    pub(crate) adoptions: crate::auth::RateLimiter,
 }
 
 impl Service {
@@ -174,6 +184,11 @@ impl Service {
             started_at: now_ms(),
             ops,
             capacity,
+            adoptions: crate::auth::RateLimiter::new(
+                crate::sidecar::ADOPTIONS_PER_MINUTE,
+                crate::sidecar::ADOPTION_BURST,
+                4096,
+            ),
         }))
     }
 
@@ -773,6 +788,9 @@ fn ledger_doc(ledger: &policy::Ledger, now: Millis) -> LedgerDoc<'_> {
                 parked: i.parked,
                 drain: i.drain.map(policy::DrainMode::as_str),
                 sidecar: i.sidecar.as_ref(),
+                managed: i.managed(),
+                membership: (i.origin == Origin::Adopted).then(|| i.membership.as_str()),
+                membership_note: i.membership_note.as_deref(),
             });
         }
     }

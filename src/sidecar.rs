@@ -7,10 +7,11 @@
 
 use std::net::IpAddr;
 
-use policy::{BusyStatus, HealthStatus, SidecarReport};
+use policy::{BusyStatus, HealthStatus, Membership, SidecarReport};
 use serde_json::Value;
 
 use crate::decision::{Decision, Record};
+use crate::lifecycle::HostFacts;
 use crate::ops::now_ms;
 use crate::service::{Service, ServiceError};
 
@@ -122,26 +123,160 @@ pub fn parse_report(v: &Value) -> Result<SidecarBody, BodyError> {
     Ok(body)
 }
 
+/// New sidecar ids one address may bring into the ledger at once; then
+/// [`ADOPTIONS_PER_MINUTE`]. A gateway host runs one sidecar, whose id changes only when its
+/// container restarts.
+pub const ADOPTION_BURST: u32 = 2;
+/// New sidecar ids one address may bring in per minute, after the burst.
+pub const ADOPTIONS_PER_MINUTE: u32 = 1;
+/// Longest a first report waits for the lifecycle manager's word on its host (the sidecar gives
+/// a request 3 s); without it the host is adopted unverified and the leader asks.
+const ASK_FIRST_REPORT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// A sidecar request that is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Too many new ids from this address (429).
+    #[error("too many new sidecar instances from {ip}; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// The reporting address.
+        ip: IpAddr,
+        /// When a new id is taken again.
+        retry_after_secs: u64,
+    },
+    /// As many unconfirmed hosts as `max` already wait (429).
+    #[error(
+        "{waiting} hosts not confirmed by the lifecycle manager already (max {max}); retry later"
+    )]
+    Full {
+        /// Unconfirmed adopted hosts.
+        waiting: usize,
+        /// The cap (`max`).
+        max: u32,
+    },
+    /// The lifecycle manager has the host outside the managed set: answered "no command",
+    /// recorded nowhere.
+    #[error("not a managed host: {0}")]
+    NotManaged(String),
+    /// The lifecycle manager has the host at another address than the caller's (403).
+    #[error("a sidecar may only speak for its own instance: {0}")]
+    Mismatch(String),
+}
+
 impl Service {
     /// Addresses the ledger knows for a sidecar's instance (for its binding).
     pub async fn sidecar_known_ips(&self, instance: &str) -> Vec<IpAddr> {
         self.known_ips(instance).await
     }
 
-    /// Whether the last known ledger says `instance` must shut down (no store write).
-    pub async fn sidecar_told(&self, instance: &str) -> bool {
+    /// The answer to a request for `instance` carrying `report`, from the last known ledger
+    /// (no store write): see [`policy::Ledger::sidecar_answer`].
+    pub async fn sidecar_answer(&self, instance: &str, report: Option<SidecarReport>) -> bool {
+        let (now, timing) = (now_ms(), *self.timing());
         self.store()
-            .read(|snap| snap.ledger.sidecar_told(instance))
+            .read(|snap| snap.ledger.sidecar_answer(instance, report, now, &timing))
             .await
+    }
+
+    /// Before a report of an id the ledger does not know is recorded: the per-address rate,
+    /// the cap of unconfirmed hosts, and the lifecycle manager's word on the host when it
+    /// comes in time. `Ok(None)`: adopt it unverified.
+    async fn admit(
+        &self,
+        body: &SidecarBody,
+        client_ip: IpAddr,
+        by: &str,
+    ) -> Result<Option<HostFacts>, Refusal> {
+        if !self.adoptions.check(client_ip, std::time::Instant::now()) {
+            return Err(Refusal::RateLimited {
+                ip: client_ip,
+                retry_after_secs: self.adoptions.retry_after().as_secs().max(1),
+            });
+        }
+        let (waiting, max) = self
+            .store()
+            .read(|snap| (snap.ledger.unconfirmed_adoptions(), snap.settings.max_total))
+            .await;
+        if waiting >= max as usize {
+            return Err(Refusal::Full { waiting, max });
+        }
+        if !self.lifecycle().is_up() {
+            return Ok(None);
+        }
+        let address = self.reports_bind_address().then_some(client_ip);
+        let asked = tokio::time::timeout(ASK_FIRST_REPORT, async {
+            let mut facts = self.lifecycle().inspect(&body.instance, address).await?;
+            // Known from reports alone: only a sidecar on a host the lifecycle manager knows
+            // (a container on a gateway host) is kept; an address it does not know runs nothing
+            // of ours, and its ids are not worth a byte of the ledger.
+            if let Some(a) = address.filter(|_| !facts.found)
+                && self.lifecycle().find_by_ip(&a.to_string()).await?.is_none()
+            {
+                facts.inside = false;
+                facts.found = true;
+                facts.note = format!(
+                    "{}; the lifecycle manager has no host at the reporter's address {a} either",
+                    facts.note
+                );
+            }
+            Ok::<_, crate::lifecycle::LifecycleError>(facts)
+        })
+        .await;
+        let facts = match asked {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::debug!(instance = %body.instance, error = %e, "first report: cannot ask the lifecycle manager; adopted unverified");
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
+        };
+        match facts.membership() {
+            Membership::Outside => {
+                self.record(
+                    Record::new(
+                        now_ms(),
+                        Decision::NotManaged {
+                            host: body.instance.clone(),
+                            action: "adopt",
+                            membership: Membership::Outside,
+                            note: facts.note.clone(),
+                        },
+                    )
+                    .by(by),
+                );
+                Err(Refusal::NotManaged(facts.note))
+            }
+            Membership::Mismatch => {
+                tracing::warn!(instance = %body.instance, by, note = %facts.note, "refused: a sidecar may only speak for its own instance");
+                Err(Refusal::Mismatch(facts.note))
+            }
+            _ => Ok(Some(facts)),
+        }
     }
 
     /// A poll or status report from `body`'s sidecar at `client_ip`: recorded as evidence
     /// (one store write when anything changed) and answered with whether the host must shut
-    /// down. When the store cannot be written, the answer comes from the last known ledger.
-    pub async fn sidecar_heard(&self, body: &SidecarBody, client_ip: IpAddr, by: &str) -> bool {
+    /// down now ([`policy::Ledger::sidecar_answer`]). When the store cannot be written, the
+    /// answer comes from the last known ledger. A report of an id the ledger does not know is
+    /// admitted first ([`Refusal`]).
+    pub async fn sidecar_heard(
+        &self,
+        body: &SidecarBody,
+        client_ip: IpAddr,
+        by: &str,
+    ) -> Result<bool, Refusal> {
         let now = now_ms();
         let ip = client_ip.to_string();
         let timing = *self.timing();
+        let known = self
+            .store()
+            .read(|snap| snap.ledger.find(&body.instance).is_some())
+            .await;
+        let facts = if !known && body.report.is_some() {
+            self.admit(body, client_ip, by).await?
+        } else {
+            None
+        };
         let result = self
             .store()
             .apply(None, |snap, _| {
@@ -149,34 +284,59 @@ impl Service {
                 let key = snap
                     .ledger
                     .sidecar_heard(&body.instance, body.report, now, &timing)?;
-                // The first reporter's address binds an instance with none known.
+                // The first reporter's address binds an instance with none known, until the
+                // lifecycle manager's address replaces it.
                 if snap.ledger.get(&key).is_some_and(|i| i.ip.is_none()) {
                     snap.ledger.set_ip(&key, &ip);
                 }
-                Some((key, !known, snap.ledger.sidecar_told(&body.instance)))
+                // A host found reporting from another address than its own is trusted again
+                // once its reports come from its own address (the lifecycle manager's).
+                if snap.ledger.get(&key).is_some_and(|i| {
+                    i.membership == Membership::Mismatch && i.ip.as_deref() == Some(ip.as_str())
+                }) {
+                    let note = "reports now come from the host's own address";
+                    snap.ledger
+                        .set_membership(&key, Membership::Unverified, note, None);
+                }
+                if !known && let Some(f) = &facts {
+                    snap.ledger
+                        .set_membership(&key, f.membership(), &f.note, f.ip.as_deref());
+                }
+                let answer = snap
+                    .ledger
+                    .sidecar_answer(&body.instance, body.report, now, &timing);
+                Some((key, !known, answer))
             })
             .await;
         match result {
-            Ok(Some((host, adopted, told))) => {
+            Ok(Some((host, adopted, answer))) => {
                 if adopted {
                     self.record(
                         Record::new(
                             now,
                             Decision::SidecarAdopted {
-                                host,
+                                host: host.clone(),
                                 kind: body.kind.clone(),
                                 group: body.group.clone(),
                             },
                         )
                         .by(by),
                     );
+                    if let Some(f) = &facts {
+                        let d = Decision::Membership {
+                            host,
+                            membership: f.membership(),
+                            note: f.note.clone(),
+                        };
+                        self.record(Record::new(now, d).by(by));
+                    }
                 }
-                told
+                Ok(answer)
             }
-            Ok(None) => false,
+            Ok(None) => Ok(false),
             Err(e) => {
                 tracing::warn!(instance = %body.instance, error = %e, "cannot record a sidecar report; answering from the last known ledger");
-                self.sidecar_told(&body.instance).await
+                Ok(self.sidecar_answer(&body.instance, body.report).await)
             }
         }
     }

@@ -7,121 +7,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use jitsi_scaler::auth::{SigningKey, kid_file_name};
-use serde_json::{Value, json};
-use support::{
-    FakeForeman, FakeJicofo, RedisServer, Scaler, fast_config, redis_store, rsa_key_pair, token,
-};
+use serde_json::json;
+use support::sidecar::{FakeSidecar, Jibri, command, sidecar_keys};
+use support::{FakeForeman, FakeJicofo, RedisServer, Scaler, fast_config, redis_store, token};
 
 const WAIT: Duration = Duration::from_secs(20);
-const KID: &str = "jitsi/jwt-2023-06-01";
-
-/// One gateway's sidecar, as the docker Jibri image runs it.
-struct FakeSidecar {
-    id: String,
-    ip: String,
-    kind: &'static str,
-    key: SigningKey,
-    http: reqwest::Client,
-}
-
-/// What the sidecar reports: Jibri's busy status.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Jibri {
-    Idle,
-    Busy,
-}
-
-impl FakeSidecar {
-    fn new(id: &str, ip: &str, kind: &'static str, pem: &[u8]) -> FakeSidecar {
-        FakeSidecar {
-            id: id.into(),
-            ip: ip.into(),
-            kind,
-            key: SigningKey::from_pem(pem).expect("key"),
-            http: reqwest::Client::builder()
-                // The sidecar's per-request timeout.
-                .timeout(Duration::from_millis(3000))
-                .build()
-                .expect("client"),
-        }
-    }
-
-    /// The sidecar's ASAP token: RS256, kid, iss, aud, iat, exp = iat + 1 h, no sub.
-    fn token(&self) -> String {
-        let iat = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let claims = json!({"iss": "jitsi-autoscaler-sidecar", "aud": "jitsi-autoscaler",
-                            "iat": iat, "exp": iat + 3600});
-        let claims = claims.as_object().expect("object");
-        self.key.sign_claims(Some(KID), claims).expect("sign")
-    }
-
-    /// InstanceDetails as docker's autoscaler-sidecar.config builds it.
-    fn instance(&self) -> Value {
-        json!({"instanceId": self.id, "instanceType": self.kind, "environment": "meet",
-               "region": "docker", "group": "docker-jibri", "name": self.id,
-               "version": "8.0-93-g", "privateIp": self.ip, "hostId": "h"})
-    }
-
-    /// A StatsReport whose stats are the Jibri health GET body.
-    fn report(&self, jibri: Jibri, shutting_down: bool) -> Value {
-        let busy = match jibri {
-            Jibri::Idle => "IDLE",
-            Jibri::Busy => "BUSY",
-        };
-        let mut status = json!({"busyStatus": busy,
-            "health": {"healthStatus": "HEALTHY", "details": {}}});
-        if jibri == Jibri::Busy {
-            status["environmentContext"] = json!({"name": "shard1"});
-        }
-        json!({"instance": self.instance(), "stats": {"status": status},
-               "timestamp": 1_700_000_000_000u64, "shutdownStatus": shutting_down,
-               "shutdownError": false, "reconfigureError": false, "reconfigureComplete": "",
-               "statsError": false})
-    }
-
-    async fn post(&self, base: &str, route: &str, body: &Value, token: &str) -> (u16, String) {
-        let started = Instant::now();
-        let r = self
-            .http
-            .post(format!("{base}/scaler/sidecar/{route}"))
-            .bearer_auth(token)
-            // Behind nginx on the JMS: the client address comes from X-Forwarded-For.
-            .header("x-forwarded-for", &self.ip)
-            .json(body)
-            .send()
-            .await
-            .expect("an answer within the sidecar's 3 s");
-        assert!(started.elapsed() < Duration::from_secs(3));
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    }
-
-    /// `/sidecar/status` with the current report; returns the `shutdown` command.
-    async fn status(&self, base: &str, jibri: Jibri, shutting_down: bool) -> bool {
-        let (code, body) = self
-            .post(
-                base,
-                "status",
-                &self.report(jibri, shutting_down),
-                &self.token(),
-            )
-            .await;
-        assert_eq!(code, 200, "{body}");
-        command(&body)
-    }
-}
-
-/// The `shutdown` of a `{"shutdown": bool, "reconfigure": ""}` answer (never a reconfigure).
-fn command(body: &str) -> bool {
-    let v: Value = serde_json::from_str(body).expect("JSON answer");
-    assert_eq!(v["reconfigure"], "", "never a reconfigure: {v}");
-    v["shutdown"].as_bool().expect("shutdown is a bool")
-}
 
 struct Fleet {
     jicofo: FakeJicofo,
@@ -135,11 +27,7 @@ struct Fleet {
 /// Five gateways sc-1..sc-5 in Foreman, each with a sidecar; Jicofo counts Foreman's hosts.
 async fn fleet() -> Fleet {
     let dir = tempfile::tempdir().expect("dir");
-    let (key, public) = rsa_key_pair(dir.path(), "asap");
-    let key_dir = dir.path().join("keys");
-    std::fs::create_dir(&key_dir).expect("key dir");
-    std::fs::copy(&public, key_dir.join(kid_file_name(KID))).expect("copy key");
-    let pem = std::fs::read(&key).expect("pem");
+    let (key, public, key_dir, pem) = sidecar_keys(dir.path());
     let jicofo = FakeJicofo::start(0, 0).await;
     let foreman = FakeForeman::start().await;
     let mut sidecars = Vec::new();

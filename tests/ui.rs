@@ -116,6 +116,28 @@ async fn dom(url: &str, budget_ms: u32) -> Run {
     browse(url, &[&budget, "--dump-dom"]).await
 }
 
+/// Takes a screenshot of `url` into `target/<name>` for a human to look at (after `budget_ms`
+/// of the page's time, in a window `size` wide,high); fails unless it is a PNG. Returns the run.
+async fn screenshot(url: &str, name: &str, budget_ms: u32, size: &str) -> Run {
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join(name);
+    let _ = std::fs::remove_file(&shot);
+    let run = browse(
+        url,
+        &[
+            &format!("--virtual-time-budget={budget_ms}"),
+            &format!("--window-size={size}"),
+            &format!("--screenshot={}", shot.display()),
+        ],
+    )
+    .await;
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot: {e}\n{}", run.log));
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    run
+}
+
 /// The opening tag of the first element whose tag contains `marker`.
 fn tag<'a>(html: &'a str, marker: &str) -> &'a str {
     let at = html
@@ -392,22 +414,8 @@ async fn the_page_shows_the_warm_pool() {
     );
     assert_eq!(foreman.creates(), 0);
     // A screenshot for a human: target/ui-warm-pool.png.
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("ui-warm-pool.png");
-    let _ = std::fs::remove_file(&shot);
-    let run = browse(
-        &format!("{}/scaler/ui", s.url),
-        &[
-            "--virtual-time-budget=3000",
-            "--window-size=1400,1400",
-            &format!("--screenshot={}", shot.display()),
-        ],
-    )
-    .await;
-    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot: {e}\n{}", run.log));
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let url = format!("{}/scaler/ui", s.url);
+    screenshot(&url, "ui-warm-pool.png", 3000, "1400,1400").await;
 }
 
 /// A scaler that verifies tokens: (scaler, private key, key dir, fakes).
@@ -634,4 +642,82 @@ async fn the_dashboard_and_alerts_query_only_real_metrics() {
         );
     }
     assert!(used.len() >= 25, "{used:?}");
+}
+
+/// Hosts the scaler did not launch show what the lifecycle manager confirmed of them: a
+/// container known from its sidecar's reports alone is marked unmanaged (never deleted), an
+/// old gateway under a managed prefix is managed; a screenshot: target/ui-unmanaged.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_which_adopted_hosts_are_not_managed() {
+    let (s, _jicofo, foreman) = pool("").await;
+    foreman.insert("vsg-old1", "10.4.0.1");
+    s.eventually("the floor up", WAIT, |st| count(st, "ready") == 2)
+        .await;
+    let report = |id: &str| {
+        serde_json::json!({
+            "instance": {"instanceId": id, "instanceType": "jibri", "group": "docker-jibri"},
+            "stats": {"status": {"busyStatus": "BUSY", "health": {"healthStatus": "HEALTHY"}}},
+            "timestamp": 1, "shutdownStatus": false, "statsError": false})
+    };
+    for id in ["jibri-1733", "vsg-old1"] {
+        let r = s
+            .http
+            .post(format!("{}/scaler/sidecar/status", s.url))
+            .json(&report(id))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let st = s
+        .eventually("both judged", WAIT, |st| {
+            let rows: Vec<&Value> = st["ledger"]["hosts"]["ready"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
+            let m = |h: &str| {
+                rows.iter()
+                    .find(|r| r["host"] == h)
+                    .map(|r| r["membership"].clone())
+            };
+            m("jibri-1733") == Some(Value::from("reports_only"))
+                && m("vsg-old1") == Some(Value::from("managed"))
+        })
+        .await;
+    let run = dom(&format!("{}/scaler/ui", s.url), 4000).await;
+    let html = &run.stdout;
+    assert_eq!(console_lines(&run.log), Vec::<&str>::new(), "{}", run.log);
+    let row = |host: &str| {
+        let at = html
+            .find(&format!("data-host=\"{host}\""))
+            .unwrap_or_else(|| panic!("no row for {host}"));
+        let end = at + html[at..].find("</tr>").expect("row end");
+        html[at..end].to_string()
+    };
+    let container = row("jibri-1733");
+    assert!(
+        container.contains("unmanaged: known from its reports alone"),
+        "{container}"
+    );
+    assert!(
+        container.contains("Foreman has no host jibri-1733"),
+        "{container}"
+    );
+    let old = row("vsg-old1");
+    assert!(
+        !old.contains("unmanaged") && !old.contains("not a managed"),
+        "{old}"
+    );
+    let shown: BTreeSet<(String, String)> = all_attrs(html, "data-host")
+        .into_iter()
+        .zip(
+            all_attrs(html, "data-state")
+                .into_iter()
+                .filter(|s| s != "ok"),
+        )
+        .collect();
+    assert_eq!(shown, live_hosts(&st));
+    let url = format!("{}/scaler/ui", s.url);
+    screenshot(&url, "ui-unmanaged.png", 3000, "1400,1600").await;
 }

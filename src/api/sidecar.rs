@@ -18,7 +18,7 @@ use axum::routing::post;
 use serde_json::json;
 
 use super::{ApiError, AppState, Call, json_body};
-use crate::sidecar::{SidecarBody, parse_details, parse_report};
+use crate::sidecar::{Refusal, SidecarBody, parse_details, parse_report};
 
 /// Longest time a sidecar route spends on the store before answering from what it knows.
 pub const ANSWER_WITHIN: Duration = Duration::from_millis(2300);
@@ -95,7 +95,12 @@ async fn handle(
     let work = async {
         match route {
             Route::Poll | Route::Status | Route::Stats => {
-                let told = svc.sidecar_heard(&body, caller.client_ip, &who).await;
+                let told = match svc.sidecar_heard(&body, caller.client_ip, &who).await {
+                    Ok(told) => told,
+                    // Not ours: the sidecar gets the answer it expects, and nothing is kept.
+                    Err(Refusal::NotManaged(_)) => false,
+                    Err(e) => return refused(&body, &who, e),
+                };
                 if route == Route::Stats {
                     saved()
                 } else {
@@ -122,12 +127,35 @@ async fn handle(
             tracing::warn!(instance = %body.instance, ?route, "sidecar request not recorded within the answer deadline");
             Ok(match route {
                 Route::Poll | Route::Status => command(
-                    tokio::time::timeout(LAST_WORD, svc.sidecar_told(&body.instance))
-                        .await
-                        .unwrap_or(false),
+                    tokio::time::timeout(
+                        LAST_WORD,
+                        svc.sidecar_answer(&body.instance, body.report),
+                    )
+                    .await
+                    .unwrap_or(false),
                 ),
                 Route::Stats | Route::Shutdown => saved(),
             })
         }
     }
+}
+
+/// The answer to a report that is not taken: 429 with `Retry-After` for a flood of new ids, 403
+/// for a host the lifecycle manager has at another address (logged where it is decided).
+fn refused(body: &SidecarBody, who: &str, e: Refusal) -> Response {
+    let (status, retry) = match &e {
+        Refusal::RateLimited {
+            retry_after_secs, ..
+        } => (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after_secs)),
+        Refusal::Full { .. } => (StatusCode::TOO_MANY_REQUESTS, Some(60)),
+        Refusal::Mismatch(_) | Refusal::NotManaged(_) => (StatusCode::FORBIDDEN, None),
+    };
+    tracing::debug!(instance = %body.instance, by = who, error = %e, "sidecar report refused");
+    let mut r = (status, axum::Json(json!({"error": e.to_string()}))).into_response();
+    if let Some(secs) = retry
+        && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+    {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
 }

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::decision::{Decision, Record, Timeout};
 use crate::lifecycle::LifecycleError;
+use crate::managed::Guard;
 use crate::ops::now_ms;
 use crate::service::Service;
 use crate::store::Snapshot;
@@ -65,6 +66,10 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
     svc.store().release_lease().await;
 }
 
+/// Adopted hosts asked about per tick at most: a flood of invented ids never becomes a flood of
+/// lifecycle calls.
+const VERIFY_PER_TICK: usize = 8;
+
 /// What the leader's tick decided, for logging and acting after the write.
 struct Planned {
     tick: policy::Tick,
@@ -76,6 +81,8 @@ struct Planned {
     disagreement: bool,
     creates: Vec<String>,
     deletes: Vec<String>,
+    /// Adopted hosts to ask the lifecycle manager about.
+    unverified: Vec<String>,
     // warm pool (issue 13)
     pool: crate::warm_pool::Launches,
     starts: Vec<String>,
@@ -90,6 +97,8 @@ enum Call {
     /// Warm pool: power on / off (issue 13).
     Start,
     Stop,
+    /// Ask the lifecycle manager whether an adopted host is managed.
+    Verify,
 }
 
 impl Controller {
@@ -159,6 +168,7 @@ impl Controller {
                     disagreement: merged.disagreement,
                     creates: snap.ledger.creates_owed(),
                     deletes: snap.ledger.deletes_owed(),
+                    unverified: snap.ledger.unverified(VERIFY_PER_TICK),
                 }
             })
             .await;
@@ -254,6 +264,9 @@ impl Controller {
         for host in p.stops {
             self.spawn_call(host, Call::Stop);
         }
+        for host in p.unverified {
+            self.spawn_call(host, Call::Verify);
+        }
     }
 
     fn record_event(&self, e: &Event, now: policy::Millis) {
@@ -313,6 +326,7 @@ impl Controller {
                 Call::Delete => ctl.delete(&host).await,
                 Call::Start => pool::power(&ctl.svc, &host, true).await,
                 Call::Stop => pool::power(&ctl.svc, &host, false).await,
+                Call::Verify => ctl.svc.verify_adopted(&host).await,
             }
             if let Ok(mut calls) = ctl.calls.lock() {
                 calls.remove(&host);
@@ -347,23 +361,25 @@ impl Controller {
     }
 
     async fn delete(&self, host: &str) {
-        let lifecycle = self.svc.lifecycle();
-        // Gateways that identify themselves by address are looked up by it; names go to the
-        // backend as recorded (a backend that qualifies names does it itself).
-        let result = if host.parse::<std::net::IpAddr>().is_ok() {
-            match lifecycle.find_by_ip(host).await {
-                Ok(Some(name)) => lifecycle
-                    .delete(&name)
-                    .await
-                    .map(|()| format!("deleted {name}")),
-                Ok(None) => Ok("the lifecycle manager has no host with this address".into()),
-                Err(e) => Err(e),
-            }
-        } else {
-            lifecycle
-                .delete(host)
+        let svc = &self.svc;
+        // The one guard: a host the scaler did not launch is deleted only once the lifecycle
+        // manager confirms it inside the managed set (a host asked for by address resolves to
+        // its name there; names go to the backend as recorded).
+        let result = match svc.guard(host).await {
+            Guard::Go(name) => svc
+                .lifecycle()
+                .delete(&name)
                 .await
-                .map(|()| format!("deleted {host}"))
+                .map(|()| format!("deleted {name}")),
+            Guard::Absent(note) => Ok(format!("nothing to delete: {note}")),
+            Guard::Refused(membership, note) => {
+                svc.refuse_unmanaged(host, "delete", membership, &note)
+                    .await;
+                return;
+            }
+            Guard::Retry(error) => Err(LifecycleError::Transient(format!(
+                "cannot ask the lifecycle manager whether the host is managed: {error}"
+            ))),
         };
         let decision = call_decision(
             host,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::decision::{Decision, PoolDecision, Record};
 use crate::lifecycle::{LifecycleError, PowerState};
+use crate::managed::Guard;
 use crate::ops::now_ms;
 use crate::service::Service;
 use crate::warm_pool::{Launches, WarmPoolConfig};
@@ -42,7 +43,23 @@ pub(super) async fn power(svc: &Arc<Service>, host: &str, start: bool) {
     let result = if start {
         svc.lifecycle().start(host).await
     } else {
-        svc.lifecycle().stop(host).await
+        // The one guard: a power-off goes only to a host the scaler launched or the lifecycle
+        // manager confirms inside the managed set.
+        match svc.guard(host).await {
+            Guard::Go(name) => svc.lifecycle().stop(&name).await,
+            Guard::Absent(note) => {
+                let m = policy::Membership::ReportsOnly;
+                svc.refuse_unmanaged(host, "power off", m, &note).await;
+                return;
+            }
+            Guard::Refused(m, note) => {
+                svc.refuse_unmanaged(host, "power off", m, &note).await;
+                return;
+            }
+            Guard::Retry(error) => Err(LifecycleError::Transient(format!(
+                "cannot ask the lifecycle manager whether the host is managed: {error}"
+            ))),
+        }
     };
     let elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
     let h = host.to_string();

@@ -49,6 +49,8 @@ pub struct CommandRunner {
     pub(super) observer: ObserverSlot,
     /// The launch hold after refused creates (issue 15).
     pub(super) refusals: super::RefusalSlot,
+    /// Hosts it may delete or power off beyond its own launches (its `list` prefixes).
+    pub(super) managed: super::ManagedSet,
 }
 
 /// A finished run.
@@ -60,7 +62,7 @@ struct Finished {
 
 impl CommandRunner {
     /// Checks that the program is set, exists and is executable.
-    pub fn new(cfg: &CommandConfig) -> Result<Self, LifecycleError> {
+    pub fn new(cfg: &CommandConfig, managed: super::ManagedSet) -> Result<Self, LifecycleError> {
         let config = |msg: String| LifecycleError::Config(format!("lifecycle.command: {msg}"));
         let Some(program) = &cfg.program else {
             return Err(config("program is required".into()));
@@ -114,6 +116,7 @@ impl CommandRunner {
             health: Mutex::new(Health::default()),
             observer: ObserverSlot::default(),
             refusals: super::RefusalSlot::default(),
+            managed,
         })
     }
 

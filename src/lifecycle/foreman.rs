@@ -127,6 +127,8 @@ pub struct ForemanClient {
     pub(super) observer: ObserverSlot,
     /// The launch hold after refused creates (issue 15).
     pub(super) refusals: super::RefusalSlot,
+    /// Hosts it may delete or power off beyond its own launches.
+    pub(super) managed: super::ManagedSet,
 }
 
 impl std::fmt::Debug for ForemanClient {
@@ -148,7 +150,7 @@ impl std::fmt::Debug for ForemanClient {
 
 impl ForemanClient {
     /// Validates the config, reads the token and CA files, builds the HTTP client.
-    pub fn new(cfg: &ForemanConfig) -> Result<Self, LifecycleError> {
+    pub fn new(cfg: &ForemanConfig, managed: super::ManagedSet) -> Result<Self, LifecycleError> {
         let config = |msg: String| LifecycleError::Config(format!("lifecycle.foreman: {msg}"));
         if cfg.nodes.is_empty() {
             return Err(config("nodes is empty".into()));
@@ -253,6 +255,7 @@ impl ForemanClient {
             cursor: AtomicUsize::new(0),
             observer: ObserverSlot::default(),
             refusals: super::RefusalSlot::default(),
+            managed,
         })
     }
 
@@ -266,6 +269,12 @@ impl ForemanClient {
     /// `DELETE /api/hosts/:name`; 404 (already gone) is success.
     pub async fn delete(&self, name: &str) -> Result<(), LifecycleError> {
         self.call("delete", true, name, |i| self.delete_on(i, name))
+            .await
+    }
+
+    /// `GET /api/hosts/:name`: the host object, `None` when Foreman has no such host (404).
+    pub async fn show(&self, name: &str) -> Result<Option<Value>, LifecycleError> {
+        self.call("show", false, name, |i| self.show_on(i, name))
             .await
     }
 
@@ -549,6 +558,23 @@ impl ForemanClient {
                 )),
             ),
             _ => Answer::new(status, classify(url, "confirm", name, status, &text)),
+        }
+    }
+
+    async fn show_on(&self, index: usize, name: &str) -> Answer<Option<Value>> {
+        let url = &self.nodes[index].url;
+        let (status, text) = match self.host_call(Method::GET, index, name, "show").await {
+            Ok(answer) => answer,
+            Err(unreachable) => return unreachable,
+        };
+        match status.as_u16() {
+            200 if !is_host(&text) => Answer::new(status, not_a_host(url, "show", name, &text)),
+            200 => match serde_json::from_str::<Value>(&text) {
+                Ok(v) => Answer::new(status, Step::Done(Some(v))),
+                Err(_) => Answer::new(status, not_a_host(url, "show", name, &text)),
+            },
+            404 => Answer::new(status, Step::Done(None)),
+            _ => Answer::new(status, classify(url, "show", name, status, &text)),
         }
     }
 

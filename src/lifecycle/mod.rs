@@ -7,11 +7,13 @@
 mod breaker;
 mod command;
 mod foreman;
+mod managed;
 mod power;
 mod refusal;
 
 pub use command::CommandRunner;
 pub use foreman::ForemanClient;
+pub use managed::{HostFacts, Hostgroup, ManagedSet};
 pub use power::{PowerAction, PowerState};
 pub use refusal::Hold;
 
@@ -29,6 +31,9 @@ pub struct LifecycleConfig {
     pub backend: Backend,
     /// Host names the scaler creates are `<name_prefix>-<unique id>`.
     pub name_prefix: String,
+    /// Name prefixes of hosts the scaler did not launch but may delete or power off (with the
+    /// Foreman hostgroup it creates into, the managed set). Empty: `name_prefix` alone.
+    pub managed_prefixes: Vec<String>,
     /// Foreman settings.
     pub foreman: ForemanConfig,
     /// Command settings.
@@ -52,6 +57,7 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             backend: Backend::Foreman,
             name_prefix: "vsg".into(),
+            managed_prefixes: Vec::new(),
             foreman: ForemanConfig::default(),
             command: CommandConfig::default(),
             refusal_backoff: REFUSAL_BACKOFF,
@@ -376,9 +382,23 @@ impl Lifecycle {
                 "lifecycle.refusal_backoff must be positive".into(),
             ));
         }
+        for p in &cfg.managed_prefixes {
+            let p = p.trim().trim_end_matches('-');
+            if p.is_empty() || !crate::hostname::is_valid(p) {
+                return Err(LifecycleError::Config(format!(
+                    "lifecycle.managed_prefixes: {:?} is not a host-name prefix",
+                    bounded(p)
+                )));
+            }
+        }
+        let set = ManagedSet::new(
+            &cfg.managed_prefixes,
+            &cfg.name_prefix,
+            &cfg.foreman.host_parameters,
+        );
         let lc = match cfg.backend {
-            Backend::Foreman => ForemanClient::new(&cfg.foreman).map(Lifecycle::Foreman),
-            Backend::Command => CommandRunner::new(&cfg.command).map(Lifecycle::Command),
+            Backend::Foreman => ForemanClient::new(&cfg.foreman, set).map(Lifecycle::Foreman),
+            Backend::Command => CommandRunner::new(&cfg.command, set).map(Lifecycle::Command),
         }?;
         lc.refusal_slot()
             .lock()

@@ -224,11 +224,26 @@ impl FakeForeman {
         self.db().hosts.get(name).map(|h| h.ip.clone())
     }
 
-    /// A host that exists without a create (e.g. a gateway an agent runs on).
+    /// A host that exists without a create (e.g. a gateway an agent runs on), in no hostgroup.
     pub fn insert(&self, name: &str, ip: &str) {
         let mut db = self.db();
         let id = db.hosts.len() as u64 + 1;
         db.put(name, ip.into(), id);
+    }
+
+    /// A host that exists without a create, in hostgroup `hostgroup_id` (Foreman answers its
+    /// `hostgroup_id`, `hostgroup_name` and `hostgroup_title`).
+    pub fn insert_in(&self, name: &str, ip: &str, hostgroup_id: u64, title: &str) {
+        let mut db = self.db();
+        let id = db.hosts.len() as u64 + 1;
+        db.put(name, ip.into(), id);
+        if let Some(h) = db.hosts.get_mut(name)
+            && let Some(obj) = h.sent.as_object_mut()
+        {
+            obj.insert("hostgroup_id".into(), json!(hostgroup_id));
+            obj.insert("hostgroup_name".into(), json!(title.rsplit('/').next()));
+            obj.insert("hostgroup_title".into(), json!(title));
+        }
     }
 
     pub fn creates(&self) -> u64 {

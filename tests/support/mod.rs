@@ -19,6 +19,7 @@ pub mod agent;
 pub mod foreman;
 pub mod jibri;
 pub mod openmetrics;
+pub mod sidecar;
 pub mod tokens;
 
 // Not every test file uses every fixture.

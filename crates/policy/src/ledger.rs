@@ -103,6 +103,46 @@ pub enum Origin {
     Adopted,
 }
 
+/// What the lifecycle manager confirms of a host the scaler did not launch (origin
+/// `adopted`). Only a `managed` host is ever deleted or powered off; a host the scaler launched
+/// is managed by its origin and never asked about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Membership {
+    /// Not asked yet (or to be asked again).
+    #[default]
+    Unverified,
+    /// The lifecycle manager has it inside the managed set (hostgroup or name prefix), and a
+    /// reporting sidecar speaks from the host's own address there.
+    Managed,
+    /// The lifecycle manager has no such host: known from reports alone. Its sidecar may be
+    /// told to shut down (that affects only its own container); it is never deleted.
+    ReportsOnly,
+    /// The lifecycle manager has it outside the managed set: never deleted, powered off or told.
+    Outside,
+    /// Inside the managed set, but its reports come from another address than the host's at
+    /// the lifecycle manager: never deleted, powered off or told.
+    Mismatch,
+}
+
+impl Membership {
+    /// The snake_case name, as in the API and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Membership::Unverified => "unverified",
+            Membership::Managed => "managed",
+            Membership::ReportsOnly => "reports_only",
+            Membership::Outside => "outside",
+            Membership::Mismatch => "address_mismatch",
+        }
+    }
+
+    /// Nothing the scaler may do to the host beyond answering its own sidecar.
+    pub fn refused(self) -> bool {
+        matches!(self, Membership::Outside | Membership::Mismatch)
+    }
+}
+
 /// One gateway in the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
@@ -171,6 +211,16 @@ pub struct Instance {
     /// once and no longer retried; reconciliation forgets it once it is gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parked: bool,
+    /// For a host the scaler did not launch: what the lifecycle manager confirmed.
+    #[serde(default, skip_serializing_if = "is_unverified")]
+    pub membership: Membership,
+    /// The lifecycle manager's answer behind `membership`, for the status page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_note: Option<String>,
+}
+
+fn is_unverified(m: &Membership) -> bool {
+    *m == Membership::Unverified
 }
 
 impl Instance {
@@ -199,7 +249,15 @@ impl Instance {
             drain: None,
             sidecar: None,
             parked: false,
+            membership: Membership::Unverified,
+            membership_note: None,
         }
+    }
+
+    /// The scaler may delete or power off this host: it launched it, or the lifecycle manager
+    /// confirmed it inside the managed set.
+    pub fn managed(&self) -> bool {
+        self.origin != Origin::Adopted || self.membership == Membership::Managed
     }
 
     pub(crate) fn set_state(&mut self, state: State, now: Millis) {
@@ -666,17 +724,95 @@ impl Ledger {
         self.instances.get_mut(key)
     }
 
-    /// Adds a running host the ledger did not know (counted, `ready`, origin `adopted`).
-    /// Returns its ledger key.
+    /// Adds a running host the ledger did not know (`ready`, origin `adopted`, membership
+    /// unverified). Returns its ledger key.
+    ///
+    /// It is not counted yet: a sidecar reports as its Jibri starts, about when Jicofo first
+    /// counts it, so the next rise of Jicofo's count is attributed to it before any launch in
+    /// flight (crediting that rise to a launch would mark ready a host that never booted). If
+    /// no rise comes within one report age, Jicofo counted it before it reported: it is taken
+    /// from the gateways the ledger could not explain (see [`Ledger::absorb`]).
     pub(crate) fn adopt(&mut self, name: &str, now: Millis) -> String {
         let key = key_of(name);
         if !self.instances.contains_key(&key) {
             let mut i = Instance::new(&key, State::Ready, Origin::Adopted, now);
             i.seen_at = Some(now);
             self.instances.insert(key.clone(), i);
-            self.set_counted(&key, true);
         }
         key
+    }
+
+    /// Adopted hosts the lifecycle manager has not been asked about yet, oldest first (at most
+    /// `limit`): the leader asks before any of them may be deleted or told to shut down.
+    pub fn unverified(&self, limit: usize) -> Vec<String> {
+        let mut v: Vec<(Millis, &String)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| {
+                i.origin == Origin::Adopted
+                    && i.membership == Membership::Unverified
+                    && i.deleted_at.is_none()
+                    && !matches!(i.state, State::Gone | State::LaunchFailed)
+            })
+            .map(|(k, i)| (i.created_at, k))
+            .collect();
+        v.sort();
+        v.into_iter().take(limit).map(|(_, k)| k.clone()).collect()
+    }
+
+    /// Adopted hosts not (yet) confirmed managed: what a flood of invented ids would grow.
+    pub fn unconfirmed_adoptions(&self) -> usize {
+        self.instances
+            .values()
+            .filter(|i| i.origin == Origin::Adopted && i.membership != Membership::Managed)
+            .count()
+    }
+
+    /// Records what the lifecycle manager confirmed of `host` (see [`Membership`]), with its
+    /// address there (`ip`). A host found outside the managed set, or reporting from another
+    /// address, stops being counted and loses the evidence of its reports: whoever sent them
+    /// was not that host, or the host is not a gateway of ours. Returns whether it changed.
+    pub fn set_membership(
+        &mut self,
+        host: &str,
+        membership: Membership,
+        note: &str,
+        ip: Option<&str>,
+    ) -> bool {
+        let key = key_of(host);
+        let Some(i) = self.instances.get_mut(&key) else {
+            return false;
+        };
+        if i.origin != Origin::Adopted {
+            return false;
+        }
+        let changed = i.membership != membership;
+        i.membership = membership;
+        i.membership_note = Some(note.to_string());
+        if let Some(ip) = ip.filter(|_| membership != Membership::ReportsOnly) {
+            // From now on the host's own address at the lifecycle manager binds its requests.
+            i.ip = Some(ip.to_ascii_lowercase());
+        }
+        if membership.refused() {
+            i.sidecar = None;
+            self.set_counted(&key, false);
+        }
+        changed
+    }
+
+    /// A removal owed for a host the scaler must not touch (not managed): nothing is sent to
+    /// the lifecycle manager, and the entry ends as if the host had left.
+    pub fn not_managed(&mut self, host: &str, now: Millis, note: &str) {
+        let key = key_of(host);
+        if let Some(i) = self.instances.get_mut(&key) {
+            i.deleted_at.get_or_insert(now);
+            i.stopped_at.get_or_insert(now);
+            i.last_error = Some(note.to_string());
+            if i.state != State::LaunchFailed {
+                i.set_state(State::Gone, now);
+                i.last_error = Some(note.to_string());
+            }
+        }
     }
 
     /// Sets `counted` outside of a reading, moving `offset` so the next reading still balances.
@@ -705,6 +841,21 @@ impl Ledger {
                 i.counted = false;
                 events.push(Event::Left { host: key.clone() });
             }
+        }
+        // Adopted reporting hosts no rise was attributed to within one report age were counted
+        // before they reported: each takes one gateway the ledger could not explain.
+        let window = timing.sidecar_report_max_age_ms();
+        let overdue: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| awaits_count(i) && obs.taken_at.saturating_sub(i.created_at) >= window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in overdue {
+            if self.offset <= 0 {
+                break;
+            }
+            self.set_counted(&key, true);
         }
         let counted = self.instances.values().filter(|i| i.counted).count() as i64;
         let mut diff = i64::from(obs.total) - counted - self.offset;
@@ -739,19 +890,26 @@ impl Ledger {
             let late_start = |i: &Instance| i.recalled() && !i.counted;
             // Hosts proven to run go first: those that announced themselves (earliest hello
             // first), then launches whose sidecar already reports; then by expected arrival.
-            let order =
-                |i: &Instance| match (i.alive_at.filter(|_| i.proven_alive()), i.sidecar.is_some())
-                {
-                    (Some(t), _) => t / 4,
+            let order = |i: &Instance| {
+                if awaits_count(i) {
+                    return i.created_at / 8;
+                }
+                match (i.alive_at.filter(|_| i.proven_alive()), i.sidecar.is_some()) {
+                    (Some(t), _) => u64::MAX / 8 + t / 8,
                     (None, true) => u64::MAX / 4 + expected(i) / 4,
                     (None, false) => u64::MAX / 2 + expected(i) / 2,
-                };
-            for key in self.oldest(|i| i.state.in_flight() || late_start(i), order) {
+                }
+            };
+            let candidates = self.oldest(
+                |i| i.state.in_flight() || late_start(i) || awaits_count(i),
+                order,
+            );
+            for key in candidates {
                 if diff == 0 {
                     break;
                 }
                 if let Some(i) = self.instances.get_mut(&key) {
-                    if i.recalled() {
+                    if i.recalled() || i.state == State::Ready {
                         i.counted = true;
                         diff -= 1;
                         continue;
@@ -941,6 +1099,16 @@ impl Ledger {
         }
         map
     }
+}
+
+/// An adopted host that reports through its sidecar, not yet counted: it runs, so Jicofo's next
+/// rise is its own before it is any launch's.
+fn awaits_count(i: &Instance) -> bool {
+    i.origin == Origin::Adopted
+        && i.state == State::Ready
+        && !i.counted
+        && i.sidecar.is_some()
+        && !i.membership.refused()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub use decide::{
     AddRefusal, Counts, Inputs, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
     StoreHealth, decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
-pub use ledger::{Event, Instance, Ledger, Origin, State};
+pub use ledger::{Event, Instance, Ledger, Membership, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
 pub use pool::{
     LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,

@@ -195,6 +195,26 @@ pub struct Timing {
     /// as a spare; after a shutdown was ordered, silence this long means the host is gone.
     #[serde(default = "default_sidecar_ttl")]
     pub sidecar_ttl_ms: u64,
+    /// How often a sidecar reports (its `SHUTDOWN_POLLING_INTERVAL`, 60 s by default). A host is
+    /// picked or told to shut down only on a report younger than this plus half of it: an older
+    /// one may no longer say what the host does.
+    #[serde(default = "default_sidecar_interval")]
+    pub sidecar_interval_ms: u64,
+}
+
+fn default_sidecar_interval() -> u64 {
+    60_000
+}
+
+impl Timing {
+    /// Age past which a sidecar's last report is too old to act on: one report interval plus
+    /// half of one (the sidecar waits its interval after the previous request ended), never
+    /// longer than the TTL.
+    pub fn sidecar_report_max_age_ms(&self) -> u64 {
+        self.sidecar_interval_ms
+            .saturating_add(self.sidecar_interval_ms / 2)
+            .min(self.sidecar_ttl_ms)
+    }
 }
 
 fn default_stop_grace() -> u64 {
@@ -216,6 +236,7 @@ impl Default for Timing {
             retention_ms: 60 * 60_000,
             stop_grace_ms: default_stop_grace(),
             sidecar_ttl_ms: default_sidecar_ttl(),
+            sidecar_interval_ms: default_sidecar_interval(),
         }
     }
 }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::key_of;
 use crate::pool::remove_request_in;
 use crate::{
-    DrainMode, Inputs, Ledger, Millis, Origin, Reason, RemovalDecision, State, Timing, WarmPool,
+    DrainMode, Inputs, Ledger, Membership, Millis, Origin, Reason, RemovalDecision, State, Timing,
+    WarmPool,
 };
 
 /// Jibri's `busyStatus`.
@@ -104,9 +105,10 @@ pub struct SidecarEvidence {
 }
 
 impl SidecarEvidence {
-    /// The last report is younger than the TTL.
+    /// The last report is recent enough to act on (one report interval and a half, at most
+    /// the TTL): what a host did a quarter of an hour ago says nothing about now.
     pub fn fresh(&self, now: Millis, timing: &Timing) -> bool {
-        now.saturating_sub(self.reported_at) <= timing.sidecar_ttl_ms
+        now.saturating_sub(self.reported_at) <= timing.sidecar_report_max_age_ms()
     }
 
     /// Reports UNHEALTHY, not BUSY, freshly and for at least TTL/5 (Jibri's UNHEALTHY is sticky
@@ -116,7 +118,7 @@ impl SidecarEvidence {
             && self.busy != BusyStatus::Busy
             && self
                 .unhealthy_since
-                .is_some_and(|t| now.saturating_sub(t) >= refresh_ms(timing))
+                .is_some_and(|t| now.saturating_sub(t) >= timing.sidecar_ttl_ms / 5)
     }
 
     /// Counts as a spare: a fresh report of IDLE *and* HEALTHY, not shutting down.
@@ -176,7 +178,7 @@ pub struct SidecarTick {
 /// How often unchanged evidence is re-stamped: often enough for the TTL, rare enough that a
 /// fleet of sidecars reporting every minute does not rewrite the store on every report.
 fn refresh_ms(timing: &Timing) -> u64 {
-    timing.sidecar_ttl_ms / 5
+    (timing.sidecar_ttl_ms / 5).min(timing.sidecar_report_max_age_ms() / 3)
 }
 
 impl Ledger {
@@ -265,25 +267,60 @@ impl Ledger {
         Some(key)
     }
 
-    /// Whether a sidecar asking for `instance` must be told to shut down: its removal was
-    /// approved (or its launch failed), so it must go until it is gone.
+    /// Whether a sidecar asking for `instance` is owed a shutdown: its removal was approved (or
+    /// its launch failed), so it must go until it is gone. Whether this answer says so is
+    /// [`Ledger::sidecar_answer`].
     pub fn sidecar_told(&self, instance: &str) -> bool {
         self.find(instance)
             .is_some_and(|i| i.state.approved() || i.state == State::LaunchFailed)
     }
 
+    /// The `shutdown` of the answer to a sidecar request for `instance` carrying `report`
+    /// (`None`: a poll, which carries none). A shutdown is owed ([`Ledger::sidecar_told`]) and
+    /// the evidence says the host takes no call: the report in this very request says IDLE or
+    /// EXPIRED, or, for a poll, the last report did and is younger than one report interval and
+    /// a half. A BUSY report is never answered `true`, whatever was decided before: the order
+    /// waits until the call has ended.
+    pub fn sidecar_answer(
+        &self,
+        instance: &str,
+        report: Option<SidecarReport>,
+        now: Millis,
+        timing: &Timing,
+    ) -> bool {
+        let Some(i) = self.find(instance) else {
+            return false;
+        };
+        if !(i.state.approved() || i.state == State::LaunchFailed) || i.membership.refused() {
+            return false;
+        }
+        let free = |b: BusyStatus| matches!(b, BusyStatus::Idle | BusyStatus::Expired);
+        match report {
+            Some(r) => free(r.busy),
+            None => i
+                .sidecar
+                .as_ref()
+                .is_some_and(|ev| free(ev.busy) && ev.fresh(now, timing)),
+        }
+    }
+
     /// The silence timeouts of sidecar hosts (see [`SidecarEvent`]).
     fn sidecar_expire(&mut self, timing: &Timing, now: Millis) -> Vec<SidecarEvent> {
         let mut events = Vec::new();
+        // A host found not managed lost its reports' evidence: it is forgotten a TTL after
+        // it was adopted, so invented ids never stay.
+        let refused = |i: &crate::Instance| {
+            i.origin == Origin::Adopted && i.state == State::Ready && i.membership.refused()
+        };
         let keys: Vec<String> = self
             .instances()
-            .filter(|i| i.sidecar.is_some())
+            .filter(|i| i.sidecar.is_some() || refused(i))
             .map(|i| key_of(&i.host))
             .collect();
         for key in keys {
             let Some(i) = self.get(&key) else { continue };
-            let Some(ev) = &i.sidecar else { continue };
-            let since = ev.heard_at.max(i.approved_at.unwrap_or(0));
+            let heard = i.sidecar.as_ref().map_or(i.state_since, |ev| ev.heard_at);
+            let since = heard.max(i.approved_at.unwrap_or(0));
             let silent_ms = now.saturating_sub(since);
             if silent_ms < timing.sidecar_ttl_ms {
                 continue;
@@ -324,9 +361,12 @@ pub fn select_shutdowns(ledger: &mut Ledger, inputs: &Inputs) -> Vec<Shutdown> {
     let (timing, now) = (inputs.timing, inputs.now);
     let mut out = Vec::new();
     let ready_with = |ledger: &Ledger, pick: &dyn Fn(&SidecarEvidence) -> bool| {
+        // Only hosts the scaler may act on: launched by it or confirmed managed, or known from
+        // reports alone (telling those affects only their own container).
         let mut v: Vec<(Millis, String)> = ledger
             .instances()
             .filter(|i| i.state == State::Ready)
+            .filter(|i| i.managed() || i.membership == Membership::ReportsOnly)
             .filter_map(|i| {
                 let ev = i.sidecar.as_ref()?;
                 pick(ev).then(|| (ev.idle_since.unwrap_or(ev.reported_at), key_of(&i.host)))
@@ -394,7 +434,7 @@ pub fn sidecar_tick(ledger: &mut Ledger, inputs: &Inputs) -> SidecarTick {
 mod tests {
     use super::*;
     use crate::testing::obs_at as obs;
-    use crate::{Observation, Settings};
+    use crate::{Instance, Observation, Settings};
     use proptest::prelude::*;
 
     fn report(busy: BusyStatus, health: HealthStatus) -> Option<SidecarReport> {
@@ -417,6 +457,15 @@ mod tests {
     const IDLE: BusyStatus = BusyStatus::Idle;
     const OK: HealthStatus = HealthStatus::Healthy;
 
+    /// The lifecycle manager confirmed every adopted host as managed (what the leader's check
+    /// does in `serve`).
+    fn confirm(l: &mut Ledger) {
+        let hosts: Vec<String> = l.instances().map(|i| i.host.clone()).collect();
+        for h in hosts {
+            l.set_membership(&h, Membership::Managed, "test", None);
+        }
+    }
+
     #[test]
     fn surplus_idle_healthy_hosts_go_longest_idle_first() {
         let (t, s, mut l) = setup(2);
@@ -428,6 +477,7 @@ mod tests {
         l.sidecar_heard("d", report(IDLE, HealthStatus::Unhealthy), 100, &t);
         l.sidecar_heard("e", report(BusyStatus::Busy, OK), 100, &t);
         l.sidecar_heard("f", report(IDLE, OK), 400, &t);
+        confirm(&mut l);
         let o = obs(6, 5, 1_000);
         // available 5, min 2: three may go; of the four healthy idle ones, f is the newest.
         let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 1_000));
@@ -466,6 +516,7 @@ mod tests {
         let (t, s, mut l) = setup(5);
         l.sidecar_heard("x", report(BusyStatus::Expired, OK), 0, &t);
         l.sidecar_heard("y", report(BusyStatus::Busy, OK), 0, &t);
+        confirm(&mut l);
         // At the floor (available 0 < min): the expired one still goes.
         let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&obs(2, 0, 10)), true, &t, 10));
         assert_eq!(sd.len(), 1);
@@ -484,6 +535,7 @@ mod tests {
         l.sidecar_heard("f", report(IDLE, bad), 0, &t);
         l.sidecar_heard("f", report(IDLE, OK), 30_000, &t);
         l.sidecar_heard("f", report(IDLE, bad), 40_000, &t);
+        confirm(&mut l);
         let o = obs(3, 0, 10);
         // A short streak is not enough.
         assert!(select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 59_999)).is_empty());
@@ -500,6 +552,7 @@ mod tests {
         l.sidecar_heard("a", report(IDLE, OK), 0, &t);
         l.sidecar_heard("b", report(IDLE, OK), 10, &t);
         l.sidecar_heard("c", report(IDLE, OK), 20, &t);
+        confirm(&mut l);
         let o = obs(3, 3, 100);
         let sd = sidecar_tick(&mut l, &Inputs::new(&s, Some(&o), true, &t, 100)).shutdowns;
         assert_eq!(sd.len(), 2);
@@ -548,10 +601,11 @@ mod tests {
         let mut l = Ledger::new();
         l.absorb(&obs(1, 1, 0), &t);
         l.sidecar_heard("jibri-1", report(BusyStatus::Busy, OK), 0, &t);
+        l.absorb(&obs(1, 0, t.sidecar_report_max_age_ms()), &t);
         assert_eq!(
             l.offset(),
             0,
-            "adoption moves it out of the unmanaged count"
+            "no rise came: it was the gateway counted outside the ledger"
         );
         let tick = sidecar_tick(&mut l, &Inputs::new(&s, None, true, &t, t.sidecar_ttl_ms));
         assert!(matches!(&tick.events[..], [SidecarEvent::Forgotten { .. }]));
@@ -565,20 +619,143 @@ mod tests {
         let mut l = Ledger::new();
         l.sidecar_heard("a", report(IDLE, OK), 0, &t);
         let before = l.clone();
-        l.sidecar_heard("a", report(IDLE, OK), 59_000, &t);
+        // Re-stamped every third of the age a report may have to be acted on (90 s / 3).
+        l.sidecar_heard("a", report(IDLE, OK), 29_000, &t);
         assert_eq!(
             l, before,
-            "a repeat within TTL/5 changes nothing (no store write)"
+            "a repeat within the refresh period changes nothing (no store write)"
         );
-        l.sidecar_heard("a", report(IDLE, OK), 60_000, &t);
+        l.sidecar_heard("a", report(IDLE, OK), 30_000, &t);
         assert_eq!(
             l.get("a")
                 .and_then(|i| i.sidecar.as_ref().map(|e| e.reported_at)),
-            Some(60_000)
+            Some(30_000)
         );
         let before = l.clone();
-        l.sidecar_heard("a", report(BusyStatus::Busy, OK), 61_000, &t);
+        l.sidecar_heard("a", report(BusyStatus::Busy, OK), 31_000, &t);
         assert_ne!(l, before, "a change is written at once");
+    }
+
+    #[test]
+    fn only_hosts_the_scaler_may_act_on_are_picked() {
+        let (t, s, mut l) = setup(1);
+        for h in [
+            "unverified",
+            "managed",
+            "reports-only",
+            "outside",
+            "mismatch",
+        ] {
+            l.sidecar_heard(h, report(IDLE, OK), 0, &t);
+        }
+        l.set_membership("managed", Membership::Managed, "in the hostgroup", None);
+        l.set_membership(
+            "reports-only",
+            Membership::ReportsOnly,
+            "no such host",
+            None,
+        );
+        l.set_membership(
+            "outside",
+            Membership::Outside,
+            "hostgroup db",
+            Some("10.0.0.9"),
+        );
+        l.set_membership(
+            "mismatch",
+            Membership::Mismatch,
+            "other address",
+            Some("10.0.0.8"),
+        );
+        let o = obs(10, 10, 100);
+        let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 100));
+        let mut hosts: Vec<&str> = sd.iter().map(|x| x.host.as_str()).collect();
+        hosts.sort();
+        assert_eq!(hosts, ["managed", "reports-only"]);
+        // The refused ones lost the evidence their reports gave, and their binding is the
+        // lifecycle manager's address.
+        assert!(l.get("outside").is_some_and(|i| i.sidecar.is_none()));
+        assert_eq!(
+            l.get("mismatch").and_then(|i| i.ip.as_deref()),
+            Some("10.0.0.8")
+        );
+        assert!(l.get("managed").is_some_and(Instance::managed));
+        assert!(!l.get("reports-only").is_some_and(Instance::managed));
+        // Silent past the TTL, every host the scaler may not act on is forgotten, no delete.
+        let late = t.sidecar_ttl_ms + 1;
+        let tick = sidecar_tick(&mut l, &Inputs::new(&s, None, true, &t, late));
+        let mut gone: Vec<&str> = tick
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                SidecarEvent::Forgotten { host, .. } => Some(host.as_str()),
+                SidecarEvent::SilentAfterShutdown { .. } => None,
+            })
+            .collect();
+        gone.sort();
+        assert_eq!(gone, ["mismatch", "outside", "unverified"]);
+        assert!(l.deletes_owed().is_empty());
+    }
+
+    #[test]
+    fn a_busy_report_in_the_same_request_is_never_told_to_shut_down() {
+        let (t, s, mut l) = setup(1);
+        l.sidecar_heard("a", report(IDLE, OK), 0, &t);
+        l.sidecar_heard("b", report(IDLE, OK), 0, &t);
+        confirm(&mut l);
+        let o = obs(2, 2, 100);
+        let sd = select_shutdowns(&mut l, &Inputs::new(&s, Some(&o), true, &t, 100));
+        assert_eq!(sd.len(), 1);
+        let told = sd[0].host.clone();
+        // Its next report says IDLE: told. A call arrived meanwhile: BUSY is never told.
+        assert!(l.sidecar_answer(&told, report(IDLE, OK), 200, &t));
+        assert!(!l.sidecar_answer(&told, report(BusyStatus::Busy, OK), 300, &t));
+        assert!(!l.sidecar_answer(&told, report(BusyStatus::Unknown, OK), 300, &t));
+        assert!(l.sidecar_answer(&told, report(BusyStatus::Expired, OK), 300, &t));
+        // A poll carries no report: the last one decides while it is recent.
+        l.sidecar_heard(&told, report(BusyStatus::Busy, OK), 400, &t);
+        assert!(!l.sidecar_answer(&told, None, 500, &t));
+        l.sidecar_heard(&told, report(IDLE, OK), 600, &t);
+        assert!(l.sidecar_answer(&told, None, 700, &t));
+        let stale = 600 + t.sidecar_report_max_age_ms() + 1;
+        assert!(!l.sidecar_answer(&told, None, stale, &t));
+        // The other host was not picked: never told, whatever it says.
+        let other = if told == "a" { "b" } else { "a" };
+        assert!(!l.sidecar_answer(other, report(IDLE, OK), 800, &t));
+    }
+
+    #[test]
+    fn an_adopted_host_joining_jicofo_is_not_credited_to_a_launch() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        l.absorb(&obs(2, 2, 0), &t);
+        l.record_launch("vsg-new", Origin::Scaler, 1_000);
+        // A gateway nobody launched reports before Jicofo counts it.
+        l.sidecar_heard("jibri-7", report(IDLE, OK), 2_000, &t);
+        let events = l.absorb(&obs(3, 3, 3_000), &t);
+        assert!(events.is_empty(), "{events:?}");
+        assert!(l.get("jibri-7").is_some_and(|i| i.counted));
+        assert_eq!(l.get("vsg-new").map(|i| i.state), Some(State::Requested));
+        // Jicofo counted it first (unexplained), then it reports: it takes that gateway.
+        let mut l = Ledger::new();
+        l.absorb(&obs(2, 2, 0), &t);
+        l.record_launch("vsg-new", Origin::Scaler, 1_000);
+        l.absorb(&obs(3, 3, 3_000), &t);
+        assert_eq!(
+            l.get("vsg-new").map(|i| i.state),
+            Some(State::Ready),
+            "before any report the count cannot know"
+        );
+        // Counted before its first report: no rise comes; one report age later it takes one
+        // of the gateways the ledger could not explain.
+        let mut l = Ledger::new();
+        l.absorb(&obs(3, 3, 0), &t);
+        l.sidecar_heard("jibri-8", report(IDLE, OK), 2_000, &t);
+        l.absorb(&obs(3, 3, 60_000), &t);
+        assert!(l.get("jibri-8").is_some_and(|i| !i.counted));
+        l.absorb(&obs(3, 3, 2_000 + t.sidecar_report_max_age_ms()), &t);
+        assert!(l.get("jibri-8").is_some_and(|i| i.counted));
+        assert_eq!(l.offset(), 2);
     }
 
     proptest! {
@@ -603,6 +780,7 @@ mod tests {
                 if busy == BusyStatus::Idle && health == HealthStatus::Healthy { idle += 1; }
                 l.sidecar_heard(&format!("h{n}"), report(busy, health), *at, &t);
             }
+            confirm(&mut l);
             let available = idle + extra_available;
             let o = obs(hosts.len() as u32 + extra_available, available, now);
             let mut idle_told = 0i64;
