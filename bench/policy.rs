@@ -1,4 +1,4 @@
-//! Policy benchmark (issue 12): every scenario, N seeds, every row; writes the "Policy
+//! Policy benchmark: every scenario, N seeds, every row; writes the "Policy
 //! benchmark" section of docs/benchmarks.md (between its markers) and prints it.
 //!
 //! Rows: ours in target mode (no operator input beyond the target), ours with a flat Erlang-B
@@ -7,7 +7,7 @@
 //! of an hourly Erlang-B spare pool for the scenario's lead time.
 //!
 //! Run: `bench/policy.sh` (= `cargo bench --bench policy --`). Options: `--seeds N` (default
-//! 10), `--out FILE`, `--only NAME` (`--only warm`: the warm-pool rows alone, issue 13, with any
+//! 10), `--out FILE`, `--only NAME` (`--only warm`: the warm-pool rows alone, with any
 //! `simulate` flag appended to every run).
 
 use std::fmt::Write;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use jitsi_scaler::plan::{erlang_b, spare_needed};
 
-/// Warm-pool rows (issue 13), in their own block of docs/benchmarks.md.
+/// Warm-pool rows, in their own block of docs/benchmarks.md.
 mod warm_pool;
 use jitsi_scaler::sim::{self, Report, SimulateArgs};
 
@@ -26,7 +26,7 @@ const TARGET_FLAG: &str = "0.5%";
 const LEAD_EXTRA_S: f64 = 30.0;
 /// Days ours-target learns before the measured span.
 const LEARN_DAYS: f64 = 7.0;
-/// The warm-pool rows' target (their hand-sized `min`, issue 13).
+/// The warm-pool rows' target (their hand-sized `min`).
 const TARGET_REJECTION: f64 = 0.01;
 
 /// One scenario: `simulate` flags, the rate shape that sizes the hand-set rows, boot time.
@@ -97,8 +97,9 @@ const SCENARIOS: &[Scenario] = &[
         boot_s: 90.0,
         step_at_h: None,
     },
-    // A 15 min boot timeout would delete a fifth of these launches while they boot (issue 15
-    // made that exact); 30 min is what docs/configuration.md advises for boots this slow.
+    // A 15 min boot timeout would delete a fifth of these launches while they boot (the
+    // agent's hello made that exact); 30 min is what docs/configuration.md advises for boots
+    // this slow.
     Scenario {
         name: "slow boots, 300/h",
         args: "--profile diurnal --rate 300/h --days 2 --boot 10m --boot-cv 0.5 --max 1000 --bulk-max 50 --boot-timeout 30m",
@@ -404,7 +405,7 @@ fn run() -> Result<(), String> {
         println!("policy benchmark: run it with `bench/policy.sh` (cargo bench --bench policy)");
         return Ok(());
     };
-    // `--only warm`: the warm-pool rows alone (issue 13).
+    // `--only warm`: the warm-pool rows alone.
     if o.only.as_deref() == Some("warm") {
         warm_pool::run(&o);
         return Ok(());
@@ -563,7 +564,7 @@ fn run() -> Result<(), String> {
             ));
         }
     }
-    let _ = writeln!(md, "### Targets (issue 12)\n");
+    let _ = writeln!(md, "### Targets\n");
     let _ = writeln!(md, "| case | measured | target |\n|---|---|---|");
     for c in &checks {
         let _ = writeln!(md, "{c}");

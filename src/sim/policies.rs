@@ -98,7 +98,7 @@ pub struct Ours {
     /// The warm pool (size 0: none), and whether reconciliation has run.
     pool: policy::WarmPool,
     reconciled: bool,
-    /// Target mode (issue 12): the spare floor sized each tick.
+    /// Target mode: the spare floor sized each tick.
     capacity: Option<TargetMode>,
 }
 
@@ -159,7 +159,7 @@ impl Ours {
                 },
             );
         }
-        // Issue 13: size for the lead of the path the next launch takes (as `serve`).
+        // Warm pool: size for the lead of the path the next launch takes (as `serve`).
         c.demand
             .set_launch_lead(policy::sizing_lead(&self.ledger, &self.pool));
         let before = c.sizer.current();

@@ -145,7 +145,7 @@ pub fn next_launch(ledger: &Ledger, pool: &WarmPool) -> (LaunchPath, LeadStat) {
 /// Starts measured before the pool's own lead replaces the provisioning boots in sizing.
 const SIZING_STARTS: u64 = 3;
 
-/// The lead capacity sizing uses (issue 13): the pool's measured start lead while the next
+/// The lead capacity sizing uses: the pool's measured start lead while the next
 /// launch is a start from the pool and a few starts have been measured; `None` otherwise (the
 /// sizing then uses the provisioning boots, the conservative lead).
 pub fn sizing_lead(ledger: &Ledger, pool: &WarmPool) -> Option<LaunchLead> {
