@@ -10,49 +10,6 @@ use policy::{
 
 use super::world::{AgentModel, Answer, Controller, KeepRetry, Reading, World};
 
-/// Which policy to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum PolicyKind {
-    /// The `policy` crate, as `serve` runs it.
-    Ours,
-    /// The existing scaler and its known flaws.
-    Legacy,
-    /// jitsi-autoscaler's threshold rule with periods and a cooldown.
-    Autoscaler,
-    /// Ours, with gateways on jitsi-autoscaler's sidecar: the scaler picks which spares go.
-    Sidecar,
-}
-
-impl PolicyKind {
-    /// The name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::Ours => "ours",
-            PolicyKind::Legacy => "legacy",
-            PolicyKind::Autoscaler => "autoscaler",
-            PolicyKind::Sidecar => "sidecar",
-        }
-    }
-
-    /// Builds the controller.
-    pub fn controller(
-        self,
-        settings: Settings,
-        timing: Timing,
-        tick_ms: u64,
-        opts: &PolicyOptions,
-    ) -> Box<dyn Controller> {
-        match self {
-            PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms).with_target(opts)),
-            PolicyKind::Legacy => Box::new(Legacy::new(settings)),
-            PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings, opts.autoscaler)),
-            PolicyKind::Sidecar => {
-                Box::new(super::sidecar::SidecarFleet::new(settings, timing, tick_ms))
-            }
-        }
-    }
-}
-
 /// Options beyond the shared settings.
 #[derive(Clone, Debug, Default)]
 pub struct PolicyOptions {
