@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::{AuthError, Authenticator, Caller, InstanceBinding, Role};
 use crate::service::{Service, ServiceError};
 
-// Issue 14: jitsi-autoscaler's sidecar routes (`src/api/sidecar.rs`).
+// jitsi-autoscaler's sidecar routes (`src/api/sidecar.rs`).
 mod sidecar;
 
 /// How long one request may take before the service answers 408.
@@ -145,7 +145,7 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .route(&format!("{p}/drained"), post(drained).options(options))
         .route(&format!("{p}/hello"), post(hello).options(options))
         .route(&format!("{p}/status"), get(status).options(options))
-        // Issue 12: schedules of target mode, read and replaced as JSON (admin).
+        // Schedules of target mode, read and replaced as JSON (admin).
         .route(
             &format!("{p}/capacity/schedule"),
             get(get_schedule).put(put_schedule).options(options),
@@ -241,7 +241,7 @@ async fn post_setting(
             "{setting} must be a bare JSON integer, got {value}"
         ))
     })?;
-    // The cap of `min` follows `max` (issue 12).
+    // The cap of `min` follows `max` (target mode sizes up to it).
     let n = match setting {
         Setting::Min => Settings::check_min(n, svc.settings().await.max_total),
         other => other.check(n),
@@ -306,7 +306,7 @@ async fn add_instance(
 }
 
 /// Reads the optional `"drain"` of a remove-me body: `"confirm"` (our agent: it confirms
-/// with `drained`) or `"immediate"`; absent means the client does not say (issue 14).
+/// with `drained`) or `"immediate"`; absent means the client does not say (the legacy script).
 fn drain_field(value: &Value) -> Result<Option<policy::DrainMode>, ApiError> {
     match value.get("drain") {
         None | Some(Value::Null) => Ok(None),

@@ -45,11 +45,11 @@ pub struct Config {
     pub metrics: crate::ops::MetricsConfig,
     /// The audit file (`audit.jsonl` in `data_dir`).
     pub audit: crate::ops::AuditConfig,
-    /// Target mode: the spare floor sized for a rejection rate (issue 12 hook).
+    /// Target mode: the spare floor sized for a rejection rate.
     pub capacity: crate::capacity::CapacitySection,
-    /// HTTP server limits (issue 15).
+    /// HTTP server limits.
     pub server: crate::http_server::ServerConfig,
-    /// Warm pool of stopped hosts (issue 13).
+    /// Warm pool of stopped hosts.
     pub warm_pool: crate::warm_pool::WarmPoolConfig,
 }
 
@@ -166,7 +166,7 @@ impl Default for PolicyConfig {
             boot_timeout: Duration::from_millis(t.boot_timeout_ms),
             stats_max_age: Duration::from_millis(t.stats_max_age_ms),
             pending_ttl: Duration::from_millis(t.pending_ttl_ms),
-            // Per host since issue 14: our agent asks to confirm in its request and waits; a
+            // The drain mode is per host: our agent asks to confirm in its request and waits; a
             // client that does not say (the legacy script, which never confirms) is deleted
             // right after approval, as the legacy scaler did.
             drain_confirm: false,
@@ -400,7 +400,7 @@ impl Config {
 
     /// Every problem that would stop `serve`, each naming its key.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = self.warm_pool.problems(); // warm pool (issue 13)
+        let mut p = self.warm_pool.problems();
         if self.listen.parse::<SocketAddr>().is_err() {
             p.push(format!(
                 "listen: {:?} is not an address like 127.0.0.1:9000",
@@ -426,9 +426,9 @@ impl Config {
         if self.instance_type.trim().is_empty() {
             p.push("instance_type: must not be empty".into());
         }
-        // Issue 12 hook: the [capacity] section.
+        // Target mode: the [capacity] section.
         p.extend(self.capacity.problems(self.settings.max));
-        // Issue 15: HTTP server limits.
+        // HTTP server limits.
         p.extend(self.server.problems());
         for e in self.settings.to_settings().problems() {
             p.push(format!("settings.{}: {e}", e.setting.config_key()));
@@ -455,7 +455,7 @@ impl Config {
         if !(1..=100_000).contains(&pol.recent_decisions) {
             p.push("policy.recent_decisions: must be in 1..=100000".into());
         }
-        p.extend(self.metrics.problems()); // ui (issue 16): metrics.history_samples
+        p.extend(self.metrics.problems()); // status page history: metrics.history_samples
         if !["sip_jibri_detector", "jibri_detector", "jigasi_detector"]
             .contains(&self.jicofo.component.as_str())
         {

@@ -61,13 +61,13 @@ labels! {
         Breaker = "breaker",
         /// The leader lease.
         Leader = "leader",
-        /// Target mode's spare floor (issue 12).
+        /// Target mode's spare floor.
         Capacity = "capacity",
-        /// The warm pool: power calls, refills, trims (issue 13).
+        /// The warm pool: power calls, refills, trims.
         Pool = "pool",
-        /// A jitsi-autoscaler sidecar host (issue 14).
+        /// A jitsi-autoscaler sidecar host.
         Sidecar = "sidecar",
-        /// An agent announced its host at start (issue 15).
+        /// An agent announced its host at start.
         Hello = "hello",
         /// Whether a host the scaler did not launch is one it may delete or power off.
         Managed = "managed",
@@ -190,7 +190,7 @@ pub enum Decision {
         /// The rule's numbers (`hold` says why).
         numbers: LaunchDecision,
     },
-    /// Launches held after the lifecycle manager refused creates (issue 15), once per refusal.
+    /// Launches held after the lifecycle manager refused creates, once per refusal.
     LaunchHeld {
         /// The rule's numbers (what would have been launched).
         numbers: LaunchDecision,
@@ -201,7 +201,7 @@ pub enum Decision {
         /// The last refusal, with what to fix.
         refusal: String,
     },
-    /// An agent announced its host at start (issue 15): the ledger knows it runs.
+    /// An agent announced its host at start: the ledger knows it runs.
     Hello {
         /// The host.
         host: String,
@@ -247,7 +247,7 @@ pub enum Decision {
         /// Why.
         refusal: AddRefusal,
     },
-    /// `POST /scaler/instance` not needed (issue 14): answered as the legacy scaler did,
+    /// `POST /scaler/instance` not needed: answered as the legacy scaler did,
     /// nothing launched.
     AddNotNeeded {
         /// The launch rule's numbers (deficit <= 0).
@@ -394,14 +394,14 @@ pub enum Decision {
         /// The last error, when it opened.
         last_error: Option<String>,
     },
-    /// A warm-pool decision (issue 13).
+    /// A warm-pool decision.
     Pool(PoolDecision),
     /// This replica took the leader lease (`Some(value)`) or lost it (`None`).
     Leader {
         /// The lease value when acquired.
         lease: Option<String>,
     },
-    /// Target mode changed the effective min (issue 12).
+    /// Target mode changed the effective min.
     Capacity {
         /// The previous effective min (`None`: the first sizing).
         from: Option<u32>,

@@ -1,5 +1,5 @@
-//! `POST {prefix}/hello`: a gateway's agent announces itself by name when it starts (issue 15,
-//! case 10). The ledger then knows the host runs at once, by name rather than by counting, so a
+//! `POST {prefix}/hello`: a gateway's agent announces itself by name when it starts. The
+//! ledger then knows the host runs at once, by name rather than by counting, so a
 //! slow boot is never failed and deleted under a call (see `policy::Ledger::hello`).
 
 use crate::decision::{Decision, Record};

@@ -167,7 +167,7 @@ pub async fn start(
         tasks.clone(),
     ));
     let app = crate::api::router(svc.clone(), Arc::new(parts.auth));
-    // Issue 15 hook: the HTTP server with limits (src/http_server.rs) instead of axum::serve.
+    // The HTTP server with limits (src/http_server.rs): axum::serve exposes none of them.
     let limits = svc.cfg.server.clone();
     let http = tokio::spawn(async move {
         crate::http_server::serve(listener, app, &limits, shutdown).await;

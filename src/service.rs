@@ -58,10 +58,10 @@ struct HostRow<'a> {
     last_error: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     parked: bool,
-    /// Issue 14: how its removal is carried out (`confirm`, `immediate`, `sidecar`).
+    /// How its removal is carried out (`confirm`, `immediate`, `sidecar`).
     #[serde(skip_serializing_if = "Option::is_none")]
     drain: Option<&'static str>,
-    /// Issue 14: its jitsi-autoscaler sidecar's last report.
+    /// Its jitsi-autoscaler sidecar's last report.
     #[serde(skip_serializing_if = "Option::is_none")]
     sidecar: Option<&'a policy::SidecarEvidence>,
     /// Whether the scaler may delete or power it off (launched by it, or confirmed managed).
@@ -99,10 +99,10 @@ struct StatusDoc<'a> {
     jicofo: serde_json::Value,
     ledger: LedgerDoc<'a>,
     last_launch_decision: Option<LaunchDecision>,
-    /// Target mode: effective min, its source and numbers (issue 12 hook).
+    /// Target mode: effective min, its source and numbers.
     capacity: serde_json::Value,
     lifecycle: serde_json::Value,
-    /// warm pool (issue 13)
+    /// The warm pool's section.
     warm_pool: serde_json::Value,
     recent_decisions: &'a [Record],
 }
@@ -114,7 +114,7 @@ struct Core {
     /// The control loop's last launch decision, for `/scaler/status`.
     last_launch: Option<LaunchDecision>,
     /// Expired/unhealthy approvals accepted while the store was unreachable, applied later.
-    /// (host, reason, by, drain mode: issue 14, so a queued agent approval still waits).
+    /// (host, reason, by, drain mode, so a queued agent approval still waits).
     queued: Vec<(String, Reason, String, policy::DrainMode)>,
 }
 
@@ -134,7 +134,7 @@ pub struct Service {
     started_at: Millis,
     /// Metrics, audit trail and the loop's heartbeat (observers of every decision).
     pub ops: Ops,
-    /// Target mode's sizing state (issue 12 hook; see `crate::capacity`).
+    /// Target mode's sizing state (see `crate::capacity`).
     pub capacity: crate::capacity::Live,
     /// Sidecar ids the ledger did not know, per reporting address: a flood of invented ids
     /// is answered 429 and grows nothing.
@@ -153,7 +153,7 @@ impl Service {
         store
             .start(Snapshot::new(cfg.settings.to_settings()))
             .await?;
-        // Issue 12 hook: config problems were refused before `start`; a zone file that vanished
+        // Target mode: config problems were refused before `start`; a zone file that vanished
         // since falls back to fixed mode, loudly.
         let capacity = crate::capacity::Live::new(&cfg.capacity, cfg.policy.tick, cfg.settings.max)
             .unwrap_or_else(|e| {
@@ -257,7 +257,7 @@ impl Service {
         Ok(out)
     }
 
-    /// The merged Jicofo view now (issue 12 hook: target mode sizes from it once per tick).
+    /// The merged Jicofo view now (target mode sizes from it once per tick).
     pub async fn merged_now(&self) -> Merged {
         let core = self.core.lock().await;
         jicofo::merge(&core.shards, now_ms(), self.timing.stats_max_age_ms)
@@ -332,8 +332,8 @@ impl Service {
         self.remove_me_as(host, reason, None, by).await
     }
 
-    /// [`Service::remove_me`] for a client that may say how its host drains (issue 14:
-    /// `"drain": "confirm"` from our agent); `None` takes `policy.drain_confirm`.
+    /// [`Service::remove_me`] for a client that may say how its host drains
+    /// (`"drain": "confirm"` from our agent); `None` takes `policy.drain_confirm`.
     pub async fn remove_me_as(
         &self,
         host: &str,
@@ -352,9 +352,9 @@ impl Service {
                 if let Some(d) = policy::decide_removal_without_store(health, reason) {
                     return (d, min(snap));
                 }
-                // Issue 12 hook: the effective min (target mode), not only the API's floor.
+                // The effective min (target mode), not only the API's floor.
                 let settings = self.capacity.effective(&snap.settings);
-                // warm pool (issue 13): an approved removal may go into the pool.
+                // warm pool: an approved removal may go into the pool.
                 let inputs = policy::Inputs::new(
                     &settings,
                     merged.observation.as_ref(),
@@ -373,7 +373,7 @@ impl Service {
                 (d, settings.min_available)
             })
             .await;
-        // Issue 12 hook: a first `expired` request is a finished call on single-use gateways.
+        // Target mode: a first `expired` request is a finished call on single-use gateways.
         if let Ok((RemovalDecision::Accept { repeat: false, .. }, _)) = &result
             && reason == Reason::Expired
         {
@@ -467,7 +467,7 @@ impl Service {
     }
 
     /// `POST /scaler/instance`: one launch on request, through the same ledger and max check,
-    /// and only while it is needed (issue 14): the legacy scale-up script left running beside
+    /// and only while it is needed: the legacy scale-up script left running beside
     /// the scale-up loop must not launch a second time for the same deficit. Returns the host
     /// launched, or `None` when nothing was needed (answered as accepted, as the legacy scaler
     /// did; the decision says why).
@@ -669,7 +669,7 @@ impl Service {
             backend: self.lifecycle.backend_name(),
             lifecycle_up: self.lifecycle.is_up(),
             nodes: self.lifecycle.nodes(),
-            // Issue 15 hook: the launch hold after refused creates.
+            // The launch hold after refused creates.
             create_refusals: self.lifecycle.create_refusals(),
             launch_hold_s: self.lifecycle.launch_hold_remaining().as_secs_f64(),
             leader: self.is_leader(),

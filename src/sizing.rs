@@ -1,4 +1,4 @@
-//! Target mode's service operations (issue 12): the tick's sizing and the schedule API, on
+//! Target mode's service operations: the tick's sizing and the schedule API, on
 //! top of `crate::capacity` (configuration and live state) and the service.
 
 use policy::Millis;
@@ -26,7 +26,7 @@ impl Service {
     /// Once per tick on every replica: takes the stored profile and schedules (a follower
     /// always takes the leader's), then sizes the spare floor from the merged reading.
     pub async fn capacity_tick(&self, now: Millis, leader: bool) -> Option<Change> {
-        // Issue 13: the lead of the path the next launch takes (a warm pool's starts).
+        // Warm pool: the lead of the path the next launch takes (a warm pool's starts).
         let pool = self.cfg.warm_pool.to_policy();
         let (stored, settings, lead) = self
             .store()

@@ -1,4 +1,4 @@
-//! `serve`'s side of the warm pool (issue 13): its configuration, the host names of a tick,
+//! `serve`'s side of the warm pool: its configuration, the host names of a tick,
 //! the remove-me hook and the status section. The rules are pure code in the policy crate
 //! (`policy::tick_with_pool`, `policy::remove_request_with_pool`); the power calls and their
 //! decisions are the controller's (`controller::pool`). See docs/lifecycle.md, "Warm pool".
@@ -92,7 +92,7 @@ pub fn tick(
 ) -> Launches {
     let t = policy::tick_with_pool(ledger, settings, &pool.to_policy(), obs, timing, now);
     // `names` is the prefix of new host names; `None` while the lifecycle manager refuses
-    // creates for good (issue 15): no new host then, but starts from the pool still go.
+    // creates for good: no new host then, but starts from the pool still go.
     let (prefix, creates, refills) = match names {
         Some(p) => (p, t.create, t.refill),
         None => ("", 0, 0),

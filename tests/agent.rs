@@ -108,7 +108,7 @@ async fn idle_gateway_is_drained_confirmed_then_deleted() {
     }
 }
 
-/// Issue 15, case 10: the agent announces itself by name at start; the scaler marks its
+/// Hello: the agent announces itself by name at start; the scaler marks its
 /// booting host alive at once (a `hello` decision), before Jicofo counts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_announces_itself_at_start() {
@@ -382,7 +382,7 @@ async fn requests_are_signed_and_errors_never_drain() {
         let want_body = if last {
             json!({"host": "gw-1"})
         } else {
-            // Issue 14: the agent says it confirms, so serve waits for its `drained`.
+            // The agent says it confirms, so serve waits for its `drained`.
             json!({"host": "gw-1", "reason": "idle", "drain": "confirm"})
         };
         assert_eq!(body, &want_body);

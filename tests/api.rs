@@ -62,8 +62,8 @@ async fn instance_and_remove_rows() {
     ] {
         assert_eq!(s.post("/scaler/instance", bad).await.0, 400, "{bad}");
     }
-    // Issue 14: 10 available >= min, so the add is answered as the legacy scaler did (204)
-    // but launches nothing; the decision says why.
+    // Add requests launch only a deficit: 10 available >= min, so the add is answered as the
+    // legacy scaler did (204) but launches nothing; the decision says why.
     s.eventually("the add's decision", Duration::from_secs(10), |st| {
         st["recent_decisions"].as_array().is_some_and(|d| {
             d.iter()

@@ -54,7 +54,7 @@ async fn tokens_decide_who_may_do_what() {
             (Some(&inst), Method::POST, "/scaler/min", "7", 403),
             (Some(&inst), Method::POST, "/scaler/instance", add, 403),
             (Some(&inst), Method::POST, "/scaler/remove", other, 403),
-            // Issue 15: the hello follows the remove-me rule, and needs a token.
+            // The hello follows the remove-me rule, and needs a token.
             (
                 Some(&inst),
                 Method::POST,

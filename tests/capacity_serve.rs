@@ -1,4 +1,4 @@
-//! Target mode in `serve` (issue 12): the real binary against a fake Jicofo and Foreman.
+//! Target mode in `serve`: the real binary against a fake Jicofo and Foreman.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Issue 15 hardening, against the real `serve`: the lifecycle command's environment, and
+//! Hardening, against the real `serve`: the lifecycle command's environment, and
 //! definitive Foreman refusals (401, a validation 422, a 200 with an HTML body).
 //!
 //! `figures_creates_per_minute_under_401` (ignored; `--ignored --nocapture`) measures creates
@@ -35,8 +35,8 @@ pass_env = [{pass_env}]
     )
 }
 
-/// Case 8: the lifecycle program runs with PATH, LANG, the variables of its call and what
-/// `pass_env` names; never the Foreman token or anything else of `serve`'s environment.
+/// Lifecycle environment: the lifecycle program runs with PATH, LANG, the variables of its call
+/// and what `pass_env` names; never the Foreman token or anything else of `serve`'s environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_command_gets_a_minimal_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -111,7 +111,7 @@ async fn lifecycle_command_gets_a_minimal_environment() {
     }
 }
 
-/// Case 8: a `JITSI_SCALER_*` name in `pass_env` is refused at start.
+/// Lifecycle environment: a `JITSI_SCALER_*` name in `pass_env` is refused at start.
 #[tokio::test]
 async fn pass_env_refuses_the_scalers_own_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -204,7 +204,7 @@ async fn assert_refusal_holds(answer: (u16, &'static str, String), hint: &str) {
     assert!(!decisions.contains("\"created\""), "{decisions}");
 }
 
-/// Case 4: a 401 from Foreman is a definitive refusal: the scaler backs off.
+/// Definitive refusal: a 401 from Foreman is a definitive refusal: the scaler backs off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_401_holds_launches() {
     assert_refusal_holds(
@@ -218,7 +218,7 @@ async fn foreman_401_holds_launches() {
     .await;
 }
 
-/// Case 4: a 422 that is not "name has already been taken" is a definitive refusal.
+/// Definitive refusal: a 422 that is not "name has already been taken" is a definitive refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_validation_422_holds_launches() {
     let body = r#"{"error":{"id":null,"errors":{"hostgroup_id":["is invalid"]},"full_messages":["Hostgroup is invalid"]}}"#;
@@ -226,7 +226,7 @@ async fn foreman_validation_422_holds_launches() {
     assert_refusal_holds((422, "application/json", body.into()), hint).await;
 }
 
-/// Case 9: a 200 whose body is a login page is not a created host.
+/// Definitive refusal: a 200 whose body is a login page is not a created host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreman_200_html_is_not_a_created_host() {
     let body = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>login</form></body></html>";
@@ -234,7 +234,7 @@ async fn foreman_200_html_is_not_a_created_host() {
     assert_refusal_holds((200, "text/html", body.into()), hint).await;
 }
 
-/// Case 4, after the fix: when Foreman accepts again, launches resume after the hold.
+/// Definitive refusal, after the fix: when Foreman accepts again, launches resume after the hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launches_resume_after_the_hold_when_foreman_accepts_again() {
     let jicofo = FakeJicofo::start(0, 0).await;
@@ -257,7 +257,7 @@ async fn launches_resume_after_the_hold_when_foreman_accepts_again() {
     assert_eq!(foreman.creates(), 1);
 }
 
-/// The figure of issue 15 case 4: creates per minute against a Foreman answering 401.
+/// The figure for docs (refusal backoff): creates per minute against a Foreman answering 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn figures_creates_per_minute_under_401() {
@@ -287,7 +287,7 @@ fn hosts_in(st: &serde_json::Value, state: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Case 10: an agent's hello makes its host known by name: Jicofo's next rise is attributed to
+/// Hello: an agent's hello makes its host known by name: Jicofo's next rise is attributed to
 /// it (not to the older, still booting launch), and it is never failed by the boot timeout;
 /// the launch that never showed up is failed and deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! HTTP server limits of the real `serve` over raw TCP (issue 15, cases 2 and 3): shutdown with a
+//! HTTP server limits of the real `serve` over raw TCP: shutdown with a
 //! client stopped halfway through its headers, slow-header clients, idle keep-alive connections,
 //! the connection cap, the header-bytes bound.
 //!
@@ -70,7 +70,7 @@ async fn raw_health(addr: std::net::SocketAddr) -> (String, Duration) {
     )
 }
 
-/// Case 2: SIGTERM with a client stopped halfway through its headers: the process exits within
+/// Shutdown: SIGTERM with a client stopped halfway through its headers: the process exits within
 /// a few seconds (the shutdown closes connections without a request in progress).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_promptly_with_a_client_stuck_in_its_headers() {
@@ -91,7 +91,7 @@ async fn sigterm_exits_promptly_with_a_client_stuck_in_its_headers() {
     );
 }
 
-/// Case 2: a request in progress at SIGTERM gets its answer, then the process exits.
+/// Shutdown: a request in progress at SIGTERM gets its answer, then the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_progress_at_sigterm_is_answered() {
     let (mut s, _j, _f) = scaler("shutdown_grace = \"5s\"").await;
@@ -119,7 +119,7 @@ async fn a_request_in_progress_at_sigterm_is_answered() {
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
-/// Case 3: 1000 clients trickling their headers are all closed after the header-read timeout,
+/// Slow headers: 1000 clients trickling their headers are all closed after the header-read timeout,
 /// and /health keeps answering meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_header_clients_are_closed_and_health_keeps_answering() {
@@ -173,8 +173,8 @@ async fn slow_header_clients_are_closed_and_health_keeps_answering() {
     assert!(worst < Duration::from_secs(2), "/health took {worst:?}");
 }
 
-/// Case 3: an idle keep-alive connection is closed after `idle_timeout`; a request in progress
-/// is not cut by it.
+/// Idle connections: an idle keep-alive connection is closed after `idle_timeout`; a request in
+/// progress is not cut by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_closed() {
     let (s, _j, _f) = scaler("idle_timeout = \"1s\"\nheader_read_timeout = \"5s\"").await;
@@ -189,7 +189,7 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
-/// Case 3: past `max_connections` a connection gets a clean 503 at once; when the slow ones
+/// Connection cap: past `max_connections` a connection gets a clean 503 at once; when the slow ones
 /// time out, /health answers again. A head larger than `max_header_bytes` gets 431.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_are_refused_cleanly() {
@@ -233,8 +233,8 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The figures of issue 15 (cases 2-3): VmRSS and /health latency under 500 connections each
-/// holding 375 KB of unfinished headers, then the exit time under SIGTERM.
+/// The figures for docs (slow clients, shutdown): VmRSS and /health latency under 500
+/// connections each holding 375 KB of unfinished headers, then the exit time under SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture"]
 async fn figures_under_a_header_flood() {

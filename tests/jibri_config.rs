@@ -751,7 +751,7 @@ fn write_through_a_symlink_replaces_the_target() {
 
 // ---------------------------------------------------------------- one XMPP server, two environments
 
-// Issue 14, item 4: `check` finds two environments on one XMPP server; the SPEC file still passes.
+// Two environments on one XMPP server: `check` finds them; the SPEC file still passes.
 
 /// Checks `text` on its own (no shards file): the exit status and the JSON.
 fn check_alone(text: &str) -> (i32, Value) {

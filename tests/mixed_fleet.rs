@@ -1,4 +1,4 @@
-//! Legacy scripts and our agent side by side against the real `serve` (issue 14, items 1-2):
+//! Legacy scripts and our agent side by side against the real `serve`:
 //! the drain mode is per host, and the legacy scale-up script's adds launch only the deficit.
 
 mod support;

@@ -74,8 +74,8 @@ async fn max_is_never_passed() {
     let st = s.status().await;
     assert_eq!(st["ledger"]["in_flight"], 4);
 
-    // With room for 3 more, 20 concurrent adds (still needed: issue 14 launches an add only
-    // while there is a deficit) and the loop together fill exactly the room.
+    // With room for 3 more, 20 concurrent adds (still needed: an add launches only while
+    // there is a deficit) and the loop together fill exactly the room.
     s.set("min", "20").await;
     s.set("max", "11").await;
     let ok = concurrent_adds(&s, 20)

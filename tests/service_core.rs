@@ -1,5 +1,5 @@
 //! The service core's contract: `config check` runs exactly `serve`'s validation, `/ready`
-//! tells the true reason, one host-name rule (issues 11 and 15).
+//! tells the true reason, one host-name rule.
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Replicas on one real `redis-server`: a store that loses its data comes back with the newest
 //! state any replica held, and no idle removal is approved on an older one; a deposed leader's
-//! refused writes are recorded as refused, not as done (issue 15, cases 1 and 7).
+//! refused writes are recorded as refused, not as done.
 
 mod support;
 

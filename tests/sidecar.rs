@@ -1,4 +1,4 @@
-//! jitsi-autoscaler's sidecar against the real `serve` (issue 14, item 3): fake sidecars that
+//! jitsi-autoscaler's sidecar against the real `serve`: fake sidecars that
 //! follow SIDECAR-PROTOCOL.md (tokens as the sidecar signs them, the docker report bodies) are
 //! told to shut down exactly the surplus idle hosts, never a busy one; a host is deleted after
 //! its `/sidecar/shutdown` or its silence; with 3 replicas on Redis the surplus is shut down

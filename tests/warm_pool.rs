@@ -1,4 +1,4 @@
-//! Warm pool (issue 13): the lifecycle clients' power actions against the shared fake Foreman
+//! Warm pool: the lifecycle clients' power actions against the shared fake Foreman
 //! and a command program, and `serve` end to end with slow provisioning and fast power-on.
 
 mod support;
@@ -514,7 +514,7 @@ fn simulate_with_a_warm_pool_breaks_no_floor_on_the_diurnal_case() {
 }
 
 /// Target mode (the default) with a warm pool sizes its spares for the lead of the path the
-/// launches take (issue 13): `serve` first sizes for provisioning (the default boot, 10 min
+/// launches take: `serve` first sizes for provisioning (the default boot, 10 min
 /// here), then, once three starts from the pool are measured and stopped hosts remain, for
 /// the start path's few seconds, and says so in `/scaler/status`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

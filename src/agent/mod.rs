@@ -528,7 +528,7 @@ impl Agent {
             },
             signer,
         )?
-        // Issue 14: the scaler decides per host whether to wait for `drained`.
+        // Drain mode per host: the scaler decides per host whether to wait for `drained`.
         .confirming_drain(cfg.confirm_drained);
         let jibri = JibriClient::new(
             &cfg.jibri_health_url,

@@ -258,7 +258,7 @@ impl ScalerClient {
     }
 
     /// Announces that the agent on `host` has started (any 2xx is success), so the scaler
-    /// knows by name that the host runs (issue 15).
+    /// knows by name that the host runs (a slow boot is then never failed under a call).
     pub async fn hello(&self, host: &str) -> Result<(), ScalerError> {
         let Some(url) = &self.hello_url else {
             return Ok(());

@@ -1,48 +1,58 @@
-//! Local time for schedules and the profile: a small reader of the system's compiled time zone
-//! files (`/usr/share/zoneinfo`, TZif version 2+, 64-bit transitions). Debian's tzdata is built
-//! "fat" (explicit transitions up to 2037), so the footer's POSIX rule is not needed before
-//! then; past the last transition the last offset holds. No new crate for this.
+//! Local time for schedules and the profile, from the system's time zone database
+//! (`/usr/share/zoneinfo`, or `TZDIR`) through the `jiff` crate: it reads the compiled zone
+//! files and applies their POSIX footer rule past the last listed transition (2037 and later
+//! on a "slim" tzdata), and follows the tzdata updates the system installs. No zone data is
+//! bundled into the binary.
 
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
+use jiff::tz::{TimeZone, TimeZoneDatabase};
 use policy::capacity::{WEEK_MS, WeekMs};
 
-/// Where zone files live.
-pub const ZONEINFO: &str = "/usr/share/zoneinfo";
-
-/// A zone file that cannot be used.
+/// A zone that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TzError {
     /// Not a plain IANA name (`Europe/Berlin`): no `..`, no absolute path.
     #[error("time zone '{0}': not an IANA zone name")]
     BadName(String),
-    /// The file cannot be read.
-    #[error("time zone '{name}': cannot read {}: {source}", path.display())]
-    Io {
+    /// Not in the system's time zone database (or its file is not a valid zone).
+    #[error("time zone '{name}': not found in the system time zone database: {source}")]
+    Unknown {
         /// The zone.
         name: String,
-        /// Its file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why, as jiff puts it.
+        source: jiff::Error,
     },
-    /// Not a TZif v2+ file.
-    #[error("time zone '{0}': not a TZif version 2 file")]
-    Format(String),
+    /// A zone directory given explicitly (tests) that cannot be read as a time zone database.
+    #[error("time zone '{name}': cannot use {} as a time zone database: {source}", dir.display())]
+    Database {
+        /// The zone.
+        name: String,
+        /// The directory.
+        dir: PathBuf,
+        /// Why, as jiff puts it.
+        source: jiff::Error,
+    },
 }
 
-/// A zone: UTC offsets (seconds) from each transition on.
+/// A zone, by its IANA name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Zone {
     name: String,
-    /// (transition time in Unix seconds, offset after it), ascending.
-    transitions: Vec<(i64, i64)>,
-    /// Offset before the first transition (or always, without any).
-    initial: i64,
+    tz: TimeZone,
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+/// Whether `name` looks like an IANA zone name (and cannot reach outside the database).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c))
 }
 
 impl Zone {
@@ -50,75 +60,48 @@ impl Zone {
     pub fn utc() -> Zone {
         Zone {
             name: "UTC".into(),
-            transitions: Vec::new(),
-            initial: 0,
+            tz: TimeZone::UTC,
         }
     }
 
-    /// Loads `name` from [`ZONEINFO`].
+    /// Loads `name` from the system's time zone database.
     pub fn load(name: &str) -> Result<Zone, TzError> {
-        Self::load_from(Path::new(ZONEINFO), name)
+        Self::checked(name, |n| {
+            TimeZone::get(n).map_err(|source| TzError::Unknown {
+                name: name.into(),
+                source,
+            })
+        })
     }
 
-    /// Loads `name` from `dir` (tests use a copy).
+    /// Loads `name` from the time zone database in `dir` (tests use a copy).
     pub fn load_from(dir: &Path, name: &str) -> Result<Zone, TzError> {
+        Self::checked(name, |n| {
+            let db = TimeZoneDatabase::from_dir(dir).map_err(|source| TzError::Database {
+                name: name.into(),
+                dir: dir.into(),
+                source,
+            })?;
+            db.get(n).map_err(|source| TzError::Unknown {
+                name: name.into(),
+                source,
+            })
+        })
+    }
+
+    fn checked(
+        name: &str,
+        get: impl FnOnce(&str) -> Result<TimeZone, TzError>,
+    ) -> Result<Zone, TzError> {
         if name == "UTC" {
             return Ok(Zone::utc());
         }
-        let ok = !name.is_empty()
-            && !name.starts_with('/')
-            && name
-                .split('/')
-                .all(|p| !p.is_empty() && p != "." && p != "..")
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
-        if !ok {
+        if !plain_name(name) {
             return Err(TzError::BadName(name.into()));
         }
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|source| TzError::Io {
+        Ok(Zone {
             name: name.into(),
-            path: path.clone(),
-            source,
-        })?;
-        Self::parse(name, &bytes).ok_or_else(|| TzError::Format(name.into()))
-    }
-
-    fn parse(name: &str, b: &[u8]) -> Option<Zone> {
-        // Skip the v1 block (32-bit times) to the v2 header.
-        let counts = |at: usize| -> Option<[usize; 6]> {
-            if b.get(at..at + 4)? != b"TZif" || *b.get(at + 4)? < b'2' {
-                return None;
-            }
-            let mut c = [0usize; 6];
-            for (i, v) in c.iter_mut().enumerate() {
-                *v = be32(b, at + 20 + 4 * i)? as usize;
-            }
-            Some(c)
-        };
-        let [isut, isstd, leap, timecnt, typecnt, charcnt] = counts(0)?;
-        let v2 = 44 + timecnt * 5 + typecnt * 6 + charcnt + leap * 8 + isstd + isut;
-        let [_, _, _, timecnt, typecnt, _] = counts(v2)?;
-        let times = v2 + 44;
-        let idx = times + timecnt * 8;
-        let types = idx + timecnt;
-        let offset_of = |t: usize| -> Option<i64> {
-            if t >= typecnt {
-                return None;
-            }
-            Some(i64::from(be32(b, types + 6 * t)? as i32))
-        };
-        let mut transitions = Vec::with_capacity(timecnt);
-        for i in 0..timecnt {
-            let at = i64::from_be_bytes(b.get(times + 8 * i..times + 8 * i + 8)?.try_into().ok()?);
-            let t = *b.get(idx + i)? as usize;
-            transitions.push((at, offset_of(t)?));
-        }
-        Some(Zone {
-            name: name.into(),
-            transitions,
-            initial: offset_of(0)?,
+            tz: get(name)?,
         })
     }
 
@@ -129,11 +112,11 @@ impl Zone {
 
     /// UTC offset in seconds at `utc_ms`.
     pub fn offset_s(&self, utc_ms: u64) -> i64 {
-        let s = (utc_ms / 1000) as i64;
-        match self.transitions.partition_point(|&(at, _)| at <= s) {
-            0 => self.initial,
-            i => self.transitions[i - 1].1,
-        }
+        let at = i64::try_from(utc_ms)
+            .ok()
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            .unwrap_or(Timestamp::MAX);
+        i64::from(self.tz.to_offset(at).seconds())
     }
 
     /// Local time in the week (ms since Monday 00:00 local) at `utc_ms`.
@@ -170,6 +153,21 @@ mod tests {
     }
 
     #[test]
+    fn daylight_saving_continues_past_2037() {
+        let Ok(berlin) = Zone::load("Europe/Berlin") else {
+            return;
+        };
+        // 2040-07-02 (a Monday) 08:30 UTC: past the transitions a "fat" tzdata lists (2037),
+        // the zone's POSIX rule still gives summer time (CEST, +2 h).
+        let summer_2040 = 2_224_830_600_000;
+        assert_eq!(berlin.offset_s(summer_2040), 7200);
+        assert_eq!(berlin.week_ms(summer_2040), 10 * H + H / 2);
+        // 2040-01-02 (a Monday) 08:30 UTC: winter time (CET, +1 h).
+        let winter_2040 = summer_2040 - 182 * 24 * H;
+        assert_eq!(berlin.offset_s(winter_2040), 3600);
+    }
+
+    #[test]
     fn utc_and_bad_names() {
         // 1970-01-05 was a Monday.
         assert_eq!(Zone::utc().week_ms(4 * 24 * H), 0);
@@ -183,12 +181,14 @@ mod tests {
         ] {
             assert!(matches!(Zone::load(bad), Err(TzError::BadName(_))), "{bad}");
         }
-        assert!(Zone::load("Nowhere/Atlantis").is_err());
+        let unknown = Zone::load("Nowhere/Atlantis").expect_err("no such zone");
+        assert!(matches!(unknown, TzError::Unknown { .. }), "{unknown}");
+        assert!(
+            unknown.to_string().contains("Nowhere/Atlantis"),
+            "{unknown}"
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("Bad"), b"not a zone").expect("write");
-        assert!(matches!(
-            Zone::load_from(dir.path(), "Bad"),
-            Err(TzError::Format(_))
-        ));
+        assert!(Zone::load_from(dir.path(), "Bad").is_err());
     }
 }

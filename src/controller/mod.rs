@@ -40,7 +40,7 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
     lease_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_reconcile = Instant::now();
     svc.renew_lease().await;
-    // warm pool (issue 13): learn stopped hosts left from a previous run before any launch.
+    // warm pool: learn stopped hosts left from a previous run before any launch.
     if svc.cfg.warm_pool.size > 0 && svc.is_leader() {
         ctl.reconcile().await;
     }
@@ -83,7 +83,7 @@ struct Planned {
     deletes: Vec<String>,
     /// Adopted hosts to ask the lifecycle manager about.
     unverified: Vec<String>,
-    // warm pool (issue 13)
+    // warm pool
     pool: crate::warm_pool::Launches,
     starts: Vec<String>,
     stops: Vec<String>,
@@ -94,7 +94,7 @@ struct Planned {
 enum Call {
     Create,
     Delete,
-    /// Warm pool: power on / off (issue 13).
+    /// Warm pool: power on / off.
     Start,
     Stop,
     /// Ask the lifecycle manager whether an adopted host is managed.
@@ -116,7 +116,7 @@ impl Controller {
         let svc = &self.svc;
         svc.observe().await;
         svc.flush_queued().await;
-        // Issue 12 hook: every replica sizes the spare floor once per tick (outside `apply`,
+        // Target mode: every replica sizes the spare floor once per tick (outside `apply`,
         // which may retry); followers take the leader's stored profile.
         let now = now_ms();
         let change = svc.capacity_tick(now, svc.lease().is_some()).await;
@@ -132,11 +132,11 @@ impl Controller {
                 if let Some(p) = &profile {
                     snap.capacity.get_or_insert_with(Default::default).profile = Some(p.clone());
                 }
-                // Issue 12 hook: the effective min of target mode.
+                // The effective min of target mode.
                 let settings = svc.capacity.effective(&snap.settings);
-                // Issue 15 hook: after a refused create, no new host name until the hold ends.
+                // After a refused create, no new host name until the hold ends.
                 let hold = svc.lifecycle().launch_hold();
-                // warm pool (issue 13): policy::tick plus starts from the pool and refills.
+                // warm pool: policy::tick plus starts from the pool and refills.
                 let pool = crate::warm_pool::tick(
                     &svc.cfg.warm_pool,
                     hold.is_none().then_some(prefix.as_str()),
@@ -146,7 +146,7 @@ impl Controller {
                     svc.timing(),
                     now,
                 );
-                // Issue 14 hook: sidecar silence timeouts and shutdown orders, same write.
+                // Sidecar: silence timeouts and shutdown orders, same write.
                 let inputs = policy::Inputs::new(
                     &settings,
                     merged.observation.as_ref(),
@@ -183,12 +183,12 @@ impl Controller {
         let previous = svc.note_launch(p.tick.launch).await;
         for e in &p.tick.events {
             self.record_event(e, now);
-            // Issue 12 hook: measured boot leads.
+            // Target mode: measured boot leads.
             if let Event::Seen { boot_ms, .. } = e {
                 svc.capacity.boot(*boot_ms);
             }
         }
-        // Issue 12 hook: one decision line per change of the effective min.
+        // Target mode: one decision line per change of the effective min.
         if let Some(c) = change {
             svc.record(Record::new(
                 now,
@@ -198,7 +198,7 @@ impl Controller {
                 },
             ));
         }
-        // Issue 14 hook: one decision per sidecar order and timeout.
+        // Sidecar: one decision per sidecar order and timeout.
         crate::sidecar::record_tick(svc, p.sidecar, now);
         if !p.merged_stale.is_empty() && !p.merged_fresh.is_empty() {
             tracing::warn!(stale = ?p.merged_stale, fresh = ?p.merged_fresh, "some shards have no fresh stats; using the fresh ones");
@@ -213,7 +213,7 @@ impl Controller {
             .as_ref()
             .filter(|_| d.launch > p.pool.resumed.len() as u32)
         {
-            // Issue 15 hook: one decision per refusal, then quiet until the hold ends.
+            // Refused creates: one decision per refusal, then quiet until the hold ends.
             if h.new {
                 svc.record(Record::new(
                     now,
@@ -257,7 +257,7 @@ impl Controller {
         for host in p.deletes {
             self.spawn_call(host, Call::Delete);
         }
-        // warm pool (issue 13)
+        // warm pool
         for host in p.starts {
             self.spawn_call(host, Call::Start);
         }
@@ -298,7 +298,7 @@ impl Controller {
                 tracing::debug!(host, "forgotten after the retention period");
                 return;
             }
-            // warm pool (issue 13)
+            // warm pool
             Event::Resumed { .. } | Event::StartTimeout { .. } | Event::PoolTrimmed { .. } => {
                 match crate::warm_pool::event_decision(e) {
                     Some(d) => d,
@@ -353,7 +353,7 @@ impl Controller {
                     snap.ledger.set_ip(host, ip);
                 }
             }
-            // Issue 15 hook: a refused create created nothing: no delete is owed.
+            // A refused create created nothing: no delete is owed.
             Err(e) if e.is_definitive() => snap.ledger.launch_refused(host, now, &e.to_string()),
             Err(e) => snap.ledger.launch_error(host, now, &e.to_string(), false),
         })
@@ -453,7 +453,7 @@ impl Controller {
                                 | policy::State::Ready
                                 | policy::State::Draining
                                 | policy::State::Deleting
-                                // warm pool (issue 13)
+                                // warm pool
                                 | policy::State::Stopped
                                 | policy::State::Resuming
                                 | policy::State::Stopping
@@ -486,7 +486,7 @@ impl Controller {
         for host in vanished {
             svc.record(Record::new(now, Decision::Vanished { host }));
         }
-        // warm pool (issue 13): powered-off orphans join the pool.
+        // warm pool: powered-off orphans join the pool.
         let learned = pool::learn_stopped(svc, &orphans).await;
         let orphans: Vec<&String> = orphans.iter().filter(|h| !learned.contains(h)).collect();
         if !orphans.is_empty() {

@@ -1,5 +1,5 @@
 //! The warm pool's lifecycle calls (power on, power off, learning stopped hosts) and their
-//! decisions: the acting side of `crate::warm_pool` (issue 13).
+//! decisions: the acting side of `crate::warm_pool`.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -47,7 +47,7 @@ pub struct CommandRunner {
     health: Mutex<Health>,
     /// Metrics hook, told about every finished run.
     pub(super) observer: ObserverSlot,
-    /// The launch hold after refused creates (issue 15).
+    /// The launch hold after refused creates.
     pub(super) refusals: super::RefusalSlot,
     /// Hosts it may delete or power off beyond its own launches (its `list` prefixes).
     pub(super) managed: super::ManagedSet,

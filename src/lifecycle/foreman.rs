@@ -125,7 +125,7 @@ pub struct ForemanClient {
     cursor: AtomicUsize,
     /// Metrics hook, told about every finished attempt.
     pub(super) observer: ObserverSlot,
-    /// The launch hold after refused creates (issue 15).
+    /// The launch hold after refused creates.
     pub(super) refusals: super::RefusalSlot,
     /// Hosts it may delete or power off beyond its own launches.
     pub(super) managed: super::ManagedSet,
@@ -395,7 +395,7 @@ impl ForemanClient {
                     return Ok(value);
                 }
                 Step::Refused(msg) => {
-                    // Issue 15: a definitive refusal (wrong token, missing permission, a login
+                    // A definitive refusal (wrong token, missing permission, a login
                     // page) repeats on every call: it counts toward the breaker like a failure.
                     permit.node_failed(&msg);
                     node.calls_failed.fetch_add(1, Ordering::Relaxed);

@@ -350,7 +350,7 @@ impl Lifecycle {
         }
     }
 
-    /// The launch hold in force after definitive create refusals, if any (issue 15): the
+    /// The launch hold in force after definitive create refusals, if any: the
     /// launch loop records no new host while it lasts. `Hold::new` is true once per refusal.
     pub fn launch_hold(&self) -> Option<Hold> {
         self.refusal_slot().lock().held(Instant::now())

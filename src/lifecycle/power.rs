@@ -1,4 +1,4 @@
-//! Power actions for the warm pool (issue 13): start and stop a host that exists, and read its
+//! Power actions for the warm pool: start and stop a host that exists, and read its
 //! power state. Foreman: `PUT /api/hosts/:id/power`; command: `start`/`stop`/`status`.
 
 use serde::{Deserialize, Serialize};

@@ -164,7 +164,7 @@ pub struct View {
     pub start_time_s: f64,
     /// Seconds since the Unix epoch of the last finished tick (0: none yet).
     pub last_tick_s: f64,
-    /// Target mode's last sizing (issue 12).
+    /// Target mode's last sizing.
     pub capacity: Option<policy::capacity::Sizing>,
     /// Store writes that failed since start.
     pub store_write_failures: u64,

@@ -3,6 +3,7 @@
 //! simulated clock, and reports quality (rejected calls) and cost (worker-hours) side by side.
 //! See docs/simulation.md.
 
+pub mod kind;
 pub mod plot;
 pub mod policies;
 pub mod report;
@@ -17,7 +18,8 @@ use policy::{Settings, Timing};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-pub use policies::{AsParams, PolicyKind, PolicyOptions, TargetOptions};
+pub use kind::PolicyKind;
+pub use policies::{AsParams, PolicyOptions, TargetOptions};
 pub use report::{PolicyReport, Report};
 use trace::{Generator, Trace, Window};
 use world::{World, WorldConfig};

@@ -10,49 +10,6 @@ use policy::{
 
 use super::world::{AgentModel, Answer, Controller, KeepRetry, Reading, World};
 
-/// Which policy to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum PolicyKind {
-    /// The `policy` crate, as `serve` runs it.
-    Ours,
-    /// The existing scaler and its known flaws.
-    Legacy,
-    /// jitsi-autoscaler's threshold rule with periods and a cooldown.
-    Autoscaler,
-    /// Ours, with gateways on jitsi-autoscaler's sidecar: the scaler picks which spares go.
-    Sidecar,
-}
-
-impl PolicyKind {
-    /// The name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::Ours => "ours",
-            PolicyKind::Legacy => "legacy",
-            PolicyKind::Autoscaler => "autoscaler",
-            PolicyKind::Sidecar => "sidecar",
-        }
-    }
-
-    /// Builds the controller.
-    pub fn controller(
-        self,
-        settings: Settings,
-        timing: Timing,
-        tick_ms: u64,
-        opts: &PolicyOptions,
-    ) -> Box<dyn Controller> {
-        match self {
-            PolicyKind::Ours => Box::new(Ours::new(settings, timing, tick_ms).with_target(opts)),
-            PolicyKind::Legacy => Box::new(Legacy::new(settings)),
-            PolicyKind::Autoscaler => Box::new(AutoscalerStyle::new(settings, opts.autoscaler)),
-            PolicyKind::Sidecar => {
-                Box::new(super::sidecar::SidecarFleet::new(settings, timing, tick_ms))
-            }
-        }
-    }
-}
-
 /// Options beyond the shared settings.
 #[derive(Clone, Debug, Default)]
 pub struct PolicyOptions {
@@ -98,7 +55,7 @@ pub struct Ours {
     /// The warm pool (size 0: none), and whether reconciliation has run.
     pool: policy::WarmPool,
     reconciled: bool,
-    /// Target mode (issue 12): the spare floor sized each tick.
+    /// Target mode: the spare floor sized each tick.
     capacity: Option<TargetMode>,
 }
 
@@ -159,7 +116,7 @@ impl Ours {
                 },
             );
         }
-        // Issue 13: size for the lead of the path the next launch takes (as `serve`).
+        // Warm pool: size for the lead of the path the next launch takes (as `serve`).
         c.demand
             .set_launch_lead(policy::sizing_lead(&self.ledger, &self.pool));
         let before = c.sizer.current();

@@ -39,7 +39,7 @@ pub struct Snapshot {
     pub settings_changed_by: Option<String>,
     /// The ledger (in-flight launches and pending removals included).
     pub ledger: Ledger,
-    /// Target mode's learned profile and API-set schedules (issue 12 hook), shared by replicas.
+    /// Target mode's learned profile and API-set schedules, shared by replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<crate::capacity::Stored>,
     /// Bumped by every write: after a shared store loses its data, the replica holding the

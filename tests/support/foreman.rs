@@ -139,7 +139,7 @@ pub struct Script {
     /// Delay before answering any request.
     pub delay: Duration,
     /// Every request is answered with this (status, content type, body) while set: a wrong
-    /// token, a validation error, a login page in front of the API (issue 15).
+    /// token, a validation error, a login page in front of the API (definitive refusals).
     pub instead: Option<(u16, &'static str, String)>,
 }
 

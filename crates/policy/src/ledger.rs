@@ -423,7 +423,7 @@ pub struct Ledger {
     offset: i64,
     /// Measured lead times per launch path (create or start from the pool).
     #[serde(default)]
-    pub(crate) leads: crate::pool::LeadTimes,
+    pub(crate) leads: crate::lead::LeadTimes,
 }
 
 /// Normalises a host name to its ledger key.

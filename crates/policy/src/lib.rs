@@ -8,6 +8,7 @@
 
 pub mod capacity;
 mod decide;
+mod lead;
 mod ledger;
 mod mixed;
 mod pool;
@@ -18,11 +19,12 @@ pub use decide::{
     AddRefusal, Counts, Inputs, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
     StoreHealth, decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
+pub use lead::{LeadStat, LeadTimes};
 pub use ledger::{Event, Instance, Ledger, Membership, Origin, State};
 pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
 pub use pool::{
-    LaunchPath, LeadStat, LeadTimes, PoolTick, WarmPool, expire as expire_pool, next_launch,
-    remove_request_with_pool, sizing_lead, tick_with_pool,
+    LaunchPath, PoolTick, WarmPool, expire as expire_pool, next_launch, remove_request_with_pool,
+    sizing_lead, tick_with_pool,
 };
 pub use settings::{Setting, Settings, SettingsError, Timing};
 pub use sidecar::{

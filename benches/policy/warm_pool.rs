@@ -1,4 +1,4 @@
-//! Warm-pool rows of the policy benchmark (issue 13): the slow-boot case (300/h, 10 min
+//! Warm-pool rows of the policy benchmark: the slow-boot case (300/h, 10 min
 //! lognormal provisioning, 30 s resume, single use) flat with a hand-set Erlang-B `min`, the
 //! policy benchmark's slow-boot scenario (diurnal, 300/h mean) in target mode (the default),
 //! and the diurnal weekday case; each without a pool and with one (sized to the busy gateways

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Calls cut by "ours" in the policy benchmark's slow-lognormal-boot runs (3 variants x seeds
-# 1-20, the runs in which issue 15 found 2 cut calls): `bench/slow-boot-cuts.sh [BINARY]`.
+# 1-20, the runs that cut 2 calls before the agent's hello): `benches/slow-boot-cuts.sh [BINARY]`.
 # Prints each run that cut a call, then the total, rejected % and boot aborts per variant.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # API benchmark of `jitsi-scaler serve` on loopback (see docs/benchmarks.md, "API benchmark").
 #
-#   bench/api.sh            # wrk -t1 -c32 -d10s per case
-#   DURATION=30s bench/api.sh
+#   benches/api.sh            # wrk -t1 -c32 -d10s per case
+#   DURATION=30s benches/api.sh
 #
 # Builds --release, starts a fake Jicofo (python3 http.server serving a static stats file) and
 # three `serve` processes: ASAP auth with an empty ledger, auth.mode = "none", and ASAP auth
@@ -73,7 +73,7 @@ start() {
   port=$(free_port)
   mkdir -p "$work/$name/data"
   if [ "$entries" -gt 0 ]; then
-    python3 bench/seed_state.py "$work/$name/data/state.json" "$entries"
+    python3 benches/seed_state.py "$work/$name/data/state.json" "$entries"
   fi
   cat >"$work/$name/scaler.toml" <<TOML
 listen = "127.0.0.1:$port"
@@ -112,7 +112,7 @@ results=()
 # run LABEL PID URL SCRIPT TOKEN [TOKENS_FILE]
 run() {
   local label=$1 pid=$2 url=$3 script=$4 token=$5 tokens=${6:-} out rps p50 p99 codes
-  out=$(TOKEN="$token" TOKENS="$tokens" wrk -t$THREADS -c$CONNECTIONS -d"$DURATION" --latency -s "bench/$script" "$url")
+  out=$(TOKEN="$token" TOKENS="$tokens" wrk -t$THREADS -c$CONNECTIONS -d"$DURATION" --latency -s "benches/$script" "$url")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")

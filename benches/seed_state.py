@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes a store snapshot (data_dir/state.json, the JSON of store::Snapshot) with N ready
-instances, for the /scaler/status benchmark: bench/seed_state.py FILE N"""
+instances, for the /scaler/status benchmark: benches/seed_state.py FILE N"""
 import json
 import sys
 import time
