@@ -29,4 +29,5 @@ pub mod sidecar;
 pub mod sim;
 pub mod sizing;
 pub mod store;
+pub mod tick;
 pub mod warm_pool;

@@ -271,6 +271,11 @@ impl Service {
         self.core.lock().await.shards = shards;
     }
 
+    /// The previous tick's launch decision, if any.
+    pub async fn last_launch(&self) -> Option<LaunchDecision> {
+        self.core.lock().await.last_launch
+    }
+
     /// Publishes the control loop's launch decision; returns the previous one.
     pub async fn note_launch(&self, d: LaunchDecision) -> Option<LaunchDecision> {
         self.core.lock().await.last_launch.replace(d)

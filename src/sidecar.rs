@@ -369,24 +369,6 @@ impl Service {
     }
 }
 
-/// Records the sidecar part of a leader tick: one decision per shutdown order and timeout.
-pub fn record_tick(svc: &Service, tick: policy::SidecarTick, now: policy::Millis) {
-    for order in tick.shutdowns {
-        svc.record(Record::new(now, Decision::SidecarShutdown { order }));
-    }
-    for e in tick.events {
-        let d = match e {
-            policy::SidecarEvent::SilentAfterShutdown { host, silent_ms } => {
-                Decision::SidecarSilent { host, silent_ms }
-            }
-            policy::SidecarEvent::Forgotten { host, silent_ms } => {
-                Decision::SidecarForgotten { host, silent_ms }
-            }
-        };
-        svc.record(Record::new(now, d));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

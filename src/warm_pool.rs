@@ -1,14 +1,12 @@
-//! `serve`'s side of the warm pool: its configuration, the host names of a tick,
-//! the remove-me hook and the status section. The rules are pure code in the policy crate
+//! `serve`'s side of the warm pool: its configuration, the remove-me hook and the status
+//! section. The rules are pure code in the policy crate
 //! (`policy::tick_with_pool`, `policy::remove_request_with_pool`); the power calls and their
 //! decisions are the controller's (`controller::pool`). See docs/lifecycle.md, "Warm pool".
 
 use std::time::Duration;
 
-use policy::{Event, Ledger, Observation, Origin, Reason, RemovalDecision, Settings, State};
+use policy::{Ledger, Reason, RemovalDecision, State};
 use serde::{Deserialize, Serialize};
-
-use crate::decision::{Decision, PoolDecision};
 
 /// `[warm_pool]`: stopped hosts powered on instead of provisioned (docs/configuration.md).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -63,80 +61,6 @@ impl WarmPoolConfig {
         }
         p
     }
-}
-
-/// What the pool-aware tick decided, besides the policy's `Tick`.
-pub struct Launches {
-    /// The policy's tick (events, launch decision).
-    pub tick: policy::Tick,
-    /// New hosts recorded for demand (create owed).
-    pub created: Vec<String>,
-    /// Hosts taken from the pool (power-on owed).
-    pub resumed: Vec<String>,
-    /// New hosts recorded to refill the pool (create owed).
-    pub refills: Vec<String>,
-    /// The pool's level after the tick.
-    pub level: u32,
-}
-
-/// The controller's tick (hook in `controller::step`): `policy::tick_with_pool` (the same as
-/// `policy::tick` without a pool), and the new host names recorded before any call.
-pub fn tick(
-    pool: &WarmPoolConfig,
-    names: Option<&str>,
-    ledger: &mut Ledger,
-    settings: &Settings,
-    obs: Option<&Observation>,
-    timing: &policy::Timing,
-    now: policy::Millis,
-) -> Launches {
-    let t = policy::tick_with_pool(ledger, settings, &pool.to_policy(), obs, timing, now);
-    // `names` is the prefix of new host names; `None` while the lifecycle manager refuses
-    // creates for good: no new host then, but starts from the pool still go.
-    let (prefix, creates, refills) = match names {
-        Some(p) => (p, t.create, t.refill),
-        None => ("", 0, 0),
-    };
-    let mut created = Vec::new();
-    for _ in 0..creates {
-        let host = crate::hostname::new_host_name(prefix, ledger);
-        ledger.record_launch(&host, Origin::Scaler, now);
-        created.push(host);
-    }
-    let mut refill_hosts = Vec::new();
-    for _ in 0..refills {
-        let host = crate::hostname::new_host_name(prefix, ledger);
-        ledger.record_refill(&host, now);
-        refill_hosts.push(host);
-    }
-    Launches {
-        tick: t.tick,
-        created,
-        resumed: t.resumed,
-        refills: refill_hosts,
-        level: t.level,
-    }
-}
-
-/// The decision for a warm-pool ledger event (`None` for events that are not the pool's).
-pub fn event_decision(e: &Event) -> Option<Decision> {
-    let p = match e {
-        Event::Resumed { host, lead_ms } => PoolDecision::Resumed {
-            host: host.clone(),
-            lead_ms: *lead_ms,
-        },
-        Event::StartTimeout { host, failures } => {
-            return Some(Decision::Timeout {
-                host: host.clone(),
-                timeout: crate::decision::Timeout::Start {
-                    failures: *failures,
-                },
-            });
-        }
-        Event::PoolTrimmed { host } => PoolDecision::Trimmed { host: host.clone() },
-        _ => return None,
-    };
-    Some(Decision::Pool(p))
 }
 
 /// The remove-me hook (in `Service::remove_me`): `policy::remove_request_with_pool` (the same

@@ -9,11 +9,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use policy::{Event, LaunchHold, Origin};
+use policy::Origin;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::decision::{Decision, Record, Timeout};
+use crate::decision::{Decision, Record};
 use crate::lifecycle::LifecycleError;
 use crate::managed::Guard;
 use crate::ops::now_ms;
@@ -66,29 +66,6 @@ pub async fn run(svc: Arc<Service>, shutdown: CancellationToken, tasks: TaskTrac
     svc.store().release_lease().await;
 }
 
-/// Adopted hosts asked about per tick at most: a flood of invented ids never becomes a flood of
-/// lifecycle calls.
-const VERIFY_PER_TICK: usize = 8;
-
-/// What the leader's tick decided, for logging and acting after the write.
-struct Planned {
-    tick: policy::Tick,
-    hold: Option<crate::lifecycle::Hold>,
-    launched: Vec<String>,
-    sidecar: policy::SidecarTick,
-    merged_stale: Vec<String>,
-    merged_fresh: Vec<String>,
-    disagreement: bool,
-    creates: Vec<String>,
-    deletes: Vec<String>,
-    /// Adopted hosts to ask the lifecycle manager about.
-    unverified: Vec<String>,
-    // warm pool
-    pool: crate::warm_pool::Launches,
-    starts: Vec<String>,
-    stops: Vec<String>,
-}
-
 /// A lifecycle call the loop makes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Call {
@@ -111,68 +88,34 @@ impl Controller {
         }
     }
 
-    /// One tick: read every shard, run the policy, record the launches, start the owed calls.
+    /// One tick: observe (every shard's Jicofo), size (the spare floor), plan (the policy's
+    /// one pure step, applied to the ledger in one store write), record (the plan's
+    /// decisions), act (the lifecycle calls it owes). Followers only observe and size.
     pub async fn step(self: &Arc<Self>) {
         let svc = &self.svc;
         svc.observe().await;
         svc.flush_queued().await;
-        // Target mode: every replica sizes the spare floor once per tick (outside `apply`,
-        // which may retry); followers take the leader's stored profile.
+        // Every replica sizes the spare floor once per tick (outside `apply`, which may
+        // retry); followers take the leader's stored profile.
         let now = now_ms();
         let change = svc.capacity_tick(now, svc.lease().is_some()).await;
         let Some(fence) = svc.lease() else {
             svc.store().sync().await;
             return;
         };
-        let profile = svc.capacity.to_store();
-        let prefix = &svc.cfg.lifecycle.name_prefix;
-        let lifecycle_up = svc.lifecycle().is_up();
+        let tick = svc.tick_inputs(now).await;
         let planned = svc
             .apply(Some(&fence), |snap, merged, _| {
-                if let Some(p) = &profile {
-                    snap.capacity.get_or_insert_with(Default::default).profile = Some(p.clone());
-                }
-                // The effective min of target mode.
-                let settings = svc.capacity.effective(&snap.settings);
-                // After a refused create, no new host name until the hold ends.
-                let hold = svc.lifecycle().launch_hold();
-                // warm pool: policy::tick plus starts from the pool and refills.
-                let pool = crate::warm_pool::tick(
-                    &svc.cfg.warm_pool,
-                    hold.is_none().then_some(prefix.as_str()),
-                    &mut snap.ledger,
-                    &settings,
-                    merged.observation.as_ref(),
-                    svc.timing(),
-                    now,
-                );
-                // Sidecar: silence timeouts and shutdown orders, same write.
-                let inputs = policy::Inputs::new(
-                    &settings,
-                    merged.observation.as_ref(),
-                    lifecycle_up,
-                    svc.timing(),
-                    now,
-                );
-                let sidecar = policy::sidecar_tick(&mut snap.ledger, &inputs);
-                Planned {
-                    tick: pool.tick.clone(),
-                    hold,
-                    launched: pool.created.clone(),
-                    sidecar,
-                    starts: snap.ledger.starts_owed(),
-                    stops: snap.ledger.stops_owed(),
-                    pool,
-                    merged_stale: merged.stale.clone(),
-                    merged_fresh: merged.fresh.clone(),
-                    disagreement: merged.disagreement,
-                    creates: snap.ledger.creates_owed(),
-                    deletes: snap.ledger.deletes_owed(),
-                    unverified: snap.ledger.unverified(VERIFY_PER_TICK),
-                }
+                let plan = svc.plan(snap, merged, &tick);
+                (
+                    plan,
+                    merged.stale.clone(),
+                    merged.fresh.clone(),
+                    merged.disagreement,
+                )
             })
             .await;
-        let p = match planned {
+        let (plan, stale, fresh, disagreement) = match planned {
             Ok(p) => p,
             Err(e) => {
                 // Nothing recorded means nothing launched: try again next tick.
@@ -180,15 +123,17 @@ impl Controller {
                 return;
             }
         };
-        let previous = svc.note_launch(p.tick.launch).await;
-        for e in &p.tick.events {
-            self.record_event(e, now);
-            // Target mode: measured boot leads.
-            if let Event::Seen { boot_ms, .. } = e {
-                svc.capacity.boot(*boot_ms);
-            }
+        svc.note_launch(plan.launch).await;
+        if !stale.is_empty() && !fresh.is_empty() {
+            tracing::warn!(
+                ?stale,
+                ?fresh,
+                "some shards have no fresh stats; using the fresh ones"
+            );
         }
-        // Target mode: one decision line per change of the effective min.
+        if disagreement {
+            tracing::warn!(shards = ?fresh, "shards disagree on the gateway counts; using highest total, lowest available");
+        }
         if let Some(c) = change {
             svc.record(Record::new(
                 now,
@@ -198,115 +143,20 @@ impl Controller {
                 },
             ));
         }
-        // Sidecar: one decision per sidecar order and timeout.
-        crate::sidecar::record_tick(svc, p.sidecar, now);
-        if !p.merged_stale.is_empty() && !p.merged_fresh.is_empty() {
-            tracing::warn!(stale = ?p.merged_stale, fresh = ?p.merged_fresh, "some shards have no fresh stats; using the fresh ones");
-        }
-        if p.disagreement {
-            tracing::warn!(shards = ?p.merged_fresh, "shards disagree on the gateway counts; using highest total, lowest available");
-        }
-        let d = p.tick.launch;
-        pool::record_launches(svc, &p.pool, &svc.cfg.warm_pool, now); // warm pool
-        if let Some(h) = p
-            .hold
-            .as_ref()
-            .filter(|_| d.launch > p.pool.resumed.len() as u32)
-        {
-            // Refused creates: one decision per refusal, then quiet until the hold ends.
-            if h.new {
-                svc.record(Record::new(
-                    now,
-                    Decision::LaunchHeld {
-                        numbers: d,
-                        refusals: h.refusals,
-                        hold_ms: u64::try_from(h.remaining.as_millis()).unwrap_or(u64::MAX),
-                        refusal: h.reason.clone(),
-                    },
-                ));
+        svc.record_plan(&plan, &tick, now);
+        let owed = plan.owed;
+        let calls = [
+            (owed.creates, Call::Create),
+            (owed.deletes, Call::Delete),
+            (owed.starts, Call::Start),
+            (owed.stops, Call::Stop),
+            (owed.verify, Call::Verify),
+        ];
+        for (hosts, call) in calls {
+            for host in hosts {
+                self.spawn_call(host, call);
             }
-        } else if !p.launched.is_empty() {
-            // With a warm pool, `launch` counts the starts too: creates are the rest.
-            let numbers = policy::LaunchDecision {
-                launch: p.launched.len() as u32,
-                ..d
-            };
-            svc.record(Record::new(
-                now,
-                Decision::Launch {
-                    numbers,
-                    hosts: p.launched,
-                },
-            ));
-        } else if d.launch == 0
-            && previous.map(|p| p.hold) != Some(d.hold)
-            && d.hold != Some(LaunchHold::NoDeficit)
-        {
-            svc.record(Record::new(now, Decision::Hold { numbers: d }));
-        } else {
-            tracing::debug!(
-                deficit = d.deficit,
-                available = d.available,
-                in_flight = d.in_flight,
-                "launch 0"
-            );
         }
-        for host in p.creates {
-            self.spawn_call(host, Call::Create);
-        }
-        for host in p.deletes {
-            self.spawn_call(host, Call::Delete);
-        }
-        // warm pool
-        for host in p.starts {
-            self.spawn_call(host, Call::Start);
-        }
-        for host in p.stops {
-            self.spawn_call(host, Call::Stop);
-        }
-        for host in p.unverified {
-            self.spawn_call(host, Call::Verify);
-        }
-    }
-
-    fn record_event(&self, e: &Event, now: policy::Millis) {
-        let timeout = |host: &String, timeout| Decision::Timeout {
-            host: host.clone(),
-            timeout,
-        };
-        let d = match e {
-            Event::Seen { host, boot_ms } => {
-                self.svc.ops.metrics.boot(*boot_ms);
-                Decision::Seen {
-                    host: host.clone(),
-                    boot_ms: *boot_ms,
-                }
-            }
-            Event::Left { host } => Decision::Left { host: host.clone() },
-            Event::BootTimeout { host } => timeout(host, Timeout::Boot),
-            Event::DrainTimeout { host } => timeout(host, Timeout::Drain),
-            Event::PendingExpired { host } => timeout(host, Timeout::Pending),
-            Event::Unexplained { delta, offset } => {
-                tracing::info!(
-                    delta,
-                    unmanaged = offset,
-                    "Jicofo count changed outside the ledger"
-                );
-                return;
-            }
-            Event::Forgotten { host } => {
-                tracing::debug!(host, "forgotten after the retention period");
-                return;
-            }
-            // warm pool
-            Event::Resumed { .. } | Event::StartTimeout { .. } | Event::PoolTrimmed { .. } => {
-                match crate::warm_pool::event_decision(e) {
-                    Some(d) => d,
-                    None => return,
-                }
-            }
-        };
-        self.svc.record(Record::new(now, d));
     }
 
     /// Starts a lifecycle call for `host` unless one is already in progress.

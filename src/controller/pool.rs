@@ -9,32 +9,6 @@ use crate::lifecycle::{LifecycleError, PowerState};
 use crate::managed::Guard;
 use crate::ops::now_ms;
 use crate::service::Service;
-use crate::warm_pool::{Launches, WarmPoolConfig};
-
-/// Records the pool's part of a tick: one decision for starts from the pool, one for refills
-/// (creates are recorded by the controller as before).
-pub(super) fn record_launches(
-    svc: &Service,
-    l: &Launches,
-    pool: &WarmPoolConfig,
-    now: policy::Millis,
-) {
-    let (level, size) = (l.level, pool.size);
-    if !l.resumed.is_empty() {
-        let hosts = l.resumed.clone();
-        svc.record(Record::new(
-            now,
-            Decision::Pool(PoolDecision::Start { hosts, level, size }),
-        ));
-    }
-    if !l.refills.is_empty() {
-        let hosts = l.refills.clone();
-        svc.record(Record::new(
-            now,
-            Decision::Pool(PoolDecision::Refill { hosts, level, size }),
-        ));
-    }
-}
 
 /// Powers `host` on (`start`) or off, confirmed by status, and records the outcome as leader
 /// (hook: the controller's `spawn_call`, one call per host at a time).

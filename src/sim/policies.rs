@@ -5,7 +5,8 @@ use std::collections::{BTreeSet, VecDeque};
 
 use policy::capacity::{CapacityConfig, Demand, DemandSample, Profile, Sizer, WEEK_MS};
 use policy::{
-    Event, Ledger, Millis, Observation, Origin, Reason, RemovalDecision, Settings, Timing,
+    Creates, Event, Ledger, Membership, Millis, Observation, Plan, Reason, RemovalDecision,
+    Settings, StepInputs, Timing,
 };
 
 use super::world::{AgentModel, Answer, Controller, KeepRetry, Reading, World};
@@ -57,6 +58,8 @@ pub struct Ours {
     reconciled: bool,
     /// Target mode: the spare floor sized each tick.
     capacity: Option<TargetMode>,
+    /// The previous tick's launch decision (as `serve` keeps it).
+    previous: Option<policy::LaunchDecision>,
 }
 
 impl Ours {
@@ -74,6 +77,7 @@ impl Ours {
             pool: policy::WarmPool::default(),
             reconciled: false,
             capacity: None,
+            previous: None,
         }
     }
 
@@ -139,36 +143,6 @@ impl Ours {
         self.pool = pool;
         self
     }
-
-    /// The warm pool's tick, as `serve` runs it (src/warm_pool.rs): reconcile once (learn the
-    /// stopped hosts), tick, record starts/creates/refills, then the owed calls.
-    fn tick_pool(&mut self, w: &mut World) {
-        let now = w.now();
-        if !self.reconciled {
-            self.reconciled = true;
-            for h in w.stopped_hosts() {
-                self.ledger.learn_stopped(&h, now);
-            }
-        }
-        let t = policy::tick_with_pool(
-            &mut self.ledger,
-            &self.settings,
-            &self.pool,
-            self.obs.as_ref(),
-            &self.timing,
-            now,
-        );
-        for n in 0..t.create + t.refill {
-            let host = format!("vsg-{:06}", self.next_id);
-            self.next_id += 1;
-            if n < t.create {
-                self.ledger.record_launch(&host, Origin::Scaler, now);
-            } else {
-                self.ledger.record_refill(&host, now);
-            }
-        }
-        self.carry_out(w, now);
-    }
 }
 
 impl Ours {
@@ -205,33 +179,79 @@ impl Ours {
         (&mut self.ledger, inputs)
     }
 
-    /// `policy::tick`, then the record of each launch it decided.
-    pub(super) fn launch(&mut self, now: Millis) {
-        let t = policy::tick(
-            &mut self.ledger,
-            &self.settings,
-            self.obs.as_ref(),
-            &self.timing,
+    /// The leader's tick as `serve` plans it: learn the warm pool's stopped hosts once (as
+    /// `serve`'s first reconciliation), then [`policy::step`] on the same inputs `serve` passes
+    /// (the settings in force, the reading, the pool, the lifecycle manager's state, creates
+    /// never held here), new hosts named `vsg-<counter>`. Feeds the measured boots to target
+    /// mode, as `serve` does.
+    pub(super) fn plan(&mut self, w: &World, now: Millis) -> Plan {
+        if self.pool.enabled() && !self.reconciled {
+            self.reconciled = true;
+            for h in w.stopped_hosts() {
+                self.ledger.learn_stopped(&h, now);
+            }
+        }
+        let mut next_id = self.next_id;
+        let plan = self.plan_with(w.lifecycle_up(), now, &mut |_| {
+            let host = format!("vsg-{next_id:06}");
+            next_id += 1;
+            host
+        });
+        self.next_id = next_id;
+        plan
+    }
+
+    /// [`Ours::plan`] on the lifecycle manager's state `lifecycle_up`, new hosts named by
+    /// `name`: [`policy::step`] on the inputs `serve` passes, then the measured boots fed to
+    /// target mode.
+    pub fn plan_with(
+        &mut self,
+        lifecycle_up: bool,
+        now: Millis,
+        name: &mut dyn FnMut(&Ledger) -> String,
+    ) -> Plan {
+        let inputs = StepInputs {
+            settings: &self.settings,
+            obs: self.obs.as_ref(),
+            pool: &self.pool,
+            lifecycle_up,
+            creates: Creates::Allowed,
+            previous: self.previous,
+            timing: &self.timing,
             now,
-        );
+        };
+        let plan = policy::step(&mut self.ledger, &inputs, name);
+        self.previous = Some(plan.launch);
         if let Some(c) = &mut self.capacity {
-            for e in &t.events {
+            for e in &plan.events {
                 if let Event::Seen { boot_ms, .. } = e {
                     c.demand.boot(*boot_ms);
                 }
             }
         }
-        for _ in 0..t.launch.launch {
-            let host = format!("vsg-{:06}", self.next_id);
-            self.next_id += 1;
-            self.ledger.record_launch(&host, Origin::Scaler, now);
-        }
+        plan
     }
 
     /// The lifecycle calls owed: the warm pool's starts and stops, creates (new launches and
     /// earlier ones whose create failed: a transient error keeps them `requested` until the
     /// boot timeout), then deletes.
     pub(super) fn carry_out(&mut self, w: &mut World, now: Millis) {
+        // The guard's question, as `serve` asks it of adopted hosts: the simulated lifecycle
+        // manager has every gateway of the fleet (it is one hostgroup), and nothing else.
+        for host in self.ledger.unverified(policy::VERIFY_PER_TICK) {
+            let (m, note) = if w.exists(&host) {
+                (
+                    Membership::Managed,
+                    "the simulated lifecycle manager has it",
+                )
+            } else {
+                (
+                    Membership::ReportsOnly,
+                    "the simulated lifecycle manager has no such host",
+                )
+            };
+            self.ledger.set_membership(&host, m, note, None);
+        }
         // The warm pool's power calls first (none without a pool).
         for host in self.ledger.starts_owed() {
             match w.power_on(&host) {
@@ -265,18 +285,14 @@ impl Controller for Ours {
         self.tick_ms
     }
 
-    /// observe -> `policy::tick` -> record launches -> creates owed -> deletes owed.
+    /// observe -> [`policy::step`] (launches recorded) -> the calls it owes.
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
         if !self.observe(w, now) {
             return;
         }
-        if self.pool.enabled() {
-            self.tick_pool(w);
-        } else {
-            self.launch(now);
-            self.carry_out(w, now);
-        }
+        self.plan(w, now);
+        self.carry_out(w, now);
     }
 
     fn uses_pool(&self) -> bool {
@@ -569,6 +585,124 @@ impl Controller for AutoscalerStyle {
         Answer {
             accept: false,
             reading: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `serve`'s controller and `simulate` plan a tick with the one pure step: on the same
+    //! ledger, settings, reading and time they make the same plan and the same ledger.
+    use super::*;
+    use crate::jicofo::Merged;
+    use crate::store::Snapshot;
+    use crate::tick::TickInputs;
+    use policy::{BusyStatus, HealthStatus, Origin, SidecarReport, WarmPool};
+
+    fn namer() -> impl FnMut(&Ledger) -> String {
+        let mut n = 0;
+        move |_| {
+            n += 1;
+            format!("vsg-{n:06}")
+        }
+    }
+
+    /// A ledger mid-day: a launch in flight, two ready hosts (one reporting idle through its
+    /// sidecar), an approved removal, a stopped host in the warm pool.
+    fn busy_ledger(t: &Timing) -> Ledger {
+        let mut l = Ledger::new();
+        l.absorb(
+            &Observation {
+                total: 2,
+                available: 1,
+                taken_at: 0,
+            },
+            t,
+        );
+        l.record_launch("vsg-a", Origin::Scaler, 1_000);
+        l.launch_confirmed("vsg-a", 2_000);
+        l.learn_stopped("vsg-pool1", 3_000);
+        let idle = SidecarReport {
+            busy: BusyStatus::Idle,
+            health: HealthStatus::Healthy,
+            shutting_down: false,
+        };
+        l.sidecar_heard("gw-side", Some(idle), 4_000, t);
+        l.set_membership(
+            "gw-side",
+            policy::Membership::Managed,
+            "in the hostgroup",
+            None,
+        );
+        l.approve("gw-old", Reason::Idle, 5_000, t);
+        l
+    }
+
+    #[tokio::test]
+    async fn serve_and_simulate_make_the_same_plan() {
+        let dir = tempfile::tempdir().expect("dir");
+        let toml = format!(
+            "data_dir = {:?}\n[jicofo]\n[[jicofo.shards]]\nname = \"s1\"\nurl = \"http://127.0.0.1:9/stats\"\n\
+             [capacity]\nmode = \"fixed\"\n[warm_pool]\nsize = 2\n[audit]\nenabled = false\n",
+            dir.path().display().to_string()
+        );
+        let cfg =
+            crate::config::Config::from_toml(&toml, "test", &Default::default()).expect("config");
+        let store = crate::store::Store::open(&cfg, "test").expect("store");
+        let lifecycle = crate::lifecycle::Lifecycle::from_config(&cfg.lifecycle).expect("lc");
+        let jicofo = crate::jicofo::JicofoClient::new(&cfg.jicofo).expect("jicofo");
+        let svc = crate::service::Service::start(cfg, store, lifecycle, jicofo)
+            .await
+            .expect("start");
+        let timing = *svc.timing();
+        let pool: WarmPool = svc.cfg.warm_pool.to_policy();
+        let settings = Settings {
+            min_available: 5,
+            ..Settings::default()
+        };
+        let mut ours = Ours::new(settings, timing, 15_000).with_pool(pool);
+        ours.ledger = busy_ledger(&timing);
+        let mut snap = Snapshot::new(settings);
+        snap.ledger = busy_ledger(&timing);
+        let mut previous = None;
+        // Three ticks: a reading that attributes the launch, one that misses, one at the boot
+        // timeout.
+        for (now, reading) in [
+            (10_000, Some((3, 2))),
+            (25_000, None),
+            (timing.boot_timeout_ms + 30_000, Some((3, 3))),
+        ] {
+            let obs = reading.map(|(total, available)| Observation {
+                total,
+                available,
+                taken_at: now,
+            });
+            ours.obs = obs.or(ours.obs);
+            let merged = Merged {
+                observation: ours.obs,
+                fresh: vec!["s1".into()],
+                stale: Vec::new(),
+                disagreement: false,
+            };
+            let t = TickInputs {
+                now,
+                profile: None,
+                lifecycle_up: true,
+                hold: None,
+                previous,
+                pool,
+            };
+            let served = svc.plan_named(&mut snap, &merged, &t, &mut namer());
+            let simulated = ours.plan_with(true, now, &mut namer());
+            assert_eq!(served, simulated, "tick at {now}");
+            assert_eq!(snap.ledger, ours.ledger, "tick at {now}");
+            if now == 10_000 {
+                // Not a trivial plan: a start from the pool, creates, a refill, a delete.
+                assert_eq!(served.resumed, ["vsg-pool1"]);
+                assert_eq!(served.owed.deletes, ["gw-old"]);
+                assert_eq!(served.refills.len(), 1);
+            }
+            previous = Some(served.launch);
         }
     }
 }

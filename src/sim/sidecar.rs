@@ -1,7 +1,7 @@
 //! A gateway population on jitsi-autoscaler's sidecar, scaled by our policy (`--policies
 //! sidecar`): the gateways never ask to be removed; they report busy/idle/expired, and the
 //! scaler tells surplus spares to shut down as soon as they are not needed
-//! ([`policy::sidecar_tick`], the function `serve` runs), instead of waiting for each gateway's
+//! ([`policy::step`], the function `serve` runs), instead of waiting for each gateway's
 //! idle timer as the remove-me agent does.
 
 use policy::{HealthStatus, Reason, Settings, SidecarReport, State, Timing};
@@ -10,7 +10,7 @@ use super::policies::Ours;
 use super::world::{Answer, Controller, World};
 
 /// Our policy with sidecar gateways: [`Ours`]' tick with the sidecars' reports before
-/// `policy::tick` and `policy::sidecar_tick` after it in the same step, as the leader's tick in
+/// [`policy::step`] (whose sidecar orders come after the launch rule), as the leader's tick in
 /// `serve`.
 pub struct SidecarFleet {
     ours: Ours,
@@ -30,8 +30,8 @@ impl Controller for SidecarFleet {
         self.ours.period_ms()
     }
 
-    /// reports -> `policy::tick` -> launches -> `policy::sidecar_tick` -> shutdowns ->
-    /// creates owed -> deletes owed.
+    /// reports -> [`policy::step`] (launches, then shutdown orders) -> shutdowns -> the calls
+    /// it owes.
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
         // As `serve`: without the store nothing is recorded (reports included), so nothing is
@@ -59,10 +59,8 @@ impl Controller for SidecarFleet {
                 o.ledger.sidecar_shutdown(&host, now);
             }
         }
-        o.launch(now);
-        let (ledger, inputs) = o.inputs(w, now);
-        let sc = policy::sidecar_tick(ledger, &inputs);
-        for s in sc.shutdowns {
+        let plan = o.plan(w, now);
+        for s in plan.sidecar.shutdowns {
             // The answer to its next poll; the gateway drains and exits.
             w.shut_down(&s.host, o.reading);
         }

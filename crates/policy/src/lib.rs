@@ -14,6 +14,7 @@ mod mixed;
 mod pool;
 mod settings;
 mod sidecar;
+mod step;
 
 pub use decide::{
     AddRefusal, Counts, Inputs, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
@@ -31,6 +32,7 @@ pub use sidecar::{
     BusyStatus, HealthStatus, Shutdown, SidecarEvent, SidecarEvidence, SidecarReport, SidecarTick,
     select_shutdowns, sidecar_tick,
 };
+pub use step::{Creates, LaunchLine, Owed, Plan, StepInputs, VERIFY_PER_TICK, step};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
 pub type Millis = u64;

@@ -13,6 +13,10 @@ use serde::{Serialize, Serializer};
 
 use crate::lifecycle::BreakerState;
 
+mod plan;
+
+pub use plan::{PlanContext, decisions as plan_decisions, event_decision};
+
 /// Declares a label enum with its `ALL` list and its label text, from one table.
 macro_rules! labels {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)+ }) => {
@@ -1084,7 +1088,7 @@ mod tests {
 
     #[test]
     fn every_label_is_documented_in_metrics_md() {
-        let doc = include_str!("../docs/metrics.md");
+        let doc = include_str!("../../docs/metrics.md");
         for k in Kind::ALL {
             assert!(doc.contains(&format!("`{}`", k.as_str())), "kind {k:?}");
         }
