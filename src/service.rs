@@ -141,6 +141,12 @@ pub struct Service {
     pub(crate) adoptions: crate::auth::RateLimiter,
 }
 
+/// New sidecar ids one address may bring into the ledger at once; then
+/// [`ADOPTIONS_PER_MINUTE`]. A gateway host runs one sidecar, whose id changes only when its
+/// container restarts.
+pub const ADOPTION_BURST: u32 = 2;
+/// New sidecar ids one address may bring in per minute, after the burst.
+pub const ADOPTIONS_PER_MINUTE: u32 = 1;
 impl Service {
     /// Builds the service from its parts, loading the stored state (or starting from the
     /// config's settings when nothing is stored); see [`Store::start`].
@@ -184,11 +190,7 @@ impl Service {
             started_at: now_ms(),
             ops,
             capacity,
-            adoptions: crate::auth::RateLimiter::new(
-                crate::sidecar::ADOPTIONS_PER_MINUTE,
-                crate::sidecar::ADOPTION_BURST,
-                4096,
-            ),
+            adoptions: crate::auth::RateLimiter::new(ADOPTIONS_PER_MINUTE, ADOPTION_BURST, 4096),
         }))
     }
 

@@ -123,12 +123,6 @@ pub fn parse_report(v: &Value) -> Result<SidecarBody, BodyError> {
     Ok(body)
 }
 
-/// New sidecar ids one address may bring into the ledger at once; then
-/// [`ADOPTIONS_PER_MINUTE`]. A gateway host runs one sidecar, whose id changes only when its
-/// container restarts.
-pub const ADOPTION_BURST: u32 = 2;
-/// New sidecar ids one address may bring in per minute, after the burst.
-pub const ADOPTIONS_PER_MINUTE: u32 = 1;
 /// Longest a first report waits for the lifecycle manager's word on its host (the sidecar gives
 /// a request 3 s); without it the host is adopted unverified and the leader asks.
 const ASK_FIRST_REPORT: std::time::Duration = std::time::Duration::from_millis(1500);

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DrainMode, Millis, Observation, Reason, SidecarEvidence, Timing};
+use crate::drain::DrainMode;
+use crate::evidence::SidecarEvidence;
+use crate::settings::Timing;
+use crate::{Millis, Observation, Reason};
 
 /// Lifecycle state of one gateway in the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

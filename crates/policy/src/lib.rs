@@ -8,6 +8,8 @@
 
 pub mod capacity;
 mod decide;
+mod drain;
+mod evidence;
 mod lead;
 mod ledger;
 mod mixed;
@@ -20,18 +22,17 @@ pub use decide::{
     AddRefusal, Counts, Inputs, KeepCause, LaunchDecision, LaunchHold, RemovalDecision,
     StoreHealth, decide_external_add, decide_launch, decide_removal, decide_removal_without_store,
 };
+pub use drain::DrainMode;
+pub use evidence::{BusyStatus, HealthStatus, SidecarEvidence, SidecarReport};
 pub use lead::{LeadStat, LeadTimes};
 pub use ledger::{Event, Instance, Ledger, Membership, Origin, State};
-pub use mixed::{DrainMode, RequestedAdd, decide_requested_add, remove_request_as};
+pub use mixed::{RequestedAdd, decide_requested_add, remove_request_as};
 pub use pool::{
     LaunchPath, PoolTick, WarmPool, expire as expire_pool, next_launch, remove_request_with_pool,
     sizing_lead, tick_with_pool,
 };
 pub use settings::{Setting, Settings, SettingsError, Timing};
-pub use sidecar::{
-    BusyStatus, HealthStatus, Shutdown, SidecarEvent, SidecarEvidence, SidecarReport, SidecarTick,
-    select_shutdowns, sidecar_tick,
-};
+pub use sidecar::{Shutdown, SidecarEvent, SidecarTick, select_shutdowns, sidecar_tick};
 pub use step::{Creates, LaunchLine, Owed, Plan, StepInputs, VERIFY_PER_TICK, step};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
