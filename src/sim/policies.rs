@@ -192,11 +192,11 @@ impl Ours {
             }
         }
         let mut next_id = self.next_id;
-        let plan = self.plan_with(w.lifecycle_up(), now, &mut |_| {
-            let host = format!("vsg-{next_id:06}");
-            next_id += 1;
-            host
-        });
+        let plan = self.plan_with(
+            w.lifecycle_up(),
+            now,
+            &mut policy::numbered("vsg", &mut next_id),
+        );
         self.next_id = next_id;
         plan
     }
@@ -599,14 +599,6 @@ mod tests {
     use crate::tick::TickInputs;
     use policy::{BusyStatus, HealthStatus, Origin, SidecarReport, WarmPool};
 
-    fn namer() -> impl FnMut(&Ledger) -> String {
-        let mut n = 0;
-        move |_| {
-            n += 1;
-            format!("vsg-{n:06}")
-        }
-    }
-
     /// A ledger mid-day: a launch in flight, two ready hosts (one reporting idle through its
     /// sidecar), an approved removal, a stopped host in the warm pool.
     fn busy_ledger(t: &Timing) -> Ledger {
@@ -692,8 +684,9 @@ mod tests {
                 previous,
                 pool,
             };
-            let served = svc.plan_named(&mut snap, &merged, &t, &mut namer());
-            let simulated = ours.plan_with(true, now, &mut namer());
+            let served =
+                svc.plan_named(&mut snap, &merged, &t, &mut policy::numbered("vsg", &mut 1));
+            let simulated = ours.plan_with(true, now, &mut policy::numbered("vsg", &mut 1));
             assert_eq!(served, simulated, "tick at {now}");
             assert_eq!(snap.ledger, ours.ledger, "tick at {now}");
             if now == 10_000 {

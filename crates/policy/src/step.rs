@@ -156,6 +156,16 @@ pub fn step(
     }
 }
 
+/// Host names `<prefix>-000001`, `<prefix>-000002`, ... from `next` on (it is advanced): the
+/// names of a deterministic run (`simulate`, tests), where `serve` draws random ones.
+pub fn numbered(prefix: &str, next: &mut u64) -> impl FnMut(&Ledger) -> String {
+    move |_| {
+        let name = format!("{prefix}-{:06}", *next);
+        *next += 1;
+        name
+    }
+}
+
 /// Which line the launch rule gets: the hold after refused creates (once), the hosts created,
 /// or a hold whose reason changed; a tick with no deficit is quiet.
 fn launch_line(
@@ -192,14 +202,6 @@ mod tests {
     use super::*;
     use crate::testing::obs_at as obs;
 
-    fn namer() -> impl FnMut(&Ledger) -> String {
-        let mut n = 0;
-        move |_| {
-            n += 1;
-            format!("vsg-{n:03}")
-        }
-    }
-
     fn inputs<'a>(
         s: &'a Settings,
         o: Option<&'a Observation>,
@@ -227,16 +229,16 @@ mod tests {
         let plan = step(
             &mut l,
             &inputs(&s, Some(&o), &pool, &t, 1_000),
-            &mut namer(),
+            &mut numbered("vsg", &mut 1),
         );
         assert_eq!(plan.launch.launch, 2);
-        assert_eq!(plan.owed.creates, ["vsg-001", "vsg-002"]);
+        assert_eq!(plan.owed.creates, ["vsg-000001", "vsg-000002"]);
         assert!(matches!(&plan.line, Some(LaunchLine::Launch { hosts, .. }) if hosts.len() == 2));
         // In flight now: nothing more, and no line (no deficit).
         let plan = step(
             &mut l,
             &inputs(&s, Some(&o), &pool, &t, 2_000),
-            &mut namer(),
+            &mut numbered("vsg", &mut 1),
         );
         assert_eq!(plan.launch.launch, 0);
         assert_eq!(plan.line, None);
@@ -244,11 +246,11 @@ mod tests {
         let mut l = Ledger::new();
         let mut i = inputs(&s, Some(&o), &pool, &t, 1_000);
         i.creates = Creates::Held { first: true };
-        let plan = step(&mut l, &i, &mut namer());
+        let plan = step(&mut l, &i, &mut numbered("vsg", &mut 1));
         assert!(plan.owed.creates.is_empty());
         assert!(matches!(plan.line, Some(LaunchLine::Held { .. })));
         i.creates = Creates::Held { first: false };
-        assert_eq!(step(&mut l, &i, &mut namer()).line, None);
+        assert_eq!(step(&mut l, &i, &mut numbered("vsg", &mut 1)).line, None);
     }
 
     #[test]
@@ -256,10 +258,14 @@ mod tests {
         let (s, t, pool) = (Settings::default(), Timing::default(), WarmPool::default());
         let mut l = Ledger::new();
         // No reading: stats missing, once.
-        let first = step(&mut l, &inputs(&s, None, &pool, &t, 1_000), &mut namer());
+        let first = step(
+            &mut l,
+            &inputs(&s, None, &pool, &t, 1_000),
+            &mut numbered("vsg", &mut 1),
+        );
         assert!(matches!(first.line, Some(LaunchLine::Hold { .. })));
         let mut i = inputs(&s, None, &pool, &t, 2_000);
         i.previous = Some(first.launch);
-        assert_eq!(step(&mut l, &i, &mut namer()).line, None);
+        assert_eq!(step(&mut l, &i, &mut numbered("vsg", &mut 1)).line, None);
     }
 }
