@@ -37,6 +37,10 @@ pub struct CapacitySection {
     /// Boot time assumed until boots are measured.
     #[serde(with = "crate::duration")]
     pub default_boot: Duration,
+    /// The short moving window of the arrival rate. Until it has been full since the first
+    /// reading (after a start or a Jicofo outage), its arrivals count over its whole length.
+    #[serde(with = "crate::duration")]
+    pub short_window: Duration,
     /// A profile to start from when the store has none (`jitsi-scaler capacity seed` writes it).
     pub seed_profile: Option<std::path::PathBuf>,
     /// Operator schedules: at least `min` spares on these days and hours.
@@ -50,6 +54,7 @@ impl Default for CapacitySection {
             target_rejection: "0.5%".into(),
             timezone: "UTC".into(),
             default_boot: Duration::from_secs(120),
+            short_window: Duration::from_millis(CapacityConfig::default().window_ms),
             seed_profile: None,
             schedule: Vec::new(),
         }
@@ -90,6 +95,9 @@ impl CapacitySection {
         let mut p = Vec::new();
         if let Err(e) = self.target() {
             p.push(e.to_string());
+        }
+        if self.short_window < Duration::from_secs(1) {
+            p.push("capacity.short_window: must be at least 1s".into());
         }
         if let Err(e) = Zone::load(&self.timezone) {
             p.push(format!("capacity.timezone: {e}"));
@@ -183,6 +191,7 @@ impl Live {
             tick_ms,
             poll_ms: tick_ms,
             default_boot_ms: section.default_boot.as_millis() as u64,
+            window_ms: crate::duration::millis(section.short_window),
             ..CapacityConfig::default()
         };
         Ok(Live {

@@ -219,6 +219,9 @@ pub struct Demand {
     last: Option<(Millis, u32, Option<u64>)>,
     /// (time, x = busy change + completions, busy) per sample in the short window.
     recent: VecDeque<(Millis, f64, u32)>,
+    /// When the short window last started from nothing (the first reading after a start or an
+    /// outage: a baseline, whatever is busy then is not an arrival).
+    baseline_at: Option<Millis>,
     hour: HourAcc,
     /// Completed hours: (observed arrivals, profile's expectation before learning them).
     trail: VecDeque<(f64, f64)>,
@@ -263,6 +266,7 @@ impl Demand {
             },
             last: None,
             recent: VecDeque::new(),
+            baseline_at: None,
             hour: HourAcc::default(),
             trail: VecDeque::new(),
             boots: VecDeque::new(),
@@ -360,6 +364,7 @@ impl Demand {
         } else {
             self.recent.clear();
             self.recent.push_back((now, 0.0, s.busy));
+            self.baseline_at = Some(now);
         }
         while self
             .recent
@@ -464,13 +469,25 @@ impl Demand {
         v
     }
 
-    /// Arrivals per hour over the short window (`None` before two samples).
-    pub fn short_rate(&self) -> Option<f64> {
-        let (&(t0, _, b0), &(t1, _, b1)) = (self.recent.front()?, self.recent.back()?);
+    /// The time the short window's arrivals are spread over: its span once the window has
+    /// been full since the last baseline, its whole length before. A jump right after a start
+    /// or an outage is evidence of a few calls, not of a rate of thousands an hour: it counts
+    /// as that many calls in one window.
+    fn short_span_ms(&self) -> Option<u64> {
+        let (t0, t1) = (self.recent.front()?.0, self.recent.back()?.0);
         if t1 <= t0 {
             return None;
         }
-        let span_h = (t1 - t0) as f64 / HOUR_MS as f64;
+        let young = self
+            .baseline_at
+            .is_some_and(|b| t1.saturating_sub(b) < self.cfg.window_ms);
+        Some(if young { self.cfg.window_ms } else { t1 - t0 })
+    }
+
+    /// Arrivals per hour over the short window (`None` before two samples).
+    pub fn short_rate(&self) -> Option<f64> {
+        let (&(_, _, b0), &(_, _, b1)) = (self.recent.front()?, self.recent.back()?);
+        let span_h = self.short_span_ms()? as f64 / HOUR_MS as f64;
         let sum: f64 = self.recent.iter().skip(1).map(|r| r.1).sum();
         if self.single_use() || self.hour.completions > 0.0 {
             return Some(sum.max(0.0) / span_h);
@@ -540,8 +557,7 @@ impl Demand {
     /// Calls observed in the short window and its span (for the significance test).
     fn short_counts(&self) -> Option<(f64, f64)> {
         let r = self.short_rate()?;
-        let (t0, t1) = (self.recent.front()?.0, self.recent.back()?.0);
-        let span_h = (t1 - t0) as f64 / HOUR_MS as f64;
+        let span_h = self.short_span_ms()? as f64 / HOUR_MS as f64;
         Some((r * span_h, span_h))
     }
 

@@ -150,6 +150,45 @@ fn the_short_window_sees_a_step_the_profile_does_not_know() {
     assert!((r.rate_per_hour - 30.0).abs() < 10.0, "{r:?}");
 }
 
+#[test]
+fn a_jump_right_after_a_start_or_an_outage_is_a_few_calls_not_a_rate() {
+    let sample = |busy| DemandSample {
+        busy,
+        available: 2,
+        completions: 0,
+        failures: None,
+    };
+    for gap_ms in [1_000, 20_000] {
+        let mut d = Demand::new(cfg(), Profile::default());
+        // The first reading is a baseline: 3 calls already running are not arrivals.
+        d.observe(0, 0, sample(3));
+        d.observe(gap_ms, gap_ms, sample(9));
+        let r = d.short_rate().unwrap_or(f64::MAX);
+        // 6 calls in one reading: 6 in a 10-minute window, 36/h (not 6 in 1 s, 21600/h).
+        assert!((r - 36.0).abs() < 1e-9, "{gap_ms}: {r}");
+        let sized = Sizer::new().size(&mut d, gap_ms, gap_ms, 1, None, 1000);
+        let a = 36.0 * sized.mean_lead_ms as f64 / H as f64;
+        let plan = spare_needed(a, cfg().target).unwrap_or(0).max(1);
+        assert!(
+            sized.effective_min <= plan,
+            "{gap_ms}: {sized:?}, plan {plan}"
+        );
+        // After an outage (a gap of more than two minutes) the next reading is a baseline again.
+        let later = gap_ms + 10 * 60_000;
+        d.observe(later, later, sample(20));
+        assert_eq!(d.short_rate(), None, "one sample: no rate yet");
+    }
+    // Once the window has been full since the baseline, its own span counts again: a steady
+    // rate reads the same as before.
+    let mut d = Demand::new(cfg(), Profile::default());
+    for minute in 0..=30u32 {
+        let t = u64::from(minute) * 60_000;
+        d.observe(t, t, sample(minute));
+    }
+    let r = d.short_rate().unwrap_or(0.0);
+    assert!((r - 60.0).abs() < 1e-6, "{r}");
+}
+
 fn flat_profile(rate: f64) -> Profile {
     let mut p = Profile::default();
     for hw in 0..WEEK_HOURS {
