@@ -80,6 +80,8 @@ struct LedgerDoc<'a> {
     in_flight: u32,
     pending_removal: u32,
     unmanaged: i64,
+    /// The boot timeout in force and why.
+    boot_timeout: serde_json::Value,
     hosts: std::collections::BTreeMap<&'static str, Vec<HostRow<'a>>>,
 }
 
@@ -619,7 +621,7 @@ impl Service {
                         "changed_by": snap.settings_changed_by,
                     }),
                     jicofo: jicofo_doc(&self.cfg.jicofo.component, &core.shards, &merged, now),
-                    ledger: ledger_doc(&snap.ledger, now),
+                    ledger: ledger_doc(&snap.ledger, &self.timing, now),
                     last_launch_decision: core.last_launch,
                     capacity: self.capacity.status(),
                     lifecycle,
@@ -773,7 +775,7 @@ fn jicofo_doc(
 }
 
 /// The `ledger` part of `/scaler/status`, borrowing from the ledger.
-fn ledger_doc(ledger: &policy::Ledger, now: Millis) -> LedgerDoc<'_> {
+fn ledger_doc<'a>(ledger: &'a policy::Ledger, timing: &Timing, now: Millis) -> LedgerDoc<'a> {
     let counts = Counts::of(ledger);
     let by_state = ledger.count_by_state();
     let mut hosts: std::collections::BTreeMap<&'static str, Vec<HostRow<'_>>> = by_state
@@ -806,6 +808,46 @@ fn ledger_doc(ledger: &policy::Ledger, now: Millis) -> LedgerDoc<'_> {
         in_flight: counts.in_flight,
         pending_removal: counts.pending_removal,
         unmanaged: ledger.offset(),
+        boot_timeout: boot_timeout_doc(ledger.boot_timeout(timing)),
         hosts,
     }
+}
+
+/// The boot timeout in force, with the reason in words.
+fn boot_timeout_doc(b: policy::BootTimeout) -> serde_json::Value {
+    let s = |ms: u64| ms as f64 / 1000.0;
+    let why = match b.measured_ms {
+        Some(m) if b.in_force_ms > b.configured_ms => format!(
+            "{} measured boots: {} x their high estimate ({:.0} s) is longer than policy.boot_timeout ({:.0} s){}",
+            b.boots,
+            policy::BOOT_TIMEOUT_FACTOR,
+            s(m),
+            s(b.configured_ms),
+            if b.in_force_ms < m {
+                format!(
+                    ", capped at {} x policy.boot_timeout",
+                    policy::BOOT_TIMEOUT_CAP
+                )
+            } else {
+                String::new()
+            }
+        ),
+        Some(m) => format!(
+            "{} measured boots: {} x their high estimate ({:.0} s) fits within policy.boot_timeout",
+            b.boots,
+            policy::BOOT_TIMEOUT_FACTOR,
+            s(m)
+        ),
+        None => format!(
+            "policy.boot_timeout: {} boots measured, {} needed before they count",
+            b.boots,
+            policy::BOOTS_TO_TRUST
+        ),
+    };
+    serde_json::json!({
+        "configured_s": s(b.configured_ms),
+        "measured_s": b.measured_ms.map(s),
+        "in_force_s": s(b.in_force_ms),
+        "why": why,
+    })
 }

@@ -94,6 +94,26 @@ impl State {
     }
 }
 
+/// Measured boots needed before they may lengthen the boot timeout.
+pub const BOOTS_TO_TRUST: u64 = 5;
+/// How far past the measured boots' high estimate a launch may still boot.
+pub const BOOT_TIMEOUT_FACTOR: f64 = 1.5;
+/// The boot timeout in force is at most this many times the configured one.
+pub const BOOT_TIMEOUT_CAP: u64 = 4;
+
+/// The boot timeout in force and why (see [`Ledger::boot_timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BootTimeout {
+    /// `policy.boot_timeout`.
+    pub configured_ms: u64,
+    /// The measured boots' high estimate times the factor, once enough are measured.
+    pub measured_ms: Option<u64>,
+    /// The one that applies.
+    pub in_force_ms: u64,
+    /// Boots measured so far.
+    pub boots: u64,
+}
+
 /// How an entry came into the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1010,9 +1030,36 @@ impl Ledger {
         keys.into_iter().map(|(_, k)| k.clone()).collect()
     }
 
+    /// The boot timeout in force: the configured one, or, once [`BOOTS_TO_TRUST`] boots have
+    /// been measured, [`BOOT_TIMEOUT_FACTOR`] times a high estimate of them (mean plus four
+    /// mean deviations: about the 99.9th percentile of lognormal boots), if that is longer; at
+    /// most [`BOOT_TIMEOUT_CAP`] times the configured one. A slow cloud keeps its hosts while
+    /// they boot; a launch that never appears is still failed and deleted.
+    pub fn boot_timeout(&self, timing: &Timing) -> BootTimeout {
+        let configured_ms = timing.boot_timeout_ms;
+        let boots = self.leads.create;
+        let measured_ms = (boots.samples >= BOOTS_TO_TRUST).then(|| {
+            let high = boots.mean_ms.saturating_add(4 * boots.dev_ms) as f64;
+            (high * BOOT_TIMEOUT_FACTOR) as u64
+        });
+        let in_force_ms = measured_ms.map_or(configured_ms, |m| {
+            m.clamp(
+                configured_ms,
+                configured_ms.saturating_mul(BOOT_TIMEOUT_CAP),
+            )
+        });
+        BootTimeout {
+            configured_ms,
+            measured_ms,
+            in_force_ms,
+            boots: boots.samples,
+        }
+    }
+
     /// Applies the timeouts: boot timeout, drain timeout, pending-removal TTL, retention.
     pub fn expire(&mut self, timing: &Timing, now: Millis) -> Vec<Event> {
         let mut events = Vec::new();
+        let boot_timeout = self.boot_timeout(timing);
         let keys: Vec<String> = self.instances.keys().cloned().collect();
         for key in keys {
             let Some(i) = self.instances.get(&key) else {
@@ -1024,7 +1071,7 @@ impl Ledger {
             let (state, counted) = (i.state, i.counted);
             // Starts from the pool have their own timeout (`pool::expire`).
             let started = i.started_at.is_some();
-            if state.in_flight() && !started && created >= timing.boot_timeout_ms {
+            if state.in_flight() && !started && created >= boot_timeout.in_force_ms {
                 if i.alive_at.is_some() {
                     // It runs: never failed. A gateway Jicofo counts beyond the ledger is
                     // taken to be this one (it joined before it could be attributed).
@@ -1117,6 +1164,47 @@ fn awaits_count(i: &Instance) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_boot_timeout_follows_measured_boots_and_a_launch_that_never_appears_still_fails() {
+        let t = Timing::default();
+        let mut l = Ledger::new();
+        assert_eq!(l.boot_timeout(&t).in_force_ms, t.boot_timeout_ms);
+        // Slow boots: 10 min, 14 min, 8 min, 13 min, 11 min, 12 min measured.
+        for (n, boot_min) in [10u64, 14, 8, 13, 11, 12].iter().enumerate() {
+            let host = format!("b{n}");
+            l.record_launch(&host, Origin::Scaler, 0);
+            l.absorb(&obs((n + 1) as u32, boot_min * 60_000), &t);
+        }
+        let b = l.boot_timeout(&t);
+        assert_eq!(b.boots, 6);
+        assert!(b.in_force_ms > t.boot_timeout_ms, "{b:?}");
+        assert!(
+            b.in_force_ms <= BOOT_TIMEOUT_CAP * t.boot_timeout_ms,
+            "{b:?}"
+        );
+        // A launch slower than the configured 15 min is not failed while it may still boot...
+        l.record_launch("slow", Origin::Scaler, 1_000_000);
+        assert!(
+            l.expire(&t, 1_000_000 + t.boot_timeout_ms + 60_000)
+                .is_empty()
+        );
+        // ... and one that never appears is failed at the timeout in force.
+        let ev = l.expire(&t, 1_000_000 + b.in_force_ms);
+        assert_eq!(
+            ev,
+            vec![Event::BootTimeout {
+                host: "slow".into()
+            }]
+        );
+        // Boots faster than the configured timeout never shorten it.
+        let mut fast = Ledger::new();
+        for n in 0..6u32 {
+            fast.record_launch(&format!("f{n}"), Origin::Scaler, 0);
+            fast.absorb(&obs(n + 1, 90_000), &t);
+        }
+        assert_eq!(fast.boot_timeout(&t).in_force_ms, t.boot_timeout_ms);
+    }
 
     fn obs(total: u32, at: Millis) -> Observation {
         Observation {

@@ -25,7 +25,10 @@ pub use decide::{
 pub use drain::DrainMode;
 pub use evidence::{BusyStatus, HealthStatus, SidecarEvidence, SidecarReport};
 pub use lead::{LeadStat, LeadTimes};
-pub use ledger::{Event, Instance, Ledger, Membership, Origin, State};
+pub use ledger::{
+    BOOT_TIMEOUT_CAP, BOOT_TIMEOUT_FACTOR, BOOTS_TO_TRUST, BootTimeout, Event, Instance, Ledger,
+    Membership, Origin, State,
+};
 pub use mixed::{RequestedAdd, decide_requested_add, remove_request_as};
 pub use pool::{
     LaunchPath, PoolTick, WarmPool, expire as expire_pool, next_launch, remove_request_with_pool,
