@@ -101,6 +101,9 @@ struct StatusDoc<'a> {
     jicofo: serde_json::Value,
     ledger: LedgerDoc<'a>,
     last_launch_decision: Option<LaunchDecision>,
+    /// Whether `max` holds back what the spare floor needs (the last launch decision's
+    /// deficit is larger than the room under `max`).
+    capped_by_max: Option<policy::Cap>,
     /// Target mode: effective min, its source and numbers.
     capacity: serde_json::Value,
     lifecycle: serde_json::Value,
@@ -172,6 +175,7 @@ impl Service {
             .read(|s| (s.capacity.clone(), s.settings.max_total))
             .await;
         capacity.load(stored.as_ref(), max, true);
+        capacity.warn_if_capped(max);
         let shards = jicofo.initial_states();
         let ops = Ops::default();
         lifecycle.set_observer(ops.lifecycle_observer());
@@ -623,6 +627,9 @@ impl Service {
                     jicofo: jicofo_doc(&self.cfg.jicofo.component, &core.shards, &merged, now),
                     ledger: ledger_doc(&snap.ledger, &self.timing, now),
                     last_launch_decision: core.last_launch,
+                    capped_by_max: core
+                        .last_launch
+                        .and_then(|d| policy::Cap::of(&d, snap.settings.max_total)),
                     capacity: self.capacity.status(),
                     lifecycle,
                     warm_pool: crate::warm_pool::status(&self.cfg.warm_pool, &snap.ledger),

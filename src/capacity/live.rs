@@ -241,6 +241,31 @@ impl Live {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What the learned week's busiest hour needs in all (target mode, with a learned profile).
+    pub fn peak_need(&self) -> Option<policy::capacity::PeakNeed> {
+        if self.mode != Mode::Target {
+            return None;
+        }
+        self.lock().demand.peak_need()
+    }
+
+    /// Warns when the learned week's busiest hour needs more gateways than `max` allows: the
+    /// sizing will be capped then, and calls rejected.
+    pub fn warn_if_capped(&self, max: u32) {
+        if let Some(n) = self.peak_need().filter(|n| n.total() > max) {
+            tracing::warn!(
+                peak_per_hour = format!("{:.0}", n.rate_per_hour),
+                busy = n.busy,
+                spares = n.spares,
+                max,
+                "the learned busiest hour needs {} gateways ({} in calls + {} spares), more than max {max}: the spare floor will be capped then; raise max (POST /scaler/max or settings.max)",
+                n.total(),
+                n.busy,
+                n.spares
+            );
+        }
+    }
+
     /// Takes the stored profile and schedule (at start, and when another replica wrote them).
     /// A stored profile with less learning than ours is ignored, and so is any while this
     /// replica has learning not yet stored, unless `force` (at start: the store beats a seed

@@ -83,6 +83,10 @@ labels! {
         Launch = "launch",
         /// The launch rule holds.
         Hold = "hold",
+        /// `max` holds back what the spare floor needs.
+        Capped = "capped",
+        /// The spare floor fits under `max` again.
+        Uncapped = "uncapped",
         /// A launch is counted by Jicofo.
         Ready = "ready",
         /// A host no longer counted.

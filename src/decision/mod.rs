@@ -52,6 +52,16 @@ pub enum Decision {
         /// The rule's numbers (`hold` says why).
         numbers: LaunchDecision,
     },
+    /// `max` now holds back what the spare floor needs (said once; see [`policy::Cap`]).
+    Capped {
+        /// The numbers.
+        cap: policy::Cap,
+    },
+    /// The spare floor fits under `max` again.
+    Uncapped {
+        /// The `max` setting.
+        max: u32,
+    },
     /// Launches held after the lifecycle manager refused creates, once per refusal.
     LaunchHeld {
         /// The rule's numbers (what would have been launched).
@@ -281,9 +291,11 @@ impl Decision {
     /// What it is about.
     pub fn kind(&self) -> Kind {
         match self {
-            Decision::Launch { .. } | Decision::Hold { .. } | Decision::LaunchHeld { .. } => {
-                Kind::Launch
-            }
+            Decision::Launch { .. }
+            | Decision::Hold { .. }
+            | Decision::LaunchHeld { .. }
+            | Decision::Capped { .. }
+            | Decision::Uncapped { .. } => Kind::Launch,
             Decision::Hello { .. } => Kind::Hello,
             Decision::Remove { .. } | Decision::QueuedStored { .. } => Kind::Remove,
             Decision::Add { .. } | Decision::AddRefused { .. } | Decision::AddNotNeeded { .. } => {
@@ -319,6 +331,8 @@ impl Decision {
         match self {
             Decision::Launch { .. } => Outcome::Launch,
             Decision::Hold { .. } | Decision::LaunchHeld { .. } => Outcome::Hold,
+            Decision::Capped { .. } => Outcome::Capped,
+            Decision::Uncapped { .. } => Outcome::Uncapped,
             Decision::Hello { adopted: true, .. } => Outcome::Adopted,
             Decision::Hello { adopted: false, .. } => Outcome::Alive,
             Decision::Remove { answer, .. } if answer.accepted() => Outcome::Accepted,
@@ -400,6 +414,8 @@ impl Decision {
             Decision::Launch { .. }
             | Decision::Hold { .. }
             | Decision::LaunchHeld { .. }
+            | Decision::Capped { .. }
+            | Decision::Uncapped { .. }
             | Decision::AddRefused { .. }
             | Decision::AddNotNeeded { .. }
             | Decision::Setting { .. }

@@ -1,7 +1,7 @@
 //! The decisions of a tick's [`policy::Plan`]: one pure mapping, so the controller only records
 //! what the plan says.
 
-use policy::{Event, LaunchLine, Plan, SidecarEvent};
+use policy::{CapChange, Event, LaunchLine, Plan, SidecarEvent};
 
 use super::{Decision, PoolDecision, Timeout};
 use crate::lifecycle::Hold;
@@ -48,6 +48,11 @@ pub fn decisions(plan: &Plan, ctx: &PlanContext) -> Vec<Decision> {
                 refusal: h.reason,
             });
         }
+        None => {}
+    }
+    match plan.cap_change {
+        Some(CapChange::Capped { cap }) => out.push(Decision::Capped { cap }),
+        Some(CapChange::Released { max }) => out.push(Decision::Uncapped { max }),
         None => {}
     }
     for order in &plan.sidecar.shutdowns {

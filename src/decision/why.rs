@@ -20,6 +20,13 @@ impl Decision {
                     hosts.join(", ")
                 )
             }
+            Decision::Capped { cap } => format!(
+                "max {} holds the spare floor back: it needs {} more gateway(s), max leaves room for {}; raise max (POST /scaler/max) or accept fewer spares",
+                cap.max,
+                cap.deficit,
+                cap.room.max(0)
+            ),
+            Decision::Uncapped { max } => format!("the spare floor fits under max {max} again"),
             Decision::Hold { numbers } => match numbers.hold {
                 Some(LaunchHold::StatsMissing) => {
                     "no fresh Jicofo stats: launching nothing".to_string()

@@ -244,6 +244,16 @@ pub fn render(s: &Value, source: &str) -> String {
         cell(&st["changed_by"]),
     );
     let _ = writeln!(out, "{}", capacity_line(&s["capacity"]));
+    let cap = &s["capped_by_max"];
+    if cap.is_object() {
+        let _ = writeln!(
+            out,
+            "CAPPED: max {} holds the spare floor back: it needs {} more gateway(s), room {}",
+            cell(&cap["max"]),
+            cell(&cap["deficit"]),
+            cap["room"].as_i64().unwrap_or(0).max(0)
+        );
+    }
 
     let j = &s["jicofo"];
     let merged = match j["merged"].as_object() {

@@ -184,7 +184,7 @@ impl Ours {
     /// (the settings in force, the reading, the pool, the lifecycle manager's state, creates
     /// never held here), new hosts named `vsg-<counter>`. Feeds the measured boots to target
     /// mode, as `serve` does.
-    pub(super) fn plan(&mut self, w: &World, now: Millis) -> Plan {
+    pub(super) fn plan(&mut self, w: &mut World, now: Millis) -> Plan {
         if self.pool.enabled() && !self.reconciled {
             self.reconciled = true;
             for h in w.stopped_hosts() {
@@ -198,6 +198,9 @@ impl Ours {
             &mut policy::numbered("vsg", &mut next_id),
         );
         self.next_id = next_id;
+        if plan.cap.is_some() {
+            w.note_capped(self.tick_ms);
+        }
         plan
     }
 

@@ -91,6 +91,9 @@ pub struct PolicyReport {
     pub floor_breaks: u64,
     /// Launches past `max` (must be 0 for ours).
     pub launches_past_max: u64,
+    /// Hours during which `max` held back what the spare floor needed (ours).
+    #[serde(default)]
+    pub hours_capped: f64,
     /// Stopped-host-hours in the warm pool: storage, not compute (not in `worker_hours`).
     pub stopped_hours: f64,
     /// Power-ons from the warm pool.
@@ -247,6 +250,7 @@ impl PolicyReport {
             },
             floor_breaks: t.floor_breaks,
             launches_past_max: t.past_max,
+            hours_capped: t.capped_ms as f64 / 3_600_000.0,
             stopped_hours: wh(t.stopped_ms),
             resumes: t.resumes,
             pool_returns: t.pool_returns,
@@ -350,6 +354,7 @@ impl Report {
         row("calls cut", &|p| p.cut_calls.to_string());
         row("floor-breaking removals", &|p| p.floor_breaks.to_string());
         row("launches past max", &|p| p.launches_past_max.to_string());
+        row("hours capped by max", &|p| format!("{:.1}", p.hours_capped));
         let label_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0) + 2;
         let col_w = rows
             .iter()

@@ -321,6 +321,8 @@ pub struct Tally {
     pub samples: Vec<Sample>,
     /// When each rejected call arrived.
     pub rejected_at: Vec<u64>,
+    /// Milliseconds during which `max` held back what the spare floor needed.
+    pub capped_ms: u64,
 }
 
 /// The world state during one policy run.
@@ -574,6 +576,11 @@ impl World {
         }
         self.set_state(g, GwState::Gone);
         Ok(())
+    }
+
+    /// The controller's word that `max` held back the spare floor for `ms` (one tick).
+    pub fn note_capped(&mut self, ms: u64) {
+        self.tally.capped_ms += ms;
     }
 
     /// Whether host `host` still exists.

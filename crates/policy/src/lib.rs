@@ -36,7 +36,9 @@ pub use pool::{
 };
 pub use settings::{Setting, Settings, SettingsError, Timing};
 pub use sidecar::{Shutdown, SidecarEvent, SidecarTick, select_shutdowns, sidecar_tick};
-pub use step::{Creates, LaunchLine, Owed, Plan, StepInputs, VERIFY_PER_TICK, numbered, step};
+pub use step::{
+    Cap, CapChange, Creates, LaunchLine, Owed, Plan, StepInputs, VERIFY_PER_TICK, numbered, step,
+};
 
 /// Milliseconds since the Unix epoch: the only notion of time the policy knows.
 pub type Millis = u64;

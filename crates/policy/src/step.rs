@@ -74,6 +74,45 @@ pub enum LaunchLine {
     },
 }
 
+/// `max` holds back what the spare floor needs: the launch rule's deficit is larger than the
+/// room `max` leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Cap {
+    /// Gateways the floor wants launched.
+    pub deficit: i64,
+    /// Launches `max` still allows.
+    pub room: i64,
+    /// The `max` setting.
+    pub max: u32,
+}
+
+impl Cap {
+    /// The cap in a launch decision under `max`, if `max` holds the floor back.
+    pub fn of(d: &LaunchDecision, max: u32) -> Option<Cap> {
+        (d.deficit > 0 && d.deficit > d.room.max(0)).then_some(Cap {
+            deficit: d.deficit,
+            room: d.room,
+            max,
+        })
+    }
+}
+
+/// A change of whether `max` holds the floor back (one decision line each way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum CapChange {
+    /// `max` now holds the floor back.
+    Capped {
+        /// The numbers.
+        cap: Cap,
+    },
+    /// The floor fits under `max` again.
+    Released {
+        /// The `max` setting.
+        max: u32,
+    },
+}
+
 /// What one tick decided: the ledger was changed in place, the rest is here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -83,6 +122,10 @@ pub struct Plan {
     pub launch: LaunchDecision,
     /// The launch rule's line, if it gets one.
     pub line: Option<LaunchLine>,
+    /// Whether `max` holds the spare floor back now.
+    pub cap: Option<Cap>,
+    /// A change of that since the previous tick (its decision line).
+    pub cap_change: Option<CapChange>,
     /// Hosts taken from the warm pool (power-on owed).
     pub resumed: Vec<String>,
     /// Hosts recorded to refill the warm pool (create owed).
@@ -136,12 +179,25 @@ pub fn step(
     }
     let d = t.tick.launch;
     let line = launch_line(inputs, d, t.resumed.len(), created);
+    let cap = Cap::of(&d, settings.max_total);
+    let before = inputs
+        .previous
+        .and_then(|p| Cap::of(&p, settings.max_total));
+    let cap_change = match (cap, before) {
+        (Some(c), None) => Some(CapChange::Capped { cap: c }),
+        (None, Some(_)) if d.hold != Some(LaunchHold::StatsMissing) => Some(CapChange::Released {
+            max: settings.max_total,
+        }),
+        _ => None,
+    };
     let sidecar_inputs = Inputs::new(settings, inputs.obs, inputs.lifecycle_up, timing, now);
     let sidecar = sidecar_tick(ledger, &sidecar_inputs);
     Plan {
         events: t.tick.events,
         launch: d,
         line,
+        cap,
+        cap_change,
         resumed: t.resumed,
         refills: refill_hosts,
         pool_level: t.level,
@@ -251,6 +307,47 @@ mod tests {
         assert!(matches!(plan.line, Some(LaunchLine::Held { .. })));
         i.creates = Creates::Held { first: false };
         assert_eq!(step(&mut l, &i, &mut numbered("vsg", &mut 1)).line, None);
+    }
+
+    #[test]
+    fn a_cap_by_max_is_said_once_when_it_starts_and_once_when_it_ends() {
+        let t = Timing::default();
+        let pool = WarmPool::default();
+        let s = Settings {
+            min_available: 6,
+            max_total: 4,
+            ..Settings::default()
+        };
+        let mut l = Ledger::new();
+        let o = obs(2, 0, 1_000);
+        let first = step(
+            &mut l,
+            &inputs(&s, Some(&o), &pool, &t, 1_000),
+            &mut numbered("vsg", &mut 1),
+        );
+        assert_eq!(
+            first.cap,
+            Some(Cap {
+                deficit: 6,
+                room: 2,
+                max: 4
+            })
+        );
+        assert!(matches!(first.cap_change, Some(CapChange::Capped { .. })));
+        let mut i = inputs(&s, Some(&o), &pool, &t, 2_000);
+        i.previous = Some(first.launch);
+        let second = step(&mut l, &i, &mut numbered("vsg", &mut 10));
+        assert!(second.cap.is_some());
+        assert_eq!(second.cap_change, None, "said once");
+        let more = Settings {
+            max_total: 100,
+            ..s
+        };
+        let mut i = inputs(&more, Some(&o), &pool, &t, 3_000);
+        i.previous = Some(second.launch);
+        let third = step(&mut l, &i, &mut numbered("vsg", &mut 20));
+        assert_eq!(third.cap, None);
+        assert_eq!(third.cap_change, Some(CapChange::Released { max: 100 }));
     }
 
     #[test]

@@ -236,6 +236,24 @@ pub struct Demand {
     value: Option<Option<f64>>,
 }
 
+/// What the learned week's busiest hour needs ([`Demand::peak_need`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PeakNeed {
+    /// The busiest hour's expected arrivals per hour.
+    pub rate_per_hour: f64,
+    /// Gateways in a call then.
+    pub busy: u32,
+    /// Spares (ready or booting) sized to the target then.
+    pub spares: u32,
+}
+
+impl PeakNeed {
+    /// Gateways needed in all at the peak.
+    pub fn total(&self) -> u32 {
+        self.busy.saturating_add(self.spares)
+    }
+}
+
 /// A measured launch lead other than the provisioning boots' (a warm pool's starts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchLead {
@@ -610,6 +628,25 @@ impl Demand {
             day_scale: self.day_scale(),
             mean_duration_ms: self.profile.mean_duration_ms(),
         }
+    }
+
+    /// What the learned week's busiest hour needs in all: its rate (per hour), the gateways
+    /// in a call then (rate x mean duration) and the spares sized to the target for the mean
+    /// lead (booting replacements included, as in Erlang B). `None` before a profile and a
+    /// mean duration are learned.
+    pub fn peak_need(&self) -> Option<PeakNeed> {
+        let duration_ms = self.profile.mean_duration_ms()?;
+        let rate = (0..WEEK_HOURS)
+            .filter_map(|hw| self.profile.expected(hw))
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))?;
+        let a = rate * self.mean_lead_ms() as f64 / HOUR_MS as f64;
+        let spares = super::spare_needed(a, self.cfg.target)?;
+        let busy = (rate * duration_ms / HOUR_MS as f64).ceil() as u32;
+        Some(PeakNeed {
+            rate_per_hour: rate,
+            busy,
+            spares,
+        })
     }
 
     /// The feedback multiplier of the hour at `week`.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use erlang::{MAX_SPARE, erlang_b, spare_needed};
 pub use estimate::{
-    CapacityConfig, Demand, DemandSample, LaunchLead, Profile, RateEstimate, WEEK_HOURS,
+    CapacityConfig, Demand, DemandSample, LaunchLead, PeakNeed, Profile, RateEstimate, WEEK_HOURS,
     WORST_HOUR_FACTOR, spare_for_value,
 };
 pub use schedule::{Schedule, ScheduleEntry, ScheduleError, ScheduleNow, WEEK_MS, WeekMs};
