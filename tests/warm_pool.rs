@@ -335,10 +335,10 @@ async fn serve_starts_from_the_pool_returns_removals_to_it_and_refills_it() {
     assert_eq!(pool_num(&st, "refill_level"), 3, "{st:#}");
 }
 
-/// A power-on that is refused (a compute resource without power management) deletes the host
-/// and never loses it; the launch is then served by the next stopped host.
+/// A power-on that is refused (a compute resource without power management) keeps the host
+/// in the pool (never deleted for it) and the launch is served by a create instead.
 #[tokio::test]
-async fn serve_deletes_a_host_whose_start_is_refused() {
+async fn serve_keeps_a_host_whose_start_is_refused_and_creates_instead() {
     // No stats (no launch) until reconciliation has learned the stopped host; then the compute
     // resource refuses power actions.
     let (stack, fm) = pool_serve(
@@ -355,15 +355,40 @@ async fn serve_deletes_a_host_whose_start_is_refused() {
     .await;
     fm.set_no_power(true);
     stack.jicofo.set_down(false);
-    s.eventually("the refused start deleted", Duration::from_secs(20), |_| {
-        fm.deletes().contains(&"vsg-p1".to_string())
+    s.eventually("the refused start", Duration::from_secs(20), |st| {
+        !decided(st, "pool", "launch_failed").is_empty()
     })
     .await;
+    s.eventually("a create instead", Duration::from_secs(20), |_| {
+        fm.creates() >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let st = s.status().await;
-    assert_eq!(decided(&st, "pool", "launch_failed").len(), 1, "{st:#}");
     assert!(
-        support::ledger_state(&st, "vsg-p1").is_some(),
-        "kept in the ledger: {st:#}"
+        !fm.deletes().contains(&"vsg-p1".to_string()),
+        "a refusal never deletes a pool host: {st:#}"
+    );
+    assert_eq!(
+        support::ledger_state(&st, "vsg-p1").as_deref(),
+        Some("stopped"),
+        "back in the pool: {st:#}"
+    );
+    assert_eq!(
+        decided(&st, "pool", "launch_failed").len(),
+        1,
+        "reported once, held since: {st:#}"
+    );
+    let starts = fm
+        .power_actions()
+        .iter()
+        .filter(|(_, a)| a == "start")
+        .count();
+    assert_eq!(
+        starts,
+        1,
+        "not tried again while held: {:?}",
+        fm.power_actions()
     );
 }
 

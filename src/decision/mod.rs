@@ -482,7 +482,8 @@ pub enum PoolDecision {
         /// How long the call took.
         elapsed_ms: u64,
     },
-    /// A power-on refused: the host is deleted.
+    /// A power-on refused: the host stays in the pool, held (deleted only when an earlier
+    /// attempt may have powered it on).
     StartRefused {
         /// The host.
         host: String,
@@ -583,7 +584,9 @@ impl PoolDecision {
                 format!("powered off (status off) in {elapsed_ms} ms: in the warm pool")
             }
             PoolDecision::StartRefused { error, .. } => {
-                format!("power-on refused, deleting it: {error}")
+                format!(
+                    "power-on refused: {error}; the host stays in the pool and is not started again for a while (launches create instead), unless an earlier attempt may have powered it on: then it is deleted"
+                )
             }
             PoolDecision::StopRefused { error, .. } => {
                 format!("power-off refused, deleting it instead: {error}")

@@ -256,13 +256,13 @@ impl Ours {
             self.ledger.set_membership(&host, m, note, None);
         }
         // The warm pool's power calls first (none without a pool).
-        for host in self.ledger.starts_owed() {
+        for host in self.ledger.starts_due(now) {
             match w.power_on(&host) {
                 Ok(()) => self.ledger.start_confirmed(&host, now),
                 Err(e) => self.ledger.start_error(&host, now, &e.to_string(), false),
             }
         }
-        for host in self.ledger.stops_owed() {
+        for host in self.ledger.stops_due(now) {
             match w.power_off(&host) {
                 Ok(()) => self.ledger.stop_done(&host, now),
                 Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),

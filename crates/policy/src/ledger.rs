@@ -240,6 +240,20 @@ pub struct Instance {
     /// The lifecycle manager's answer behind `membership`, for the status page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership_note: Option<String>,
+    /// A failed lifecycle call of the current step is retried from then on (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Millis>,
+    /// The power API refused to start this host: it stays in the warm pool, not taken again
+    /// until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_hold_until: Option<Millis>,
+    /// Power-ons refused in a row (the hold doubles with each).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub power_refusals: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_unverified(m: &Membership) -> bool {
@@ -274,6 +288,9 @@ impl Instance {
             parked: false,
             membership: Membership::Unverified,
             membership_note: None,
+            retry_at: None,
+            power_hold_until: None,
+            power_refusals: 0,
         }
     }
 
@@ -289,6 +306,7 @@ impl Instance {
             self.state_since = now;
             self.attempts = 0;
             self.last_error = None;
+            self.retry_at = None;
         }
     }
 

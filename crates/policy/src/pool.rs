@@ -26,6 +26,23 @@ use crate::{
     ledger::key_of,
 };
 
+/// First hold of a host whose power-on was refused; doubles per refusal in a row.
+pub const POWER_REFUSAL_HOLD_MS: u64 = 60_000;
+/// Cap of that hold.
+pub const POWER_REFUSAL_HOLD_MAX_MS: u64 = 30 * 60_000;
+/// First retry delay after a failed power call; doubles per failure, at most
+/// [`POWER_RETRY_MAX_MS`].
+pub const POWER_RETRY_MS: u64 = 2_000;
+/// Cap of the retry delay.
+pub const POWER_RETRY_MAX_MS: u64 = 5 * 60_000;
+
+/// The retry delay after the `attempts`-th failed power call in a row.
+fn retry_delay_ms(attempts: u32) -> u64 {
+    POWER_RETRY_MS
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(POWER_RETRY_MAX_MS)
+}
+
 /// Warm-pool settings (config section `[warm_pool]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WarmPool {
@@ -162,7 +179,7 @@ fn plan(
 ) -> (Vec<String>, u32, u32) {
     let mut resumed = Vec::new();
     if pool.enabled() {
-        for host in ledger.stopped_hosts() {
+        for host in ledger.startable_hosts(now) {
             if resumed.len() as u32 >= launch.launch {
                 break;
             }
@@ -303,6 +320,20 @@ impl Ledger {
         v.into_iter().map(|(_, h)| h.clone()).collect()
     }
 
+    /// Stopped hosts that may be started at `now` (not held after a refused power-on), the
+    /// longest stopped first.
+    pub fn startable_hosts(&self, now: Millis) -> Vec<String> {
+        let held: std::collections::BTreeSet<&str> = self
+            .instances
+            .values()
+            .filter(|i| i.power_hold_until.is_some_and(|t| t > now))
+            .map(|i| i.host.as_str())
+            .collect();
+        let mut hosts = self.stopped_hosts();
+        hosts.retain(|h| !held.contains(h.as_str()));
+        hosts
+    }
+
     /// The pool's level: stopped hosts, hosts on their way in (approved into the pool, or a
     /// failed start being powered off), and refills not yet in it.
     pub fn pool_level(&self) -> u32 {
@@ -388,20 +419,40 @@ impl Ledger {
     pub fn start_confirmed(&mut self, host: &str, now: Millis) {
         if let Some(i) = self.in_state(host, State::Starting) {
             i.set_state(State::Resuming, now);
+            i.power_refusals = 0;
+            i.power_hold_until = None;
         }
     }
 
-    /// A power-on failed. Transient: retried next tick (the host keeps its launch until the
-    /// start timeout). Definitive: the host is deleted instead (it keeps holding its launch
-    /// until the delete is confirmed).
+    /// A power-on failed. Transient: retried after a backoff (the host keeps its launch until
+    /// the start timeout). Refused outright at the first attempt (the power API said no, so
+    /// nothing was powered on): the host goes back into the pool as it was, and is not taken
+    /// again for [`POWER_REFUSAL_HOLD_MS`] (doubling with each refusal in a row, at most
+    /// [`POWER_REFUSAL_HOLD_MAX_MS`]); the launch it was taken for is freed, so the next tick
+    /// creates instead: a refusal never deletes the pool. Refused after an attempt whose answer
+    /// was lost (that one may have powered it on): deleted, as the host may run unaccounted.
     pub fn start_error(&mut self, host: &str, now: Millis, error: &str, definitive: bool) {
-        if let Some(i) = self.in_state(host, State::Starting) {
-            if definitive {
-                i.set_state(State::LaunchFailed, now);
-            }
+        let Some(i) = self.in_state(host, State::Starting) else {
+            return;
+        };
+        if definitive && i.attempts > 0 {
+            i.set_state(State::LaunchFailed, now);
+            i.attempts = 1;
+        } else if definitive {
+            i.set_state(State::Stopped, now);
+            i.started_at = None;
+            i.stopped_at = Some(now);
+            i.power_refusals += 1;
+            let hold = POWER_REFUSAL_HOLD_MS
+                .saturating_mul(1 << (i.power_refusals - 1).min(16))
+                .min(POWER_REFUSAL_HOLD_MAX_MS);
+            i.power_hold_until = Some(now.saturating_add(hold));
+            i.attempts = 1;
+        } else {
             i.attempts += 1;
-            i.last_error = Some(error.to_string());
+            i.retry_at = Some(now.saturating_add(retry_delay_ms(i.attempts)));
         }
+        i.last_error = Some(error.to_string());
     }
 
     /// The lifecycle manager confirmed the power-off (status `off`): the host is in the pool.
@@ -431,6 +482,9 @@ impl Ledger {
                 i.to_pool = false;
             }
             i.attempts += 1;
+            if !definitive {
+                i.retry_at = Some(now.saturating_add(retry_delay_ms(i.attempts)));
+            }
             i.last_error = Some(error.to_string());
         }
     }
@@ -456,6 +510,24 @@ impl Ledger {
     /// Hosts whose power-off is owed.
     pub fn stops_owed(&self) -> Vec<String> {
         self.owed(State::Stopping)
+    }
+
+    /// Power-ons owed whose backoff after a failure has passed at `now`.
+    pub fn starts_due(&self, now: Millis) -> Vec<String> {
+        self.due(State::Starting, now)
+    }
+
+    /// Power-offs owed whose backoff after a failure has passed at `now`.
+    pub fn stops_due(&self, now: Millis) -> Vec<String> {
+        self.due(State::Stopping, now)
+    }
+
+    fn due(&self, state: State, now: Millis) -> Vec<String> {
+        self.instances
+            .values()
+            .filter(|i| i.state == state && i.retry_at.is_none_or(|t| t <= now))
+            .map(|i| i.host.clone())
+            .collect()
     }
 
     fn owed(&self, state: State) -> Vec<String> {

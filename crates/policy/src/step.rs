@@ -205,8 +205,8 @@ pub fn step(
         owed: Owed {
             creates: ledger.creates_owed(),
             deletes: ledger.deletes_owed(),
-            starts: ledger.starts_owed(),
-            stops: ledger.stops_owed(),
+            starts: ledger.starts_due(now),
+            stops: ledger.stops_due(now),
             verify: ledger.unverified(VERIFY_PER_TICK),
         },
     }

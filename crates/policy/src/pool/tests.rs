@@ -145,6 +145,73 @@ fn a_launch_starts_stopped_hosts_and_creates_only_for_the_rest() {
 }
 
 #[test]
+fn a_refused_power_on_keeps_the_pool_and_creates_instead() {
+    // The power API refuses every start (HTTP 422): five stopped hosts, min 3.
+    let (mut l, t, p, s) = stopped_fleet(5, 5, settings(3, 80, 5));
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
+    assert_eq!(r.resumed.len(), 3);
+    for h in &r.resumed {
+        l.start_error(h, 1_100, "422 unknown power action", true);
+    }
+    // Back in the pool, powered off, held: nothing is deleted, the launches are freed.
+    assert!(l.deletes_owed().is_empty());
+    assert_eq!(l.stopped_hosts().len(), 5);
+    assert_eq!(l.startable_hosts(1_200).len(), 2);
+    // The next tick takes the two not held, and creates for the rest.
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 2_000)), &t, 2_000);
+    assert_eq!((r.resumed.len(), r.create), (2, 1), "{r:?}");
+    for h in &r.resumed {
+        l.start_error(h, 2_100, "422 unknown power action", true);
+    }
+    l.record_launch("c0", Origin::Scaler, 2_000);
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 3_000)), &t, 3_000);
+    assert_eq!(
+        (r.resumed.len(), r.create),
+        (0, 2),
+        "every pool host held: {r:?}"
+    );
+    assert!(
+        l.deletes_owed().is_empty(),
+        "a refusal never deletes the pool"
+    );
+    // After the hold they are tried again; a second refusal in a row holds twice as long.
+    let later = 1_100 + POWER_REFUSAL_HOLD_MS;
+    assert_eq!(l.startable_hosts(later).len(), 3);
+    assert!(l.take_from_pool("p0", later));
+    l.start_error("p0", later, "422", true);
+    assert!(
+        l.startable_hosts(later + POWER_REFUSAL_HOLD_MS)
+            .iter()
+            .all(|h| h != "p0")
+    );
+    assert!(
+        l.startable_hosts(later + 2 * POWER_REFUSAL_HOLD_MS)
+            .iter()
+            .any(|h| h == "p0")
+    );
+}
+
+#[test]
+fn failed_power_calls_are_retried_after_a_growing_backoff() {
+    let (mut l, t, p, s) = stopped_fleet(1, 1, settings(1, 80, 5));
+    tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
+    assert_eq!(l.starts_due(1_000), ["p0"]);
+    l.start_error("p0", 1_000, "timeout", false);
+    assert!(
+        l.starts_due(1_000 + POWER_RETRY_MS - 1).is_empty(),
+        "one retry per step"
+    );
+    assert_eq!(l.starts_due(1_000 + POWER_RETRY_MS), ["p0"]);
+    l.start_error("p0", 3_000, "timeout", false);
+    assert!(l.starts_due(3_000 + POWER_RETRY_MS).is_empty(), "doubled");
+    assert_eq!(l.starts_due(3_000 + 2 * POWER_RETRY_MS), ["p0"]);
+    // A refusal after a failure whose answer may have been lost: the host may run, so it is
+    // deleted rather than put back.
+    l.start_error("p0", 8_000, "422", true);
+    assert_eq!(state(&l, "p0"), Some(State::LaunchFailed));
+}
+
+#[test]
 fn no_create_while_a_stopped_host_is_there() {
     let (mut l, t, p, s) = stopped_fleet(5, 5, settings(4, 80, 5));
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
