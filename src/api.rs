@@ -172,11 +172,37 @@ pub fn router(svc: Arc<Service>, auth: Arc<Authenticator>) -> Router {
         .with_state(state)
 }
 
-/// Counts every auth refusal (401, 403, 429) in `jitsi_scaler_auth_failures_total`.
+/// Counts every auth refusal (401, 403, 429) in `jitsi_scaler_auth_failures_total` and notes it
+/// for the log and the status page (who, why; never the token).
 async fn count_refusals(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    // Kept before the request is consumed; the header map is only read again on a refusal.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(p)| *p);
+    let path = req.uri().path().to_owned();
+    let headers = req.headers().clone();
     let response = next.run(req).await;
     if let Some(r) = response.extensions().get::<crate::auth::Refusal>() {
-        st.svc.ops.metrics.auth_failure(r.0);
+        let sidecar = path.starts_with(&format!("{}/sidecar/", st.svc.cfg.prefix));
+        let caller = if sidecar { "sidecar" } else { "api" };
+        st.svc.ops.metrics.auth_failure(caller, r.reason, r.cause);
+        let kid = crate::auth::refusals::unverified_kid(&headers);
+        let client = match peer {
+            Some(p) => st.auth.client_ip(&headers, p),
+            None => std::net::IpAddr::from([0, 0, 0, 0]),
+        };
+        st.svc.ops.refusals.note(
+            &crate::auth::refusals::Refused {
+                client,
+                caller,
+                reason: r.reason,
+                cause: r.cause,
+                kid: kid.as_deref(),
+                path: &path,
+            },
+            crate::ops::now_ms(),
+        );
     }
     response
 }
@@ -469,17 +495,23 @@ async fn ui_page() -> Response {
     crate::ops::ui::page_response()
 }
 
-/// `GET /metrics`: Prometheus (OpenMetrics) text; open unless `metrics.auth = "token"`.
+/// `GET /metrics`: OpenMetrics text, or the 0.0.4 text format when `Accept` prefers it; open
+/// unless `metrics.auth = "token"`.
 async fn metrics(call: Call) -> Result<Response, ApiError> {
     let svc = &call.st.svc;
     if svc.cfg.metrics.auth == crate::ops::MetricsAccess::Token {
         call.admin().await?;
     }
-    match svc.metrics_text().await {
+    let format = crate::ops::metrics::Format::negotiate(
+        call.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    match svc.metrics_text(format).await {
         Ok(text) => Ok((
             [(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(format.content_type()),
             )],
             text,
         )

@@ -23,7 +23,7 @@ use crate::decision::{Decision, Record};
 use crate::jicofo::{self, JicofoClient, Merged, ShardState};
 use crate::lifecycle::Lifecycle;
 use crate::ops::history::{HistoryDoc, Sample};
-use crate::ops::{Ops, ShardView, View, now_ms};
+use crate::ops::{Ops, ShardView, View, WarmPoolView, now_ms};
 use crate::store::{LeaseChange, Snapshot, Store, StoreError};
 
 /// A service operation that could not be carried out.
@@ -85,6 +85,9 @@ struct LedgerDoc<'a> {
     hosts: std::collections::BTreeMap<&'static str, Vec<HostRow<'a>>>,
 }
 
+/// Refused callers shown in `/scaler/status` (the table keeps more).
+const RECENT_REFUSALS: usize = 20;
+
 /// The `/scaler/status` document.
 #[derive(Serialize)]
 struct StatusDoc<'a> {
@@ -109,6 +112,9 @@ struct StatusDoc<'a> {
     lifecycle: serde_json::Value,
     /// The warm pool's section.
     warm_pool: serde_json::Value,
+    /// Refused requests: counts by caller and reason, and who was refused why (most recent
+    /// first).
+    auth_refusals: serde_json::Value,
     recent_decisions: &'a [Record],
 }
 
@@ -527,7 +533,8 @@ impl Service {
     }
 
     /// Why the service is not ready, if it is not: the store must be reachable and writable,
-    /// Jicofo must have been read recently, and the leader must reach the lifecycle manager.
+    /// Jicofo must have been read recently, and the leader must reach the lifecycle manager and
+    /// not have had its creates refused since the last created host.
     pub async fn not_ready_reason(&self) -> Option<String> {
         if !self.store.reachable() {
             return Some(format!(
@@ -547,6 +554,15 @@ impl Service {
             let max_age = self.timing.stats_max_age_ms / 1000;
             return Some(format!(
                 "no Jicofo reading younger than policy.stats_max_age ({max_age}s) from any shard"
+            ));
+        }
+        // A leader whose creates are all refused (a revoked token, a wrong host group) launches
+        // nothing, however reachable the lifecycle manager is: a load balancer or an operator
+        // should see that here, not only in the log.
+        let refusals = self.lifecycle.create_refusals();
+        if self.is_leader() && refusals > 0 {
+            return Some(format!(
+                "leader's creates are refused by the lifecycle manager ({refusals} in a row since the last created host; the log line of the refusal says what to fix)"
             ));
         }
         if self.is_leader() && !self.lifecycle.is_up() {
@@ -595,6 +611,7 @@ impl Service {
             "nodes": self.lifecycle.nodes(),
         });
         let not_ready = self.not_ready_reason().await;
+        let refusals = self.refusals_doc();
         let core = self.core.lock().await;
         let merged = jicofo::merge(&core.shards, now, self.timing.stats_max_age_ms);
         // A follower shows the shared ledger as it is now, not as of its last tick.
@@ -620,6 +637,8 @@ impl Service {
                     }),
                     settings: serde_json::json!({
                         "min": snap.settings.min_available,
+                        // The spare floor the launch rule holds now (target mode, schedule).
+                        "effective_min": self.capacity.effective(&snap.settings).min_available,
                         "max": snap.settings.max_total,
                         "bulk_max": snap.settings.bulk_max,
                         "changed_by": snap.settings_changed_by,
@@ -633,12 +652,30 @@ impl Service {
                     capacity: self.capacity.status(),
                     lifecycle,
                     warm_pool: crate::warm_pool::status(&self.cfg.warm_pool, &snap.ledger),
+                    auth_refusals: refusals.clone(),
                     recent_decisions: &decisions,
                 };
                 // Serialising plain structs and strings cannot fail.
                 serde_json::to_vec(&doc).unwrap_or_default()
             })
             .await
+    }
+
+    /// The `auth_refusals` part of `/scaler/status`: counts by caller and reason since start,
+    /// and the most recent refused callers with the cause.
+    fn refusals_doc(&self) -> serde_json::Value {
+        let mut counts = serde_json::Map::new();
+        for (caller, reason, n) in self.ops.metrics.refusal_counts() {
+            let by_reason = counts
+                .entry(caller)
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(m) = by_reason {
+                m.insert(reason.to_string(), n.into());
+            }
+        }
+        let mut recent = self.ops.refusals.rows();
+        recent.truncate(RECENT_REFUSALS);
+        serde_json::json!({ "counts": counts, "recent": recent })
     }
 
     /// The state mirrored by the scrape-time gauges of `GET /metrics`.
@@ -664,20 +701,41 @@ impl Service {
             (shards, merged)
         };
         let ready = self.not_ready_reason().await.is_none();
+        let (queued_approvals, last_launch) = {
+            let core = self.core.lock().await;
+            (
+                u32::try_from(core.queued.len()).unwrap_or(u32::MAX),
+                core.last_launch,
+            )
+        };
+        let pool = self.cfg.warm_pool.to_policy();
         let view = self
             .store
             .read(|snap| {
                 let counts = Counts::of(&snap.ledger);
+                let by_state = snap.ledger.count_by_state();
+                let n = |s: policy::State| by_state.get(&s).copied().unwrap_or(0);
                 View {
-                    by_state: snap.ledger.count_by_state().into_iter().collect(),
                     in_flight: counts.in_flight,
                     pending_removal: counts.pending_removal,
                     unmanaged: snap.ledger.offset(),
                     settings: snap.settings,
+                    effective_min: self.capacity.effective(&snap.settings).min_available,
+                    warm_pool: WarmPoolView {
+                        size: self.cfg.warm_pool.size,
+                        level: snap.ledger.pool_level(),
+                        refill_level: snap.ledger.refill_level(&pool),
+                        starting: n(policy::State::Starting) + n(policy::State::Resuming),
+                    },
+                    by_state: by_state.into_iter().collect(),
+                    launch_capped: last_launch
+                        .and_then(|d| policy::Cap::of(&d, snap.settings.max_total))
+                        .is_some(),
                     ..View::default()
                 }
             })
             .await;
+        let capacity = self.capacity.status();
         View {
             shards,
             merged: merged.observation.map(|o| (o.total, o.available)),
@@ -694,6 +752,12 @@ impl Service {
             start_time_s: self.started_at as f64 / 1000.0,
             last_tick_s: self.ops.last_tick_ms() as f64 / 1000.0,
             capacity: self.capacity.last(),
+            capacity_mode: match self.capacity.mode() {
+                crate::capacity::Mode::Target => "target",
+                crate::capacity::Mode::Fixed => "fixed",
+            },
+            hours_learned: capacity["hours_learned"].as_f64().unwrap_or(0.0),
+            queued_approvals,
             ..view
         }
     }
@@ -738,10 +802,13 @@ impl Service {
         }
     }
 
-    /// The `GET /metrics` body.
-    pub async fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+    /// The `GET /metrics` body in `format`.
+    pub async fn metrics_text(
+        &self,
+        format: crate::ops::metrics::Format,
+    ) -> Result<String, std::fmt::Error> {
         let view = self.metrics_view().await;
-        self.ops.metrics.render(&view)
+        self.ops.metrics.render_as(&view, format)
     }
 }
 

@@ -106,8 +106,8 @@ async fn the_effective_min_rises_before_available_reaches_zero() {
     let (code, metrics) = s.get("/metrics").await;
     assert_eq!(code, 200);
     assert!(
-        metrics.contains("jitsi_scaler_capacity_effective_min{source=\"learned\"}")
-            || metrics.contains("jitsi_scaler_capacity_effective_min{source=\"hold\"}"),
+        metrics.contains("jitsi_scaler_capacity_effective_min_source{source=\"learned\"} 1")
+            || metrics.contains("jitsi_scaler_capacity_effective_min_source{source=\"hold\"} 1"),
         "{metrics}"
     );
     assert!(metrics.contains("jitsi_scaler_capacity_lead_seconds"));

@@ -36,6 +36,11 @@ async fn max_holding_the_floor_back_is_said_once_and_shown_until_it_ends() {
     assert_eq!(capped.len(), 1, "said once: {lines:?}");
     let why = capped[0]["why"].as_str().unwrap_or_default();
     assert!(why.contains("max 4 holds the spare floor back"), "{why}");
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.contains("jitsi_scaler_capacity_capped 1"),
+        "{metrics}"
+    );
     // Several ticks later: still said once.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let st = s.status().await;

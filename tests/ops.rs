@@ -63,7 +63,7 @@ async fn metrics_follow_the_decisions() {
     );
     assert_eq!(m.value("jitsi_scaler_leader", &[]), Some(1.0));
     assert_eq!(
-        m.value("jitsi_scaler_jicofo_total", &[("shard", "shard1")]),
+        m.value("jitsi_scaler_jicofo_gateways", &[("shard", "shard1")]),
         Some(4.0)
     );
     assert_eq!(

@@ -509,7 +509,12 @@ async fn history_needs_the_admin_token_and_is_bounded() {
     // Every refusal above is counted by reason.
     let (_, _, text) = get(&s, "/metrics", None).await;
     let m = support::openmetrics::parse(&text).expect("metrics");
-    let refused = |reason| m.value("jitsi_scaler_auth_failures_total", &[("reason", reason)]);
+    let refused = |reason| {
+        m.value(
+            "jitsi_scaler_auth_failures_total",
+            &[("caller", "api"), ("reason", reason)],
+        )
+    };
     assert_eq!(refused("missing_token"), Some(1.0), "{text}");
     assert_eq!(refused("invalid_token"), Some(1.0));
     assert_eq!(refused("forbidden"), Some(1.0));
@@ -606,9 +611,24 @@ async fn the_dashboard_and_alerts_query_only_real_metrics() {
     busy_day(&s, &jicofo, &foreman).await;
     let (_, _, text) = get(&s, "/metrics", None).await;
     let m = support::openmetrics::parse(&text).expect("metrics");
+    // Target mode (the default, and the demo's) adds its sizing's gauges: a second scaler in
+    // that mode, on its own fakes, once it has sized.
+    let (t_foreman, t_jicofo) = (FakeForeman::start().await, FakeJicofo::start(0, 0).await);
+    t_jicofo.state.lock().expect("lock").follow = Some(t_foreman.clone());
+    let target = Scaler::start(
+        &fast_config(&t_jicofo.url, &[&t_foreman.url])
+            .replace("mode = \"fixed\"", "mode = \"target\""),
+    )
+    .await;
+    target
+        .eventually("a sizing", WAIT, |st| !st["capacity"]["sizing"].is_null())
+        .await;
+    let (_, _, t_text) = get(&target, "/metrics", None).await;
+    let t = support::openmetrics::parse(&t_text).expect("metrics");
     let scraped: BTreeSet<&str> = m
         .families
         .iter()
+        .chain(&t.families)
         .flat_map(|f| f.samples.iter().map(|s| s.name.as_str()))
         .collect();
     let mut used = BTreeSet::new();

@@ -38,18 +38,36 @@ pub enum AuthError {
 }
 
 /// Marks a response as an auth refusal, with its metrics label (`missing_token`,
-/// `invalid_token`, `forbidden`, `rate_limited`); the API counts it on the way out.
+/// `invalid_token`, `forbidden`, `rate_limited`) and its static cause; the API counts and logs
+/// it on the way out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Refusal(pub &'static str);
+pub struct Refusal {
+    /// The `reason` label.
+    pub reason: &'static str,
+    /// What exactly was wrong (`unknown kid`, `token expired`, ...): a static text.
+    pub cause: &'static str,
+}
 
 impl AuthError {
     /// The refusal label of a request-time error (`None` for start-up errors).
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
-            AuthError::MissingToken(_) => Some(Refusal("missing_token")),
-            AuthError::InvalidToken(_) => Some(Refusal("invalid_token")),
-            AuthError::Forbidden(_) => Some(Refusal("forbidden")),
-            AuthError::RateLimited { .. } => Some(Refusal("rate_limited")),
+            AuthError::MissingToken(cause) => Some(Refusal {
+                reason: "missing_token",
+                cause,
+            }),
+            AuthError::InvalidToken(cause) => Some(Refusal {
+                reason: "invalid_token",
+                cause,
+            }),
+            AuthError::Forbidden(cause) => Some(Refusal {
+                reason: "forbidden",
+                cause,
+            }),
+            AuthError::RateLimited { .. } => Some(Refusal {
+                reason: "rate_limited",
+                cause: "too many requests",
+            }),
             AuthError::Config(_) | AuthError::Key(_) => None,
         }
     }
@@ -143,7 +161,10 @@ mod tests {
         let r = AuthError::InvalidToken("x").into_response();
         assert_eq!(
             r.extensions().get::<Refusal>(),
-            Some(&Refusal("invalid_token"))
+            Some(&Refusal {
+                reason: "invalid_token",
+                cause: "x"
+            })
         );
         assert_eq!(AuthError::Config("x".into()).refusal(), None);
         assert_eq!(

@@ -11,6 +11,7 @@ mod error;
 mod keys;
 mod net;
 mod ratelimit;
+pub mod refusals;
 mod sidecar;
 mod sign;
 mod verify;

@@ -22,8 +22,9 @@ use crate::config::{Config, JicofoConfig, PolicyConfig, SettingsConfig, ShardCon
 use crate::lifecycle::{Backend, ForemanConfig, LifecycleConfig};
 use gateway::{GatewayTiming, World};
 
-/// Default log filter: the scaler's decisions, and warnings of everything else.
-const DEFAULT_LOG: &str = "warn,jitsi_scaler::service=info,jitsi_scaler::agent=error";
+/// Default log filter: the scaler's decisions (one line each, written by the decision module)
+/// and the control loop's, and warnings of everything else.
+const DEFAULT_LOG: &str = "warn,jitsi_scaler::service=info,jitsi_scaler::decision=info,jitsi_scaler::controller=info,jitsi_scaler::agent=error";
 /// Log filter with `--verbose`: gateways, agents, fakes and scaler at info.
 const VERBOSE_LOG: &str = "info";
 /// Longest wait for tasks to finish after Ctrl-C or `--duration`.

@@ -1,8 +1,13 @@
-//! Prometheus metrics (`GET /metrics`, OpenMetrics text from `prometheus-client`).
+//! Prometheus metrics (`GET /metrics`): OpenMetrics text from `prometheus-client`, or the
+//! Prometheus 0.0.4 text format for scrapers that ask for it ([`Format::negotiate`]).
 //!
 //! Counters and histograms are fed by hooks (decisions, lifecycle calls, boots, ticks). Gauges
 //! that mirror state (ledger, settings, shards, breakers) are computed at scrape time from a
 //! [`View`] of the service: cheaper than keeping them in step, and always right.
+//!
+//! Every counter whose label values are known in advance is exported at 0 from the start:
+//! `increase()` needs a sample before the first increment, or an alert on the first failure
+//! never fires.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -19,16 +24,131 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::decision::Record;
 use crate::lifecycle::{BreakerState, CallRecord, NodeStatus};
 
-/// Content type of the exposition (Prometheus scrapes OpenMetrics text).
+/// Content type of the OpenMetrics exposition (what Prometheus asks for first).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format 0.0.4 (older scrapers, `promtool check metrics`).
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The two expositions `GET /metrics` can answer with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text (the default).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// Picks the format from an `Accept` header: 0.0.4 text only when `text/plain` is preferred
+    /// to OpenMetrics; OpenMetrics when both are equal, for `*/*` and without a header.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut om, mut text) = (0.0_f64, 0.0_f64);
+        for part in accept.unwrap_or("").split(',') {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("").to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+                .filter(|q| q.is_finite())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if text > om {
+            Format::Text
+        } else {
+            Format::OpenMetrics
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => CONTENT_TYPE,
+            Format::Text => CONTENT_TYPE_TEXT,
+        }
+    }
+}
 
 /// Auth refusal reasons (`reason` label of `jitsi_scaler_auth_failures_total`).
-const REFUSALS: [&str; 4] = [
+pub const REFUSALS: [&str; 4] = [
     "missing_token",
     "invalid_token",
     "forbidden",
     "rate_limited",
 ];
+
+/// Who was refused (`caller` label): a jitsi-autoscaler sidecar on its routes, or any other
+/// API client (agents, scripts, the status page).
+pub const CALLERS: [&str; 2] = ["api", "sidecar"];
+
+/// Lifecycle operations exported at 0 for every node (the ones alerts and the dashboard use).
+const CALL_OPS: [&str; 4] = ["create", "delete", "find_by_ip", "list"];
+/// Lifecycle call results (`result` label).
+const CALL_RESULTS: [&str; 3] = ["ok", "refused", "failed"];
+/// Remove-me reasons (`reason` label of removal and sidecar decisions).
+const REMOVE_REASONS: [&str; 3] = ["idle", "expired", "unhealthy"];
+
+/// Every (kind, outcome) a decision can take, as docs/metrics.md lists them (a unit test keeps
+/// the two in step); all are exported at 0 from the start. `remove` and `sidecar shutdown`
+/// carry a remove-me reason, the others none.
+pub const DECISION_LABELS: &[(&str, &[&str])] = &[
+    ("launch", &["launch", "started", "hold"]),
+    ("remove", &["accepted", "keep", "recorded"]),
+    ("add", &["requested", "refused", "not_needed"]),
+    ("create", &["created", "retry", "launch_failed"]),
+    ("delete", &["deleted", "retry", "parked"]),
+    ("drained", &["delete", "unknown"]),
+    ("seen", &["ready", "left"]),
+    ("left", &["ready", "left"]),
+    (
+        "timeout",
+        &["launch_failed", "deleting", "not_pending", "stopping"],
+    ),
+    ("reconcile", &["gone", "stopped"]),
+    (
+        "pool",
+        &[
+            "refill",
+            "started",
+            "stopped",
+            "retry",
+            "launch_failed",
+            "deleting",
+        ],
+    ),
+    ("setting", &["changed"]),
+    ("breaker", &["open", "half_open", "closed"]),
+    ("leader", &["acquired", "lost"]),
+    ("capacity", &["changed"]),
+    ("hello", &["alive", "adopted"]),
+    (
+        "sidecar",
+        &[
+            "shutdown",
+            "shutdown_confirmed",
+            "deleting",
+            "adopted",
+            "forgotten",
+        ],
+    ),
+    (
+        "managed",
+        &["managed", "reports_only", "not_managed", "address_mismatch"],
+    ),
+];
+
+/// The reason labels a (kind, outcome) pair is exported with at 0.
+fn decision_reasons(kind: &str, outcome: &str) -> &'static [&'static str] {
+    match (kind, outcome) {
+        ("remove", _) | ("sidecar", "shutdown") => &REMOVE_REASONS,
+        _ => &[""],
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -54,7 +174,15 @@ struct CallTimeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabel {
+    caller: &'static str,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    caller: &'static str,
+    reason: &'static str,
+    cause: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +235,7 @@ struct Inner {
     audit_dropped: Counter,
     audit_errors: Counter,
     auth_failures: Family<RefusalLabel, Counter>,
+    auth_causes: Family<CauseLabels, Counter>,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -168,6 +297,32 @@ pub struct View {
     pub capacity: Option<policy::capacity::Sizing>,
     /// Store writes that failed since start.
     pub store_write_failures: u64,
+    /// The spare floor held now (target mode's effective min, or `min` and a schedule).
+    pub effective_min: u32,
+    /// `target` or `fixed`.
+    pub capacity_mode: &'static str,
+    /// Hours of demand the profile has learned.
+    pub hours_learned: f64,
+    /// Approvals queued while the store was down.
+    pub queued_approvals: u32,
+    /// `max` holds back what the spare floor needs (the last launch decision's deficit is
+    /// larger than the room under `max`).
+    pub launch_capped: bool,
+    /// The warm pool's size and level.
+    pub warm_pool: WarmPoolView,
+}
+
+/// The warm pool for the gauges.
+#[derive(Clone, Debug, Default)]
+pub struct WarmPoolView {
+    /// Configured size (0: no pool).
+    pub size: u32,
+    /// Hosts in the pool now.
+    pub level: u32,
+    /// Hosts counted toward the size when refilling.
+    pub refill_level: u32,
+    /// Pool hosts being powered on.
+    pub starting: u32,
 }
 
 /// One shard's reading for the gauges.
@@ -192,6 +347,17 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
+        for (kind, outcomes) in DECISION_LABELS {
+            for outcome in outcomes.iter() {
+                for reason in decision_reasons(kind, outcome) {
+                    let _ = decisions.get_or_create(&DecisionLabels {
+                        kind,
+                        outcome,
+                        reason,
+                    });
+                }
+            }
+        }
         registry.register(
             "jitsi_scaler_decisions",
             "Decisions recorded, by kind, outcome and remove-me reason",
@@ -265,13 +431,21 @@ impl Metrics {
         });
         let auth_failures = Family::<RefusalLabel, Counter>::default();
         // Every label present from the start, so a dashboard shows 0 rather than no data.
-        for reason in REFUSALS {
-            let _ = auth_failures.get_or_create(&RefusalLabel { reason });
+        for caller in CALLERS {
+            for reason in REFUSALS {
+                let _ = auth_failures.get_or_create(&RefusalLabel { caller, reason });
+            }
         }
         registry.register(
             "jitsi_scaler_auth_failures",
-            "API requests refused by authentication or authorisation, by reason",
+            "API requests refused by authentication or authorisation, by caller (api, sidecar) and reason",
             auth_failures.clone(),
+        );
+        let auth_causes = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "jitsi_scaler_auth_refusal_causes",
+            "API requests refused, by caller, reason and what exactly was wrong (unknown kid, expired, ...)",
+            auth_causes.clone(),
         );
         Metrics {
             inner: Arc::new(Inner {
@@ -287,6 +461,7 @@ impl Metrics {
                 audit_dropped,
                 audit_errors,
                 auth_failures,
+                auth_causes,
             }),
         }
     }
@@ -351,23 +526,121 @@ impl Metrics {
         self.inner.audit_errors.inc();
     }
 
-    /// Counts a refused API request (`reason`: a [`crate::auth::Refusal`] label, one of a
-    /// fixed set).
-    pub fn auth_failure(&self, reason: &'static str) {
+    /// Counts a refused API request: `caller` one of [`CALLERS`], `reason` a
+    /// [`crate::auth::Refusal`] label (one of [`REFUSALS`]), `cause` its static detail (a
+    /// bounded set: the refusal texts of the auth module, never anything from the request).
+    pub fn auth_failure(&self, caller: &'static str, reason: &'static str, cause: &'static str) {
         self.inner
             .auth_failures
-            .get_or_create(&RefusalLabel { reason })
+            .get_or_create(&RefusalLabel { caller, reason })
+            .inc();
+        self.inner
+            .auth_causes
+            .get_or_create(&CauseLabels {
+                caller,
+                reason,
+                cause,
+            })
             .inc();
     }
 
-    /// The whole exposition: hook-fed metrics, then the gauges of `view`, then `# EOF`.
+    /// Refused requests since start by caller and reason (every pair, zeros included).
+    pub fn refusal_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for caller in CALLERS {
+            for reason in REFUSALS {
+                let n = self
+                    .inner
+                    .auth_failures
+                    .get_or_create(&RefusalLabel { caller, reason })
+                    .get();
+                out.push((caller, reason, n));
+            }
+        }
+        out
+    }
+
+    /// Exports every lifecycle call counter of `nodes` at 0 (idempotent; called per scrape, so
+    /// nodes are known without a hook at start-up).
+    fn known_nodes(&self, backend: &'static str, nodes: &[NodeStatus]) {
+        for n in nodes {
+            for op in CALL_OPS {
+                for result in CALL_RESULTS {
+                    let _ = self.inner.calls.get_or_create(&CallLabels {
+                        backend,
+                        node: n.url.clone(),
+                        op,
+                        result,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The whole exposition in OpenMetrics: hook-fed metrics, then the gauges of `view`, then
+    /// `# EOF`.
     pub fn render(&self, view: &View) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(8192);
+        self.render_as(view, Format::OpenMetrics)
+    }
+
+    /// The whole exposition in `format`.
+    pub fn render_as(&self, view: &View, format: Format) -> Result<String, std::fmt::Error> {
+        if !view.backend.is_empty() {
+            self.known_nodes(view.backend, &view.nodes);
+        }
+        let mut out = String::with_capacity(16384);
         encode_registry(&mut out, &self.inner.registry)?;
         encode_registry(&mut out, &scrape_registry(view))?;
         encode_eof(&mut out)?;
-        Ok(out)
+        Ok(match format {
+            Format::OpenMetrics => out,
+            Format::Text => to_text_004(&out),
+        })
     }
+}
+
+/// OpenMetrics text as written by `prometheus-client`, turned into the 0.0.4 text format: no
+/// `# EOF` and no `# UNIT`; a counter family is named by its `_total` samples (OpenMetrics
+/// names the family without the suffix, 0.0.4 names it as its samples are); `unknown` is
+/// `untyped`. Sample lines are the same in both (the crate writes no exemplars or `_created`
+/// here).
+fn to_text_004(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut help: Option<(&str, &str)> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            // Held until the TYPE line says whether the family is a counter.
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), kind),
+                "unknown" => (name.to_string(), "untyped"),
+                _ => (name.to_string(), kind),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some((name, text)) = help.take() {
+            out.push_str(&format!("# HELP {name} {text}\n"));
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabel {
+    mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -375,37 +648,94 @@ struct SourceLabel {
     source: &'static str,
 }
 
-/// Target mode's gauges: the effective min by source, and the estimates behind it.
-fn capacity_gauges(r: &mut Registry, c: &policy::capacity::Sizing) {
-    let eff = Family::<SourceLabel, Gauge>::default();
-    eff.get_or_create(&SourceLabel {
-        source: c.source.as_str(),
-    })
-    .set(i64::from(c.effective_min));
+/// The sources of the effective min (`source` label of the state metric).
+const SOURCES: [&str; 5] = ["floor", "schedule", "learned", "feedback", "hold"];
+/// The capacity modes (`mode` label).
+const MODES: [&str; 2] = ["target", "fixed"];
+
+/// The spare floor held and what decided it; present in both modes, so alerts and the dashboard
+/// need no mode-specific query.
+fn effective_min_gauges(r: &mut Registry, v: &View) {
     r.register(
         "jitsi_scaler_capacity_effective_min",
-        "The spare floor held now; the label says what decided it (floor, schedule, learned, feedback, hold)",
-        eff,
+        "The spare floor held now (available gateways the launch rule keeps): target mode's sizing, or min (and a schedule) in fixed mode",
+        Gauge::<i64>::default().tap(i64::from(v.effective_min)),
     );
+    let source = match &v.capacity {
+        Some(c) => c.source.as_str(),
+        None if v.effective_min > v.settings.min_available => "schedule",
+        None => "floor",
+    };
+    let sources = Family::<SourceLabel, Gauge>::default();
+    for s in SOURCES {
+        sources
+            .get_or_create(&SourceLabel { source: s })
+            .set(i64::from(s == source));
+    }
+    r.register(
+        "jitsi_scaler_capacity_effective_min_source",
+        "What decided the effective min: 1 for the current source (floor, schedule, learned, feedback, hold), 0 for the others",
+        sources,
+    );
+    let modes = Family::<ModeLabel, Gauge>::default();
+    for m in MODES {
+        modes
+            .get_or_create(&ModeLabel { mode: m })
+            .set(i64::from(m == v.capacity_mode));
+    }
+    r.register(
+        "jitsi_scaler_capacity_mode",
+        "The [capacity] mode: 1 for the one in force (target, fixed)",
+        modes,
+    );
+    // The sizing wanted more than max allows: callers may be rejected until max is raised.
+    let wanted = v
+        .capacity
+        .as_ref()
+        .map_or(0, |c| c.floor.max(c.schedule.unwrap_or(0)).max(c.learned));
+    let capped = v.launch_capped || v.capacity.as_ref().is_some_and(|c| wanted > c.max);
+    r.register(
+        "jitsi_scaler_capacity_capped",
+        "1 when max holds back what the spare floor needs: the sizing wants more than max, or the launch rule's deficit is larger than the room under max",
+        Gauge::<i64>::default().tap(i64::from(capped)),
+    );
+    let hours = FloatGauge::default();
+    hours.set(v.hours_learned * 3600.0);
+    r.register_with_unit(
+        "jitsi_scaler_capacity_learned",
+        "Demand history the hour-of-week profile has learned (a week is 604800)",
+        Unit::Seconds,
+        hours,
+    );
+}
+
+/// Target mode's gauges: the estimates behind the effective min.
+fn capacity_gauges(r: &mut Registry, c: &policy::capacity::Sizing) {
     let g = |v: f64| {
         let x = FloatGauge::default();
         x.set(v);
         x
     };
+    let wanted = c.floor.max(c.schedule.unwrap_or(0)).max(c.learned);
+    r.register(
+        "jitsi_scaler_capacity_wanted_min",
+        "The spare floor before the cap by max: the largest of floor, schedule and learned",
+        Gauge::<i64>::default().tap(i64::from(wanted)),
+    );
     r.register(
         "jitsi_scaler_capacity_learned_min",
         "The Erlang-B spare count for the forecast demand",
         Gauge::<i64>::default().tap(i64::from(c.learned)),
     );
     r.register(
-        "jitsi_scaler_capacity_rate_per_hour",
-        "Arrival rate sized for (largest forecast over the lead window), calls per hour",
-        g(c.rate.rate_per_hour),
+        "jitsi_scaler_capacity_arrival_rate",
+        "Arrival rate sized for (largest forecast over the lead window), calls per second",
+        g(c.rate.rate_per_hour / 3600.0),
     );
     r.register(
-        "jitsi_scaler_capacity_next_hour_rate_per_hour",
-        "Forecast arrival rate one hour ahead, calls per hour (NaN without a learned profile)",
-        g(c.next_hour_per_hour.unwrap_or(f64::NAN)),
+        "jitsi_scaler_capacity_next_hour_arrival_rate",
+        "Forecast arrival rate one hour ahead, calls per second (NaN without a learned profile)",
+        g(c.next_hour_per_hour.map_or(f64::NAN, |h| h / 3600.0)),
     );
     r.register_with_unit(
         "jitsi_scaler_capacity_lead",
@@ -414,10 +744,38 @@ fn capacity_gauges(r: &mut Registry, c: &policy::capacity::Sizing) {
         g(c.lead_ms as f64 / 1000.0),
     );
     r.register(
-        "jitsi_scaler_capacity_offered_load",
-        "Offered load on the spare pool (rate x mean lead), erlangs",
+        "jitsi_scaler_capacity_offered_load_erlangs",
+        "Offered load on the spare pool (rate x mean lead)",
         g(c.offered_load),
     );
+}
+
+/// The warm pool's gauges (size 0: no pool, every gauge 0).
+fn warm_pool_gauges(r: &mut Registry, w: &WarmPoolView) {
+    for (name, help, value) in [
+        (
+            "jitsi_scaler_warm_pool_size",
+            "Stopped hosts the warm pool keeps ([warm_pool] size; 0: no pool)",
+            w.size,
+        ),
+        (
+            "jitsi_scaler_warm_pool_level",
+            "Hosts in the warm pool now (stopped, or stopping into it)",
+            w.level,
+        ),
+        (
+            "jitsi_scaler_warm_pool_refill_level",
+            "Hosts counted toward the pool's size when refilling",
+            w.refill_level,
+        ),
+        (
+            "jitsi_scaler_warm_pool_starting",
+            "Pool hosts being powered on for a launch",
+            w.starting,
+        ),
+    ] {
+        r.register(name, help, Gauge::<i64>::default().tap(i64::from(value)));
+    }
 }
 
 /// The gauges of one scrape.
@@ -503,7 +861,7 @@ fn scrape_registry(v: &View) -> Registry {
         Gauge::<i64>::default().tap(i64::from(v.settings.min_available)),
     );
     r.register(
-        "jitsi_scaler_setting_max_total",
+        "jitsi_scaler_setting_max_gateways",
         "Setting max: most gateways in total",
         Gauge::<i64>::default().tap(i64::from(v.settings.max_total)),
     );
@@ -535,7 +893,7 @@ fn scrape_registry(v: &View) -> Registry {
         errors.get_or_create(&l).inc_by(s.errors);
     }
     r.register(
-        "jitsi_scaler_jicofo_total",
+        "jitsi_scaler_jicofo_gateways",
         "Gateways the shard's Jicofo counts (last good reading)",
         total,
     );
@@ -567,7 +925,7 @@ fn scrape_registry(v: &View) -> Registry {
     );
     if let Some((t, a)) = v.merged {
         r.register(
-            "jitsi_scaler_observed_total",
+            "jitsi_scaler_observed_gateways",
             "Merged reading: highest total over fresh shards",
             Gauge::<i64>::default().tap(i64::from(t)),
         );
@@ -621,9 +979,16 @@ fn scrape_registry(v: &View) -> Registry {
         "1 unless every lifecycle node's breaker is open",
         flag(v.lifecycle_up),
     );
+    effective_min_gauges(&mut r, v);
     if let Some(c) = &v.capacity {
         capacity_gauges(&mut r, c);
     }
+    warm_pool_gauges(&mut r, &v.warm_pool);
+    r.register(
+        "jitsi_scaler_queued_approvals",
+        "Removals approved while the store was down, waiting to be stored",
+        Gauge::<i64>::default().tap(i64::from(v.queued_approvals)),
+    );
     r.register(
         "jitsi_scaler_lifecycle_create_refusals",
         "Consecutive creates the lifecycle manager refused definitively (401/403, a validation error, an answer that is not a host); 0 after a created host",
@@ -685,5 +1050,135 @@ mod tests {
         assert!(text.contains("jitsi_scaler_ledger_instances{state=\"ready\"} 2"));
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn accept_picks_the_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, want) in [
+            (None, Format::OpenMetrics),
+            (Some("*/*"), Format::OpenMetrics),
+            (Some(prometheus), Format::OpenMetrics),
+            (Some("text/plain"), Format::Text),
+            (
+                Some("text/plain;version=0.0.4;q=0.9, */*;q=0.1"),
+                Format::Text,
+            ),
+            (
+                Some("application/openmetrics-text;q=0.2, text/plain;q=0.5"),
+                Format::Text,
+            ),
+            (Some("text/plain;q=0"), Format::OpenMetrics),
+            (Some("garbage;;q=x,,"), Format::OpenMetrics),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_no_gauge_ends_in_total() {
+        let m = Metrics::new();
+        let view = View {
+            backend: "foreman",
+            nodes: vec![NodeStatus {
+                url: "http://127.0.0.1:1".into(),
+                breaker: BreakerState::Closed,
+                consecutive_failures: 0,
+                last_error: None,
+                calls_ok: 0,
+                calls_failed: 0,
+            }],
+            ..View::default()
+        };
+        let text = m.render(&view).expect("render");
+        for line in [
+            "jitsi_scaler_decisions_total{kind=\"create\",outcome=\"launch_failed\",reason=\"\"} 0",
+            "jitsi_scaler_decisions_total{kind=\"remove\",outcome=\"keep\",reason=\"idle\"} 0",
+            "jitsi_scaler_lifecycle_calls_total{backend=\"foreman\",node=\"http://127.0.0.1:1\",op=\"create\",result=\"refused\"} 0",
+            "jitsi_scaler_auth_failures_total{caller=\"sidecar\",reason=\"invalid_token\"} 0",
+            "jitsi_scaler_capacity_effective_min 0",
+            "jitsi_scaler_capacity_effective_min_source{source=\"floor\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        let plain = m.render_as(&view, Format::Text).expect("render");
+        assert!(!plain.contains("# EOF") && !plain.contains("# UNIT"));
+        let mut kind = "";
+        for line in plain.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, k) = rest.split_once(' ').expect("type line");
+                assert_eq!(k == "counter", name.ends_with("_total"), "{line}");
+                kind = k;
+            } else if !line.starts_with('#') && kind == "gauge" {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                assert!(!name.ends_with("_total"), "{line}");
+            }
+        }
+        assert!(plain.contains("# TYPE jitsi_scaler_decisions_total counter\n"));
+        assert!(plain.contains("# HELP jitsi_scaler_decisions_total Decisions"));
+        assert!(plain.contains("# TYPE jitsi_scaler_boot_duration_seconds histogram\n"));
+    }
+
+    /// The (kind, outcome) pairs exported at 0 are the ones docs/metrics.md lists.
+    #[test]
+    fn decision_labels_match_the_documented_table() {
+        let doc = include_str!("../../docs/metrics.md");
+        let table = doc
+            .split("| `kind` | `outcome` |")
+            .nth(1)
+            .expect("the decision table");
+        let mut rows = 0;
+        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            // Outcomes are the ticked words outside the parentheses (which explain them).
+            let ticked = |cell: &str| -> Vec<String> {
+                let mut depth = 0u32;
+                let outside: String = cell
+                    .chars()
+                    .filter(|c| {
+                        match c {
+                            '(' => depth += 1,
+                            ')' => depth = depth.saturating_sub(1),
+                            _ => return depth == 0,
+                        }
+                        false
+                    })
+                    .collect();
+                outside
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_string)
+                    .collect()
+            };
+            let kinds = ticked(cells[0]);
+            let outcomes: Vec<String> = ticked(cells[1])
+                .into_iter()
+                .filter(|o| {
+                    crate::decision::Outcome::ALL
+                        .iter()
+                        .any(|x| x.as_str() == o)
+                })
+                .collect();
+            for kind in kinds.iter().filter(|k| {
+                crate::decision::Kind::ALL
+                    .iter()
+                    .any(|x| x.as_str() == k.as_str())
+            }) {
+                let ours = DECISION_LABELS
+                    .iter()
+                    .find(|(k, _)| k == kind)
+                    .map(|(_, o)| o.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let mut want = outcomes.clone();
+                want.sort();
+                want.dedup();
+                let mut got = ours.clone();
+                got.sort();
+                assert_eq!(got, want, "kind {kind}");
+                rows += 1;
+            }
+        }
+        assert_eq!(rows, DECISION_LABELS.len());
     }
 }

@@ -21,7 +21,7 @@ use policy::Millis;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{Audit, AuditConfig, AuditError};
-pub use metrics::{Metrics, ShardView, View};
+pub use metrics::{Metrics, ShardView, View, WarmPoolView};
 
 use crate::decision::Record;
 
@@ -89,6 +89,8 @@ pub struct Ops {
     last_tick: AtomicU64,
     /// Per-tick samples for the status page.
     pub history: history::History,
+    /// Refused requests by caller and reason (log lines and the status page).
+    pub refusals: crate::auth::refusals::RefusalLog,
 }
 
 impl Ops {
