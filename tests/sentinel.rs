@@ -413,3 +413,24 @@ async fn a_failover_while_idle_costs_no_launch_and_no_approval() {
         f.confirmed,
     );
 }
+
+#[test]
+fn the_example_sentinel_setup_is_a_valid_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sentinel");
+    let out = support::run_with_config(&["config", "check"], &root.join("scaler.toml"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The secrets are masked, the Sentinel keys are read.
+    assert!(!printed.contains("SENTINEL_PASSWORD"), "{printed}");
+    assert!(!printed.contains("REDIS_PASSWORD"), "{printed}");
+    assert!(printed.contains("10.0.1.10:26379"), "{printed}");
+    // The Sentinels monitor the name the scalers ask for.
+    let sentinel = std::fs::read_to_string(root.join("sentinel.conf")).expect("sentinel.conf");
+    assert!(sentinel.contains("sentinel monitor jitsi-scaler 10.0.0.5 6379 2"));
+    let replica = std::fs::read_to_string(root.join("redis-replica.conf")).expect("replica");
+    assert!(replica.contains("replicaof 10.0.0.5 6379"));
+}
