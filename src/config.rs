@@ -844,4 +844,24 @@ mod tests {
         assert!(!t.contains("s3cret") && t.contains("***"));
         assert!(!t.contains("hunter2"), "{t}");
     }
+
+    #[test]
+    fn sentinel_keys_default_to_confirmed_writes_and_are_checked() {
+        let mut c = Config::default();
+        c.store.backend = StoreBackend::Redis;
+        assert_eq!(c.store.replicas_acked(), 0, "plain Redis answers as before");
+        c.store.sentinels = vec!["127.0.0.1:26379".into(), "[::1]:26380".into()];
+        c.store.sentinel_password = Some("s3ntinel".into());
+        assert_eq!(c.store.replicas_acked(), 1);
+        assert!(c.problems().iter().all(|p| !p.starts_with("store.")));
+        assert!(!c.masked_toml().contains("s3ntinel"));
+        c.store.min_replicas_acked = Some(0);
+        assert_eq!(c.store.replicas_acked(), 0);
+        c.store.sentinels.push("no-port".into());
+        assert!(c.problems().iter().any(|p| p.contains("no-port")));
+        assert_eq!(
+            parse_host_port("[::1]:26380"),
+            Some(("::1".to_string(), 26380))
+        );
+    }
 }
