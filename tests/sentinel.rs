@@ -269,9 +269,17 @@ async fn killing_the_primary_during_a_remove_me_storm_loses_no_approval() {
         .iter()
         .filter(|a| a.sent > killed && a.answered < killed + recovered)
         .count();
+    // New approvals while no primary could confirm a write (a repeat of an approval stored
+    // before the kill may be answered `accepted` by a replica that already reached the
+    // promoted primary: it writes nothing).
     let during_accepted = answers
         .iter()
-        .filter(|a| a.sent > killed && a.answered < killed + f.promoted && a.answer == "accepted")
+        .filter(|a| {
+            a.sent > killed
+                && a.answered < killed + f.promoted
+                && a.answer == "accepted"
+                && !before.contains(&a.host)
+        })
         .count();
     // Every approval answered before the kill is still on the books after the failover, on
     // every replica.
@@ -305,8 +313,8 @@ async fn killing_the_primary_during_a_remove_me_storm_loses_no_approval() {
         "budget exceeded: {} approvals",
         accepted.len()
     );
-    // No idle approval while no primary was known (the store-down rule).
-    assert_eq!(during_accepted, 0, "idle accepted without a primary");
+    // No new idle approval while no primary could confirm it (the store-down rule).
+    assert_eq!(during_accepted, 0, "idle approved without a primary");
     // Launches: the one owed for the call plus one per approval Jicofo still counts, each
     // once (not once per replica, nor again by a second leader after the failover).
     let owed = u64::from(min) - 1 + pending;
