@@ -3,13 +3,17 @@
 #
 #   benches/api.sh            # wrk -t1 -c32 -d10s per case
 #   DURATION=30s benches/api.sh
+#   ONLY_ACKED=1 DURATION=3s benches/api.sh   # only the store.min_replicas_acked 0 / 1 rows
 #
 # Builds --release, starts a fake Jicofo (python3 http.server serving a static stats file) and
 # three `serve` processes: ASAP auth with an empty ledger, auth.mode = "none", and ASAP auth
 # with 10 000 seeded ledger entries. Measures GET /scaler/min (admin token), idle remove-me
 # with and without token verification (answer `keep`: at the floor, the steady state of
 # gateways asking every minute), GET /scaler/status with 10 000 entries, the resident memory
-# of each `serve` under its load, and one policy tick (cargo bench --bench tick).
+# of each `serve` under its load, and one policy tick (cargo bench --bench tick). Then the cost
+# of durable answers: a Redis primary with one replica (redis-server, apt when missing) and two
+# `serve` on it, store.min_replicas_acked 0 and 1, loaded side by side in one run with accepted
+# remove-me requests (each a store write; with 1, also a WAIT for the replica).
 # Only 127.0.0.1 is used. Installs wrk (apt) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +27,7 @@ need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if ((${#need[@]})); then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -31,7 +36,7 @@ if ((${#need[@]})); then
 fi
 
 cargo build --release --locked --quiet
-BIN=$PWD/target/release/jitsi-scaler
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/jitsi-scaler
 
 work=$(mktemp -d)
 pids=()
@@ -93,6 +98,7 @@ mode = "$mode"
 public_key_file = "$work/asap.pem"
 remove_rate_per_minute = 1000000000
 remove_burst = 1000000000
+${EXTRA:-}
 TOML
   "$BIN" serve --config "$work/$name/scaler.toml" >/dev/null 2>"$work/$name/log" &
   echo $! >"$work/$name.pid"
@@ -120,6 +126,51 @@ run() {
   results+=("$(printf '| %s | %s | %s | %s | %s | %s |' "$label" "$rps" "$p50" "$p99" "${codes:-0}" "$(mem "$pid")")")
 }
 
+# The store.min_replicas_acked rows: a Redis primary and its replica, two `serve` on them.
+acked_rows() {
+  local rp rr p0 p1
+  rp=$(free_port); rr=$(free_port)
+  mkdir -p "$work/redis-p" "$work/redis-r"
+  redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly yes --dir "$work/redis-p" >/dev/null 2>&1 &
+  pids+=($!)
+  redis-server --bind 127.0.0.1 --port "$rr" --save "" --appendonly yes --dir "$work/redis-r" \
+    --replicaof 127.0.0.1 "$rp" >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    redis-cli -p "$rr" INFO replication 2>/dev/null | grep -q master_link_status:up && break
+    sleep 0.1
+  done
+  for acked in 0 1; do
+    EXTRA="[store]
+backend = \"redis\"
+redis_url = \"redis://127.0.0.1:$rp/0\"
+key_prefix = \"bench-acked-$acked\"
+min_replicas_acked = $acked" start "acked$acked" none small >"$work/acked$acked.port"
+  done
+  p0=$(cat "$work/acked0.port"); p1=$(cat "$work/acked1.port")
+  test "$(curl -s -X POST -d '{"host":"gw-check","reason":"expired"}' "http://127.0.0.1:$p1/scaler/remove")" = accepted
+  run "POST /scaler/remove expired (accepted: a store write), Redis + 1 replica, min_replicas_acked 0" \
+    "$(cat "$work/acked0.pid")" "http://127.0.0.1:$p0/scaler/remove" accept.lua ""
+  run "POST /scaler/remove expired (accepted: a store write), Redis + 1 replica, min_replicas_acked 1" \
+    "$(cat "$work/acked1.pid")" "http://127.0.0.1:$p1/scaler/remove" accept.lua ""
+}
+
+print_results() {
+  echo
+  echo "## API benchmark results ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))"
+  echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency; serve built --release"
+  echo
+  echo "| case | requests/s | p50 | p99 | non-2xx | VmRSS / VmHWM after (MB) |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${results[@]}"
+}
+
+if [ -n "${ONLY_ACKED:-}" ]; then
+  acked_rows
+  print_results
+  exit 0
+fi
+
 PA=$(start asap asap small)
 PN=$(start none none small)
 PS=$(start status asap big "$ENTRIES")
@@ -138,6 +189,7 @@ run "POST /scaler/remove idle, $POOL distinct tokens, verified" "$A" "http://127
 run "POST /scaler/remove idle, auth.mode = none" "$N" "http://127.0.0.1:$PN/scaler/remove" post.lua ""
 idle_s=$(mem "$S")
 run "GET /scaler/status, $ENTRIES entries" "$S" "http://127.0.0.1:$PS/scaler/status" get.lua "$ADMIN"
+acked_rows
 
 echo
 echo "## API benchmark results ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))"

@@ -262,6 +262,20 @@ pub struct StoreConfig {
     pub recovery_window: Duration,
     /// This replica's name in the lease (default: host name and process id).
     pub replica: Option<String>,
+    /// Redis Sentinels (`host:port`) that name the primary; empty: `redis_url` is the primary.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    pub sentinel_master: String,
+    /// User name for the Sentinels (Redis 6 ACL), if they require one.
+    pub sentinel_username: Option<String>,
+    /// Password of the Sentinels (`requirepass` in sentinel.conf); a secret.
+    pub sentinel_password: Option<String>,
+    /// Replicas that must confirm a write (`WAIT`) before it is answered as done; default 1
+    /// with `sentinels`, else 0 (answered once the primary has it).
+    pub min_replicas_acked: Option<u32>,
+    /// How long a write waits for those confirmations before the store-down rule answers.
+    #[serde(with = "crate::duration")]
+    pub ack_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -274,8 +288,57 @@ impl Default for StoreConfig {
             lease_ttl: Duration::from_secs(15),
             recovery_window: Duration::from_secs(35),
             replica: None,
+            sentinels: Vec::new(),
+            sentinel_master: "mymaster".into(),
+            sentinel_username: None,
+            sentinel_password: None,
+            min_replicas_acked: None,
+            ack_timeout: Duration::from_secs(1),
         }
     }
+}
+
+impl StoreConfig {
+    /// Replicas that must confirm a write: `min_replicas_acked`, else 1 with Sentinels, else 0.
+    pub fn replicas_acked(&self) -> u32 {
+        self.min_replicas_acked
+            .unwrap_or(if self.sentinels.is_empty() { 0 } else { 1 })
+    }
+
+    /// The problems of the Sentinel and acknowledgement keys.
+    fn sentinel_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for s in &self.sentinels {
+            if parse_host_port(s).is_none() {
+                p.push(format!("store.sentinels: {s:?} is not host:port"));
+            }
+        }
+        if !self.sentinels.is_empty() {
+            if self.backend != StoreBackend::Redis {
+                p.push("store.sentinels: only with backend = \"redis\"".into());
+            }
+            if self.sentinel_master.is_empty() || self.sentinel_master.contains(char::is_whitespace)
+            {
+                p.push("store.sentinel_master: must be non-empty without spaces".into());
+            }
+        }
+        if self.replicas_acked() > 0 && self.ack_timeout.is_zero() {
+            p.push("store.ack_timeout: must be more than 0".into());
+        }
+        if self.replicas_acked() > 16 {
+            p.push("store.min_replicas_acked: at most 16".into());
+        }
+        p
+    }
+}
+
+/// `host:port` (a name, an IPv4 address or a bracketed IPv6 address) split in two.
+pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port > 0 && !host.contains(char::is_whitespace))
+        .then(|| (host.to_string(), port))
 }
 
 /// The store backends.
@@ -555,6 +618,7 @@ impl Config {
         if st.recovery_window <= pol.tick {
             p.push("store.recovery_window: must be longer than policy.tick".into());
         }
+        p.extend(st.sentinel_problems());
         p.extend(self.audit.problems());
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!(
@@ -594,6 +658,9 @@ impl Config {
             c.lifecycle.foreman.token = Some("***".into());
         }
         c.store.redis_url = mask_url_password(&c.store.redis_url);
+        if c.store.sentinel_password.is_some() {
+            c.store.sentinel_password = Some("***".into());
+        }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }
 
@@ -776,5 +843,25 @@ mod tests {
         let t = c.masked_toml();
         assert!(!t.contains("s3cret") && t.contains("***"));
         assert!(!t.contains("hunter2"), "{t}");
+    }
+
+    #[test]
+    fn sentinel_keys_default_to_confirmed_writes_and_are_checked() {
+        let mut c = Config::default();
+        c.store.backend = StoreBackend::Redis;
+        assert_eq!(c.store.replicas_acked(), 0, "plain Redis answers as before");
+        c.store.sentinels = vec!["127.0.0.1:26379".into(), "[::1]:26380".into()];
+        c.store.sentinel_password = Some("s3ntinel".into());
+        assert_eq!(c.store.replicas_acked(), 1);
+        assert!(c.problems().iter().all(|p| !p.starts_with("store.")));
+        assert!(!c.masked_toml().contains("s3ntinel"));
+        c.store.min_replicas_acked = Some(0);
+        assert_eq!(c.store.replicas_acked(), 0);
+        c.store.sentinels.push("no-port".into());
+        assert!(c.problems().iter().any(|p| p.contains("no-port")));
+        assert_eq!(
+            parse_host_port("[::1]:26380"),
+            Some(("::1".to_string(), 26380))
+        );
     }
 }

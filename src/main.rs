@@ -110,6 +110,12 @@ Config sections: [settings] [policy] [capacity] [warm_pool] [jicofo] [lifecycle]
 every key with its default: docs/configuration.md. A key is overridden by the environment
 variable JITSI_SCALER_<SECTION>__<KEY> (e.g. JITSI_SCALER_SETTINGS__MIN=3).
 Several replicas: store.backend = \"redis\", store.redis_url (docs/multi-shard.md).
+  store.sentinels = [\"host:port\", ...]  Redis Sentinels that name the primary (production)
+  store.sentinel_master = \"mymaster\"     the name they monitor it under
+  store.sentinel_username, store.sentinel_password   Sentinel credentials, if required
+  store.min_replicas_acked = 1         replicas that confirm a write before it is answered
+                                      (default 1 with sentinels, else 0)
+  store.ack_timeout = \"1s\"             how long a write waits for those confirmations
 Mixed fleets (legacy scripts, the agent, jitsi-autoscaler's sidecar; docs/migration.md):
   policy.drain_confirm = false       clients that do not say how they drain are deleted at once
   policy.sidecar_ttl = \"5m\"          sidecar reports go stale; silence after a shutdown = gone

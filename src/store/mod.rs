@@ -103,6 +103,17 @@ pub enum StoreError {
     /// A leader-only write was refused: another replica holds the lease now.
     #[error("not the leader any more")]
     Fenced,
+    /// Fewer replicas than `store.min_replicas_acked` confirmed a write within
+    /// `store.ack_timeout`: it may not survive a failover, so it is not answered as done.
+    #[error(
+        "only {acked} of {wanted} replicas confirmed the write within store.ack_timeout (store.min_replicas_acked)"
+    )]
+    NotReplicated {
+        /// Confirmations wanted.
+        wanted: u32,
+        /// Confirmations received.
+        acked: u32,
+    },
 }
 
 /// The result of a compare-and-swap write.
@@ -114,6 +125,11 @@ enum CasOutcome {
     Conflict,
     /// The write was made as leader, but the lease is no longer ours.
     Fenced,
+    /// Written on the primary, but fewer replicas than wanted confirmed it in time.
+    Unconfirmed {
+        /// The confirmations received.
+        acked: u32,
+    },
 }
 
 /// Parses and checks a stored snapshot; `origin` names it in errors.
@@ -144,11 +160,7 @@ impl Backend {
     fn open(cfg: &Config, backend: StoreBackend) -> Result<Backend, StoreError> {
         Ok(match backend {
             StoreBackend::Embedded => Backend::Embedded(EmbeddedStore::open(&cfg.data_dir)?),
-            StoreBackend::Redis => Backend::Redis(Box::new(RedisStore::open(
-                &cfg.store.redis_url,
-                &cfg.store.key_prefix,
-                cfg.store.timeout,
-            )?)),
+            StoreBackend::Redis => Backend::Redis(Box::new(RedisStore::open(&cfg.store)?)),
         })
     }
 
@@ -261,10 +273,12 @@ impl Store {
                 };
                 match &self.backend {
                     Backend::Embedded(e) => e.save(&cache.snap).await?,
-                    // Another replica may be first: only written if still empty.
-                    Backend::Redis(r) => {
-                        r.compare_and_swap(0, &cache.snap, None).await?;
-                    }
+                    // Another replica may be first: only written if still empty. An unconfirmed
+                    // first state is kept: it holds only the configured settings.
+                    Backend::Redis(r) => match r.compare_and_swap(0, &cache.snap, None).await {
+                        Ok(_) | Err(StoreError::NotReplicated { .. }) => {}
+                        Err(e) => return Err(e),
+                    },
                 }
                 tracing::info!(store = %self.describe(), "no stored state: starting from the configured settings");
             }
@@ -400,6 +414,30 @@ impl Store {
                 }
                 CasOutcome::Conflict => continue,
                 CasOutcome::Fenced => return Err(StoreError::Fenced),
+                CasOutcome::Unconfirmed { acked } => {
+                    // Not answered as done, so withdrawn where no one has built on it yet:
+                    // an approval answered `keep` must not stay on the books. If the undo
+                    // is lost too, a failover drops both; pending approvals also expire.
+                    let mut undo = cache.snap.clone();
+                    undo.generation = next.generation + 1;
+                    let e = match &self.backend {
+                        Backend::Redis(r) => {
+                            let undone = r.withdraw(cache.version + 1, &undo, fence).await;
+                            tracing::warn!(
+                                acked,
+                                wanted = r.acks_wanted(),
+                                withdrawn = matches!(undone, Ok(CasOutcome::Swapped)),
+                                "a write was not confirmed by enough replicas in time: withdrawn, the store-down rule answers"
+                            );
+                            r.not_replicated(acked)
+                        }
+                        Backend::Embedded(_) => StoreError::Task("unconfirmed local write".into()),
+                    };
+                    self.write_failures.fetch_add(1, Ordering::Relaxed);
+                    let r = Err::<(), _>(e);
+                    self.note(&r);
+                    return Err(r.err().unwrap_or(StoreError::Contention));
+                }
             }
         }
         Err(StoreError::Contention)

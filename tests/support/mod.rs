@@ -754,19 +754,44 @@ pub struct RedisServer {
     pub port: u16,
     pub url: String,
     dir: tempfile::TempDir,
+    /// The port of the primary this server replicates (`--replicaof`), if any.
+    replica_of: Option<u16>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_as(None)
+    }
+
+    /// A replica of the server on `primary` (both on loopback).
+    pub fn start_replica_of(primary: u16) -> RedisServer {
+        Self::start_as(Some(primary))
+    }
+
+    fn start_as(replica_of: Option<u16>) -> RedisServer {
         let port = dead_addr().port();
         let mut r = RedisServer {
             child: None,
             port,
             url: format!("redis://127.0.0.1:{port}/0"),
             dir: tempfile::tempdir().expect("tempdir"),
+            replica_of,
         };
         r.spawn();
         r
+    }
+
+    /// Starts it again (same port and directory) as a replica of the server on `primary`, as
+    /// an operator brings a failed primary back after a failover.
+    pub fn restart_as_replica_of(&mut self, primary: u16) {
+        self.stop();
+        self.replica_of = Some(primary);
+        self.spawn();
+    }
+
+    /// What `redis-cli` prints for `args` sent to this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
     }
 
     fn spawn(&mut self) {
@@ -780,7 +805,16 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "yes",
+                // A replica (re)joining syncs at once, not after the default 5 s of waiting
+                // for more replicas to share the transfer.
+                "--repl-diskless-sync-delay",
+                "0",
             ])
+            .args(
+                self.replica_of
+                    .map(|p| vec!["--replicaof".to_string(), "127.0.0.1".into(), p.to_string()])
+                    .unwrap_or_default(),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -840,6 +874,120 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// What `redis-cli` prints for `args` sent to the server (or Sentinel) on loopback `port`
+/// (empty if it cannot be reached).
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A real Redis Sentinel on a free loopback port (Debian's `redis-sentinel`, or
+/// `redis-server --sentinel` where only the server is installed), monitoring the primary on a
+/// loopback port under `master`, with short timings so a failover takes a few seconds.
+pub struct SentinelServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub master: String,
+    dir: tempfile::TempDir,
+}
+
+impl SentinelServer {
+    /// Starts it; `down_after` is how long the primary may be silent before it counts as
+    /// down, `failover_timeout` Sentinel's failover-timeout. Quorum 2.
+    pub fn start(
+        master: &str,
+        primary: u16,
+        down_after: Duration,
+        failover_timeout: Duration,
+    ) -> SentinelServer {
+        let port = dead_addr().port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+                 sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds {master} {down}\n\
+                 sentinel failover-timeout {master} {fo}\n\
+                 sentinel parallel-syncs {master} 1\n",
+                dir = dir.path().display(),
+                down = down_after.as_millis(),
+                fo = failover_timeout.as_millis(),
+            ),
+        )
+        .expect("write sentinel.conf");
+        let on_path = |bin: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        };
+        let mut cmd = if on_path("redis-sentinel") {
+            let mut c = Command::new("redis-sentinel");
+            c.arg(&conf);
+            c
+        } else {
+            let mut c = Command::new("redis-server");
+            c.arg(&conf).arg("--sentinel");
+            c
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel not found: run ./scripts/test, which installs it");
+        let s = SentinelServer {
+            child: Some(child),
+            port,
+            master: master.to_string(),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis_cli(port, &["PING"]).contains("PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "sentinel did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        s
+    }
+
+    /// `127.0.0.1:<port>`, for `store.sentinels`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port of the primary this Sentinel names now.
+    pub fn primary(&self) -> Option<u16> {
+        let out = redis_cli(
+            self.port,
+            &["SENTINEL", "get-master-addr-by-name", &self.master],
+        );
+        out.lines().nth(1).and_then(|p| p.trim().parse().ok())
+    }
+
+    /// A field of `SENTINEL master <name>` (e.g. `num-slaves`, `num-other-sentinels`).
+    pub fn master_field(&self, field: &str) -> Option<String> {
+        let out = redis_cli(self.port, &["SENTINEL", "master", &self.master]);
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let at = lines.iter().position(|l| *l == field)?;
+        lines.get(at + 1).map(|v| v.to_string())
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
