@@ -97,7 +97,10 @@ const REMOVE_REASONS: [&str; 3] = ["idle", "expired", "unhealthy"];
 /// the two in step); all are exported at 0 from the start. `remove` and `sidecar shutdown`
 /// carry a remove-me reason, the others none.
 pub const DECISION_LABELS: &[(&str, &[&str])] = &[
-    ("launch", &["launch", "started", "hold"]),
+    (
+        "launch",
+        &["launch", "started", "hold", "capped", "uncapped"],
+    ),
     ("remove", &["accepted", "keep", "recorded"]),
     ("add", &["requested", "refused", "not_needed"]),
     ("create", &["created", "retry", "launch_failed"]),
