@@ -563,11 +563,18 @@ impl Metrics {
         out
     }
 
-    /// Exports every lifecycle call counter of `nodes` at 0 (idempotent; called per scrape, so
+    /// Exports every lifecycle call counter and duration histogram of `nodes` at 0 (idempotent; called per scrape, so
     /// nodes are known without a hook at start-up).
     fn known_nodes(&self, backend: &'static str, nodes: &[NodeStatus]) {
         for n in nodes {
             for op in CALL_OPS {
+                // The duration histogram too, so quantile queries have series before the first
+                // call (a scaler with enough spares may make none for a long time).
+                let _ = self.inner.call_seconds.get_or_create(&CallTimeLabels {
+                    backend,
+                    node: n.url.clone(),
+                    op,
+                });
                 for result in CALL_RESULTS {
                     let _ = self.inner.calls.get_or_create(&CallLabels {
                         backend,
