@@ -52,6 +52,7 @@ fn shards(total: u32, available: u32, now: u64) -> Vec<ShardState> {
                 // One shard sees one gateway fewer: the conservative merge has work to do.
                 available: available - u32::from(n == 7),
                 taken_at: now - 2_000,
+                sip: Default::default(),
             }),
             last_error: None,
             last_attempt: Some(now - 2_000),

@@ -38,6 +38,40 @@ pub struct Reading {
     pub available: u32,
     /// When the answer arrived.
     pub taken_at: Millis,
+    /// Jicofo's SIP call counters, when it reports them.
+    #[serde(default)]
+    pub sip: SipCalls,
+}
+
+/// Jicofo's SIP call counters (its `jibri` stats object): calls Jibri could not take, and calls
+/// waiting for a Jibri. `None` when this Jicofo does not report them.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct SipCalls {
+    /// `jibri.total_sip_call_failures` (a top-level `total_sip_call_failures` in older Jicofo):
+    /// SIP sessions that failed since Jicofo started, a Jibri refusing or none being free.
+    pub failures: Option<u64>,
+    /// `jibri.sip_call_pending`: SIP sessions waiting for a Jibri to start them.
+    pub pending: Option<u32>,
+}
+
+/// One shard's answer: total, available, and its SIP call counters.
+pub type ShardAnswer = (u32, u32, SipCalls);
+
+/// Reads the SIP call counters of a `/stats` body; fields it lacks are `None`, never zero.
+pub fn parse_sip_calls(body: &[u8]) -> SipCalls {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return SipCalls::default();
+    };
+    let jibri = v.get("jibri");
+    let failures = jibri
+        .and_then(|j| j.get("total_sip_call_failures"))
+        .or_else(|| v.get("total_sip_call_failures"))
+        .and_then(serde_json::Value::as_u64);
+    let pending = jibri
+        .and_then(|j| j.get("sip_call_pending"))
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
+    SipCalls { failures, pending }
 }
 
 /// What the scaler knows of one shard.
@@ -68,6 +102,9 @@ pub struct Merged {
     pub stale: Vec<String>,
     /// Fresh shards disagree on total or available (a shard lost some gateways' XMPP link).
     pub disagreement: bool,
+    /// SIP call counters summed over the fresh shards (each Jicofo counts its own
+    /// conferences' calls); a counter is `None` unless every fresh shard reports it.
+    pub sip: SipCalls,
 }
 
 /// Merges shard readings: only fresh ones count; highest total, lowest available.
@@ -96,11 +133,21 @@ pub fn merge(shards: &[ShardState], now: Millis, max_age_ms: u64) -> Merged {
     let disagreement = readings
         .windows(2)
         .any(|w| (w[0].total, w[0].available) != (w[1].total, w[1].available));
+    let sum = |f: fn(&Reading) -> Option<u64>| -> Option<u64> {
+        (!readings.is_empty())
+            .then(|| readings.iter().map(f).sum::<Option<u64>>())
+            .flatten()
+    };
+    let sip = SipCalls {
+        failures: sum(|r| r.sip.failures),
+        pending: sum(|r| r.sip.pending.map(u64::from)).and_then(|n| u32::try_from(n).ok()),
+    };
     Merged {
         observation,
         fresh,
         stale,
         disagreement,
+        sip,
     }
 }
 
@@ -174,7 +221,7 @@ impl JicofoClient {
     }
 
     /// One GET to one shard: total and available from the same answer.
-    pub async fn read(&self, url: &str) -> Result<(u32, u32), JicofoError> {
+    pub async fn read(&self, url: &str) -> Result<ShardAnswer, JicofoError> {
         let resp = self
             .http
             .get(url)
@@ -188,7 +235,8 @@ impl JicofoClient {
             .bytes()
             .await
             .map_err(|e| JicofoError::Http(without_url(&e)))?;
-        parse_stats(&body, &self.component)
+        let (total, available) = parse_stats(&body, &self.component)?;
+        Ok((total, available, parse_sip_calls(&body)))
     }
 
     /// Reads all shards concurrently and updates `states` (same order as the config);
@@ -200,7 +248,7 @@ impl JicofoClient {
             let url = shard.url.clone();
             set.spawn(async move { (n, client.read(&url).await) });
         }
-        let mut results: Vec<Option<Result<(u32, u32), JicofoError>>> =
+        let mut results: Vec<Option<Result<ShardAnswer, JicofoError>>> =
             vec![None; self.shards.len()];
         while let Some(joined) = set.join_next().await {
             if let Ok((n, r)) = joined
@@ -213,11 +261,12 @@ impl JicofoClient {
         for (state, result) in states.iter_mut().zip(results) {
             state.last_attempt = Some(at);
             match result.unwrap_or_else(|| Err(JicofoError::Http("reader task failed".into()))) {
-                Ok((total, available)) => {
+                Ok((total, available, sip)) => {
                     state.last = Some(Reading {
                         total,
                         available,
                         taken_at: at,
+                        sip,
                     });
                     state.last_error = None;
                 }
@@ -258,6 +307,79 @@ fn without_url(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    /// A `/stats` body shaped as current Jicofo writes it (`JicofoServices` puts the `jibri`
+    /// object beside the detectors; field names from Jicofo's `JibriStats`).
+    const CURRENT: &[u8] = br#"{"conferences":3,"participants":9,"largest_conference":4,
+        "endpoint_pairs":12,"conference_sizes":[0,0,1,1,1],"jibri_detector":{"count":2,"available":2},
+        "sip_jibri_detector":{"count":6,"available":1},
+        "jibri":{"total_sip_call_failures":7,"total_live_streaming_failures":0,
+                 "total_recording_failures":1,"live_streaming_active":0,"recording_active":1,
+                 "sip_call_active":5,"live_streaming_pending":0,"recording_pending":0,
+                 "sip_call_pending":2},
+        "slow_health_check":0}"#;
+
+    /// An older Jicofo: the failure counters at the top level, no `jibri` object.
+    const OLDER: &[u8] = br#"{"largest_conference":3,"total_sip_call_failures":4,
+        "total_participants":18,"total_recording_failures":0,"conferences":2,
+        "sip_jibri_detector":{"count":3,"available":1}}"#;
+
+    #[test]
+    fn sip_call_counters_are_read_from_current_and_older_jicofo_and_missing_is_none() {
+        assert_eq!(
+            parse_sip_calls(CURRENT),
+            SipCalls {
+                failures: Some(7),
+                pending: Some(2)
+            }
+        );
+        assert_eq!(
+            parse_sip_calls(OLDER),
+            SipCalls {
+                failures: Some(4),
+                pending: None
+            }
+        );
+        let none = br#"{"sip_jibri_detector":{"count":3,"available":1}}"#;
+        assert_eq!(parse_sip_calls(none), SipCalls::default());
+        assert_eq!(parse_sip_calls(b"<html>"), SipCalls::default());
+        assert_eq!(parse_stats(CURRENT, "sip_jibri_detector"), Ok((6, 1)));
+        // Summed over the fresh shards; unknown unless every fresh shard reports it.
+        let shard = |name: &str, sip| ShardState {
+            name: name.into(),
+            url: String::new(),
+            last: Some(Reading {
+                total: 6,
+                available: 1,
+                taken_at: 1_000,
+                sip,
+            }),
+            last_error: None,
+            last_attempt: Some(1_000),
+            errors: 0,
+        };
+        let a = parse_sip_calls(CURRENT);
+        let m = merge(&[shard("a", a), shard("b", a)], 1_000, 10_000);
+        assert_eq!(
+            m.sip,
+            SipCalls {
+                failures: Some(14),
+                pending: Some(4)
+            }
+        );
+        let m = merge(
+            &[shard("a", a), shard("b", parse_sip_calls(OLDER))],
+            1_000,
+            10_000,
+        );
+        assert_eq!(
+            m.sip,
+            SipCalls {
+                failures: Some(11),
+                pending: None
+            }
+        );
+    }
+
     #[test]
     fn parses_components_and_treats_missing_as_missing() {
         let body = br#"{"sip_jibri_detector":{"count":4,"available":1},"jibri_detector":{"count":2,"available":2},
@@ -291,6 +413,7 @@ mod tests {
                 total,
                 available,
                 taken_at,
+                sip: SipCalls::default(),
             }),
             last_error: None,
             last_attempt: None,

@@ -42,6 +42,7 @@ impl Service {
             .load(stored.as_ref(), settings.max_total, !leader);
         self.capacity.launch_lead(lead);
         let merged = self.merged_now().await;
+        self.capacity.sip_calls(merged.sip);
         self.capacity
             .settings(&settings, merged.observation.as_ref(), now)
             .1

@@ -136,6 +136,8 @@ struct Inner {
     /// or held), so a changed `min` counts at once between ticks.
     above_floor: Option<u32>,
     completions: u32,
+    /// Jicofo's SIP call counters of the reading being fed (merged over the shards).
+    sip: crate::jicofo::SipCalls,
     /// Profile changed since the store last got it.
     dirty: bool,
     hours_learned: f64,
@@ -206,6 +208,7 @@ impl Live {
                 last: None,
                 above_floor: None,
                 completions: 0,
+                sip: Default::default(),
                 // A seed goes to the store at the first tick (unless the store has more).
                 dirty: seeded,
             }),
@@ -225,6 +228,7 @@ impl Live {
                 last: None,
                 above_floor: None,
                 completions: 0,
+                sip: Default::default(),
                 dirty: false,
                 hours_learned: 0.0,
             }),
@@ -321,6 +325,12 @@ impl Live {
         self.lock().demand.set_launch_lead(lead);
     }
 
+    /// Jicofo's SIP call counters to feed with the next reading: a rise of the failures, or
+    /// calls pending, count as calls the pool turned away (the estimator's feedback).
+    pub fn sip_calls(&self, sip: crate::jicofo::SipCalls) {
+        self.lock().sip = sip;
+    }
+
     /// The settings to run the policy with now: `min` replaced by the effective min in target
     /// mode (and by the schedule in either mode). Feeds the reading to the estimator first.
     /// Returns the change of the effective min, if any.
@@ -334,6 +344,7 @@ impl Live {
         let week = self.zone.week_ms(now);
         if let Some(o) = obs.filter(|o| o.taken_at + 1 >= now.saturating_sub(60_000)) {
             let completions = std::mem::take(&mut i.completions);
+            let sip = i.sip;
             let before = i.demand.profile().clone();
             i.demand.observe(
                 now,
@@ -342,7 +353,8 @@ impl Live {
                     busy: o.total.saturating_sub(o.available),
                     available: o.available,
                     completions,
-                    failures: None,
+                    failures: sip.failures,
+                    pending: sip.pending,
                 },
             );
             if *i.demand.profile() != before {

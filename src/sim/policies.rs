@@ -117,6 +117,7 @@ impl Ours {
                     available: r.available,
                     completions: std::mem::take(&mut c.completions),
                     failures: None,
+                    pending: None,
                 },
             );
         }
@@ -678,6 +679,7 @@ mod tests {
                 fresh: vec!["s1".into()],
                 stale: Vec::new(),
                 disagreement: false,
+                sip: Default::default(),
             };
             let t = TickInputs {
                 now,

@@ -195,6 +195,9 @@ pub struct DemandSample {
     pub completions: u32,
     /// A failure counter (Jicofo's SIP call failures) if known: a rise is a rejection.
     pub failures: Option<u64>,
+    /// Calls waiting for a gateway (Jicofo's pending SIP calls), if known: any is a call the
+    /// pool could not take at once, counted like a rejection.
+    pub pending: Option<u32>,
 }
 
 /// Accumulates the hour in progress.
@@ -362,7 +365,7 @@ impl Demand {
         let failed = match (self.last.and_then(|l| l.2), s.failures) {
             (Some(a), Some(b)) => b > a,
             _ => false,
-        };
+        } || s.pending.is_some_and(|p| p > 0);
         self.hour.ticks += 1;
         if s.available == 0 || failed {
             self.hour.zero_ticks += 1;

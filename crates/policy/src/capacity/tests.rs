@@ -68,6 +68,7 @@ fn feed(d: &mut Demand, calls: &[(u64, u64)], hours: u64, single_use: bool, offs
                 available: 5,
                 completions,
                 failures: None,
+                pending: None,
             },
         );
         t += tick;
@@ -157,6 +158,7 @@ fn a_jump_right_after_a_start_or_an_outage_is_a_few_calls_not_a_rate() {
         available: 2,
         completions: 0,
         failures: None,
+        pending: None,
     };
     for gap_ms in [1_000, 20_000] {
         let mut d = Demand::new(cfg(), Profile::default());
@@ -291,6 +293,7 @@ fn observed_rejections_raise_that_hours_estimate() {
                 available: (i % 2) as u32,
                 completions: (i % 2) as u32,
                 failures: None,
+                pending: None,
             },
         );
     }
@@ -310,11 +313,37 @@ fn a_failure_counter_rising_counts_as_a_rejection() {
             available: 3,
             completions: 0,
             failures: Some(i / 40),
+            pending: None,
         };
         d.observe(t, t, sample);
     }
     assert!(d.profile().feedback[5] > 1.0);
     assert_eq!(d.profile().feedback[4], 1.0);
+}
+
+#[test]
+fn calls_pending_for_a_gateway_count_as_rejections() {
+    let run = |pending: Option<u32>| {
+        let mut d = Demand::new(cfg(), flat_profile(60.0));
+        for i in 0..=240u64 {
+            let t = 5 * H + i * 15_000;
+            let sample = DemandSample {
+                busy: 20,
+                available: 3,
+                completions: 0,
+                failures: Some(0),
+                pending: pending.filter(|_| i % 20 == 0),
+            };
+            d.observe(t, t, sample);
+        }
+        d.profile().feedback[5]
+    };
+    assert!(
+        run(Some(1)) > 1.0,
+        "pending calls raise the hour's estimate"
+    );
+    assert_eq!(run(Some(0)), 1.0);
+    assert_eq!(run(None), 1.0);
 }
 
 #[test]
@@ -362,6 +391,7 @@ fn a_warm_pools_start_lead_replaces_the_boots_and_shrinks_the_spares() {
                     available: 10,
                     completions: 0,
                     failures: None,
+                    pending: None,
                 },
             );
         }
