@@ -42,7 +42,15 @@ impl Service {
             .load(stored.as_ref(), settings.max_total, !leader);
         self.capacity.launch_lead(lead);
         let merged = self.merged_now().await;
-        self.capacity.sip_calls(merged.sip);
+        let selector = match &self.cfg.capacity.selector_metrics_url {
+            Some(url) => Some(
+                crate::capacity::selector::read(url)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            None => None,
+        };
+        self.capacity.sip_calls(merged.sip, selector);
         self.capacity
             .settings(&settings, merged.observation.as_ref(), now)
             .1

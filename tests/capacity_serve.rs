@@ -317,3 +317,48 @@ async fn calls_in_one_reading_after_a_start_are_a_few_calls_not_a_rate() {
     assert_eq!(eff(&st), 2, "{}", st["capacity"]);
     assert_eq!(foreman.creates(), 0, "{}", s.log());
 }
+
+/// The component selector as a demand source: `serve` reads its `/metrics` (prom-client text)
+/// each tick and adds the session starts it refused (400, no idle gateway) to Jicofo's SIP call
+/// failures, which target mode counts as calls turned away; status shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_selectors_refused_session_starts_are_heard() {
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let r = refused.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let n = r.load(std::sync::atomic::Ordering::Relaxed);
+            async move {
+                format!(
+                    "# TYPE http_server_requests_total counter\n\
+                     http_server_requests_total{{method=\"post\",uri=\"/jitsi-component-selector/sessions/start\",code=\"200\"}} 41\n\
+                     http_server_requests_total{{method=\"post\",uri=\"/jitsi-component-selector/sessions/start\",code=\"400\"}} {n}\n"
+                )
+            }
+        }),
+    );
+    let selector = support::serve_on_loopback(app).await;
+    let jicofo = FakeJicofo::start(4, 2).await;
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\nmax = 20\n{}",
+        target_config(
+            &jicofo.url,
+            &foreman.url,
+            &format!("selector_metrics_url = \"http://{selector}/metrics\"\n")
+        )
+    ))
+    .await;
+    s.eventually("the selector heard", WAIT, |st| {
+        st["capacity"]["selector"]["refused"] == 3
+            && st["capacity"]["selector"]["session_starts"] == 44
+            && st["capacity"]["jicofo_sip_calls"]["failures"] == 3
+    })
+    .await;
+    refused.store(5, std::sync::atomic::Ordering::Relaxed);
+    s.eventually("a new refusal counted", WAIT, |st| {
+        st["capacity"]["jicofo_sip_calls"]["failures"] == 5
+    })
+    .await;
+}

@@ -41,6 +41,9 @@ pub struct CapacitySection {
     /// reading (after a start or a Jicofo outage), its arrivals count over its whole length.
     #[serde(with = "crate::duration")]
     pub short_window: Duration,
+    /// jitsi-component-selector's `/metrics` URL (optional): its session starts answered 400
+    /// (`unavailable.components`, no idle gateway) count as calls turned away.
+    pub selector_metrics_url: Option<String>,
     /// A profile to start from when the store has none (`jitsi-scaler capacity seed` writes it).
     pub seed_profile: Option<std::path::PathBuf>,
     /// Operator schedules: at least `min` spares on these days and hours.
@@ -55,6 +58,7 @@ impl Default for CapacitySection {
             timezone: "UTC".into(),
             default_boot: Duration::from_secs(120),
             short_window: Duration::from_millis(CapacityConfig::default().window_ms),
+            selector_metrics_url: None,
             seed_profile: None,
             schedule: Vec::new(),
         }
@@ -99,6 +103,13 @@ impl CapacitySection {
         if self.short_window < Duration::from_secs(1) {
             p.push("capacity.short_window: must be at least 1s".into());
         }
+        if let Some(url) = &self.selector_metrics_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            p.push(format!(
+                "capacity.selector_metrics_url: {url:?} is not an http(s) URL"
+            ));
+        }
         if let Err(e) = Zone::load(&self.timezone) {
             p.push(format!("capacity.timezone: {e}"));
         }
@@ -138,6 +149,8 @@ struct Inner {
     completions: u32,
     /// Jicofo's SIP call counters of the reading being fed (merged over the shards).
     sip: crate::jicofo::SipCalls,
+    /// The selector's last session-start counters, or why they could not be read.
+    selector: Option<Result<super::selector::SessionStarts, String>>,
     /// Profile changed since the store last got it.
     dirty: bool,
     hours_learned: f64,
@@ -209,6 +222,7 @@ impl Live {
                 above_floor: None,
                 completions: 0,
                 sip: Default::default(),
+                selector: None,
                 // A seed goes to the store at the first tick (unless the store has more).
                 dirty: seeded,
             }),
@@ -229,6 +243,7 @@ impl Live {
                 above_floor: None,
                 completions: 0,
                 sip: Default::default(),
+                selector: None,
                 dirty: false,
                 hours_learned: 0.0,
             }),
@@ -327,8 +342,34 @@ impl Live {
 
     /// Jicofo's SIP call counters to feed with the next reading: a rise of the failures, or
     /// calls pending, count as calls the pool turned away (the estimator's feedback).
-    pub fn sip_calls(&self, sip: crate::jicofo::SipCalls) {
-        self.lock().sip = sip;
+    /// With the selector's session-start counters (when `selector_metrics_url` is set), its
+    /// refusals are added to Jicofo's failures: both only grow, so a rise of the sum is a call
+    /// turned away.
+    pub fn sip_calls(
+        &self,
+        sip: crate::jicofo::SipCalls,
+        selector: Option<Result<super::selector::SessionStarts, String>>,
+    ) {
+        let mut i = self.lock();
+        let refused = match &selector {
+            Some(Ok(s)) => Some(s.refused),
+            _ => None,
+        };
+        i.sip = crate::jicofo::SipCalls {
+            failures: match (sip.failures, refused) {
+                (None, None) => None,
+                (j, r) => Some(j.unwrap_or(0).saturating_add(r.unwrap_or(0))),
+            },
+            pending: sip.pending,
+        };
+        if let Some(Err(e)) = &selector
+            && !matches!(&i.selector, Some(Err(prev)) if prev == e)
+        {
+            tracing::warn!(error = %e, "cannot read the component selector's metrics; sizing without its refusals");
+        }
+        if selector.is_some() {
+            i.selector = selector;
+        }
     }
 
     /// The settings to run the policy with now: `min` replaced by the effective min in target
@@ -457,6 +498,12 @@ impl Live {
             "hours_learned": p.hours_learned(),
             "sizing": i.last,
             "schedule": i.schedule.entries(),
+            "jicofo_sip_calls": i.sip,
+            "selector": match &i.selector {
+                None => serde_json::Value::Null,
+                Some(Ok(s)) => serde_json::json!({"session_starts": s.asked, "refused": s.refused}),
+                Some(Err(e)) => serde_json::json!({"error": e}),
+            },
         })
     }
 }

@@ -3,6 +3,7 @@
 //! --learn-days`, `capacity seed`). The policy itself is `policy::capacity` (pure).
 
 pub mod live;
+pub mod selector;
 pub mod tz;
 
 pub use live::{CapacityError, CapacitySection, Live, Mode, Stored};
