@@ -243,7 +243,28 @@ pub fn render(s: &Value, source: &str) -> String {
         cell(&st["bulk_max"]),
         cell(&st["changed_by"]),
     );
+    if let (Some(held), Some(floor)) = (st["effective_min"].as_u64(), st["min"].as_u64())
+        && held != floor
+    {
+        let _ = writeln!(out, "Min held: {held} (the floor, min, is {floor})");
+    }
     let _ = writeln!(out, "{}", capacity_line(&s["capacity"]));
+    let refused: Vec<String> = s["auth_refusals"]["counts"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(caller, reasons)| {
+            reasons
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(move |(reason, n)| format!("{caller} {reason} {}", cell(n)))
+        })
+        .collect();
+    if !refused.is_empty() {
+        let _ = writeln!(out, "Refused requests: {}", refused.join(", "));
+    }
     let cap = &s["capped_by_max"];
     if cap.is_object() {
         let _ = writeln!(
@@ -364,7 +385,10 @@ mod tests {
         let s = serde_json::json!({
             "version": "0.1.0", "uptime_s": 125, "ready": true, "leader": true,
             "store": {"backend": "embedded:/x/state.json", "reachable": true},
-            "settings": {"min": 2, "max": 80, "bulk_max": 5, "changed_by": null},
+            "settings": {"min": 2, "max": 80, "bulk_max": 5, "changed_by": null,
+                "effective_min": 4},
+            "auth_refusals": {"counts": {"sidecar": {"forbidden": 2, "bad_token": 0}}},
+            "capped_by_max": {"deficit": 3, "room": 1, "max": 80},
             "jicofo": {"component": "sip_jibri_detector",
                 "merged": {"total": 4, "available": 2, "age_s": 1.5},
                 "disagreement": false,
@@ -387,6 +411,9 @@ mod tests {
             "http://fm1",
             "2023-11-14 22:13:20",
             "idle: at the floor",
+            "Min held: 4 (the floor, min, is 2)",
+            "Refused requests: sidecar forbidden 2",
+            "CAPPED: max 80",
         ] {
             assert!(t.contains(want), "{want} missing in\n{t}");
         }
