@@ -224,7 +224,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = Config::load(config.as_deref(), &env_map())?;
             print!("{}", cfg.masked_toml());
-            for w in cfg.warnings() {
+            for w in cfg
+                .warnings()
+                .into_iter()
+                .chain(jitsi_scaler::server::stored_state_warnings(&cfg))
+            {
                 eprintln!("warning: {w}");
             }
             // Exactly the validation `serve` runs before it starts.

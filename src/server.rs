@@ -82,6 +82,40 @@ pub fn check(cfg: &Config) -> Vec<String> {
     build_parts(cfg).err().unwrap_or_default()
 }
 
+/// Warnings from the state `serve` would start with, read without taking the store (so while
+/// `serve` runs): the learned busiest hour needing more gateways than the stored `max`. Only
+/// the embedded store is read here; with Redis, `serve` warns at start.
+pub fn stored_state_warnings(cfg: &Config) -> Vec<String> {
+    if cfg.store.backend != crate::config::StoreBackend::Embedded {
+        return Vec::new();
+    }
+    let path = cfg.data_dir.join(crate::store::STATE_FILE);
+    let Ok(text) = std::fs::read(&path) else {
+        return Vec::new();
+    };
+    let Ok(snap) = serde_json::from_slice::<crate::store::Snapshot>(&text) else {
+        return vec![format!(
+            "{}: not a state file this version reads",
+            path.display()
+        )];
+    };
+    let max = snap.settings.max_total;
+    let Ok(live) = crate::capacity::Live::new(&cfg.capacity, cfg.policy.tick, max) else {
+        return Vec::new();
+    };
+    live.load(snap.capacity.as_ref(), max, true);
+    match live.peak_need() {
+        Some(n) if n.total() > max => vec![format!(
+            "the learned busiest hour ({:.0} calls/h) needs {} gateways ({} in calls + {} spares), more than max {max}: the spare floor will be capped then; raise max",
+            n.rate_per_hour,
+            n.total(),
+            n.busy,
+            n.spares
+        )],
+        _ => Vec::new(),
+    }
+}
+
 /// A running scaler: its service and the task serving HTTP until the shutdown token fires.
 pub struct Running {
     /// The service (for `demo` and tests in the same process).
@@ -251,5 +285,52 @@ async fn watch_breakers(svc: Arc<Service>, shutdown: CancellationToken) {
                 last_error: n.last_error,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod stored_state_tests {
+    use super::*;
+    use policy::capacity::{Profile, WEEK_HOURS};
+
+    /// A data directory whose stored profile's busiest hour needs `need` > `max` gateways.
+    fn dir_with_profile(max: u32) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut profile = Profile::default();
+        for hw in 0..WEEK_HOURS {
+            profile.learn(hw, 300.0, 1.0);
+        }
+        // 20-minute calls.
+        profile.learn_duration(1_200_000.0 * 100.0, 100.0);
+        let mut snap = crate::store::Snapshot::new(policy::Settings {
+            max_total: max,
+            ..policy::Settings::default()
+        });
+        snap.capacity = Some(crate::capacity::Stored {
+            profile: Some(profile),
+            schedule: None,
+        });
+        let text = serde_json::to_vec(&snap).expect("json");
+        std::fs::write(dir.path().join(crate::store::STATE_FILE), text).expect("write");
+        dir
+    }
+
+    fn config(dir: &std::path::Path) -> Config {
+        let toml = format!("data_dir = {:?}\n", dir.display().to_string());
+        Config::from_toml(&toml, "test", &Default::default()).expect("config")
+    }
+
+    #[test]
+    fn config_check_warns_when_the_learned_peak_needs_more_than_max() {
+        // 300 calls/h of 20 minutes: 100 in calls at the peak, plus the spares.
+        let small = dir_with_profile(80);
+        let w = stored_state_warnings(&config(small.path()));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("more than max 80"), "{w:?}");
+        let large = dir_with_profile(1000);
+        assert!(stored_state_warnings(&config(large.path())).is_empty());
+        // No state yet: nothing to say.
+        let empty = tempfile::tempdir().expect("dir");
+        assert!(stored_state_warnings(&config(empty.path())).is_empty());
     }
 }

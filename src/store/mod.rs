@@ -10,6 +10,8 @@
 //! compare-and-swap, plus the leader lease and the recovery marker.
 
 mod embedded;
+
+pub use embedded::STATE_FILE;
 mod redis;
 
 use std::sync::Mutex;
