@@ -188,6 +188,10 @@ pub struct WorldArgs {
     /// ours launches nothing, keeps idle gateways and queues expired/unhealthy approvals.
     #[arg(long, value_name = "START+LENGTH", value_parser = |s: &str| trace::parse_window("--store-down", s))]
     pub store_down: Vec<Window>,
+    /// The scaler restarts at TIME (repeatable), e.g. `10h` (at the diurnal peak): the stored
+    /// ledger and learned profile are kept, the short window and measured boots are lost.
+    #[arg(long, value_name = "TIME", value_parser = ms_parser("--restart-at"))]
+    pub restart_at: Vec<u64>,
 }
 
 /// The policies' settings (the service's defaults).
@@ -484,6 +488,7 @@ impl SimulateArgs {
             sample_ms: (horizon_ms / 1500).max(60_000),
             pool: self.policy.warm_pool,
             resume_ms: w.resume,
+            restarts: w.restart_at.clone(),
         }
     }
 

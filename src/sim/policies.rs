@@ -303,6 +303,19 @@ impl Controller for Ours {
         self.pool.enabled()
     }
 
+    /// As `serve` restarted: the ledger and the learned profile come back from the store; the
+    /// reading, the short window, the measured boots and the last launch decision are gone.
+    fn restart(&mut self, _now: u64) {
+        self.obs = None;
+        self.reading = None;
+        self.previous = None;
+        if let Some(c) = &mut self.capacity {
+            c.demand = Demand::new(*c.demand.config(), c.demand.profile().clone());
+            c.sizer = Sizer::new();
+            c.completions = 0;
+        }
+    }
+
     /// The same ledger call as `serve`'s `POST {prefix}/hello`.
     fn hello(&mut self, w: &mut World, host: &str) {
         self.ledger.hello(host, w.now());

@@ -67,6 +67,10 @@ impl Controller for SidecarFleet {
         o.carry_out(w, now);
     }
 
+    fn restart(&mut self, now: u64) {
+        self.ours.restart(now);
+    }
+
     /// Sidecar gateways never ask to be removed: whatever the world's agent timer says, keep.
     fn ask(&mut self, _w: &mut World, _host: &str, _reason: Reason) -> Answer {
         Answer {
@@ -101,6 +105,7 @@ mod tests {
             sample_ms: 60_000,
             pool: 0,
             resume_ms: 0,
+            restarts: Vec::new(),
         }
     }
 

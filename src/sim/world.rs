@@ -56,6 +56,11 @@ pub struct WorldConfig {
     /// Warm pool: power-on to joined in Jicofo (mean; lognormal with `boot_cv`).
     #[serde(default)]
     pub resume_ms: u64,
+    /// The scaler restarts at these times: what it stored (ledger, settings, learned profile)
+    /// is kept, what it held in memory (the short window, the measured boots, the last reading
+    /// and launch decision) is lost.
+    #[serde(default)]
+    pub restarts: Vec<u64>,
 }
 
 impl WorldConfig {
@@ -139,6 +144,9 @@ pub trait Controller {
     }
     /// A draining gateway's Jibri exited (our agent confirms `drained`).
     fn drained(&mut self, _w: &mut World, _host: &str) {}
+
+    /// The scaler process restarts at `now` (see [`WorldConfig::restarts`]).
+    fn restart(&mut self, _now: u64) {}
 }
 
 /// When the gateway script asks again after `keep`.
@@ -193,6 +201,7 @@ enum Ev {
     Arrival(usize),
     Ask(usize, u64),
     Tick,
+    Restart,
 }
 
 impl Ev {
@@ -201,7 +210,7 @@ impl Ev {
             Ev::BootDone(..) | Ev::CallEnd(..) | Ev::OfferedEnd | Ev::DrainDone(..) => 0,
             Ev::Arrival(_) => 1,
             Ev::Ask(..) => 2,
-            Ev::Tick => 3,
+            Ev::Tick | Ev::Restart => 3,
         }
     }
 }
@@ -394,6 +403,9 @@ impl World {
             }
         }
         w.record_history();
+        for &t in &cfg.restarts {
+            w.push(t, Ev::Restart);
+        }
         w.push(0, Ev::Tick);
         if !trace.calls.is_empty() {
             w.push(trace.calls[0].arrival_ms, Ev::Arrival(0));
@@ -782,6 +794,7 @@ impl World {
 
     fn handle(&mut self, ev: Ev, ctl: &mut dyn Controller, trace: &Trace) {
         match ev {
+            Ev::Restart => ctl.restart(self.now),
             Ev::BootDone(g, generation) => {
                 if self.gws[g].state == GwState::Booting && self.gws[g].generation == generation {
                     self.become_idle(g);
@@ -1013,6 +1026,7 @@ mod tests {
             sample_ms: 60_000,
             pool: 0,
             resume_ms: 0,
+            restarts: Vec::new(),
         }
     }
 
