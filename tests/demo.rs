@@ -212,14 +212,28 @@ fn calls_start_once_the_floor_is_up_and_the_page_shows_them() {
         .block_on(async {
             let http = reqwest::Client::new();
             let page_code = http.get(&page).send().await.map(|r| r.status().as_u16());
-            let history: serde_json::Value = http
-                .get(&history_url)
-                .send()
-                .await
-                .expect("GET history")
-                .json()
-                .await
-                .expect("history JSON");
+            // The history is sampled once per tick, stdout once a second: on a loaded machine
+            // the last sample may still predate the calls stdout just counted. Wait for it.
+            let deadline = Instant::now() + Duration::from_secs(12);
+            let history = loop {
+                let history: serde_json::Value = http
+                    .get(&history_url)
+                    .send()
+                    .await
+                    .expect("GET history")
+                    .json()
+                    .await
+                    .expect("history JSON");
+                let calls = history["samples"]
+                    .as_array()
+                    .and_then(|s| s.last())
+                    .and_then(|s| s["load"]["calls"].as_u64())
+                    .unwrap_or(0);
+                if calls >= 1 || Instant::now() > deadline {
+                    break history;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
             (page_code.ok(), history)
         });
     let status = wait_exit(&mut child, Duration::from_secs(60));
