@@ -11,21 +11,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Metric names (`jitsi_scaler_...`) in a PromQL expression.
-fn metric_names(expr: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = expr;
-    while let Some(at) = rest.find("jitsi_scaler_") {
-        let tail = &rest[at..];
-        let len = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        names.push(tail[..len].to_string());
-        rest = &tail[len..];
-    }
-    names
-}
-
 /// Every query of the dashboard and the alert rules.
 fn queries() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -137,7 +122,7 @@ fn the_demo_serves_every_metric_the_dashboard_and_alerts_query() {
     let qs = queries();
     assert!(qs.len() >= 40, "{qs:?}");
     for q in &qs {
-        for name in metric_names(q) {
+        for name in support::metric_names(q) {
             assert!(
                 served.contains(name.as_str()),
                 "{name} (in {q}) is not served by the demo:\n{om}"

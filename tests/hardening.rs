@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{FakeForeman, FakeJicofo, Scaler, count, fast_config};
+use support::{FakeForeman, FakeJicofo, Scaler, count};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -237,19 +237,7 @@ async fn foreman_200_html_is_not_a_created_host() {
 /// Definitive refusal, after the fix: when Foreman accepts again, launches resume after the hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launches_resume_after_the_hold_when_foreman_accepts_again() {
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    foreman.answer_instead(Some((401, "text/plain", "denied".into())));
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url]).replace(
-            "[lifecycle.foreman]",
-            "refusal_backoff = \"1s\"\nrefusal_backoff_max = \"2s\"\n[lifecycle.foreman]"
-        )
-    ))
-    .await;
-    s.eventually("a refused create", WAIT, |_| foreman.create_requests() >= 1)
-        .await;
+    let (s, _jicofo, foreman) = support::refused_creates().await;
     foreman.answer_instead(None);
     // The breaker (threshold 2, cooldown 60 s) is still closed after one refusal.
     s.eventually("a created host", WAIT, |st| count(st, "booting") == 1)

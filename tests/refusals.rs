@@ -100,19 +100,7 @@ async fn a_sidecar_with_an_unpublished_kid_is_named_with_its_cause() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_says_not_ready_while_the_leaders_creates_are_refused() {
-    let jicofo = FakeJicofo::start(0, 0).await;
-    let foreman = FakeForeman::start().await;
-    foreman.answer_instead(Some((401, "text/plain", "denied".into())));
-    let s = Scaler::start(&format!(
-        "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url]).replace(
-            "[lifecycle.foreman]",
-            "refusal_backoff = \"1s\"\nrefusal_backoff_max = \"2s\"\n[lifecycle.foreman]"
-        )
-    ))
-    .await;
-    s.eventually("a refused create", WAIT, |_| foreman.create_requests() >= 1)
-        .await;
+    let (s, _jicofo, foreman) = support::refused_creates().await;
     let (code, body) = s.get("/ready").await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("creates are refused"), "{body}");

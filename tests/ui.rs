@@ -543,21 +543,6 @@ async fn the_page_asks_for_a_token_when_auth_is_on() {
     assert!(!html.contains("data-host="));
 }
 
-/// Metric names (`jitsi_scaler_...`) in a PromQL expression.
-fn metric_names(expr: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = expr;
-    while let Some(at) = rest.find("jitsi_scaler_") {
-        let tail = &rest[at..];
-        let len = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        names.push(tail[..len].to_string());
-        rest = &tail[len..];
-    }
-    names
-}
-
 /// Every `expr` string anywhere in a JSON document.
 fn exprs(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -634,7 +619,7 @@ async fn the_dashboard_and_alerts_query_only_real_metrics() {
     let mut used = BTreeSet::new();
     for (file, list) in [("dashboard", &dash_exprs), ("alerts.yml", &alert_exprs)] {
         for e in list.iter() {
-            for name in metric_names(e) {
+            for name in support::metric_names(e) {
                 assert!(
                     scraped.contains(name.as_str()),
                     "{file} queries {name}, which /metrics does not serve:\n{e}\nserved: {scraped:?}"
@@ -657,7 +642,7 @@ async fn the_dashboard_and_alerts_query_only_real_metrics() {
         assert!(
             dash_exprs
                 .iter()
-                .any(|e| metric_names(e).iter().any(|n| n == name)),
+                .any(|e| support::metric_names(e).iter().any(|n| n == name)),
             "the dashboard does not show {name}"
         );
     }

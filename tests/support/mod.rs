@@ -998,3 +998,41 @@ pub fn redis_store(redis: &RedisServer, replica: &str) -> String {
         redis.url
     )
 }
+
+/// Metric names (`jitsi_scaler_...`) in a PromQL expression.
+pub fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("jitsi_scaler_") {
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..len].to_string());
+        rest = &tail[len..];
+    }
+    names
+}
+
+/// `serve` with `min = 1` against a Foreman that refuses every create (401) and a short
+/// refusal hold (1 s, at most 2 s), once it has seen its first refused create.
+pub async fn refused_creates() -> (Scaler, FakeJicofo, FakeForeman) {
+    let jicofo = FakeJicofo::start(0, 0).await;
+    let foreman = FakeForeman::start().await;
+    foreman.answer_instead(Some((401, "text/plain", "denied".into())));
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\n{}",
+        fast_config(&jicofo.url, &[&foreman.url]).replace(
+            "[lifecycle.foreman]",
+            "refusal_backoff = \"1s\"\nrefusal_backoff_max = \"2s\"\n[lifecycle.foreman]"
+        )
+    ))
+    .await;
+    s.eventually(
+        "a refused create",
+        std::time::Duration::from_secs(20),
+        |_| foreman.create_requests() >= 1,
+    )
+    .await;
+    (s, jicofo, foreman)
+}

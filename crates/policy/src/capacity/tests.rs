@@ -303,20 +303,28 @@ fn observed_rejections_raise_that_hours_estimate() {
     assert_eq!(after.source, Source::Feedback);
 }
 
-#[test]
-fn a_failure_counter_rising_counts_as_a_rejection() {
+/// Hour 5 (and the tick into hour 6) of 20 busy, 3 available, with the failure counter and the
+/// pending calls `signals` gives for tick `i`; the estimator that saw it.
+fn busy_hour(signals: impl Fn(u64) -> (Option<u64>, Option<u32>)) -> Demand {
     let mut d = Demand::new(cfg(), flat_profile(60.0));
     for i in 0..=240u64 {
         let t = 5 * H + i * 15_000;
+        let (failures, pending) = signals(i);
         let sample = DemandSample {
             busy: 20,
             available: 3,
             completions: 0,
-            failures: Some(i / 40),
-            pending: None,
+            failures,
+            pending,
         };
         d.observe(t, t, sample);
     }
+    d
+}
+
+#[test]
+fn a_failure_counter_rising_counts_as_a_rejection() {
+    let d = busy_hour(|i| (Some(i / 40), None));
     assert!(d.profile().feedback[5] > 1.0);
     assert_eq!(d.profile().feedback[4], 1.0);
 }
@@ -324,19 +332,9 @@ fn a_failure_counter_rising_counts_as_a_rejection() {
 #[test]
 fn calls_pending_for_a_gateway_count_as_rejections() {
     let run = |pending: Option<u32>| {
-        let mut d = Demand::new(cfg(), flat_profile(60.0));
-        for i in 0..=240u64 {
-            let t = 5 * H + i * 15_000;
-            let sample = DemandSample {
-                busy: 20,
-                available: 3,
-                completions: 0,
-                failures: Some(0),
-                pending: pending.filter(|_| i % 20 == 0),
-            };
-            d.observe(t, t, sample);
-        }
-        d.profile().feedback[5]
+        busy_hour(|i| (Some(0), pending.filter(|_| i % 20 == 0)))
+            .profile()
+            .feedback[5]
     };
     assert!(
         run(Some(1)) > 1.0,
