@@ -97,9 +97,18 @@ impl History {
         self.removed.fetch_add(removed, Ordering::Relaxed);
     }
 
-    /// Shows a load generator's counters in every sample from now on (the demo's hook).
+    /// Shows a load generator's counters in every sample from now on (the demo's hook). The
+    /// samples taken before (the control loop's first tick can come first) get the counters
+    /// the generator had then: none placed, since it starts after the scaler.
     pub fn set_load_source(&self, source: LoadSource) {
         *self.load.lock().unwrap_or_else(PoisonError::into_inner) = Some(source);
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in ring.iter_mut().filter(|s| s.load.is_none()) {
+            s.load = Some(LoadCounts {
+                calls: 0,
+                rejected: 0,
+            });
+        }
     }
 
     /// Completes `sample` with this interval's events and the load counters, and appends it,
@@ -257,13 +266,17 @@ mod tests {
     fn load_counters_only_with_a_source() {
         let h = History::default();
         h.push(at(1), 10);
+        // Real `serve`: no load generator, no counters in the samples.
+        let json = serde_json::to_value(h.since(0)[0]).unwrap_or_default();
+        assert!(json.get("load").is_none(), "{json}");
         h.set_load_source(Arc::new(|| LoadCounts {
             calls: 7,
             rejected: 2,
         }));
         h.push(at(2), 10);
         let s = h.since(0);
-        assert_eq!(s[0].load, None);
+        // A sample taken before the generator was hooked in: it had placed nothing yet.
+        assert_eq!(s[0].load, Some(LoadCounts::default()));
         assert_eq!(
             s[1].load,
             Some(LoadCounts {
@@ -271,7 +284,5 @@ mod tests {
                 rejected: 2
             })
         );
-        let json = serde_json::to_value(s[0]).unwrap_or_default();
-        assert!(json.get("load").is_none(), "{json}");
     }
 }
