@@ -239,7 +239,7 @@ async fn foreman_200_html_is_not_a_created_host() {
 async fn launches_resume_after_the_hold_when_foreman_accepts_again() {
     let (s, _jicofo, foreman) = support::refused_creates().await;
     foreman.answer_instead(None);
-    // The breaker (threshold 2, cooldown 60 s) is still closed after one refusal.
+    // The breaker stays closed however many refusals came first (see `refused_creates`).
     s.eventually("a created host", WAIT, |st| count(st, "booting") == 1)
         .await;
     assert_eq!(foreman.creates(), 1);

@@ -1022,10 +1022,14 @@ pub async fn refused_creates() -> (Scaler, FakeJicofo, FakeForeman) {
     foreman.answer_instead(Some((401, "text/plain", "denied".into())));
     let s = Scaler::start(&format!(
         "[settings]\nmin = 1\n{}",
-        fast_config(&jicofo.url, &[&foreman.url]).replace(
-            "[lifecycle.foreman]",
-            "refusal_backoff = \"1s\"\nrefusal_backoff_max = \"2s\"\n[lifecycle.foreman]"
-        )
+        // A slow poll can see a second refusal a second later: the breaker must not open on
+        // it, or the callers' "Foreman accepts again" waits out its cooldown.
+        fast_config(&jicofo.url, &[&foreman.url])
+            .replace(
+                "[lifecycle.foreman]",
+                "refusal_backoff = \"1s\"\nrefusal_backoff_max = \"2s\"\n[lifecycle.foreman]"
+            )
+            .replace("breaker_threshold = 2", "breaker_threshold = 1000")
     ))
     .await;
     s.eventually(
