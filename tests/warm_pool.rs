@@ -619,3 +619,54 @@ fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
     assert!(b.rejected_pct <= a.rejected_pct, "{b:?} vs {a:?}");
     assert_pool_run_is_sound(b);
 }
+
+/// Jicofo 3 s behind the hosts: three idle hosts powered off into the pool leave Jicofo's
+/// count only after their power-off is done, and that drop is the scaler's own doing: nothing
+/// is started again for it, and `min` holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_stopped_into_the_pool_are_not_started_again_when_jicofo_lags() {
+    let pool_hosts = ["vsg-p1", "vsg-p2", "vsg-p3", "vsg-p4", "vsg-p5"];
+    let (stack, fm) = pool_serve(
+        Duration::from_millis(300),
+        &pool_hosts,
+        false,
+        "boot_timeout = \"5m\"\n[settings]\nmin = 5\nmax = 10\nbulk_max = 5\n[warm_pool]\nsize = 5\n",
+    )
+    .await;
+    let s = &stack.s;
+    s.eventually("five started hosts ready", Duration::from_secs(30), |st| {
+        support::count(st, "ready") == 5
+    })
+    .await;
+    let starts = || {
+        fm.power_actions()
+            .into_iter()
+            .filter(|(_, a)| a == "start")
+            .count()
+    };
+    assert_eq!(starts(), 5);
+    stack.jicofo.state.lock().expect("lock").lag = Duration::from_secs(3);
+    let (code, body) = s.post("/scaler/min", "2").await;
+    assert_eq!(code, 204, "{body}");
+    for h in &pool_hosts[..3] {
+        assert!(s.remove(h, "idle").await.contains("accepted"));
+    }
+    s.eventually(
+        "three hosts back in the pool",
+        Duration::from_secs(20),
+        |st| support::count(st, "stopped") == 3,
+    )
+    .await;
+    // Past the lag, Jicofo's drop of the three, and a few seconds of ticks.
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        let st = s.status().await;
+        assert_eq!(starts(), 5, "a start for the scaler's own stops: {st:#}");
+        assert!(fm.powered_on().len() <= 2 + 3, "{st:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let st = s.status().await;
+    assert_eq!(support::count(&st, "ready"), 2, "{st:#}");
+    assert_eq!(support::count(&st, "stopped"), 3, "{st:#}");
+    assert_eq!(fm.creates(), 0, "{st:#}");
+}

@@ -86,6 +86,10 @@ pub struct JicofoState {
     pub follow: Option<FakeForeman>,
     pub busy: u32,
     pub requests: u64,
+    /// With `follow`: answer the host count as it was this long ago (Jicofo lags the hosts).
+    pub lag: Duration,
+    /// With `follow`: the running-host counts seen so far, for `lag`.
+    pub history: std::collections::VecDeque<(std::time::Instant, u32)>,
 }
 
 /// A fake Jicofo `/stats` whose counts the test sets.
@@ -104,6 +108,8 @@ impl FakeJicofo {
             follow: None,
             busy: 0,
             requests: 0,
+            lag: Duration::ZERO,
+            history: std::collections::VecDeque::new(),
         }));
         let app = Router::new()
             .route("/stats", get(jicofo_stats))
@@ -149,8 +155,19 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
     }
     let (total, available) = match follow {
         Some(f) => {
-            // Hosts that run and have finished booting (provisioning or power-on).
-            let t = total + f.running_count() as u32;
+            // Hosts that run and have finished booting (provisioning or power-on), as they
+            // were `lag` ago.
+            let running = f.running_count() as u32;
+            let now = std::time::Instant::now();
+            let mut s = state.lock().expect("lock");
+            s.history.push_back((now, running));
+            let lag = s.lag;
+            while s.history.len() > 1 && s.history[1].0 + lag <= now {
+                s.history.pop_front();
+            }
+            // The newest count at least `lag` old (the oldest one while none is).
+            let seen = s.history.front().map_or(running, |&(_, n)| n);
+            let t = total + seen;
             (t, t.saturating_sub(busy))
         }
         None => (total, available),

@@ -1006,12 +1006,14 @@ impl Ledger {
             }
         } else if diff < 0 {
             // Hosts known to have stopped go first (they are the ones leaving), then the
-            // oldest approvals; a wrong pick here would later be counted out twice.
+            // oldest approvals; a wrong pick here would later be counted out twice. A host
+            // already powered off into the pool leaves too: Jicofo may drop it only after the
+            // power-off is done, and kept counted it would read as a missing spare.
             let order = |i: &Instance| match i.stopped_at {
                 Some(t) => t,
                 None => u64::MAX / 2 + i.approved_at.unwrap_or(i.state_since) / 2,
             };
-            for key in self.oldest(|i| i.counted && i.state.approved(), order) {
+            for key in self.oldest(|i| i.counted && i.leaving(), order) {
                 if diff == 0 {
                     break;
                 }

@@ -647,3 +647,38 @@ fn a_host_powered_off_into_the_pool_stays_reserved_while_jicofo_counts_it() {
     f.l.absorb(&obs(2, 2, 2_500 + f.t.stop_grace_ms), &f.t);
     assert_eq!(Counts::of(&f.l).pending_idle, 1);
 }
+
+#[test]
+fn hosts_stopped_before_jicofo_drops_them_are_not_started_again() {
+    // Five running, min 2: three idle hosts go into the pool; their power-off is done before
+    // Jicofo (lagging) stops counting them, and Jicofo then drops them within the stop grace.
+    let t = Timing::default();
+    let s = settings(2, 80, 5);
+    let p = pool(5);
+    let mut l = Ledger::new();
+    let hosts = ["a", "b", "c", "d", "e"];
+    for h in hosts {
+        l.record_launch(h, Origin::Scaler, 0);
+        l.launch_confirmed(h, 0);
+    }
+    l.absorb(&obs(5, 5, 1_000), &t);
+    let o = obs(5, 5, 2_000);
+    for h in ["a", "b", "c"] {
+        let (d, to_pool) = rr(&mut l, &s, &p, &o, &t, 2_000, h, Reason::Idle);
+        assert!(d.accepted() && to_pool, "{h}: {d:?}");
+        l.stop_done(h, 2_500);
+    }
+    // Jicofo still counts them for a few seconds.
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(5, 5, 5_000)), &t, 5_000);
+    assert_eq!((r.resumed.len(), r.create), (0, 0), "{r:?}");
+    // Then drops them: two are left, as `min` wants; nothing is started or created.
+    for now in [8_000, 9_000, 23_000, 38_000] {
+        let r = tick_with_pool(&mut l, &s, &p, Some(&obs(2, 2, now)), &t, now);
+        assert_eq!(
+            (r.resumed.len(), r.create, r.tick.launch.deficit),
+            (0, 0, 0),
+            "at {now}: {r:?}"
+        );
+    }
+    assert_eq!(l.stopped_hosts().len(), 3);
+}
