@@ -670,3 +670,41 @@ async fn hosts_stopped_into_the_pool_are_not_started_again_when_jicofo_lags() {
     assert_eq!(support::count(&st, "stopped"), 3, "{st:#}");
     assert_eq!(fm.creates(), 0, "{st:#}");
 }
+
+/// `simulate --power-refuse 1`: a power API that refuses every call (no power management)
+/// keeps every stopped host (nothing deleted for a refusal), serves launches by creates as
+/// well as a run without a pool does, and asks again for each held host only after a
+/// growing hold (not every tick).
+#[test]
+fn simulate_with_a_power_api_that_refuses_keeps_the_pool_and_creates() {
+    use jitsi_scaler::sim::{SimulateArgs, simulate};
+    let run = |extra: &str| {
+        let flags = format!(
+            "--profile diurnal --rate 60/h --days 1 --mean-duration 20m --min 6 --resume 30s \
+             --policies ours --seed 2 {extra}"
+        );
+        let args = SimulateArgs::parse_from(flags.split_whitespace()).expect("flags");
+        let (trace, what) = args.trace().expect("trace");
+        simulate(&args, &trace, &what).expect("simulate")
+    };
+    let none = run("");
+    let refused = run("--warm-pool 5 --power-refuse 1");
+    let (a, b) = (&none.policies[0], &refused.policies[0]);
+    assert_eq!((b.resumes, b.pool_returns), (0, 0));
+    assert!(
+        b.rejected_pct <= a.rejected_pct + 0.3,
+        "{} vs {}",
+        b.rejected_pct,
+        a.rejected_pct
+    );
+    // Five hosts stopped all day: none deleted.
+    assert!(b.stopped_hours > 4.9 * 24.0, "{}", b.stopped_hours);
+    // Holds of 60 s doubling to 30 min: about 30 asks per host in a day, not 5760 ticks.
+    assert!(
+        b.power_refusals > 5 && b.power_refusals <= 5 * 60,
+        "{}",
+        b.power_refusals
+    );
+    assert_eq!(b.power_refusals, b.power_failures);
+    assert_eq!((b.cut_calls, b.floor_breaks), (0, 0));
+}

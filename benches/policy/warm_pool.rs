@@ -273,6 +273,106 @@ pub fn section(o: &Options) -> String {
     md
 }
 
+/// The faults a warm pool meets in the field, each on the diurnal weekday case in target mode
+/// with the pool: (label, flags).
+const FAULTS: &[(&str, &str)] = &[
+    ("clean", ""),
+    ("Jicofo readings 15 s behind", "--stats-delay 15s"),
+    (
+        "Jicofo readings 30 s behind (past the default stop_grace 20 s)",
+        "--stats-delay 30s",
+    ),
+    (
+        "power API refuses 20 % of power calls (422)",
+        "--power-refuse 0.2",
+    ),
+    (
+        "20 % of lifecycle calls fail (timeouts, 5xx)",
+        "--lifecycle-fail 0.2",
+    ),
+    ("scaler restart at the peak of day 2", "--restart-at 34h"),
+];
+
+/// The diurnal weekday case with a pool in target mode under each of [`FAULTS`]: what a pool
+/// costs and rejects when Jicofo lags, the power API refuses or fails, or the scaler restarts.
+fn faults_section(o: &Options) -> String {
+    let mut md = String::new();
+    let c = CASES
+        .iter()
+        .find(|c| c.name == "diurnal weekday")
+        .unwrap_or(&CASES[0]);
+    let pool = (c.peak_per_hour * MEAN_DURATION_H
+        + 3.0 * (c.peak_per_hour * MEAN_DURATION_H).sqrt())
+    .ceil() as u32;
+    let _ = writeln!(
+        md,
+        "### Warm pool under faults\n\n{}, target mode, warm pool {pool}; one fault per row \
+         ({} seeds). A refused power call holds that host (the launch creates instead); a \
+         failed one is retried after a growing backoff; a host powered off into the pool is \
+         never started again for the drop in Jicofo's count its own power-off caused. \
+         `policy.stop_grace` (20 s) must exceed Jicofo's lag: a host that left longer ago is \
+         taken out of the count while a reading 30 s old still counts it, and idle removals \
+         approved on that count can break the floor.\n",
+        c.name, o.seeds
+    );
+    let _ = writeln!(
+        md,
+        "| fault | rejected % | worst hour % | worker-hours | x oracle | x warm-pool oracle | starts/h | creates/h | power calls failed (refused) | calls cut | floor breaks |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut flags_used = Vec::new();
+    for (label, fault) in FAULTS {
+        let flags = format!(
+            "{} {BASE} --target {TARGET_FLAG} --learn-days {LEARN_DAYS} --warm-pool {pool} {fault} --policies ours {}",
+            c.args,
+            o.extra.join(" ")
+        );
+        let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+        let reports = match run_seeds(&args, o.seeds) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{label}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let col = |f: &dyn Fn(&jitsi_scaler::sim::PolicyReport) -> f64| -> Vec<f64> {
+            reports.iter().map(|r| f(&r.policies[0])).collect()
+        };
+        let sum = |f: &dyn Fn(&jitsi_scaler::sim::PolicyReport) -> u64| -> u64 {
+            reports.iter().map(|r| f(&r.policies[0])).sum()
+        };
+        let warm_x: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| {
+                let o = r.oracle_warm_worker_hours.filter(|o| *o > 0.0)?;
+                Some(r.policies[0].worker_hours.total / o)
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
+            ci(&col(&|p| p.rejected_pct), 2),
+            ci(&col(&|p| p.worst_hour.map_or(0.0, |w| w.pct)), 1),
+            ci(&col(&|p| p.worker_hours.total), 0),
+            ci(&col(&|p| p.overprovisioning), 2),
+            ci(&warm_x, 2),
+            ci(&col(&|p| p.resumes as f64 / r_hours(&reports)), 1),
+            ci(&col(&|p| p.launches_per_hour), 1),
+            sum(&|p| p.power_failures),
+            sum(&|p| p.power_refusals),
+            sum(&|p| p.cut_calls),
+            sum(&|p| p.floor_breaks),
+        );
+        flags_used.push(flags.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    md.push('\n');
+    for f in &flags_used {
+        let _ = writeln!(md, "- `{f}`");
+    }
+    md.push('\n');
+    md
+}
+
 /// Simulated hours of a run.
 fn r_hours(reports: &[jitsi_scaler::sim::Report]) -> f64 {
     reports.first().map_or(1.0, |r| r.hours.max(1e-9))
@@ -292,7 +392,10 @@ pub fn run(o: &Options) {
     if !matched {
         return;
     }
-    let md = section(o);
+    let mut md = section(o);
+    if o.only.as_deref().is_none_or(|n| n == "warm") {
+        md.push_str(&faults_section(o));
+    }
     print!("{md}");
     let old = std::fs::read_to_string(&o.out).unwrap_or_default();
     let block = format!("{BEGIN}\n{md}{END}");

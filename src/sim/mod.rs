@@ -175,6 +175,10 @@ pub struct WorldArgs {
     /// Probability that a lifecycle call (create or delete) fails.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub lifecycle_fail: f64,
+    /// Warm pool: probability that a power call (on or off) is refused for its host, as a
+    /// compute resource without power management answers 422.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub power_refuse: f64,
     /// Warm pool: power-on of a stopped host to joined in Jicofo (lognormal with --boot-cv).
     #[arg(long, default_value = "30s", value_parser = ms_parser("--resume"))]
     pub resume: u64,
@@ -360,12 +364,13 @@ impl SimulateArgs {
                 return bad(flag, v.to_string(), "must be a number >= 0");
             }
         }
-        if !(0.0..=1.0).contains(&w.lifecycle_fail) {
-            return bad(
-                "--lifecycle-fail",
-                w.lifecycle_fail.to_string(),
-                "must be a probability in [0, 1]",
-            );
+        for (flag, p) in [
+            ("--lifecycle-fail", w.lifecycle_fail),
+            ("--power-refuse", w.power_refuse),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(flag, p.to_string(), "must be a probability in [0, 1]");
+            }
         }
         if t.trace.is_none() && t.mean_duration == 0 {
             return bad("--mean-duration", "0".into(), "must be positive");
@@ -478,6 +483,7 @@ impl SimulateArgs {
             drain_ms: w.drain,
             stats_delay_ms: w.stats_delay,
             lifecycle_fail: w.lifecycle_fail,
+            power_refuse: w.power_refuse,
             lifecycle_down: w.lifecycle_down.clone(),
             jicofo_down: w.jicofo_down.clone(),
             store_down: w.store_down.clone(),

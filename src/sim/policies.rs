@@ -9,7 +9,7 @@ use policy::{
     Settings, StepInputs, Timing,
 };
 
-use super::world::{AgentModel, Answer, Controller, KeepRetry, Reading, World};
+use super::world::{AgentModel, Answer, Controller, KeepRetry, LifecycleError, Reading, World};
 
 /// Options beyond the shared settings.
 #[derive(Clone, Debug, Default)]
@@ -260,13 +260,21 @@ impl Ours {
         for host in self.ledger.starts_due(now) {
             match w.power_on(&host) {
                 Ok(()) => self.ledger.start_confirmed(&host, now),
-                Err(e) => self.ledger.start_error(&host, now, &e.to_string(), false),
+                Err(e) => {
+                    let definitive = e == LifecycleError::Refused;
+                    self.ledger
+                        .start_error(&host, now, &e.to_string(), definitive)
+                }
             }
         }
         for host in self.ledger.stops_due(now) {
             match w.power_off(&host) {
                 Ok(()) => self.ledger.stop_done(&host, now),
-                Err(e) => self.ledger.stop_error(&host, now, &e.to_string(), false),
+                Err(e) => {
+                    let definitive = e == LifecycleError::Refused;
+                    self.ledger
+                        .stop_error(&host, now, &e.to_string(), definitive)
+                }
             }
         }
         for host in self.ledger.creates_owed() {

@@ -100,6 +100,12 @@ pub struct PolicyReport {
     pub resumes: u64,
     /// Hosts powered off into the warm pool.
     pub pool_returns: u64,
+    /// Power calls that failed (refused ones included).
+    #[serde(default)]
+    pub power_failures: u64,
+    /// Power calls refused for their host (`--power-refuse`).
+    #[serde(default)]
+    pub power_refusals: u64,
     /// Worker-hours divided by the warm-pool oracle's (with a warm pool).
     pub overprovisioning_warm: Option<f64>,
     /// Plot samples (not in the JSON).
@@ -254,6 +260,8 @@ impl PolicyReport {
             stopped_hours: wh(t.stopped_ms),
             resumes: t.resumes,
             pool_returns: t.pool_returns,
+            power_failures: t.power_failures,
+            power_refusals: t.power_refusals,
             overprovisioning_warm: None,
             samples: t.samples,
             rejected_at_ms: t.rejected_at,
@@ -331,6 +339,9 @@ impl Report {
             row("stopped-hours", &|p| format!("{:.1}", p.stopped_hours));
             row("starts from pool / h", &|p| {
                 format!("{:.2}", p.resumes as f64 / self.hours.max(1e-9))
+            });
+            row("power calls failed (refused)", &|p| {
+                format!("{} ({})", p.power_failures, p.power_refusals)
             });
         }
         row("time below floor", &|p| {

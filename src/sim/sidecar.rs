@@ -96,6 +96,7 @@ mod tests {
             drain_ms: 10_000,
             stats_delay_ms: 0,
             lifecycle_fail: 0.0,
+            power_refuse: 0.0,
             lifecycle_down: Vec::new(),
             jicofo_down: Vec::new(),
             store_down: Vec::new(),

@@ -35,6 +35,10 @@ pub struct WorldConfig {
     pub stats_delay_ms: u64,
     /// Probability that one lifecycle call fails.
     pub lifecycle_fail: f64,
+    /// Warm pool: probability that a power call is refused for its host (a 4xx: a compute
+    /// resource without power management), after the call reached the lifecycle manager.
+    #[serde(default)]
+    pub power_refuse: f64,
     /// Intervals when every lifecycle call fails.
     pub lifecycle_down: Vec<Window>,
     /// Intervals when Jicofo cannot be read.
@@ -90,6 +94,9 @@ pub enum LifecycleError {
     /// A random failure (`--lifecycle-fail`).
     #[error("lifecycle call failed")]
     Failed,
+    /// A refused power call (`--power-refuse`): definitive for that call.
+    #[error("power action refused for this host")]
+    Refused,
 }
 
 /// A controller's answer to a remove-me request.
@@ -326,6 +333,8 @@ pub struct Tally {
     pub pool_returns: u64,
     /// Failed power calls.
     pub power_failures: u64,
+    /// Refused power calls (part of `power_failures`).
+    pub power_refusals: u64,
     /// Plot samples.
     pub samples: Vec<Sample>,
     /// When each rejected call arrived.
@@ -514,13 +523,29 @@ impl World {
         );
     }
 
+    /// A power call: fails as any lifecycle call, or is refused (`power_refuse`).
+    fn power_call(&mut self) -> Result<(), LifecycleError> {
+        let refused = || LifecycleError::Refused;
+        let r = self.lifecycle_call().and_then(|()| {
+            if self.cfg.power_refuse > 0.0 && self.rng.random::<f64>() < self.cfg.power_refuse {
+                Err(refused())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = &r {
+            self.tally.power_failures += 1;
+            if *e == LifecycleError::Refused {
+                self.tally.power_refusals += 1;
+            }
+        }
+        r
+    }
+
     /// Warm pool: powers a stopped host on (it joins Jicofo `resume` later). A host that is
     /// already on is left as it is (as a repeated power-on); an unknown one is an error.
     pub fn power_on(&mut self, host: &str) -> Result<(), LifecycleError> {
-        if let Err(e) = self.lifecycle_call() {
-            self.tally.power_failures += 1;
-            return Err(e);
-        }
+        self.power_call()?;
         let Some(&g) = self.by_host.get(host) else {
             return Err(LifecycleError::Failed);
         };
@@ -541,10 +566,7 @@ impl World {
 
     /// Warm pool: powers a host off into the pool (a busy gateway loses its call).
     pub fn power_off(&mut self, host: &str) -> Result<(), LifecycleError> {
-        if let Err(e) = self.lifecycle_call() {
-            self.tally.power_failures += 1;
-            return Err(e);
-        }
+        self.power_call()?;
         let Some(&g) = self.by_host.get(host) else {
             return Err(LifecycleError::Failed);
         };
@@ -1017,6 +1039,7 @@ mod tests {
             drain_ms: 10_000,
             stats_delay_ms: 0,
             lifecycle_fail: 0.0,
+            power_refuse: 0.0,
             lifecycle_down: vec![],
             store_down: vec![],
             jicofo_down: vec![],
