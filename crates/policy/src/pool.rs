@@ -196,7 +196,10 @@ fn plan(
         create = create.min(all_room().max(0) as u32);
     }
     let mut refill = 0;
-    if pool.enabled() && launch.hold != Some(LaunchHold::StatsMissing) {
+    // No refill while demand launches: a refill joins as a spare before it stops, so beside a
+    // launch it is a gateway more than the deficit asked for, and idle removals refill the
+    // pool anyway once demand falls.
+    if pool.enabled() && launch.hold == Some(LaunchHold::NoDeficit) {
         let want = i64::from(pool.size) - i64::from(ledger.refill_level(pool));
         let bulk_left = i64::from(settings.bulk_max) - i64::from(launch.launch);
         // Refills run (provision, join) before they stop: `max` bounds them like launches.

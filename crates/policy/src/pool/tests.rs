@@ -133,13 +133,24 @@ fn a_launch_starts_stopped_hosts_and_creates_only_for_the_rest() {
     };
     let mut l = with_stopped(2);
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 1_000)), &t, 1_000);
-    assert_eq!((r.resumed.len(), r.create, r.refill), (2, 1, 2));
-    l.record_refill("r0", 1_000);
-    l.record_refill("r1", 1_000);
-    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(0, 0, 2_000)), &t, 2_000);
+    // No refill beside a launch: it would join as one spare more than the deficit asked for.
+    assert_eq!((r.resumed.len(), r.create, r.refill), (2, 1, 0));
+    l.start_confirmed("p0", 1_100);
+    l.start_confirmed("p1", 1_100);
+    l.record_launch("c0", Origin::Scaler, 1_000);
+    l.launch_confirmed("c0", 1_000);
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(3, 3, 2_000)), &t, 2_000);
+    assert_eq!(
+        (r.tick.launch.launch, r.refill),
+        (0, 2),
+        "once the deficit is met"
+    );
+    l.record_refill("r0", 2_000);
+    l.record_refill("r1", 2_000);
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(3, 3, 3_000)), &t, 3_000);
     assert_eq!(r.refill, 0, "the two refills count toward the pool");
     assert_eq!(
-        r.tick.launch.in_flight, 2,
+        r.tick.launch.in_flight, 0,
         "refills are not launches for demand"
     );
 }
@@ -222,7 +233,13 @@ fn no_create_while_a_stopped_host_is_there() {
     let o = obs(1, 1, 2_000);
     rr(&mut l, &s, &p, &o, &t, 2_000, "p0", Reason::Unhealthy);
     let r = tick_with_pool(&mut l, &s, &p, Some(&obs(1, 0, 3_000)), &t, 3_000);
-    assert_eq!(r.refill, 1);
+    assert_eq!(
+        (r.tick.launch.launch, r.refill),
+        (1, 0),
+        "a launch first, no refill beside it"
+    );
+    let r = tick_with_pool(&mut l, &s, &p, Some(&obs(5, 5, 4_000)), &t, 4_000);
+    assert_eq!((r.tick.launch.launch, r.refill), (0, 1));
 }
 
 #[test]
