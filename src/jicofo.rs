@@ -380,6 +380,55 @@ mod tests {
         );
     }
 
+    /// A whole `/stats` body in the shape a Jicofo 2.0 deployment answers, with every key the
+    /// recorded bodies in systemli/prometheus-jitsi-meet-exporter's `exporter_test.go` carry
+    /// (that deployment runs no SIP Jibri: no `sip_jibri_detector`); numbers are ours.
+    const RECORDED_SHAPE: &str = r#"{"xmpp_service":{"total_recv":1800,"total_sent":1750},
+        "jibri_detector":{"count":1,"available":1},"largest_conference":2,
+        "conference_sizes":[0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],
+        "total_conferences_created":2,"threads":224,"xmpp":{},
+        "jingle":{"received":{"transport-info":3,"session-accept":2},"sent":{"source-add":2,"session-initiate":2}},
+        "bridge_failures":{"participants_moved":0,"bridges_removed":0},
+        "avg_allocate_channels_req_time_nanos":0.0,"total_participants":3,
+        "participant_notifications":{"ice_failed":0,"request_restart":0},
+        "bridge_selector":{"total_least_loaded_in_region":0,"total_split_due_to_load":0,
+          "total_not_loaded_in_region_in_conference":0,"in_shutdown_bridge_count":0,
+          "total_least_loaded_in_region_in_conference":0,"total_not_loaded_in_region":0,
+          "total_split_due_to_region":0,"bridge_count":1,"operational_bridge_count":1,
+          "total_least_loaded_in_conference":0,"total_least_loaded":0},
+        "jibri":{"total_sip_call_failures":3,"live_streaming_pending":0,"recording_pending":0,
+          "live_streaming_active":0,"total_recording_failures":0,"sip_call_pending":1,
+          "sip_call_active":4,"total_live_streaming_failures":0,"recording_active":1},
+        "conferences":1,"participants":2,"slow_health_check":2}"#;
+
+    #[test]
+    fn a_whole_jicofo_stats_body_is_read() {
+        let body = RECORDED_SHAPE.as_bytes();
+        assert_eq!(
+            parse_sip_calls(body),
+            SipCalls {
+                failures: Some(3),
+                pending: Some(1)
+            }
+        );
+        // No SIP Jibri in that deployment: the component is missing, never 0 of 0.
+        assert!(matches!(
+            parse_stats(body, "sip_jibri_detector"),
+            Err(JicofoError::NotConfigured(_))
+        ));
+        assert_eq!(parse_stats(body, "jibri_detector"), Ok((1, 1)));
+        // The same deployment with SIP gateways registered.
+        let with_sip = RECORDED_SHAPE.replacen(
+            r#""jibri_detector""#,
+            r#""sip_jibri_detector":{"count":5,"available":1},"jibri_detector""#,
+            1,
+        );
+        assert_eq!(
+            parse_stats(with_sip.as_bytes(), "sip_jibri_detector"),
+            Ok((5, 1))
+        );
+    }
+
     #[test]
     fn parses_components_and_treats_missing_as_missing() {
         let body = br#"{"sip_jibri_detector":{"count":4,"available":1},"jibri_detector":{"count":2,"available":2},

@@ -362,3 +362,37 @@ async fn the_component_selectors_refused_session_starts_are_heard() {
     })
     .await;
 }
+
+/// Jicofo's `jibri` object as Jicofo writes it (`JibriStats`: every session counter): `serve`
+/// reads the SIP call failures and pending calls of each reading, shows them in status, and
+/// follows the counter as it rises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jicofos_sip_call_failures_and_pending_calls_are_read() {
+    let jibri = |failures: u64, pending: u64| {
+        serde_json::json!({
+            "total_sip_call_failures": failures, "live_streaming_pending": 0,
+            "recording_pending": 0, "live_streaming_active": 0, "total_recording_failures": 0,
+            "sip_call_pending": pending, "sip_call_active": 3,
+            "total_live_streaming_failures": 0, "recording_active": 0
+        })
+    };
+    let jicofo = FakeJicofo::start(4, 1).await;
+    jicofo.state.lock().expect("lock").jibri = Some(jibri(2, 0));
+    let foreman = FakeForeman::start().await;
+    let s = Scaler::start(&format!(
+        "[settings]\nmin = 1\nmax = 20\n{}",
+        target_config(&jicofo.url, &foreman.url, "")
+    ))
+    .await;
+    s.eventually("Jicofo's SIP call counters", WAIT, |st| {
+        st["capacity"]["jicofo_sip_calls"]["failures"] == 2
+            && st["capacity"]["jicofo_sip_calls"]["pending"] == 0
+    })
+    .await;
+    jicofo.state.lock().expect("lock").jibri = Some(jibri(5, 2));
+    s.eventually("a failure and pending calls", WAIT, |st| {
+        st["capacity"]["jicofo_sip_calls"]["failures"] == 5
+            && st["capacity"]["jicofo_sip_calls"]["pending"] == 2
+    })
+    .await;
+}

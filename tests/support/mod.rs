@@ -90,6 +90,8 @@ pub struct JicofoState {
     pub lag: Duration,
     /// With `follow`: the running-host counts seen so far, for `lag`.
     pub history: std::collections::VecDeque<(std::time::Instant, u32)>,
+    /// Jicofo's `jibri` object (session counters), when set.
+    pub jibri: Option<serde_json::Value>,
 }
 
 /// A fake Jicofo `/stats` whose counts the test sets.
@@ -110,6 +112,7 @@ impl FakeJicofo {
             requests: 0,
             lag: Duration::ZERO,
             history: std::collections::VecDeque::new(),
+            jibri: None,
         }));
         let app = Router::new()
             .route("/stats", get(jicofo_stats))
@@ -145,10 +148,17 @@ impl FakeJicofo {
 }
 
 async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response {
-    let (down, total, available, follow, busy) = {
+    let (down, total, available, follow, busy, jibri) = {
         let mut s = state.lock().expect("lock");
         s.requests += 1;
-        (s.down, s.total, s.available, s.follow.clone(), s.busy)
+        (
+            s.down,
+            s.total,
+            s.available,
+            s.follow.clone(),
+            s.busy,
+            s.jibri.clone(),
+        )
     };
     if down {
         return (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response();
@@ -172,14 +182,17 @@ async fn jicofo_stats(State(state): State<Arc<Mutex<JicofoState>>>) -> Response 
         }
         None => (total, available),
     };
-    axum::Json(json!({
+    let mut body = json!({
         "conferences": 3,
         "participants": 7,
         "jibri_detector": {"count": 0, "available": 0},
         "sip_jibri_detector": {"count": total, "available": available},
         "threads": 90
-    }))
-    .into_response()
+    });
+    if let (Some(j), Some(obj)) = (jibri, body.as_object_mut()) {
+        obj.insert("jibri".into(), j);
+    }
+    axum::Json(body).into_response()
 }
 
 /// The real `jitsi-scaler serve`, on a free loopback port, with its own data directory.
