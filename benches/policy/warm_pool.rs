@@ -151,26 +151,13 @@ pub fn section(o: &Options) -> String {
                 c.args,
                 o.extra.join(" ")
             );
-            let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
-            let reports = match run_seeds(&args, o.seeds) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("{}: {e}", c.name);
-                    std::process::exit(1);
-                }
-            };
+            let reports = runs(&flags, o.seeds, c.name);
             let col = |f: &dyn Fn(&jitsi_scaler::sim::PolicyReport) -> f64| -> Vec<f64> {
                 reports.iter().map(|r| f(&r.policies[0])).collect()
             };
             let rej = col(&|p| p.rejected_pct);
             let wh = col(&|p| p.worker_hours.total);
-            let warm_x: Vec<f64> = reports
-                .iter()
-                .filter_map(|r| {
-                    let o = r.oracle_warm_worker_hours.filter(|o| *o > 0.0)?;
-                    Some(r.policies[0].worker_hours.total / o)
-                })
-                .collect();
+            let warm_x = warm_ratios(&reports);
             let stopped = col(&|p| p.stopped_hours);
             let cut: u64 = reports.iter().map(|r| r.policies[0].cut_calls).sum();
             let breaks: u64 = reports.iter().map(|r| r.policies[0].floor_breaks).sum();
@@ -327,27 +314,14 @@ fn faults_section(o: &Options) -> String {
             c.args,
             o.extra.join(" ")
         );
-        let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
-        let reports = match run_seeds(&args, o.seeds) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{label}: {e}");
-                std::process::exit(1);
-            }
-        };
+        let reports = runs(&flags, o.seeds, label);
         let col = |f: &dyn Fn(&jitsi_scaler::sim::PolicyReport) -> f64| -> Vec<f64> {
             reports.iter().map(|r| f(&r.policies[0])).collect()
         };
         let sum = |f: &dyn Fn(&jitsi_scaler::sim::PolicyReport) -> u64| -> u64 {
             reports.iter().map(|r| f(&r.policies[0])).sum()
         };
-        let warm_x: Vec<f64> = reports
-            .iter()
-            .filter_map(|r| {
-                let o = r.oracle_warm_worker_hours.filter(|o| *o > 0.0)?;
-                Some(r.policies[0].worker_hours.total / o)
-            })
-            .collect();
+        let warm_x = warm_ratios(&reports);
         let _ = writeln!(
             md,
             "| {label} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} |",
@@ -371,6 +345,26 @@ fn faults_section(o: &Options) -> String {
     }
     md.push('\n');
     md
+}
+
+/// The runs of `flags` over `seeds` seeds (the benchmark stops, naming `what`, on an error).
+fn runs(flags: &str, seeds: u64, what: &str) -> Vec<jitsi_scaler::sim::Report> {
+    let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+    run_seeds(&args, seeds).unwrap_or_else(|e| {
+        eprintln!("{what}: {e}");
+        std::process::exit(1);
+    })
+}
+
+/// Worker-hours over the warm-pool oracle's, per run that has one.
+fn warm_ratios(reports: &[jitsi_scaler::sim::Report]) -> Vec<f64> {
+    reports
+        .iter()
+        .filter_map(|r| {
+            let o = r.oracle_warm_worker_hours.filter(|o| *o > 0.0)?;
+            Some(r.policies[0].worker_hours.total / o)
+        })
+        .collect()
 }
 
 /// Simulated hours of a run.
