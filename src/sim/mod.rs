@@ -225,6 +225,10 @@ pub struct PolicyArgs {
     /// An approved removal stops counting as pending after this long.
     #[arg(long, default_value = "10m", value_parser = ms_parser("--pending-ttl"))]
     pub pending_ttl: u64,
+    /// A host known to have stopped leaves the count this long after it stopped, whatever
+    /// Jicofo's totals say (`policy.stop_grace`).
+    #[arg(long, default_value = "20s", value_parser = ms_parser("--stop-grace"))]
+    pub stop_grace: u64,
     /// Ours in target mode: size the spare floor for this rejection rate (`0.5%`, `0.005`);
     /// `--min` is then the floor it never goes below.
     #[arg(long, value_parser = trace::parse_target)]
@@ -347,6 +351,7 @@ impl SimulateArgs {
             boot_timeout_ms: p.boot_timeout,
             stats_max_age_ms: p.stats_max_age,
             pending_ttl_ms: p.pending_ttl,
+            stop_grace_ms: p.stop_grace,
             ..Timing::default()
         }
     }

@@ -763,10 +763,9 @@ impl World {
                     GwState::Expired | GwState::DrainingExpired => (B::Expired, true),
                     GwState::Exited => (B::Unknown, false),
                     // A powered-off or rebooting host's sidecar sends nothing.
-                    GwState::Booting
-                    | GwState::Gone
-                    | GwState::Stopped
-                    | GwState::Rebooting => return None,
+                    GwState::Booting | GwState::Gone | GwState::Stopped | GwState::Rebooting => {
+                        return None;
+                    }
                 };
                 Some((host.clone(), busy, running))
             })
@@ -917,17 +916,18 @@ impl World {
             }
             Ev::Reboot(g, generation) => {
                 let gw = &self.gws[g];
-                if gw.state == GwState::Expired && gw.generation == generation {
-                    if let Some(cron) = self.agent.health_cron {
-                        self.set_state(g, GwState::Rebooting);
-                        self.gws[g].down_since = self.now;
-                        let generation = self.gws[g].generation;
-                        let t = lognormal(&mut self.rng, cron.reboot_ms as f64, self.cfg.boot_cv);
-                        self.push(
-                            self.now + t.round().max(1.0) as u64,
-                            Ev::BootDone(g, generation),
-                        );
-                    }
+                if gw.state == GwState::Expired
+                    && gw.generation == generation
+                    && let Some(cron) = self.agent.health_cron
+                {
+                    self.set_state(g, GwState::Rebooting);
+                    self.gws[g].down_since = self.now;
+                    let generation = self.gws[g].generation;
+                    let t = lognormal(&mut self.rng, cron.reboot_ms as f64, self.cfg.boot_cv);
+                    self.push(
+                        self.now + t.round().max(1.0) as u64,
+                        Ev::BootDone(g, generation),
+                    );
                 }
             }
             Ev::BootDone(g, generation) => {
@@ -1306,9 +1306,7 @@ mod tests {
         assert_eq!(cron_at(&c, 65_000), ((1, 0), Some((0, 0))), "rebooting");
         // Its last report (60 s) is younger than the TTL all through the reboot.
         assert!(
-            c.seen
-                .iter()
-                .all(|(_, inv, _)| *inv == (1, 0)),
+            c.seen.iter().all(|(_, inv, _)| *inv == (1, 0)),
             "always tracked"
         );
         assert_eq!(cron_at(&c, 245_000), ((1, 0), Some((1, 1))), "back idle");
@@ -1323,7 +1321,11 @@ mod tests {
         // Last report at 60 s: valid until 360 s; back at 460 s.
         assert_eq!(cron_at(&c, 355_000).0, (1, 0));
         assert_eq!(cron_at(&c, 360_000).0, (0, 1), "untracked while still down");
-        assert_eq!(cron_at(&c, 465_000), ((1, 0), Some((1, 1))), "tracked again");
+        assert_eq!(
+            cron_at(&c, 465_000),
+            ((1, 0), Some((1, 1))),
+            "tracked again"
+        );
     }
 
     #[test]
