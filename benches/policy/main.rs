@@ -1,14 +1,17 @@
 //! Policy benchmark: every scenario, N seeds, every row; writes the "Policy
 //! benchmark" section of docs/benchmarks.md (between its markers) and prints it.
 //!
-//! Rows: ours in target mode (no operator input beyond the target), ours with a flat Erlang-B
-//! `min`, ours with an hourly Erlang-B schedule (diurnal scenarios), legacy (with the flat
-//! min), jitsi-autoscaler (tuned, see `tune_autoscaler`), the oracle, and the analytical bound
-//! of an hourly Erlang-B spare pool for the scenario's lead time.
+//! Rows: ours in target mode (no operator input beyond the target) first; then, at the
+//! neighbouring settings that bracket its rejection rate (costs interpolated to it), ours with
+//! a flat Erlang-B `min`, ours with an hourly Erlang-B schedule (diurnal scenarios) and
+//! jitsi-autoscaler as Jitsi deploys it (tuned, see `tune_autoscaler`); legacy with the classic
+//! flat min; the oracle; and the analytical bound of an hourly Erlang-B spare pool at target
+//! mode's measured mean lead and rejection rate.
 //!
 //! Run: `benches/policy.sh` (= `cargo bench --bench policy --`). Options: `--seeds N` (default
-//! 10), `--out FILE`, `--only NAME` (`--only warm`: the warm-pool rows alone, with any
-//! `simulate` flag appended to every run).
+//! 10), `--out FILE`, `--only NAME` (the scenarios whose name contains NAME, printed only;
+//! `--only warm`: the warm-pool rows alone, written to their block, with any `simulate` flag
+//! appended to every run).
 
 use std::fmt::Write;
 use std::path::PathBuf;
