@@ -112,10 +112,11 @@ fn bad_target_flags_are_refused() {
 
 /// The legacy gateway script sends `expired` only at its next 60 s poll; our agent checks
 /// every 5 s: on the same calls, legacy's single-use gateways wait far longer as expired hosts.
-/// jitsi-autoscaler's sidecar never asks: its expired gateways wait for a scale-down.
+/// jitsi-autoscaler's sidecar never asks: on a bare install (no health cron) its expired
+/// gateways wait for a scale-down; on Jitsi's hosts the cron reboots them within the minute.
 #[test]
 fn neighbours_behave_as_their_scripts_do() {
-    let r = json(&[
+    let args = [
         "simulate",
         "--profile",
         "flat",
@@ -127,7 +128,10 @@ fn neighbours_behave_as_their_scripts_do() {
         "4",
         "--policies",
         "ours,legacy,autoscaler",
-    ]);
+    ];
+    let mut bare = args.to_vec();
+    bare.extend(["--as-cron", "0"]);
+    let r = json(&bare);
     let p = |i: usize| &r["policies"][i];
     let calls = f(&p(0)["calls"]) - f(&p(0)["rejected"]);
     // Per served call: hours spent expired or draining.
@@ -147,4 +151,11 @@ fn neighbours_behave_as_their_scripts_do() {
         "autoscaler {} s per call",
         leaving(2)
     );
+    // As deployed: expired until the cron's next minute, then rebooting (3 min, counted as
+    // booting worker time).
+    let r = json(&args);
+    let served = f(&r["policies"][2]["calls"]) - f(&r["policies"][2]["rejected"]);
+    let per_call = |k: &str| f(&r["policies"][2]["worker_hours"][k]) * 3600.0 / served;
+    assert!(per_call("draining") <= 60.0, "{}", per_call("draining"));
+    assert!(per_call("booting") >= 150.0, "{}", per_call("booting"));
 }

@@ -99,10 +99,12 @@ fn same_seed_gives_the_same_report_and_trace() {
 /// call 3 takes legacy-0; 1020: launches legacy-1; 1132.081: legacy-0's `expired` (phase
 /// 7.919 s), deleted. Worker time 180 + 1012.081 + 780 = 1972.081 s.
 ///
-/// jitsi-autoscaler (jobs every 30 s, quantity 2, its sidecar never asks): the 60 s periods
-/// average 1, 0.5 (the call at 100), 0: at 180 two periods below the threshold 1: desired 3,
-/// launches as-0 and as-1 (up 240). The expired init-0 (and later as-0) stay until a scale-down
-/// picks them, which never comes (the available count never stays above 4).
+/// jitsi-autoscaler as deployed (jobs every 30 s, quantity 2, its sidecar never asks; the
+/// health cron reboots an EXPIRED host on the minute, back 180 s later): the 60 s periods
+/// average 1, 0.5 (the call at 100), 0: at 180 two periods below the threshold 1 with the
+/// count (1: init-0, rebooting from 180, still tracked) at the desired count: desired 3,
+/// launches as-0 and as-1 (up 240). init-0 is back idle at 360 and takes call 3 (rebooted
+/// again from 1140). No scale-down ever fires (the available count never stays above 4).
 /// Worker time 1800 + 2 x 1620 = 5040 s.
 #[test]
 fn a_tiny_trace_gives_the_hand_computed_counts() {

@@ -229,6 +229,10 @@ pub struct PolicyArgs {
     /// An approved removal stops counting as pending after this long.
     #[arg(long, default_value = "10m", value_parser = ms_parser("--pending-ttl"))]
     pub pending_ttl: u64,
+    /// A host known to have stopped leaves the count this long after it stopped, whatever
+    /// Jicofo's totals say (`policy.stop_grace`).
+    #[arg(long, default_value = "20s", value_parser = ms_parser("--stop-grace"))]
+    pub stop_grace: u64,
     /// Ours in target mode: size the spare floor for this rejection rate (`0.5%`, `0.005`);
     /// `--min` is then the floor it never goes below.
     #[arg(long, value_parser = trace::parse_target)]
@@ -250,6 +254,19 @@ pub struct PolicyArgs {
     /// jitsi-autoscaler baseline: scale-down threshold minus the scale-up threshold (`min`).
     #[arg(long, default_value_t = AsParams::default().down_gap)]
     pub as_down_gap: u32,
+    /// jitsi-autoscaler baseline: period of the Jibri health cron that reboots a host whose
+    /// Jibri is EXPIRED (infra-configuration's Jibri role: every minute); 0: none (a bare
+    /// install, where an expired gateway stays until a scale-down picks it).
+    #[arg(long, default_value = "60s", value_parser = ms_parser("--as-cron"))]
+    pub as_cron: u64,
+    /// jitsi-autoscaler baseline: mean time from that reboot to Jibri joined again (lognormal
+    /// with --boot-cv; no source states it, Jitsi's own reboot timeout is 300 s).
+    #[arg(long, default_value = "180s", value_parser = ms_parser("--as-reboot"))]
+    pub as_reboot: u64,
+    /// jitsi-autoscaler baseline: `IDLE_TTL_SEC`, after which an instance without a newer
+    /// sidecar report is no longer tracked.
+    #[arg(long, default_value = "300s", value_parser = ms_parser("--as-ttl"))]
+    pub as_ttl: u64,
     /// Warm pool for ours: keep N stopped hosts and power them on instead of creating hosts
     /// (the world starts with N stopped hosts); 0: no pool. Other policies ignore it.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -338,6 +355,7 @@ impl SimulateArgs {
             boot_timeout_ms: p.boot_timeout,
             stats_max_age_ms: p.stats_max_age,
             pending_ttl_ms: p.pending_ttl,
+            stop_grace_ms: p.stop_grace,
             ..Timing::default()
         }
     }
@@ -564,6 +582,9 @@ impl SimulateArgs {
                 quantity: p.as_quantity,
                 grace_ms: p.as_grace,
                 down_gap: p.as_down_gap,
+                cron_ms: p.as_cron,
+                reboot_ms: p.as_reboot,
+                ttl_ms: p.as_ttl,
             },
         })
     }
@@ -604,6 +625,7 @@ pub fn simulate(args: &SimulateArgs, trace: &Trace, what: &str) -> Result<Report
         // Every policy meets the same world randomness (boot times, failures) in launch order.
         let tally = World::run(&cfg, trace, ctl.as_mut(), args.seed ^ WORLD_SEED);
         let mut p = PolicyReport::from_tally(kind.as_str(), tally, trace.horizon_ms, oracle);
+        p.mean_lead_s = ctl.mean_lead_ms().map(|ms| ms / 1000.0);
         p.overprovisioning_warm = oracle_warm
             .filter(|o| *o > 0.0)
             .map(|o| p.worker_hours.total / o);

@@ -9,7 +9,9 @@ use policy::{
     Settings, StepInputs, Timing,
 };
 
-use super::world::{AgentModel, Answer, Controller, KeepRetry, LifecycleError, Reading, World};
+use super::world::{
+    AgentModel, Answer, Controller, HealthCron, KeepRetry, LifecycleError, Reading, World,
+};
 
 /// Options beyond the shared settings.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +42,9 @@ struct TargetMode {
     completions: u32,
     /// Changes of the effective min (decision lines `serve` would log).
     changes: u64,
+    /// Sum and number of the mean leads sized for (the benchmark's bound uses their mean).
+    lead_sum_ms: f64,
+    lead_n: u64,
 }
 
 /// Our policy: the very functions `serve` calls, in the order it calls them.
@@ -90,6 +95,8 @@ impl Ours {
                 start_week_ms: t.start_week_ms,
                 completions: 0,
                 changes: 0,
+                lead_sum_ms: 0.0,
+                lead_n: 0,
             });
         }
         self
@@ -136,6 +143,8 @@ impl Ours {
         if before != Some(s.effective_min) {
             c.changes += 1;
         }
+        c.lead_sum_ms += s.mean_lead_ms as f64;
+        c.lead_n += 1;
         self.settings.min_available = s.effective_min;
     }
 
@@ -311,6 +320,11 @@ impl Controller for Ours {
         self.pool.enabled()
     }
 
+    fn mean_lead_ms(&self) -> Option<f64> {
+        let c = self.capacity.as_ref()?;
+        (c.lead_n > 0).then(|| c.lead_sum_ms / c.lead_n as f64)
+    }
+
     /// As `serve` restarted: the ledger and the learned profile come back from the store; the
     /// reading, the short window, the measured boots and the last launch decision are gone.
     fn restart(&mut self, _now: u64) {
@@ -418,6 +432,7 @@ impl Controller for Legacy {
             asks: true,
             keep_retry: KeepRetry::IdleTime,
             expired_poll_ms: LEGACY_SCRIPT_POLL_MS,
+            health_cron: None,
         }
     }
 
@@ -457,14 +472,18 @@ impl Controller for Legacy {
     }
 }
 
-/// Job interval of jitsi-autoscaler (autoscale and launch jobs).
+/// Job interval of jitsi-autoscaler (autoscale and launch jobs; A src/config.ts
+/// `GROUP_JOBS_CREATION_INTERVAL_SEC`).
 const AS_JOB_MS: u64 = 30_000;
 /// Metric period: the sidecar reports about every 60 s.
 const AS_PERIOD_MS: u64 = 60_000;
 const AS_UP_PERIODS: usize = 2;
 const AS_DOWN_PERIODS: usize = 4;
+/// Its sanity loop refreshes the count of running but untracked instances this often (A
+/// src/config.ts `SANITY_JOBS_CREATION_INTERVAL_SEC`).
+const AS_SANITY_MS: u64 = 240_000;
 
-/// A jitsi-autoscaler group's settings as the baseline uses them.
+/// A jitsi-autoscaler group's settings as the baseline uses them, and the deployment around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AsParams {
     /// scaleUpQuantity = scaleDownQuantity.
@@ -473,6 +492,13 @@ pub struct AsParams {
     pub grace_ms: u64,
     /// scaleDownThreshold minus scaleUpThreshold (the up threshold is the spare count `min`).
     pub down_gap: u32,
+    /// The Jibri health cron's period (0: none, a bare install where nothing recycles an
+    /// EXPIRED Jibri).
+    pub cron_ms: u64,
+    /// Mean time from the cron's reboot to Jibri joined again.
+    pub reboot_ms: u64,
+    /// `IDLE_TTL_SEC`: a state without a newer sidecar report is dropped after this long.
+    pub ttl_ms: u64,
 }
 
 impl Default for AsParams {
@@ -481,18 +507,23 @@ impl Default for AsParams {
             quantity: 2,
             grace_ms: 120_000,
             down_gap: 3,
+            cron_ms: 60_000,
+            reboot_ms: 180_000,
+            ttl_ms: 300_000,
         }
     }
 }
 
-/// jitsi-autoscaler (A src/autoscaler.ts, instance_launcher.ts; SIDECAR-PROTOCOL §3.4-3.6):
-/// jobs every 30 s; the group value is the available count averaged per 60 s period; it raises
-/// the desired count by `quantity` when the value was below the scale-up threshold (our `min`)
-/// for 2 periods, lowers it when above the scale-down threshold (`min + down_gap`) for 4 periods,
-/// then skips decisions for the grace period. The launcher brings the tracked count (booting,
-/// idle, busy, expired; not shutting down) to the desired count: it launches, or flags for
-/// shutdown booting, then idle, then expired instances. Its sidecar never asks to be removed:
-/// an expired single-use gateway stays until a scale-down picks it.
+/// jitsi-autoscaler as Jitsi deploys it (docs/simulation.md cites the source of each rule):
+/// jobs every 30 s; the group value is the available count averaged per 60 s period; no
+/// decision while the tracked count differs from the desired count, nor with nothing tracked;
+/// it raises the desired count by `quantity` when the value was below the scale-up threshold
+/// (our `min`) for 2 periods (or the count is below `minDesired`), lowers it when above the
+/// scale-down threshold (`min + down_gap`) for 4 periods, then skips decisions for the grace
+/// period. The launcher brings the count (tracked plus running-but-untracked) up to the desired
+/// count, or flags the surplus for shutdown: booting, then idle, then expired, busy last. Its
+/// sidecar never asks to be removed; on Jitsi's hosts a health cron reboots an EXPIRED Jibri,
+/// which comes back idle and, back within the tracker's TTL, was never untracked.
 pub struct AutoscalerStyle {
     settings: Settings,
     params: AsParams,
@@ -505,6 +536,9 @@ pub struct AutoscalerStyle {
     grace_until: u64,
     shut: BTreeSet<String>,
     next_id: u64,
+    /// Running instances without a valid state, as the sanity loop last counted them.
+    untracked: u32,
+    next_sanity: u64,
 }
 
 impl AutoscalerStyle {
@@ -521,11 +555,18 @@ impl AutoscalerStyle {
             grace_until: 0,
             shut: BTreeSet::new(),
             next_id: 0,
+            untracked: 0,
+            next_sanity: 0,
         }
     }
 
     fn all_recent(&self, n: usize, pred: impl Fn(f64) -> bool) -> bool {
         self.periods.len() >= n && self.periods.iter().rev().take(n).all(|&v| pred(v))
+    }
+
+    /// The desired count now (for tests).
+    pub fn desired(&self) -> u32 {
+        self.desired
     }
 }
 
@@ -539,12 +580,17 @@ impl Controller for AutoscalerStyle {
             asks: false,
             keep_retry: KeepRetry::AskEvery,
             expired_poll_ms: 0,
+            health_cron: (self.params.cron_ms > 0).then_some(HealthCron {
+                period_ms: self.params.cron_ms,
+                reboot_ms: self.params.reboot_ms,
+            }),
         }
     }
 
     fn tick(&mut self, w: &mut World) {
         let now = w.now();
         self.settings.min_available = w.min_setting();
+        // The spare count is the scale-up threshold and minDesired alike.
         let (min, max) = (self.settings.min_available, self.settings.max_total);
         let reading = w.reading();
         if let Some(r) = reading {
@@ -563,13 +609,18 @@ impl Controller for AutoscalerStyle {
             self.period_n = 0;
             self.period_start = now;
         }
-        let c = w.census();
-        // Tracked: everything not shutting down (draining or exited gateways are not counted).
-        let count = c.booting + c.idle + c.busy + c.expired;
+        let (count, untracked) = w.autoscaler_inventory(self.params.ttl_ms);
+        if now >= self.next_sanity {
+            self.untracked = untracked;
+            self.next_sanity = now + AS_SANITY_MS;
+        }
         let up_below = f64::from(min);
         let down_above = f64::from(min + self.params.down_gap);
-        if reading.is_some() && now >= self.grace_until {
-            let up = count < max && self.all_recent(AS_UP_PERIODS, |v| v < up_below);
+        // No decision while the launcher has not reached the desired count, nor with nothing
+        // tracked.
+        if reading.is_some() && now >= self.grace_until && count > 0 && count == self.desired {
+            let up = self.all_recent(AS_UP_PERIODS, |v| v < up_below && count < max)
+                || (self.periods.len() >= AS_UP_PERIODS && count < min);
             let down = count > min && self.all_recent(AS_DOWN_PERIODS, |v| v > down_above);
             if up {
                 self.desired = (self.desired + self.params.quantity).min(max);
@@ -580,15 +631,17 @@ impl Controller for AutoscalerStyle {
             }
         }
         // The launcher.
-        if count < self.desired {
-            for _ in count..self.desired {
+        let effective = count + self.untracked;
+        if effective < self.desired && effective < max {
+            for _ in effective..self.desired.min(max) {
                 let host = format!("as-{:06}", self.next_id);
                 self.next_id += 1;
                 let _ = w.create(&host);
             }
-        } else if count > self.desired.max(min) {
+        } else if count > self.desired && count > min {
             let surplus = (count - self.desired.max(min)) as usize;
-            for (host, booting) in w.scale_down_candidates().into_iter().take(surplus) {
+            let picked = w.scale_down_candidates(self.params.ttl_ms);
+            for (host, booting) in picked.into_iter().take(surplus) {
                 if booting {
                     let _ = w.delete(&host);
                 } else if w.shut_down(&host, reading) {
@@ -596,10 +649,11 @@ impl Controller for AutoscalerStyle {
                 }
             }
         }
-        // Deletes of shut-down hosts, retried until they succeed.
+        // Shut-down hosts are deleted once their Jibri is done (a busy one after its call, a
+        // rebooting one once back); deletes are retried until they succeed.
         let shut: Vec<String> = self.shut.iter().cloned().collect();
         for host in shut {
-            if !w.exists(&host) || w.delete(&host).is_ok() {
+            if !w.exists(&host) || (w.deletable(&host) && w.delete(&host).is_ok()) {
                 self.shut.remove(&host);
             }
         }

@@ -108,6 +108,8 @@ pub struct PolicyReport {
     pub power_refusals: u64,
     /// Worker-hours divided by the warm-pool oracle's (with a warm pool).
     pub overprovisioning_warm: Option<f64>,
+    /// Target mode: the mean lead it sized for, averaged over its ticks (seconds).
+    pub mean_lead_s: Option<f64>,
     /// Plot samples (not in the JSON).
     #[serde(skip)]
     pub samples: Vec<Sample>,
@@ -263,6 +265,7 @@ impl PolicyReport {
             power_failures: t.power_failures,
             power_refusals: t.power_refusals,
             overprovisioning_warm: None,
+            mean_lead_s: None,
             samples: t.samples,
             rejected_at_ms: t.rejected_at,
         }

@@ -118,6 +118,20 @@ pub struct AgentModel {
     pub keep_retry: KeepRetry,
     /// An `expired` request goes out at the script's next poll of this period (0: at once).
     pub expired_poll_ms: u64,
+    /// A cron job on the host that reboots it when Jibri reports EXPIRED (Jitsi's Jibri role);
+    /// `None`: an expired gateway stays until the scaler removes it.
+    pub health_cron: Option<HealthCron>,
+}
+
+/// The Jibri health cron of Jitsi's hosts: it runs every `period_ms` (on the minute, the same
+/// instant on every host) and reboots a host whose Jibri is EXPIRED; the host is back with a
+/// fresh, idle Jibri about `reboot_ms` later (lognormal with the world's --boot-cv).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthCron {
+    /// Cron period.
+    pub period_ms: u64,
+    /// Mean time from the reboot command to Jibri joined again.
+    pub reboot_ms: u64,
 }
 
 impl AgentModel {
@@ -126,6 +140,7 @@ impl AgentModel {
         asks: true,
         keep_retry: KeepRetry::AskEvery,
         expired_poll_ms: 5_000,
+        health_cron: None,
     };
 }
 
@@ -154,6 +169,11 @@ pub trait Controller {
 
     /// The scaler process restarts at `now` (see [`WorldConfig::restarts`]).
     fn restart(&mut self, _now: u64) {}
+
+    /// Target mode: the mean lead it sized for, averaged over its ticks (ms).
+    fn mean_lead_ms(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// When the gateway script asks again after `keep`.
@@ -181,6 +201,8 @@ enum GwState {
     Exited,
     /// Powered off in the warm pool: costs storage, not compute.
     Stopped,
+    /// Rebooted by the health cron after it expired: not in Jicofo, back idle after the reboot.
+    Rebooting,
     Gone,
 }
 
@@ -196,6 +218,13 @@ struct Gateway {
     approved_at: Option<u64>,
     /// When Jicofo stopped counting it after a removal.
     left_at: Option<u64>,
+    /// Told to shut down by a scaler that picks its victims (jitsi-autoscaler): a busy one
+    /// finishes its call first, a rebooting one is terminated once it is back.
+    shutdown_flag: bool,
+    /// When the health cron rebooted it.
+    down_since: u64,
+    /// When it was created.
+    born: u64,
 }
 
 // Variants are ordered within one instant: world changes, arrivals, agent requests, ticks.
@@ -203,6 +232,7 @@ struct Gateway {
 enum Ev {
     BootDone(usize, u64),
     CallEnd(usize, u64),
+    Reboot(usize, u64),
     OfferedEnd,
     DrainDone(usize, u64),
     Arrival(usize),
@@ -214,7 +244,11 @@ enum Ev {
 impl Ev {
     fn class(self) -> u8 {
         match self {
-            Ev::BootDone(..) | Ev::CallEnd(..) | Ev::OfferedEnd | Ev::DrainDone(..) => 0,
+            Ev::BootDone(..)
+            | Ev::CallEnd(..)
+            | Ev::Reboot(..)
+            | Ev::OfferedEnd
+            | Ev::DrainDone(..) => 0,
             Ev::Arrival(_) => 1,
             Ev::Ask(..) => 2,
             Ev::Tick | Ev::Restart => 3,
@@ -241,6 +275,8 @@ pub struct Census {
     pub exited: u32,
     /// Powered off in the warm pool.
     pub stopped: u32,
+    /// Rebooted by the health cron, not yet back.
+    pub rebooting: u32,
 }
 
 impl Census {
@@ -264,6 +300,7 @@ impl Census {
             GwState::DrainingExpired => Some(&mut self.draining_expired),
             GwState::Exited => Some(&mut self.exited),
             GwState::Stopped => Some(&mut self.stopped),
+            GwState::Rebooting => Some(&mut self.rebooting),
             GwState::Gone => None,
         }
     }
@@ -368,6 +405,11 @@ pub struct World {
 }
 
 const HOUR_MS: u64 = 3_600_000;
+/// jitsi-autoscaler keeps a launched instance's provisioning state this long
+/// (`PROVISIONING_TTL_SEC`, 900).
+pub const PROVISIONING_TTL_MS: u64 = 900_000;
+/// The sidecar's status poll (`SHUTDOWN_POLLING_INTERVAL`, 60 s).
+const SIDECAR_POLL_MS: u64 = 60_000;
 
 impl World {
     fn new(cfg: &WorldConfig, horizon: u64, seed: u64) -> World {
@@ -512,7 +554,8 @@ impl World {
     /// Gateway `g` starts booting (provisioned or resumed): checked against `max` as it starts,
     /// and up after a lognormal time around `mean_ms`.
     fn start_boot(&mut self, g: usize, mean_ms: u64) {
-        if self.census.jicofo_total() + self.census.booting > self.cfg.max {
+        let c = self.census;
+        if c.jicofo_total() + c.booting + c.rebooting > self.cfg.max {
             self.tally.past_max += 1;
         }
         let boot = lognormal(&mut self.rng, mean_ms as f64, self.cfg.boot_cv);
@@ -646,21 +689,80 @@ impl World {
                 self.start_drain(g, Reason::Expired);
                 true
             }
+            // Its graceful shutdown waits for the call to end; a rebooting host's sidecar acts
+            // on the command once the host is back.
+            Some(&g)
+                if matches!(self.gws[g].state, GwState::Busy | GwState::Rebooting)
+                    && !self.gws[g].shutdown_flag =>
+            {
+                self.gws[g].shutdown_flag = true;
+                if self.gws[g].state == GwState::Rebooting {
+                    self.count_removal(g, GwState::Expired, reading);
+                }
+                true
+            }
             _ => false,
         }
     }
 
-    /// Gateways a scale-down may pick, in jitsi-autoscaler's order: booting, idle, expired
-    /// (busy ones are never picked here).
-    pub fn scale_down_candidates(&self) -> Vec<(String, bool)> {
+    /// Whether deleting `host` now loses nothing: not in a call, not waiting for its reboot to
+    /// end before its sidecar carries out a shutdown.
+    pub fn deletable(&self, host: &str) -> bool {
+        self.by_host
+            .get(host)
+            .is_some_and(|&g| !matches!(self.gws[g].state, GwState::Busy | GwState::Rebooting))
+    }
+
+    /// jitsi-autoscaler's inventory now: (tracked, untracked). Tracked: every host with a
+    /// valid state in its store and no shutdown: booting ones for [`PROVISIONING_TTL_MS`]
+    /// after their launch, the rest while their last sidecar report is younger than `ttl_ms`
+    /// (a rebooting host's last report came at its sidecar's status poll before the reboot,
+    /// 0-60 s before it by the host's phase). Untracked: hosts that run but whose state
+    /// expired (what its sanity loop counts).
+    pub fn autoscaler_inventory(&self, ttl_ms: u64) -> (u32, u32) {
+        let (mut tracked, mut untracked) = (0, 0);
+        for &g in self.by_host.values() {
+            let gw = &self.gws[g];
+            if gw.shutdown_flag {
+                continue;
+            }
+            let valid = match gw.state {
+                GwState::Booting => self.now < gw.born + PROVISIONING_TTL_MS,
+                GwState::Idle | GwState::Busy | GwState::Expired => true,
+                GwState::Rebooting => self.now < self.last_report(g) + ttl_ms,
+                _ => continue,
+            };
+            if valid {
+                tracked += 1;
+            } else {
+                untracked += 1;
+            }
+        }
+        (tracked, untracked)
+    }
+
+    /// A rebooting host's last sidecar report: its status poll (every 60 s, on the host's
+    /// own phase) before the reboot.
+    fn last_report(&self, g: usize) -> u64 {
+        let phase = (g as u64).wrapping_mul(7_919) % SIDECAR_POLL_MS;
+        self.gws[g].down_since.saturating_sub(phase)
+    }
+
+    /// Gateways a scale-down may pick, in jitsi-autoscaler's order: booting (no status yet),
+    /// idle, expired (a rebooting host still tracked within `ttl_ms` is EXPIRED in its last
+    /// report), and busy ones last; never one already told to shut down.
+    pub fn scale_down_candidates(&self, ttl_ms: u64) -> Vec<(String, bool)> {
         let mut v: Vec<(u8, usize)> = self
             .gws
             .iter()
             .enumerate()
+            .filter(|(_, g)| !g.shutdown_flag)
             .filter_map(|(i, g)| match g.state {
-                GwState::Booting => Some((0, i)),
+                GwState::Booting if self.now < g.born + PROVISIONING_TTL_MS => Some((0, i)),
                 GwState::Idle => Some((1, i)),
                 GwState::Expired => Some((2, i)),
+                GwState::Rebooting if self.now < self.last_report(i) + ttl_ms => Some((2, i)),
+                GwState::Busy => Some((3, i)),
                 _ => None,
             })
             .collect();
@@ -682,8 +784,10 @@ impl World {
                     GwState::Busy => (B::Busy, true),
                     GwState::Expired | GwState::DrainingExpired => (B::Expired, true),
                     GwState::Exited => (B::Unknown, false),
-                    // A powered-off host's sidecar sends nothing.
-                    GwState::Booting | GwState::Gone | GwState::Stopped => return None,
+                    // A powered-off or rebooting host's sidecar sends nothing.
+                    GwState::Booting | GwState::Gone | GwState::Stopped | GwState::Rebooting => {
+                        return None;
+                    }
                 };
                 Some((host.clone(), busy, running))
             })
@@ -709,6 +813,9 @@ impl World {
             reason: None,
             approved_at: None,
             left_at: None,
+            shutdown_flag: false,
+            down_since: 0,
+            born: self.now,
         });
         self.by_host.insert(host.to_string(), g);
         self.set_state(g, state);
@@ -817,6 +924,34 @@ impl World {
     fn handle(&mut self, ev: Ev, ctl: &mut dyn Controller, trace: &Trace) {
         match ev {
             Ev::Restart => ctl.restart(self.now),
+            Ev::BootDone(g, generation)
+                if self.gws[g].state == GwState::Rebooting
+                    && self.gws[g].generation == generation =>
+            {
+                if self.gws[g].shutdown_flag {
+                    // Its sidecar's first poll gets the shutdown: Jibri is stopped and the
+                    // host terminated before it takes a call.
+                    self.set_state(g, GwState::Exited);
+                } else {
+                    self.become_idle(g);
+                }
+            }
+            Ev::Reboot(g, generation) => {
+                let gw = &self.gws[g];
+                if gw.state == GwState::Expired
+                    && gw.generation == generation
+                    && let Some(cron) = self.agent.health_cron
+                {
+                    self.set_state(g, GwState::Rebooting);
+                    self.gws[g].down_since = self.now;
+                    let generation = self.gws[g].generation;
+                    let t = lognormal(&mut self.rng, cron.reboot_ms as f64, self.cfg.boot_cv);
+                    self.push(
+                        self.now + t.round().max(1.0) as u64,
+                        Ev::BootDone(g, generation),
+                    );
+                }
+            }
             Ev::BootDone(g, generation) => {
                 if self.gws[g].state == GwState::Booting && self.gws[g].generation == generation {
                     self.become_idle(g);
@@ -830,10 +965,21 @@ impl World {
                 if gw.state != GwState::Busy || gw.generation != generation {
                     return;
                 }
-                if self.cfg.reuse {
+                if self.gws[g].shutdown_flag {
+                    // Told to shut down during its call: the graceful shutdown ends it now.
+                    self.set_state(g, GwState::Expired);
+                    self.count_removal(g, GwState::Expired, None);
+                    self.start_drain(g, Reason::Expired);
+                } else if self.cfg.reuse {
                     self.become_idle(g);
                 } else {
                     self.set_state(g, GwState::Expired);
+                    if let Some(cron) = self.agent.health_cron {
+                        // The next run of the cron (on the minute) finds it EXPIRED.
+                        let p = cron.period_ms.max(1);
+                        let generation = self.gws[g].generation;
+                        self.push((self.now / p + 1) * p, Ev::Reboot(g, generation));
+                    }
                     if self.agent.asks {
                         let generation = self.gws[g].generation;
                         // The script notices at its next poll; each gateway polls on its own phase.
@@ -906,7 +1052,11 @@ impl World {
             GwState::DrainingIdle | GwState::DrainingExpired | GwState::Exited => {
                 gw.reason.unwrap_or(Reason::Idle)
             }
-            GwState::Booting | GwState::Busy | GwState::Gone | GwState::Stopped => return,
+            GwState::Booting
+            | GwState::Busy
+            | GwState::Gone
+            | GwState::Stopped
+            | GwState::Rebooting => return,
         };
         let host = gw.host.clone();
         let answer = ctl.ask(self, &host, reason);
@@ -979,7 +1129,7 @@ impl World {
         let c = self.census;
         let f = dt as f64;
         let tl = &mut self.tally;
-        tl.gw_ms[0] += f * f64::from(c.booting);
+        tl.gw_ms[0] += f * f64::from(c.booting + c.rebooting);
         tl.gw_ms[1] += f * f64::from(c.idle);
         tl.gw_ms[2] += f * f64::from(c.busy);
         tl.gw_ms[3] += f64::from(c.expired + c.draining_idle + c.draining_expired + c.exited) * f;
@@ -1113,6 +1263,149 @@ mod tests {
             0,
             "idle keeps without the store"
         );
+    }
+
+    /// Records jitsi-autoscaler's inventory and Jicofo's reading every 5 s, on hosts with
+    /// Jitsi's health cron.
+    struct Cron {
+        reboot_ms: u64,
+        ttl_ms: u64,
+        seen: Vec<(u64, (u32, u32), Option<Reading>)>,
+    }
+
+    impl Controller for Cron {
+        fn period_ms(&self) -> u64 {
+            5_000
+        }
+        fn agent(&self) -> AgentModel {
+            AgentModel {
+                asks: false,
+                keep_retry: KeepRetry::AskEvery,
+                expired_poll_ms: 0,
+                health_cron: Some(HealthCron {
+                    period_ms: 60_000,
+                    reboot_ms: self.reboot_ms,
+                }),
+            }
+        }
+        fn tick(&mut self, w: &mut World) {
+            let inv = w.autoscaler_inventory(self.ttl_ms);
+            self.seen.push((w.now(), inv, w.reading()));
+        }
+        fn ask(&mut self, _w: &mut World, _host: &str, _reason: Reason) -> Answer {
+            Answer {
+                accept: false,
+                reading: None,
+            }
+        }
+    }
+
+    fn cron_run(reboot_ms: u64, calls: &[(u64, u64)]) -> (Cron, Tally) {
+        let mut c = Cron {
+            reboot_ms,
+            ttl_ms: 300_000,
+            seen: Vec::new(),
+        };
+        let mut cfg = cfg(1, 1);
+        cfg.boot_cv = 0.0;
+        let t = World::run(&cfg, &trace(calls, 900_000), &mut c, 1);
+        (c, t)
+    }
+
+    fn cron_at(c: &Cron, t: u64) -> ((u32, u32), Option<(u32, u32)>) {
+        c.seen
+            .iter()
+            .find(|(now, ..)| *now == t)
+            .map(|(_, inv, r)| (*inv, r.map(|r| (r.total, r.available))))
+            .expect("a tick at that time")
+    }
+
+    #[test]
+    fn the_health_cron_reboots_an_expired_host_which_comes_back_idle_and_stays_tracked() {
+        // The call ends at 30 s; the cron finds Jibri EXPIRED at 60 s and reboots the host;
+        // it is back idle at 240 s and takes the call of 300 s.
+        let (c, t) = cron_run(180_000, &[(10_000, 20_000), (300_000, 20_000)]);
+        assert_eq!(cron_at(&c, 35_000), ((1, 0), Some((1, 0))), "expired: busy");
+        assert_eq!(cron_at(&c, 65_000), ((1, 0), Some((0, 0))), "rebooting");
+        // Its last report (60 s) is younger than the TTL all through the reboot.
+        assert!(
+            c.seen.iter().all(|(_, inv, _)| *inv == (1, 0)),
+            "always tracked"
+        );
+        assert_eq!(cron_at(&c, 245_000), ((1, 0), Some((1, 1))), "back idle");
+        assert_eq!((t.calls, t.rejected, t.launches, t.cut), (2, 0, 0, 0));
+        // The reboots cost worker time (counted as booting): 60-240 s and 360-540 s.
+        assert!((t.gw_ms[0] - 360_000.0).abs() < 1e-6, "{}", t.gw_ms[0]);
+    }
+
+    #[test]
+    fn a_reboot_longer_than_the_ttl_drops_the_host_from_the_inventory_until_it_is_back() {
+        let (c, _) = cron_run(400_000, &[(10_000, 20_000)]);
+        // Last report at 60 s: valid until 360 s; back at 460 s.
+        assert_eq!(cron_at(&c, 355_000).0, (1, 0));
+        assert_eq!(cron_at(&c, 360_000).0, (0, 1), "untracked while still down");
+        assert_eq!(
+            cron_at(&c, 465_000),
+            ((1, 0), Some((1, 1))),
+            "tracked again"
+        );
+    }
+
+    #[test]
+    fn without_the_cron_an_expired_host_stays_expired() {
+        let mut c = probe(5_000, false);
+        let mut w = cfg(1, 1);
+        w.boot_cv = 0.0;
+        World::run(&w, &trace(&[(10_000, 20_000)], 300_000), &mut c, 1);
+        // Its agent asks (and is kept): Jicofo counts it busy to the end.
+        assert_eq!(at(&c, 295_000), Some((1, 0)));
+    }
+
+    #[test]
+    fn the_autoscaler_changes_nothing_while_its_count_differs_from_the_desired_count() {
+        use crate::sim::policies::{AsParams, AutoscalerStyle};
+        let settings = policy::Settings {
+            min_available: 1,
+            ..policy::Settings::default()
+        };
+        let params = AsParams {
+            quantity: 1,
+            grace_ms: 0,
+            ..AsParams::default()
+        };
+        let mut a = AutoscalerStyle::new(settings, params);
+        let mut c = cfg(1, 1);
+        // Nothing can be launched: the count stays 1 while the desired count rose to 2.
+        c.lifecycle_down = vec![Window {
+            start_ms: 0,
+            end_ms: 3_600_000,
+        }];
+        // One long call keeps available at 0 below the threshold 1 all along.
+        let t = World::run(&c, &trace(&[(1_000, 3_600_000)], 1_800_000), &mut a, 1);
+        assert_eq!(a.desired(), 2, "raised once, then held");
+        assert!(t.create_failures >= 10, "the launcher kept trying");
+    }
+
+    #[test]
+    fn the_autoscaler_picks_busy_hosts_last_and_lets_their_calls_end() {
+        use crate::sim::policies::{AsParams, AutoscalerStyle};
+        let settings = policy::Settings {
+            min_available: 1,
+            ..policy::Settings::default()
+        };
+        let mut a = AutoscalerStyle::new(settings, AsParams::default());
+        // Three gateways, desired 1: two go at the first job; two are busy by then.
+        let mut c = cfg(3, 1);
+        c.boot_cv = 0.0;
+        let t = World::run(
+            &c,
+            &trace(&[(0, 100_000), (0, 200_000)], 600_000),
+            &mut a,
+            1,
+        );
+        assert_eq!(t.removals_idle, 1, "the idle one first");
+        assert_eq!(t.removals_expired, 1, "then a busy one, after its call");
+        assert_eq!((t.cut, t.rejected), (0, 0));
     }
 
     #[test]
