@@ -37,6 +37,17 @@ pub struct WorstHour {
     pub pct: f64,
 }
 
+/// One simulated day's calls and rejections.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct DayFigures {
+    /// Calls offered that day.
+    pub calls: u32,
+    /// Calls rejected that day.
+    pub rejected: u32,
+    /// Rejected share in percent.
+    pub pct: f64,
+}
+
 /// SPEC Research Group elasticity metrics, in percent (see docs/simulation.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct SpecRg {
@@ -102,6 +113,8 @@ pub struct PolicyReport {
     pub pool_returns: u64,
     /// Worker-hours divided by the warm-pool oracle's (with a warm pool).
     pub overprovisioning_warm: Option<f64>,
+    /// Calls and rejections per simulated day (day 0 first; the last may be partial).
+    pub days: Vec<DayFigures>,
     /// Plot samples (not in the JSON).
     #[serde(skip)]
     pub samples: Vec<Sample>,
@@ -219,6 +232,19 @@ impl PolicyReport {
                     .then(a.rejected.cmp(&b.rejected))
                     .then(b.hour.cmp(&a.hour))
             });
+        let days = t
+            .hour_calls
+            .chunks(24)
+            .zip(t.hour_rejected.chunks(24))
+            .map(|(c, r)| {
+                let (calls, rejected) = (c.iter().sum::<u32>(), r.iter().sum::<u32>());
+                DayFigures {
+                    calls,
+                    rejected,
+                    pct: pct(f64::from(rejected), f64::from(calls)),
+                }
+            })
+            .collect();
         let span = horizon_ms.max(1) as f64;
         let removals = t.removals_idle + t.removals_expired;
         PolicyReport {
@@ -255,6 +281,7 @@ impl PolicyReport {
             resumes: t.resumes,
             pool_returns: t.pool_returns,
             overprovisioning_warm: None,
+            days,
             samples: t.samples,
             rejected_at_ms: t.rejected_at,
         }
