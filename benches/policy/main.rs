@@ -143,6 +143,28 @@ const SCENARIOS: &[Scenario] = &[
         boot_s: 600.0 * 1.6,
         step_at_h: None,
     },
+    // The learned week moved 3 h later at the start of the measured span: ours-target follows
+    // within a day; a schedule typed for the old week does not.
+    Scenario {
+        name: "week shifted 3 h later",
+        args: "--profile diurnal --rate 60/h --days 7 --day-factors 1,1,1,1,1,0.3,0.3 --shift 3h@0 --max 200",
+        mean_per_hour: 60.0,
+        diurnal: true,
+        peak_per_hour: 144.0,
+        boot_s: 90.0,
+        step_at_h: None,
+    },
+    // A holiday at 0.2 x on the first measured Wednesday, then a normal week: the holiday
+    // must not leave next Wednesday's forecast low.
+    Scenario {
+        name: "holiday at 0.2, then a week",
+        args: "--profile diurnal --rate 60/h --days 14 --day-factors 1,1,1,1,1,0.3,0.3,1,1,0.2,1,1,0.3,0.3,1,1,1,1,1,0.3,0.3 --max 200",
+        mean_per_hour: 60.0,
+        diurnal: true,
+        peak_per_hour: 144.0,
+        boot_s: 90.0,
+        step_at_h: None,
+    },
 ];
 
 fn profile(diurnal: bool) -> [f64; 24] {

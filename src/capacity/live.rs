@@ -387,6 +387,7 @@ impl Live {
             let completions = std::mem::take(&mut i.completions);
             let sip = i.sip;
             let before = i.demand.profile().clone();
+            let moved_before = i.demand.realigned_hours();
             i.demand.observe(
                 now,
                 week,
@@ -398,6 +399,14 @@ impl Live {
                     pending: sip.pending,
                 },
             );
+            let moved = i.demand.realigned_hours() - moved_before;
+            if moved != 0 {
+                // Rare and worth knowing: the forecast changed for every hour of the week.
+                tracing::info!(
+                    hours = moved,
+                    "capacity: demand runs {moved:+} h off the learned week; the learned week was moved to follow it"
+                );
+            }
             if *i.demand.profile() != before {
                 i.dirty = true;
                 i.hours_learned = i.demand.profile().hours_learned();

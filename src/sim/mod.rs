@@ -68,7 +68,7 @@ fn ms_parser(
 #[derive(clap::Args, Clone, Debug)]
 pub struct TraceArgs {
     /// Replay this trace CSV (`arrival_s,duration_s` with a header line) instead of generating one.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["rate", "profile", "days", "day_factors", "day_jitter", "mean_duration", "cv", "step", "burst", "spikes"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rate", "profile", "days", "day_factors", "day_jitter", "mean_duration", "cv", "step", "burst", "spikes", "shift"])]
     pub trace: Option<PathBuf>,
     /// Write the trace that was simulated to this CSV file.
     #[arg(long, value_name = "FILE")]
@@ -104,6 +104,10 @@ pub struct TraceArgs {
     /// Mean number of extra calls in the first minute of every hour (scaled by the profile).
     #[arg(long, default_value_t = 0.0, value_name = "N")]
     pub spikes: f64,
+    /// From TIME on, the hourly profile and the day factors run HOURS later (negative:
+    /// earlier; repeatable, shifts add up), e.g. `3h@0` or `-3h@2d`.
+    #[arg(long, value_name = "HOURS@TIME", allow_hyphen_values = true, value_parser = trace::parse_shift)]
+    pub shift: Vec<(f64, u64)>,
     /// Simulated span (default: the generated days, or the end of the last call of a CSV trace).
     #[arg(long, value_name = "DURATION", value_parser = ms_parser("--horizon"))]
     pub horizon: Option<u64>,
@@ -461,7 +465,7 @@ impl SimulateArgs {
                     day_jitter: t.day_jitter,
                     mean_duration_ms: t.mean_duration,
                     duration_cv: t.cv,
-                    // Steps and bursts are given in measured time.
+                    // Steps, bursts and shifts are given in measured time.
                     steps: t
                         .step
                         .iter()
@@ -473,6 +477,11 @@ impl SimulateArgs {
                         .map(|&(n, at)| (n as u32, at + self.learn_ms()))
                         .collect(),
                     spikes: t.spikes,
+                    shifts: t
+                        .shift
+                        .iter()
+                        .map(|&(h, at)| (h, at + self.learn_ms()))
+                        .collect(),
                 };
                 let mut rng = StdRng::seed_from_u64(self.seed);
                 (g.generate(&mut rng), format!("generated {}/h", t.rate))

@@ -37,6 +37,17 @@ pub struct WorstHour {
     pub pct: f64,
 }
 
+/// One simulated day's calls and rejections.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct DayFigures {
+    /// Calls offered that day.
+    pub calls: u32,
+    /// Calls rejected that day.
+    pub rejected: u32,
+    /// Rejected share in percent.
+    pub pct: f64,
+}
+
 /// SPEC Research Group elasticity metrics, in percent (see docs/simulation.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct SpecRg {
@@ -110,6 +121,8 @@ pub struct PolicyReport {
     pub overprovisioning_warm: Option<f64>,
     /// Target mode: the mean lead it sized for, averaged over its ticks (seconds).
     pub mean_lead_s: Option<f64>,
+    /// Calls and rejections per simulated day (day 0 first; the last may be partial).
+    pub days: Vec<DayFigures>,
     /// Plot samples (not in the JSON).
     #[serde(skip)]
     pub samples: Vec<Sample>,
@@ -227,6 +240,19 @@ impl PolicyReport {
                     .then(a.rejected.cmp(&b.rejected))
                     .then(b.hour.cmp(&a.hour))
             });
+        let days = t
+            .hour_calls
+            .chunks(24)
+            .zip(t.hour_rejected.chunks(24))
+            .map(|(c, r)| {
+                let (calls, rejected) = (c.iter().sum::<u32>(), r.iter().sum::<u32>());
+                DayFigures {
+                    calls,
+                    rejected,
+                    pct: pct(f64::from(rejected), f64::from(calls)),
+                }
+            })
+            .collect();
         let span = horizon_ms.max(1) as f64;
         let removals = t.removals_idle + t.removals_expired;
         PolicyReport {
@@ -266,6 +292,7 @@ impl PolicyReport {
             power_refusals: t.power_refusals,
             overprovisioning_warm: None,
             mean_lead_s: None,
+            days,
             samples: t.samples,
             rejected_at_ms: t.rejected_at,
         }

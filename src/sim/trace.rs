@@ -53,6 +53,9 @@ pub struct Generator {
     /// Mean number of extra calls arriving within the first minute of every hour, scaled by the
     /// rate profile (meetings that start on the hour).
     pub spikes: f64,
+    /// Pattern shifts `(hours, from)`: from `from` on, the hourly profile and the day factors
+    /// run this many hours later (negative: earlier); shifts add up.
+    pub shifts: Vec<(f64, u64)>,
 }
 
 /// The built-in hourly profile of a weekday: quiet nights, a morning and an afternoon peak.
@@ -164,6 +167,30 @@ pub fn parse_at(flag: &'static str, s: &str) -> Result<(f64, u64), SimError> {
         return Err(bad("VALUE must be a non-negative number"));
     }
     Ok((v, parse_ms(flag, t)?))
+}
+
+/// Parses `HOURS@TIME` for `--shift`, e.g. `3h@14d` or `-2@7d` (hours, `h` optional, may be
+/// negative or fractional).
+pub fn parse_shift(s: &str) -> Result<(f64, u64), SimError> {
+    let bad = |why: &str| SimError::Arg {
+        flag: "--shift",
+        value: s.to_string(),
+        why: why.to_string(),
+    };
+    let (h, t) = s
+        .split_once('@')
+        .ok_or_else(|| bad("expected HOURS@TIME, e.g. 3h@14d"))?;
+    let h = h.trim();
+    let h: f64 = h
+        .strip_suffix('h')
+        .unwrap_or(h)
+        .trim()
+        .parse()
+        .map_err(|_| bad("HOURS must be a number of hours, e.g. 3h or -2.5h"))?;
+    if !h.is_finite() || h.abs() > 24.0 * 366.0 {
+        return Err(bad("HOURS must be a number within a year"));
+    }
+    Ok((h, parse_ms("--shift", t)?))
 }
 
 /// A time interval `[start_ms, end_ms)`.
@@ -317,6 +344,17 @@ impl Generator {
         (self.days * 24.0 * HOUR_MS as f64).round() as u64
     }
 
+    /// The pattern shift in force at `t_ms`, in milliseconds (positive: later).
+    fn shift_ms(&self, t_ms: u64) -> i64 {
+        let h: f64 = self
+            .shifts
+            .iter()
+            .filter(|(_, from)| *from <= t_ms)
+            .map(|(h, _)| *h)
+            .sum();
+        (h * HOUR_MS as f64).round() as i64
+    }
+
     /// The product of the steps in force at `t_ms`.
     fn step_factor(&self, t_ms: u64) -> f64 {
         self.steps
@@ -350,9 +388,11 @@ impl Generator {
             step_max = step_max.max(prod);
         }
         // Relative rate at `t` (profile, day and steps); the rate in calls per ms is base * factor.
+        // A shifted pattern is the unshifted one of `shift` earlier (before time 0: day 0's).
         let factor = |t: u64| -> f64 {
-            let hour = ((t / HOUR_MS) % 24) as usize;
-            let day = ((t / (24 * HOUR_MS)) as usize).min(n_days - 1);
+            let p = (t as i64 - self.shift_ms(t)).max(0) as u64;
+            let hour = ((p / HOUR_MS) % 24) as usize;
+            let day = ((p / (24 * HOUR_MS)) as usize).min(n_days - 1);
             self.profile[hour] * days[day] * self.step_factor(t)
         };
         let base = self.rate_per_hour / HOUR_MS as f64;
@@ -455,6 +495,7 @@ mod tests {
             steps: vec![],
             bursts: vec![],
             spikes: 0.0,
+            shifts: vec![],
         }
     }
 
@@ -571,6 +612,24 @@ mod tests {
                 .count()
         };
         assert!(at(10) > 10 * at(3), "peak {} night {}", at(10), at(3));
+    }
+
+    #[test]
+    fn a_shift_moves_the_daily_pattern_from_its_time_on() {
+        // One busy hour a day (hour 10); from day 2 on, three hours later.
+        let mut w = [0.0; 24];
+        w[10] = 24.0;
+        let mut g = gen_flat(100.0, 4.0);
+        g.profile = w;
+        g.shifts = vec![(3.0, 48 * HOUR_MS)];
+        let t = g.generate(&mut StdRng::seed_from_u64(4));
+        let hours: Vec<u64> = t.calls.iter().map(|c| c.arrival_ms / HOUR_MS).collect();
+        assert!(hours.iter().filter(|&&h| h < 48).all(|h| h % 24 == 10));
+        assert!(hours.iter().filter(|&&h| h >= 48).all(|h| h % 24 == 13));
+        assert!(hours.iter().filter(|&&h| h >= 48).count() > 3000);
+        assert_eq!(parse_shift("3h@14d").ok(), Some((3.0, 14 * 24 * HOUR_MS)));
+        assert_eq!(parse_shift("-2.5@1h").ok(), Some((-2.5, HOUR_MS)));
+        assert!(parse_shift("3h").is_err() && parse_shift("x@1h").is_err());
     }
 
     #[test]

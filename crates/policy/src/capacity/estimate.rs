@@ -173,6 +173,15 @@ impl Profile {
         }
     }
 
+    /// Moves the learned week `hours` later (negative: earlier): bin `h` takes what bin
+    /// `h - hours` held, for a pattern that now runs that much later.
+    pub fn rotate(&mut self, hours: i64) {
+        let k = hours.rem_euclid(WEEK_HOURS as i64) as usize;
+        self.rate.rotate_right(k);
+        self.weight.rotate_right(k);
+        self.feedback.rotate_right(k);
+    }
+
     /// Raises (rejections seen) or relaxes (none) bin `hw`'s feedback multiplier.
     pub fn feedback_hour(&mut self, hw: usize, rejected: bool) {
         let f = &mut self.feedback[hw % WEEK_HOURS];
@@ -226,8 +235,18 @@ pub struct Demand {
     /// outage: a baseline, whatever is busy then is not an arrival).
     baseline_at: Option<Millis>,
     hour: HourAcc,
-    /// Completed hours: (observed arrivals, profile's expectation before learning them).
-    trail: VecDeque<(f64, f64)>,
+    /// Completed hours: (observed arrivals, profile's expectation before learning them, hour
+    /// of the week, share observed).
+    trail: VecDeque<(f64, f64, usize, f64)>,
+    /// The last completed hours as learned, newest last (the shift test and its undo).
+    journal: VecDeque<Learned>,
+    /// Today's observed and expected arrivals so far (local day of the week, 0 = Monday).
+    today: (usize, f64, f64),
+    /// Consecutive days (today included once it is off) whose level was far off the profile,
+    /// and in which direction (-1 below, 1 above).
+    off_days: (u32, i8),
+    /// Hours the learned week has been moved by (the sum of the re-alignments).
+    realigned_hours: i64,
     boots: VecDeque<u64>,
     /// The lead of the path launches take now when it is not provisioning (a warm pool's
     /// measured power-on starts), set each tick by [`Demand::set_launch_lead`].
@@ -266,6 +285,46 @@ pub struct LaunchLead {
     pub high_ms: u64,
 }
 
+/// Largest pattern shift (hours, either way) the re-alignment looks for.
+const MAX_LAG: usize = 6;
+/// Completed hours the shift test weighs (a day: every hour of the daily shape votes).
+const LAG_WINDOW: usize = 24;
+/// Fewest completed hours since a shift began for the shift test to look at it.
+const LAG_MIN_HOURS: usize = 12;
+/// Log-likelihood gain (nats) a shifted week must have over the unshifted one, plus
+/// [`LAG_GAIN_PER_CALL`] per call in the window: far beyond what bin noise gives.
+const LAG_MIN_GAIN: f64 = 15.0;
+/// See [`LAG_MIN_GAIN`].
+const LAG_GAIN_PER_CALL: f64 = 0.02;
+/// Log-likelihood (nats) by which the chosen lag must beat every other lag.
+const LAG_SEPARATION: f64 = 10.0;
+/// Expected calls below which an hour counts as this many (an empty bin is not impossible).
+const LAG_FLOOR: f64 = 0.05;
+/// A day whose calls so far are below 1 / this or above this times the profile's is off.
+const OFF_DAY_RATIO: f64 = 2.0;
+/// Weight an off day's hours are learned with (a holiday must not halve next week's forecast).
+const OFF_DAY_WEIGHT: f64 = 0.25;
+/// From this many consecutive off days in one direction on, the level is taken as a change.
+const OFF_DAYS_CHANGE: u32 = 3;
+/// Calls of prior in today's level (a quiet night says little).
+const DAY_LEVEL_PRIOR: f64 = 20.0;
+
+/// One completed hour as learned.
+#[derive(Clone, Debug)]
+struct Learned {
+    hw: usize,
+    /// Arrivals observed.
+    arrivals: f64,
+    /// The rate and the share of the hour observed.
+    rate: f64,
+    coverage: f64,
+    /// The bin's rate and weight before (to undo it).
+    before: (f64, f64),
+    /// The profile's expected arrivals for the hour with the week moved by each lag
+    /// (`-MAX_LAG..=MAX_LAG` hours), before learning.
+    lagged: [f64; 2 * MAX_LAG + 1],
+}
+
 /// Completed hours kept for the day scale.
 const TRAIL_HOURS: usize = 4;
 /// Calls of prior in the day scale (shrinks it towards 1 with little data).
@@ -290,6 +349,10 @@ impl Demand {
             baseline_at: None,
             hour: HourAcc::default(),
             trail: VecDeque::new(),
+            journal: VecDeque::new(),
+            today: (usize::MAX, 0.0, 0.0),
+            off_days: (0, 0),
+            realigned_hours: 0,
             boots: VecDeque::new(),
             launch_lead: None,
             completions_seen: 0.0,
@@ -312,6 +375,8 @@ impl Demand {
     pub fn set_profile(&mut self, p: Profile) {
         if p.is_valid() {
             self.profile = p;
+            // The journal's undo values belong to the replaced profile.
+            self.journal.clear();
             self.value = None;
         }
     }
@@ -422,7 +487,8 @@ impl Demand {
         let arrivals = self.hour_arrivals(&h);
         let rate = arrivals / coverage;
         let expected = self.profile.expected(hw).unwrap_or(rate);
-        self.trail.push_back((arrivals, expected * coverage));
+        self.trail
+            .push_back((arrivals, expected * coverage, hw, coverage));
         while self.trail.len() > TRAIL_HOURS {
             self.trail.pop_front();
         }
@@ -431,9 +497,176 @@ impl Demand {
         let zero_share = f64::from(h.zero_ticks) / f64::from(h.ticks.max(1));
         let rejected = h.zero_ticks >= 2 && zero_share > 2.0 * self.cfg.target;
         self.profile.feedback_hour(hw, rejected);
-        self.profile.learn(hw, rate, coverage);
+        let learn_cov = coverage * self.day_weight(hw, arrivals, expected * coverage);
+        let lagged = self.lagged(hw, coverage);
+        let before = (self.profile.rate[hw], self.profile.weight[hw]);
+        self.profile.learn(hw, rate, learn_cov);
         self.profile.learn_duration(h.busy_ms, arrivals);
+        if let Some(lagged) = lagged {
+            self.journal.push_back(Learned {
+                hw,
+                arrivals,
+                rate,
+                coverage,
+                before,
+                lagged,
+            });
+            while self.journal.len() > LAG_WINDOW {
+                self.journal.pop_front();
+            }
+            self.realign();
+        }
         self.value = None;
+    }
+
+    /// The profile's expected arrivals in hour `hw` (observed for `coverage`) were the week
+    /// moved by each lag; `None` before anything is learned. The week is taken as it was before
+    /// the journal's hours were learned: a bin learned an hour ago would otherwise predict
+    /// this hour with this hour's own news (a step would look like a shift).
+    fn lagged(&self, hw: usize, coverage: f64) -> Option<[f64; 2 * MAX_LAG + 1]> {
+        let mut old = self.profile.clone();
+        for e in self.journal.iter().rev() {
+            old.rate[e.hw] = e.before.0;
+            old.weight[e.hw] = e.before.1;
+        }
+        let mut out = [0.0; 2 * MAX_LAG + 1];
+        for (i, o) in out.iter_mut().enumerate() {
+            let b = (hw + WEEK_HOURS + MAX_LAG - i) % WEEK_HOURS;
+            *o = (old.expected(b)? * coverage).max(LAG_FLOOR);
+        }
+        Some(out)
+    }
+
+    /// The weight to learn this hour with: full, or [`OFF_DAY_WEIGHT`] on a day whose level
+    /// so far is far off the profile (a holiday, a one-off event) unless days like it have
+    /// lasted long enough to be the new level.
+    fn day_weight(&mut self, hw: usize, arrivals: f64, expected: f64) -> f64 {
+        let day = hw / 24;
+        let off = |obs: f64, exp: f64| -> i8 {
+            let r = (obs + DAY_LEVEL_PRIOR) / (exp + DAY_LEVEL_PRIOR);
+            if r > OFF_DAY_RATIO {
+                1
+            } else if r * OFF_DAY_RATIO < 1.0 {
+                -1
+            } else {
+                0
+            }
+        };
+        if self.today.0 != day {
+            // Yesterday ends: a run of off days goes on only in the same direction.
+            let dir = off(self.today.1, self.today.2);
+            self.off_days = match dir {
+                0 => (0, 0),
+                d if d == self.off_days.1 => (self.off_days.0 + 1, d),
+                d => (1, d),
+            };
+            self.today = (day, 0.0, 0.0);
+        }
+        self.today.1 += arrivals;
+        self.today.2 += expected;
+        let dir = off(self.today.1, self.today.2);
+        if dir == 0 {
+            return 1.0;
+        }
+        // Days so far in this direction, today included.
+        let run = if dir == self.off_days.1 {
+            self.off_days.0 + 1
+        } else {
+            1
+        };
+        if run >= OFF_DAYS_CHANGE {
+            1.0
+        } else {
+            OFF_DAY_WEIGHT
+        }
+    }
+
+    /// Moves the learned week when the last day fits it far better moved by a few hours (a
+    /// shifted pattern): every day votes, so a shift is followed within a day, not the weeks
+    /// each hour-of-week bin would take to relearn once a week. The hours learned since the
+    /// shift began are undone, the week is moved, and they are learned again into it.
+    fn realign(&mut self) {
+        if self.journal.len() < LAG_MIN_HOURS {
+            return;
+        }
+        // Multinomial log-likelihood of where each local day's calls fell among its hours, for
+        // each lag: level-free, so a busy or quiet day (or a day level the week has wrong)
+        // favours no lag.
+        let score = |from: usize, lag: usize| -> (f64, f64) {
+            let (mut total, mut calls) = (0.0, 0.0);
+            let (mut s, mut p, mut o) = (0.0, 0.0, 0.0);
+            let mut day = None;
+            let mut close = |s: f64, p: f64, o: f64| {
+                if o > 0.0 {
+                    total += s - o * p.ln();
+                    calls += o;
+                }
+            };
+            for e in self.journal.iter().skip(from) {
+                if day != Some(e.hw / 24) {
+                    close(s, p, o);
+                    (s, p, o) = (0.0, 0.0, 0.0);
+                    day = Some(e.hw / 24);
+                }
+                s += e.arrivals * e.lagged[lag].ln();
+                p += e.lagged[lag];
+                o += e.arrivals;
+            }
+            close(s, p, o);
+            (total, calls)
+        };
+        // Each lag's best onset (the shift began within the window; the hours before it favour
+        // the old week): its gain over the old week from there, less a threshold. The best lag
+        // must clear it and beat every other lag clearly (a few hours can fit several).
+        let mut fits: Vec<(usize, usize, f64)> = (0..=2 * MAX_LAG)
+            .filter(|&l| l != MAX_LAG)
+            .filter_map(|lag| {
+                (0..=self.journal.len() - LAG_MIN_HOURS)
+                    .map(|from| {
+                        let (base, calls) = score(from, MAX_LAG);
+                        let need = LAG_MIN_GAIN + LAG_GAIN_PER_CALL * calls;
+                        (lag, from, score(from, lag).0 - base - need)
+                    })
+                    .max_by(|a, b| a.2.total_cmp(&b.2))
+            })
+            .collect();
+        fits.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let best = fits
+            .first()
+            .copied()
+            .filter(|b| b.2 > 0.0 && fits.get(1).is_none_or(|s| b.2 - s.2 > LAG_SEPARATION));
+        let Some((lag, from, _)) = best else {
+            return;
+        };
+        let shifted: Vec<Learned> = self.journal.drain(..).skip(from).collect();
+        for e in shifted.iter().rev() {
+            self.profile.rate[e.hw] = e.before.0;
+            self.profile.weight[e.hw] = e.before.1;
+        }
+        let hours = lag as i64 - MAX_LAG as i64;
+        self.profile.rotate(hours);
+        // The day scale compares the last hours with the moved week, as if it had been in
+        // force then.
+        for t in &mut self.trail {
+            if let Some(e) = self.profile.expected(t.2) {
+                t.1 = e * t.3;
+            }
+        }
+        // Learned again at full weight: they looked off only against the unshifted week.
+        for e in &shifted {
+            self.profile.learn(e.hw, e.rate, e.coverage);
+            if e.hw / 24 == self.today.0 {
+                self.today.2 += e.lagged[lag] - e.lagged[MAX_LAG];
+            }
+        }
+        self.realigned_hours += hours;
+        self.value = None;
+    }
+
+    /// Hours the learned week has been moved by since this estimator started (positive:
+    /// demand runs later than it was learned).
+    pub fn realigned_hours(&self) -> i64 {
+        self.realigned_hours
     }
 
     /// Seeds the profile with one fully observed hour (from a call trace).
@@ -530,7 +763,7 @@ impl Demand {
         let (mut obs, mut exp) = self
             .trail
             .iter()
-            .fold((0.0, 0.0), |(o, e), (a, b)| (o + a, e + b));
+            .fold((0.0, 0.0), |(o, e), t| (o + t.0, e + t.1));
         if let Some(hw) = self.hour.hw
             && self.hour.observed_ms >= 10 * MINUTE_MS
         {

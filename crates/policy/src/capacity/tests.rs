@@ -467,3 +467,132 @@ fn the_week_meets_the_target_with_fewer_spare_hours_than_hour_by_hour_sizing() {
     assert!(rejected / calls <= cfg().target, "{}", rejected / calls);
     assert!(spares < spares_hourly, "{spares} vs {spares_hourly}");
 }
+
+/// Feeds single-use readings every 15 s from `from_h` for `hours` (like [`feed`], in one pass
+/// over the calls: days of calls stay fast).
+fn feed_span(d: &mut Demand, calls: &[(u64, u64)], from_h: u64, hours: u64) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let tick = 15_000;
+    let (mut next, mut ends, mut exits) = (0, BinaryHeap::new(), BinaryHeap::new());
+    let mut t = from_h * H;
+    while t <= (from_h + hours) * H {
+        while next < calls.len() && calls[next].0 <= t {
+            let (a, dur) = calls[next];
+            ends.push(Reverse(a + dur));
+            exits.push(Reverse(a + dur + 10_000));
+            next += 1;
+        }
+        let mut completions = 0;
+        while ends.peek().is_some_and(|e| e.0 <= t) {
+            ends.pop();
+            completions += 1;
+        }
+        while exits.peek().is_some_and(|e| e.0 <= t) {
+            exits.pop();
+        }
+        d.observe(
+            t,
+            t % WEEK_MS,
+            DemandSample {
+                busy: exits.len() as u32,
+                available: 5,
+                completions,
+                failures: None,
+                pending: None,
+            },
+        );
+        t += tick;
+    }
+}
+
+/// A weekday shape (quiet nights, two peaks), mean 1; weekends at 0.3.
+fn weekly(t_h: f64) -> f64 {
+    const DAY: [f64; 24] = [
+        0.10, 0.08, 0.06, 0.06, 0.08, 0.15, 0.35, 0.80, 1.60, 2.20, 2.40, 2.20, 1.50, 1.90, 2.30,
+        2.20, 1.80, 1.20, 0.70, 0.45, 0.35, 0.30, 0.20, 0.15,
+    ];
+    let h = t_h.rem_euclid(168.0);
+    let day = if h >= 120.0 { 0.3 } else { 1.0 };
+    DAY[(h as usize) % 24] * day
+}
+
+/// A profile that learned `weeks` of the weekly shape at `rate` per hour exactly.
+fn weekly_profile(rate: f64, weeks: u32) -> Profile {
+    let mut p = Profile::default();
+    for _ in 0..weeks {
+        for hw in 0..WEEK_HOURS {
+            p.learn(hw, rate * weekly(hw as f64 + 0.5), 1.0);
+        }
+    }
+    p
+}
+
+#[test]
+fn a_shifted_week_is_followed_within_a_day_not_relearned_for_weeks() {
+    for shift in [3i64, -3] {
+        let rate = 60.0;
+        let mut d = Demand::new(cfg(), weekly_profile(rate, 2));
+        // Monday and Tuesday as learned, then the pattern runs `shift` hours later.
+        let at = |t: u64| {
+            let h = t as f64 / H as f64;
+            let h = if h >= 48.0 { h - shift as f64 } else { h };
+            rate * weekly(h)
+        };
+        let c = calls(11, 96, rate * 2.5, at, 20.0 * 60_000.0);
+        feed_span(&mut d, &c, 0, 72);
+        assert_eq!(d.realigned_hours(), shift, "shift {shift}");
+        // Thursday's forecast is the shifted week, hour by hour (peaks included).
+        for h in 72..96u64 {
+            let truth = at(h * H + H / 2);
+            let got = d.profile().expected(h as usize).unwrap_or(0.0);
+            assert!(
+                (got - truth).abs() <= 0.12 * truth + 2.0,
+                "shift {shift} hour {h}: forecast {got:.1}, truth {truth:.1}"
+            );
+        }
+    }
+    // The same days unshifted move nothing.
+    let mut d = Demand::new(cfg(), weekly_profile(60.0, 2));
+    let c = calls(
+        12,
+        72,
+        150.0,
+        |t| 60.0 * weekly(t as f64 / H as f64),
+        20.0 * 60_000.0,
+    );
+    feed_span(&mut d, &c, 0, 72);
+    assert_eq!(d.realigned_hours(), 0);
+}
+
+#[test]
+fn a_holiday_moves_next_weeks_forecast_little_but_a_lasting_change_is_learned() {
+    let rate = 60.0;
+    let learned = weekly_profile(rate, 4);
+    // Monday and Tuesday as usual, Wednesday a holiday at 0.2, Thursday as usual.
+    let at = |t: u64| {
+        let h = t as f64 / H as f64;
+        rate * weekly(h) * if (48.0..72.0).contains(&h) { 0.2 } else { 1.0 }
+    };
+    let c = calls(21, 96, rate * 2.5, at, 20.0 * 60_000.0);
+    let mut d = Demand::new(cfg(), learned.clone());
+    feed_span(&mut d, &c, 0, 96);
+    assert_eq!(d.realigned_hours(), 0);
+    let day = |p: &Profile, d: usize| -> f64 {
+        (8..18).map(|h| p.expected(d * 24 + h).unwrap_or(0.0)).sum()
+    };
+    let ratio = day(d.profile(), 2) / day(&learned, 2);
+    // Learned at full weight the holiday would leave next Wednesday at 0.8 (1 - 0.8 / 4).
+    assert!(ratio > 0.93, "next Wednesday at {ratio:.3} of normal");
+    // A level that stays at 0.4 from Monday on is a change: learned at full weight from the
+    // third day on.
+    let low = |t: u64| 0.4 * rate * weekly(t as f64 / H as f64);
+    let c = calls(22, 96, rate, low, 20.0 * 60_000.0);
+    let mut d = Demand::new(cfg(), learned.clone());
+    feed_span(&mut d, &c, 0, 96);
+    let (mon, thu) = (
+        day(d.profile(), 0) / day(&learned, 0),
+        day(d.profile(), 3) / day(&learned, 3),
+    );
+    assert!(mon > 0.9 && thu < 0.9, "Monday {mon:.3}, Thursday {thu:.3}");
+}
