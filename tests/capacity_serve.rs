@@ -324,17 +324,22 @@ async fn calls_in_one_reading_after_a_start_are_a_few_calls_not_a_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_component_selectors_refused_session_starts_are_heard() {
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
-    let r = refused.clone();
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (r, f) = (refused.clone(), failing.clone());
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let n = r.load(std::sync::atomic::Ordering::Relaxed);
+            let fail = f.load(std::sync::atomic::Ordering::Relaxed);
             async move {
-                format!(
+                if fail {
+                    return Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                Ok(format!(
                     "# TYPE http_server_requests_total counter\n\
                      http_server_requests_total{{method=\"post\",uri=\"/jitsi-component-selector/sessions/start\",code=\"200\"}} 41\n\
                      http_server_requests_total{{method=\"post\",uri=\"/jitsi-component-selector/sessions/start\",code=\"400\"}} {n}\n"
-                )
+                ))
             }
         }),
     );
@@ -356,6 +361,26 @@ async fn the_component_selectors_refused_session_starts_are_heard() {
             && st["capacity"]["jicofo_sip_calls"]["failures"] == 3
     })
     .await;
+    // A failed read keeps the last counts: the sum never dips (a dip and the rise after it
+    // would read as a call turned away).
+    failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        let st = s.status().await;
+        assert_eq!(
+            st["capacity"]["jicofo_sip_calls"]["failures"], 3,
+            "{}",
+            st["capacity"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = s.status().await;
+    assert!(
+        st["capacity"]["selector"]["error"].is_string(),
+        "{}",
+        st["capacity"]
+    );
+    failing.store(false, std::sync::atomic::Ordering::Relaxed);
     refused.store(5, std::sync::atomic::Ordering::Relaxed);
     s.eventually("a new refusal counted", WAIT, |st| {
         st["capacity"]["jicofo_sip_calls"]["failures"] == 5

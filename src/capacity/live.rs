@@ -151,6 +151,9 @@ struct Inner {
     sip: crate::jicofo::SipCalls,
     /// The selector's last session-start counters, or why they could not be read.
     selector: Option<Result<super::selector::SessionStarts, String>>,
+    /// The selector's refusals at its last successful read: kept through a failed read, so the
+    /// sum with Jicofo's failures does not dip and then rise (a rise is a call turned away).
+    selector_refused: Option<u64>,
     /// Profile changed since the store last got it.
     dirty: bool,
     hours_learned: f64,
@@ -223,6 +226,7 @@ impl Live {
                 completions: 0,
                 sip: Default::default(),
                 selector: None,
+                selector_refused: None,
                 // A seed goes to the store at the first tick (unless the store has more).
                 dirty: seeded,
             }),
@@ -244,6 +248,7 @@ impl Live {
                 completions: 0,
                 sip: Default::default(),
                 selector: None,
+                selector_refused: None,
                 dirty: false,
                 hours_learned: 0.0,
             }),
@@ -351,10 +356,10 @@ impl Live {
         selector: Option<Result<super::selector::SessionStarts, String>>,
     ) {
         let mut i = self.lock();
-        let refused = match &selector {
-            Some(Ok(s)) => Some(s.refused),
-            _ => None,
-        };
+        if let Some(Ok(s)) = &selector {
+            i.selector_refused = Some(s.refused);
+        }
+        let refused = i.selector_refused;
         i.sip = crate::jicofo::SipCalls {
             failures: match (sip.failures, refused) {
                 (None, None) => None,
