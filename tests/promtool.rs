@@ -16,21 +16,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Debian's `promtool` (or `PROMTOOL=/path`); a missing tool fails the test, never skips it.
 fn promtool() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROMTOOL") {
-        return p.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join("promtool");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "promtool not found in PATH: these tests check the metrics and alert rules with it. \
-         Install Debian's prometheus package (./scripts/test does: apt-get install prometheus), \
-         or set PROMTOOL=/path/to/promtool"
-    );
+    support::required_tool(
+        "PROMTOOL",
+        &["promtool"],
+        "these tests check the metrics and alert rules with it. Install Debian's prometheus \
+         package (./scripts/test does: apt-get install prometheus)",
+    )
 }
 
 /// Runs promtool with `args` in the repository root, `stdin` fed to it.

@@ -19,23 +19,12 @@ const BROWSER_LIMIT: Duration = Duration::from_secs(120);
 
 /// Debian's `chromium` (or `CHROMIUM=/path`); a missing browser fails the test, never skips it.
 fn chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return p.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "chromium not found in PATH: these tests drive the status page in a real browser. \
-         Install Debian's chromium package (./scripts/test does: apt-get install chromium), \
-         or set CHROMIUM=/path/to/chromium"
-    );
+    support::required_tool(
+        "CHROMIUM",
+        &["chromium", "chromium-browser"],
+        "these tests drive the status page in a real browser. Install Debian's chromium \
+         package (./scripts/test does: apt-get install chromium)",
+    )
 }
 
 /// What one headless Chromium run printed: stdout (the DOM with `--dump-dom`) and its log.

@@ -1070,3 +1070,24 @@ pub async fn refused_creates() -> (Scaler, FakeJicofo, FakeForeman) {
     .await;
     (s, jicofo, foreman)
 }
+
+/// A tool the tests need: the path in `env_var` if set, else the first of `names` on `PATH`. A
+/// missing tool fails the test (with `why` and how to install it), never skips it.
+pub fn required_tool(env_var: &str, names: &[&str], why: &str) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
+        return p.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "{} not found in PATH: {why}, or set {env_var}=/path",
+        names.join(" or ")
+    );
+}
