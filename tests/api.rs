@@ -10,7 +10,7 @@ use support::{Stack, run_with_config};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_rows() {
     let Stack { s, .. } = Stack::fresh(5, 5, "").await;
-    assert_eq!(s.settings().await, ["2", "80", "5"]);
+    assert_eq!(s.settings().await, ["2", "200", "5"]);
     let reply = s.request_as(None, Method::GET, "/scaler/min", "").await;
     assert_eq!(reply.content_type, "application/json");
 

@@ -379,7 +379,7 @@ async fn status_command_prints_the_tables() {
         String::from_utf8_lossy(&out.stderr)
     );
     for want in [
-        "Settings: min 3  max 80  bulk-max 5",
+        "Settings: min 3  max 200  bulk-max 5",
         "SHARD",
         "shard1",
         "Ledger:",

@@ -597,8 +597,11 @@ async fn serve_in_target_mode_sizes_for_the_start_path() {
 }
 
 /// `simulate --target` with a warm pool: the sizing uses the start path's lead, so the spares
-/// are those of a 30 s lead, not of 10 min provisioning (the pool's idle hours fall far below
-/// the same run's without a pool, at no more rejection).
+/// are those of a 30 s lead, not of 10 min provisioning. Sized for the create lead, the pool's
+/// idle spares alone would be the whole spare pipeline of the run without a pool (about 60
+/// gateways at 300/h); sized for the start lead, idle and starting hours together fall far
+/// below that pipeline (idle and booting), and idle alone below the run without a pool, at no
+/// more rejection.
 #[test]
 fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
     let run = |extra: &str| {
@@ -610,8 +613,15 @@ fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
     let pool = run("--warm-pool 130 --resume 30s");
     let (a, b) = (&none.policies[0], &pool.policies[0]);
     assert!(b.resumes > 1000, "{b:?}");
+    let pipeline = |w: &jitsi_scaler::sim::report::WorkerHours| w.idle + w.booting;
     assert!(
-        b.worker_hours.idle < 0.6 * a.worker_hours.idle,
+        pipeline(&b.worker_hours) < 0.6 * pipeline(&a.worker_hours),
+        "idle and booting {:?} with a pool vs {:?} without",
+        b.worker_hours,
+        a.worker_hours
+    );
+    assert!(
+        b.worker_hours.idle < a.worker_hours.idle,
         "idle {} with a pool vs {} without",
         b.worker_hours.idle,
         a.worker_hours.idle

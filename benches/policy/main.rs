@@ -120,8 +120,8 @@ const SCENARIOS: &[Scenario] = &[
         "Jicofo readings 30 s late",
         "--profile diurnal --rate 60/h --days 5 --stats-delay 30s",
     ),
-    // Heavy-tailed boots with every other setting at its default: `max` 80 and the 15 min
-    // boot timeout, which about 5 % of these boots exceed.
+    // Heavy-tailed boots with every other setting at its default: `max` 200 and the 15 min
+    // boot timeout, which about 5 % of these boots exceed (the measured boots lengthen it).
     Scenario {
         name: "heavy-tailed boots, defaults",
         args: "--profile diurnal --rate 60/h --days 5 --boot 10m --boot-cv 0.5",
@@ -492,8 +492,8 @@ const EXTRA_ROWS: &[(&str, &str, &str)] = &[
     ),
     (
         "heavy-tailed boots, defaults",
-        "ours-target, `max` 200",
-        "--max 200",
+        "ours-target, the legacy default `max` 80",
+        "--max 80",
     ),
 ];
 
@@ -702,7 +702,7 @@ fn run() -> Result<(), String> {
             .skip_while(|a| *a != "--max")
             .nth(1)
             .and_then(|m| m.parse::<i32>().ok())
-            .unwrap_or(80);
+            .unwrap_or(policy::Settings::default().max_total as i32);
         let peers = !TARGET_ONLY.contains(&sc.name);
         let _ = writeln!(md, "### {}\n", sc.name);
         let _ = writeln!(md, "`{common}`\n");
@@ -884,13 +884,13 @@ fn run() -> Result<(), String> {
                 let bound_05 = (mean(&oracle) + spare_05) / mean(&oracle);
                 let more = extra_rows.first().map_or(String::new(), |r| {
                     format!(
-                        "; with `max` 200: {:.2} % at {:.2} x",
+                        "; with the legacy `max` 80: {:.2} % at {:.2} x",
                         mean(&r.rejected),
                         mean(&r.ratio)
                     )
                 });
                 checks.push(format!(
-                    "| {} (asked for by a user, not a release target) | ours-target {rt:.2} % rejected (<= 0.5 %) at {xt:.2} x oracle (<= 1.3); the bound at the run's mean lead ({lead_s:.0} s) is {bound_x:.2} x at {rt:.2} % and {bound_05:.2} x at 0.5 %{more} | {} |",
+                    "| {} | ours-target {rt:.2} % rejected (<= 0.5 %) at {xt:.2} x oracle (<= 1.3); the bound at the run's mean lead ({lead_s:.0} s) is {bound_x:.2} x at {rt:.2} % and {bound_05:.2} x at 0.5 %{more} | {} |",
                     sc.name,
                     yes(rt <= 0.5 && xt <= 1.3)
                 ));

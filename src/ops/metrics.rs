@@ -739,7 +739,7 @@ fn capacity_gauges(r: &mut Registry, c: &policy::capacity::Sizing) {
     );
     r.register(
         "jitsi_scaler_capacity_arrival_rate",
-        "Arrival rate sized for (largest forecast over the lead window), calls per second",
+        "Arrival rate sized for (largest forecast over the coming mean lead), calls per second",
         g(c.rate.rate_per_hour / 3600.0),
     );
     r.register(

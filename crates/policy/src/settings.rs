@@ -17,7 +17,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             min_available: 2,
-            max_total: 80,
+            // Room for a peak of about 150 calls an hour on 10 min boots (48 busy, 24 booting,
+            // 35 spares); the legacy service's 80 held such a peak back at 1.5 % rejected.
+            max_total: 200,
             bulk_max: 5,
         }
     }

@@ -820,7 +820,7 @@ impl Demand {
         self.profile.expected_at(week).map(|r| r * self.day_scale())
     }
 
-    /// The rate to size for now: the largest forecast over the coming lead window, raised to
+    /// The rate to size for now: the largest forecast over the coming `lead_ms`, raised to
     /// the short-window rate when that is significantly higher (a step the profile does not
     /// know), and the short-window rate alone without a profile.
     pub fn sizing_rate(&self, week: WeekMs, lead_ms: u64) -> RateEstimate {
@@ -921,7 +921,7 @@ pub struct RateEstimate {
     pub rate_per_hour: f64,
     /// The short moving window's rate.
     pub short_per_hour: Option<f64>,
-    /// The profile's largest forecast over the lead window (times the day scale).
+    /// The profile's largest forecast over the coming mean lead (times the day scale).
     pub profile_peak_per_hour: Option<f64>,
     /// Today against the profile.
     pub day_scale: f64,

@@ -3,8 +3,10 @@
 //!
 //! Effective min = max(floor (the API's `min`), schedule, learned), capped by `max`. The
 //! learned part is the Erlang-B spare count, for the mean lead, of the largest forecast rate over
-//! the coming lead window (the high-percentile lead): rising demand is met a lead time ahead; a lower value is taken only once it has held
-//! for a whole lead window (no flapping).
+//! the coming mean lead: rising demand is met a lead time ahead. With a learned profile a lower
+//! value is taken at once (the forecast window already keeps what the next lead needs); without
+//! one, the rate is the short window's alone and a lower value is taken only once it has held
+//! for a whole high-percentile lead (no flapping).
 
 pub mod erlang;
 pub mod estimate;
@@ -33,8 +35,8 @@ pub enum Source {
     Learned,
     /// The learned count, raised by observed rejections.
     Feedback,
-    /// Held at the previous value (a lower one has not lasted a lead window yet, or a schedule
-    /// inhibits scale-down).
+    /// Held at the previous value (without a profile a lower one has not lasted a lead window
+    /// yet, or a schedule inhibits scale-down).
     Hold,
 }
 
@@ -68,8 +70,8 @@ pub struct Sizing {
     pub learned_without_feedback: u32,
     /// The rate figures.
     pub rate: RateEstimate,
-    /// Lead time (ms): high percentile of boots plus a tick and a poll; demand this far ahead
-    /// is met now.
+    /// Lead time (ms): high percentile of boots plus a tick and a poll; without a profile, how
+    /// long a lower value must hold before it is taken.
     pub lead_ms: u64,
     /// Mean lead (ms): mean boot plus half a tick and half a poll; sets the offered load.
     pub mean_lead_ms: u64,
@@ -121,7 +123,9 @@ impl Sizer {
         let cfg = *demand.config();
         let lead_ms = demand.lead_ms();
         let mean_lead_ms = demand.mean_lead_ms();
-        let rate = demand.sizing_rate(week, lead_ms);
+        // The forecast window is the mean lead: Erlang B's offered load already prices the
+        // spread of the boots, and a high-percentile window paid for a rise twice.
+        let rate = demand.sizing_rate(week, mean_lead_ms);
         let lead_h = mean_lead_ms as f64 / 3_600_000.0;
         let a = rate.rate_per_hour * lead_h;
         let target = cfg.target;
@@ -145,11 +149,15 @@ impl Sizer {
             Source::Learned
         };
         let inhibit = schedule.is_some_and(|s| s.inhibit_scale_down);
+        // With a learned profile the forecast window keeps what the next lead needs, and a
+        // step the short window raised ends when it no longer sees the step: a fall is taken at
+        // once. Without one the rate is the short window's alone, smoothed by the hold.
+        let hold_falls = rate.profile_peak_per_hour.is_none();
         if let Some(cur) = self.current
             && want < cur
         {
             let since = *self.lower_since.get_or_insert(now);
-            if inhibit || now.saturating_sub(since) < lead_ms {
+            if inhibit || (hold_falls && now.saturating_sub(since) < lead_ms) {
                 want = cur.min(max);
                 source = Source::Hold;
             } else {

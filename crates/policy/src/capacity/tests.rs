@@ -45,9 +45,14 @@ fn calls(
 /// Feeds readings every 15 s as `serve` would see them: busy = calls in progress (single-use:
 /// until the gateway exits 10 s after the call), completions = `expired` requests (single-use).
 fn feed(d: &mut Demand, calls: &[(u64, u64)], hours: u64, single_use: bool, offset: u64) {
+    feed_until(d, calls, hours * H, single_use, offset);
+}
+
+/// [`feed`] up to `until` ms.
+fn feed_until(d: &mut Demand, calls: &[(u64, u64)], until: u64, single_use: bool, offset: u64) {
     let tick = 15_000;
     let mut t = 0;
-    while t <= hours * H {
+    while t <= until {
         let busy = calls
             .iter()
             .filter(|&&(a, dur)| a <= t && t < a + dur + if single_use { 10_000 } else { 0 })
@@ -235,22 +240,24 @@ fn floor_schedule_and_max_bound_the_learned_value() {
 }
 
 #[test]
-fn rising_demand_is_met_a_lead_ahead_and_a_fall_waits_one_lead() {
+fn rising_demand_is_met_a_mean_lead_ahead_and_a_forecast_fall_is_taken_at_once() {
     // 20/h until 10:00, 140/h from 10:00 (hour-centre interpolation: the ramp starts at 09:30).
     let mut p = Profile::default();
     for hw in 0..WEEK_HOURS {
         p.learn(hw, if hw % 24 >= 10 { 140.0 } else { 20.0 }, 1.0);
     }
     let mut d = Demand::new(cfg(), p);
+    let mean_lead = d.mean_lead_ms();
     let lead = d.lead_ms();
+    assert!(mean_lead < lead);
     let mut sz = Sizer::new();
     let early = sz.size(&mut d, 0, 9 * H, 1, None, 1000).effective_min;
-    // A lead before 10:30 the forecast window already reaches the 10:00-11:00 level.
-    let ahead = sz.size(&mut d, 1, 10 * H + H / 2 - lead, 1, None, 1000);
+    // A mean lead before 10:30 the forecast window already reaches the 10:00-11:00 level.
+    let ahead = sz.size(&mut d, 1, 10 * H + H / 2 - mean_lead, 1, None, 1000);
     let at = Sizer::new().size(&mut d, 1, 10 * H + H / 2, 1, None, 1000);
     assert!(ahead.effective_min > early);
     assert_eq!(ahead.effective_min, at.effective_min);
-    // Falling: a lower value is held for one lead window, then taken.
+    // Falling as the profile forecasts: taken at once (the window kept what the lead needs).
     let mut sz = Sizer::new();
     let high = sz.size(&mut d, 0, 12 * H, 1, None, 1000).effective_min;
     let low = Sizer::new()
@@ -258,15 +265,8 @@ fn rising_demand_is_met_a_lead_ahead_and_a_fall_waits_one_lead() {
         .effective_min;
     assert!(low < high);
     let t0 = 1_000_000;
-    let held = sz.size(&mut d, t0, 2 * H, 1, None, 1000);
-    assert_eq!((held.effective_min, held.source), (high, Source::Hold));
-    let still = sz.size(&mut d, t0 + lead - 1, 2 * H, 1, None, 1000);
-    assert_eq!(still.effective_min, high);
-    assert_eq!(
-        sz.size(&mut d, t0 + lead, 2 * H, 1, None, 1000)
-            .effective_min,
-        low
-    );
+    let fell = sz.size(&mut d, t0, 2 * H, 1, None, 1000);
+    assert_eq!((fell.effective_min, fell.source), (low, Source::Learned));
     // A schedule that inhibits scale-down holds the high value.
     let mut sz = Sizer::new();
     sz.size(&mut d, 0, 12 * H, 1, None, 1000);
@@ -276,6 +276,70 @@ fn rising_demand_is_met_a_lead_ahead_and_a_fall_waits_one_lead() {
     });
     let s = sz.size(&mut d, 10 * lead, 2 * H, 1, inhibit, 1000);
     assert_eq!(s.effective_min, high);
+}
+
+#[test]
+fn a_fall_waits_one_lead_only_without_a_profile() {
+    // The profile says 30/h; the last 8 minutes ran 200/h, a step it does not know (too short
+    // to move the day scale much).
+    let flat = || {
+        let mut p = Profile::default();
+        for hw in 0..WEEK_HOURS {
+            p.learn(hw, 30.0, 1.0);
+        }
+        p
+    };
+    let step = |t: u64| if t >= 52 * 60_000 { 200.0 } else { 30.0 };
+    let stepped_calls = calls(3, 1, 200.0, step, 20.0 * 60_000.0);
+    let quiet_calls = calls(4, 1, 30.0, |_| 30.0, 20.0 * 60_000.0);
+    let demand = |p: Profile, c: &[(u64, u64)]| {
+        let mut d = Demand::new(cfg(), p);
+        feed(&mut d, c, 1, true, 0);
+        d
+    };
+    // With a profile: the short window's raise ends when the short window no longer sees the
+    // step, at once.
+    let (mut stepped, mut quiet) = (demand(flat(), &stepped_calls), demand(flat(), &quiet_calls));
+    let mut sz = Sizer::new();
+    let high = sz.size(&mut stepped, H, H, 1, None, 1000);
+    let forecast = high.rate.profile_peak_per_hour.unwrap_or(f64::MAX);
+    assert!(high.rate.rate_per_hour > forecast, "{:?}", high.rate);
+    let low = Sizer::new()
+        .size(&mut quiet, H, H, 1, None, 1000)
+        .effective_min;
+    assert!(low < high.effective_min);
+    let fell = sz.size(&mut quiet, H + 1, H, 1, None, 1000);
+    assert_eq!((fell.effective_min, fell.source), (low, Source::Learned));
+    // Without one (the first hour, not yet learned) the rate is the short window's alone: a
+    // fall is held for a whole lead.
+    let first_hour = |c: &[(u64, u64)]| {
+        let mut d = Demand::new(cfg(), Profile::default());
+        feed_until(&mut d, c, 59 * 60_000, true, 0);
+        d
+    };
+    let (mut stepped, mut quiet) = (first_hour(&stepped_calls), first_hour(&quiet_calls));
+    let t = 59 * 60_000;
+    let mut sz = Sizer::new();
+    let high = sz.size(&mut stepped, t, t, 1, None, 1000);
+    assert_eq!(high.rate.profile_peak_per_hour, None);
+    let high = high.effective_min;
+    let low = Sizer::new()
+        .size(&mut quiet, t, t, 1, None, 1000)
+        .effective_min;
+    assert!(low < high, "{low} {high}");
+    let lead = quiet.lead_ms();
+    let held = sz.size(&mut quiet, t + 1, t, 1, None, 1000);
+    assert_eq!((held.effective_min, held.source), (high, Source::Hold));
+    assert_eq!(
+        sz.size(&mut quiet, t + lead, t, 1, None, 1000)
+            .effective_min,
+        high
+    );
+    assert_eq!(
+        sz.size(&mut quiet, t + 1 + lead, t, 1, None, 1000)
+            .effective_min,
+        low
+    );
 }
 
 #[test]
