@@ -630,7 +630,7 @@ fn simulate_target_mode_with_a_warm_pool_sizes_for_the_resume_lead() {
     assert_pool_run_is_sound(b);
 }
 
-/// Jicofo 3 s behind the hosts: three idle hosts powered off into the pool leave Jicofo's
+/// Jicofo 6 s behind the hosts: three idle hosts powered off into the pool leave Jicofo's
 /// count only after their power-off is done, and that drop is the scaler's own doing: nothing
 /// is started again for it, and `min` holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,7 +655,7 @@ async fn hosts_stopped_into_the_pool_are_not_started_again_when_jicofo_lags() {
             .count()
     };
     assert_eq!(starts(), 5);
-    stack.jicofo.state.lock().expect("lock").lag = Duration::from_secs(3);
+    stack.jicofo.state.lock().expect("lock").lag = Duration::from_secs(6);
     let (code, body) = s.post("/scaler/min", "2").await;
     assert_eq!(code, 204, "{body}");
     for h in &pool_hosts[..3] {
@@ -668,7 +668,7 @@ async fn hosts_stopped_into_the_pool_are_not_started_again_when_jicofo_lags() {
     )
     .await;
     // Past the lag, Jicofo's drop of the three, and a few seconds of ticks.
-    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let until = std::time::Instant::now() + Duration::from_secs(11);
     while std::time::Instant::now() < until {
         let st = s.status().await;
         assert_eq!(starts(), 5, "a start for the scaler's own stops: {st:#}");
