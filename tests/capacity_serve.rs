@@ -276,10 +276,11 @@ fn plan_for(calls: u32, lead: &str) -> u64 {
     v["spare"].as_u64().expect("spare")
 }
 
-/// A fresh start at defaults (2 min boots assumed), then 6 calls appear in one Jicofo reading
-/// 1 s or 20 s later: the effective min never goes above what `plan` gives for 6 calls in 10
-/// minutes (it used to read 21578 calls/h and size up to `max`). And `serve` started while
-/// calls run launches nothing beyond the floor: the calls already running are a baseline.
+/// A fresh start at the default settings (`min` 2, `max` 200; 2 min boots assumed), then 6
+/// calls appear in one Jicofo reading 1 s or 20 s later: the effective min never goes above
+/// what `plan` gives for 6 calls in 10 minutes (it used to read 21578 calls/h and size up to
+/// `max`). And `serve` started while calls run launches nothing beyond the floor: the calls
+/// already running are a baseline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_one_reading_after_a_start_are_a_few_calls_not_a_rate() {
     let bound = plan_for(6, "120400ms").max(2);
@@ -288,7 +289,7 @@ async fn calls_in_one_reading_after_a_start_are_a_few_calls_not_a_rate() {
         let foreman = FakeForeman::start().await;
         let config = target_config(&jicofo.url, &foreman.url, "")
             .replace("default_boot = \"1s\"", "default_boot = \"2m\"");
-        let s = Scaler::start(&format!("[settings]\nmin = 2\nmax = 80\n{config}")).await;
+        let s = Scaler::start(&config).await;
         s.eventually("a first sizing", WAIT, |st| eff(st) >= 2)
             .await;
         tokio::time::sleep(gap).await;
@@ -310,7 +311,7 @@ async fn calls_in_one_reading_after_a_start_are_a_few_calls_not_a_rate() {
     let foreman = FakeForeman::start().await;
     let config = target_config(&jicofo.url, &foreman.url, "")
         .replace("default_boot = \"1s\"", "default_boot = \"2m\"");
-    let s = Scaler::start(&format!("[settings]\nmin = 2\nmax = 80\n{config}")).await;
+    let s = Scaler::start(&config).await;
     s.fresh().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let st = s.status().await;
