@@ -82,12 +82,15 @@ fn min_flag(c: &Case, lead_s: f64) -> String {
     }
     match c.diurnal_mean_per_hour {
         Some(m) => format!("--min-schedule {}", hourly_min(m, lead_s)),
-        None => {
-            let k =
-                spare_needed(c.peak_per_hour / 3600.0 * lead_s, TARGET_REJECTION).unwrap_or(100);
-            format!("--min {}", k.clamp(1, 100))
-        }
+        None => format!("--min {}", flat_min(c, lead_s)),
     }
+}
+
+/// The flat Erlang-B `min` for the peak rate and a lead time.
+fn flat_min(c: &Case, lead_s: f64) -> u32 {
+    spare_needed(c.peak_per_hour / 3600.0 * lead_s, TARGET_REJECTION)
+        .unwrap_or(100)
+        .clamp(1, 100)
 }
 
 /// Runs the cases; returns the markdown block.
@@ -162,12 +165,7 @@ pub fn section(o: &Options) -> String {
             // run without a pool: the worker-hours then compare equal service (the Erlang-B
             // min for the nominal resume lead undersizes the measured start path).
             if i == 1 && c.spares == Spares::ErlangMin && c.diurnal_mean_per_hour.is_none() {
-                let k0 = spare_needed(
-                    c.peak_per_hour / 3600.0 * (c.resume_s + LEAD_EXTRA_S),
-                    TARGET_REJECTION,
-                )
-                .unwrap_or(100)
-                .clamp(1, 100);
+                let k0 = flat_min(c, c.resume_s + LEAD_EXTRA_S);
                 let mut k = k0;
                 while mean(&rejected(&reports)) > rejected_without_pool && k < k0 + 10 {
                     k += 1;
