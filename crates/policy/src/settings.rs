@@ -17,8 +17,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             min_available: 2,
-            // Room for a peak of about 150 calls an hour on 10 min boots (48 busy, 24 booting,
-            // 35 spares); the legacy service's 80 held such a peak back at 1.5 % rejected.
+            // Room for a peak of about 150 calls an hour on 10 min boots (48 in calls, about 35
+            // spares of which 24 booting); the legacy service's 80 held it back: 1.6 % rejected.
             max_total: 200,
             bulk_max: 5,
         }
